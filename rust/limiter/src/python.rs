@@ -1,0 +1,130 @@
+//! PyO3 binding: class `SharedLimiter` and function `hash_key`.
+//!
+//! ```python
+//! lim = SharedLimiter.create(bucket_slots=65536, counter_slots=65536)   # master
+//! fd = lim.fd                      # inherit it (fork) or pass it (pass_fds=[fd])
+//! lim = SharedLimiter.attach(fd)   # worker
+//! allowed, delay = lim.acquire(b"route1:10.0.0.1", rate=100.0, burst=20.0)
+//! allowed, remaining, reset = lim.count("route1:10.0.0.1", 1000, 60.0)
+//! ```
+//!
+//! The object is immutable (frozen) and `Sync`, so several Python threads may share it; each
+//! call takes the clock itself (`CLOCK_MONOTONIC`) and is a few atomics, so the GIL is kept.
+
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::{hash_key as rust_hash_key, monotonic_ns, Limiter};
+
+/// Hashes a `str` (UTF-8) or `bytes` key without copying.
+fn key_hash(key: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(s) = key.cast::<PyString>() {
+        return Ok(rust_hash_key(s.to_str()?.as_bytes()));
+    }
+    if let Ok(b) = key.cast::<PyBytes>() {
+        return Ok(rust_hash_key(b.as_bytes()));
+    }
+    Err(PyTypeError::new_err("key must be str or bytes"))
+}
+
+fn seconds_to_ns(seconds: f64) -> PyResult<u64> {
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(PyValueError::new_err("window_seconds must be a positive finite number"));
+    }
+    Ok((seconds * 1e9).round().clamp(1.0, u64::MAX as f64) as u64)
+}
+
+fn ns_to_seconds(ns: u64) -> f64 {
+    if ns == u64::MAX {
+        f64::INFINITY
+    } else {
+        ns as f64 / 1e9
+    }
+}
+
+/// Rate-limiting state shared by the gateway's processes (memfd + atomics).
+#[pyclass(frozen, module = "gateway._native", name = "SharedLimiter")]
+pub struct SharedLimiter {
+    inner: Limiter,
+}
+
+#[pymethods]
+impl SharedLimiter {
+    /// Creates a new shared region (call in the master, before starting workers).
+    #[staticmethod]
+    #[pyo3(signature = (bucket_slots = 65536, counter_slots = 65536))]
+    fn create(bucket_slots: usize, counter_slots: usize) -> PyResult<SharedLimiter> {
+        let inner = Limiter::create(bucket_slots, counter_slots)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(SharedLimiter { inner })
+    }
+
+    /// Maps the region behind an inherited fd (the fd is not closed by this object).
+    #[staticmethod]
+    fn attach(fd: i32) -> PyResult<SharedLimiter> {
+        let inner = Limiter::attach(fd).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(SharedLimiter { inner })
+    }
+
+    /// The memfd number.
+    #[getter]
+    fn fd(&self) -> i32 {
+        self.inner.fd()
+    }
+
+    /// Number of decisions that failed open because a table window was full.
+    #[getter]
+    fn overflow(&self) -> u64 {
+        self.inner.overflow()
+    }
+
+    /// Token bucket (nginx limit_req): returns (allowed, delay_seconds). When allowed, delay is
+    /// how long to hold the request (0 within the rate; ignore for nodelay); when rejected, the
+    /// time until a request would be admitted (inf if never).
+    #[pyo3(signature = (key, rate, burst = 0.0, cost = 1.0))]
+    fn acquire(&self, key: &Bound<'_, PyAny>, rate: f64, burst: f64, cost: f64) -> PyResult<(bool, f64)> {
+        let h = key_hash(key)?;
+        let d = self.inner.acquire(h, rate, burst, cost, monotonic_ns());
+        Ok((d.allowed, ns_to_seconds(d.delay_ns)))
+    }
+
+    /// Window counter (APISIX limit-count): returns (allowed, remaining, reset_seconds).
+    #[pyo3(signature = (key, limit, window_seconds, cost = 1, sliding = false))]
+    fn count(
+        &self,
+        key: &Bound<'_, PyAny>,
+        limit: u64,
+        window_seconds: f64,
+        cost: u64,
+        sliding: bool,
+    ) -> PyResult<(bool, u64, f64)> {
+        let h = key_hash(key)?;
+        let window = seconds_to_ns(window_seconds)?;
+        let d = self.inner.count(h, limit, window, cost, monotonic_ns(), sliding);
+        Ok((d.allowed, d.remaining, ns_to_seconds(d.reset_ns)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SharedLimiter(fd={}, bucket_slots={}, counter_slots={})",
+            self.inner.fd(),
+            self.inner.bucket_slots(),
+            self.inner.counter_slots()
+        )
+    }
+}
+
+/// The 64-bit key hash used by SharedLimiter (FNV-1a 64 + fmix64, never 0).
+#[pyfunction]
+#[pyo3(name = "hash_key")]
+fn py_hash_key(key: &Bound<'_, PyAny>) -> PyResult<u64> {
+    key_hash(key)
+}
+
+/// Adds `SharedLimiter` and `hash_key` to `m`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SharedLimiter>()?;
+    m.add_function(wrap_pyfunction!(py_hash_key, m)?)?;
+    Ok(())
+}
