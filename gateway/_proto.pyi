@@ -1,0 +1,161 @@
+"""Type stubs for gateway._proto (pyext/_proto.pyx): the data plane's connection protocol."""
+from typing import Any, Callable, Iterable
+
+PASS_HOST_PASS: int
+PASS_HOST_NODE: int
+PASS_HOST_REWRITE: int
+
+def reason_phrase(status: int) -> str: ...
+
+class Response:
+    status: int
+    body: bytes
+    headers: Any
+    def __init__(self, status: int = 200, body: bytes | str = b"",
+                 headers: Iterable[tuple[str, str]] | dict[str, str] | None = None) -> None: ...
+
+class UpstreamNode:
+    host: str
+    port: int
+    weight: int
+    host_header: bytes
+    key: tuple[str, int]
+    active: int
+    def __init__(self, host: str, port: int, weight: int = 1) -> None: ...
+
+class UpstreamGroup:
+    id: str
+    nodes: list[UpstreamNode]
+    type: str
+    retries: int
+    connect_timeout: float
+    send_timeout: float
+    read_timeout: float
+    keepalive_size: int
+    keepalive_idle: float
+    keepalive_requests: int
+    pass_host: int
+    upstream_host: bytes
+    def __init__(self, id: str, nodes: list[UpstreamNode], type: str = "roundrobin",
+                 retries: int = 1, connect_timeout: float = 6.0, send_timeout: float = 60.0,
+                 read_timeout: float = 60.0, keepalive_size: int = 320,
+                 keepalive_idle: float = 60.0, keepalive_requests: int = 1000,
+                 pass_host: int = 0, upstream_host: bytes = b"") -> None: ...
+    def pick(self, exclude: set[UpstreamNode] | None = None) -> UpstreamNode | None: ...
+
+class RouteEntry:
+    index: int
+    id: str
+    upstream: UpstreamGroup | None
+    rewrite: tuple[Callable[..., Any], ...]
+    access: tuple[Callable[..., Any], ...]
+    before_proxy: tuple[Callable[..., Any], ...]
+    header_filter: tuple[Callable[..., Any], ...]
+    log: tuple[Callable[..., Any], ...]
+    request_hooks: tuple[Callable[..., Any], ...]
+    has_plugins: bool
+    plugins: dict[str, Any]
+    def __init__(self, index: int, id: str, upstream: UpstreamGroup | None = None,
+                 rewrite: tuple[Callable[..., Any], ...] = (),
+                 access: tuple[Callable[..., Any], ...] = (),
+                 before_proxy: tuple[Callable[..., Any], ...] = (),
+                 header_filter: tuple[Callable[..., Any], ...] = (),
+                 log: tuple[Callable[..., Any], ...] = (),
+                 plugins: dict[str, Any] | None = None) -> None: ...
+
+class Runtime:
+    version: int
+    router: Any
+    routes: list[RouteEntry]
+    header_timeout: float
+    body_timeout: float
+    keepalive_timeout: float
+    send_timeout: float
+    max_body: int
+    def __init__(self, version: int, router: Any, routes: list[RouteEntry],
+                 max_request_line: int = 8192, max_header_size: int = 32768,
+                 max_headers: int = 100, header_timeout: float = 10.0,
+                 body_timeout: float = 60.0, keepalive_timeout: float = 60.0,
+                 send_timeout: float = 60.0, max_body: int = 0) -> None: ...
+
+class Server:
+    loop: Any
+    runtime: Runtime
+    draining: bool
+    sweep_interval: float
+    on_log: Callable[[Exchange], None] | None
+    requests_total: int
+    connections_total: int
+    @property
+    def stats(self) -> dict[str, int]: ...
+    scheme: str
+    def __init__(self, loop: Any, runtime: Runtime, sweep_interval: float = 0.25) -> None: ...
+    def protocol_factory(self) -> ClientConnection: ...
+    def set_runtime(self, runtime: Runtime) -> None: ...
+    @property
+    def active_clients(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    def start_draining(self) -> None: ...
+    def close_all(self) -> None: ...
+
+class UpstreamConnection:
+    node: UpstreamNode
+    state: int
+    requests: int
+
+class ClientConnection:
+    client_ip: bytes
+    client_port: int
+    state: int
+    requests: int
+
+class Exchange:
+    """One proxied request; the context object every plugin phase receives."""
+    runtime: Runtime
+    route: RouteEntry | None
+    method_id: int
+    is_head: bool
+    keep_alive: bool
+    node: UpstreamNode | None
+    response_started: bool
+    status: int
+    start_time: float
+    upstream_start: float
+    upstream_latency: float
+    bytes_sent: int
+    params: list[tuple[str, str]] | None
+    vars: dict[str, Any] | None
+    consumer: Any
+    upstream_header_set: list[tuple[bytes, bytes]] | None
+    upstream_header_remove: set[bytes] | None
+    upstream_path: bytes | None
+    response_headers: list[list[str]] | None
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def raw_target(self) -> bytes: ...
+    @property
+    def query_string(self) -> str: ...
+    @property
+    def args(self) -> dict[str, str]: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def client_ip(self) -> str: ...
+    @property
+    def client_port(self) -> int: ...
+    @property
+    def route_id(self) -> str | None: ...
+    @property
+    def http_version(self) -> str: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    def header(self, name: str, default: str | None = None) -> str | None: ...
+    def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None: ...
+    def remove_upstream_header(self, name: str | bytes) -> None: ...
+    def set_upstream_uri(self, uri: str | bytes) -> None: ...
+    def set_response_header(self, name: str, value: str) -> None: ...
+    def remove_response_header(self, name: str) -> None: ...

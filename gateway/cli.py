@@ -1,0 +1,66 @@
+"""Command line: ``gateway run`` serves, ``gateway check`` validates a config file."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from gateway import __version__
+
+
+def parse_workers(value: str) -> int | None:
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("workers must be a positive integer or 'auto'") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("workers must be >= 1")
+    return count
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.server.master import run_master
+
+    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s [master %(process)d] %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    return run_master(args.config, args.workers)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
+    from gateway.server.master import load_and_check
+
+    try:
+        config = load_and_check(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{args.config}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return 2
+    print(f"{args.config}: ok ({len(config.routes)} routes, {len(config.upstreams)} upstreams, "
+          f"{len(config.consumers)} consumers)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the master and its workers")
+    run.add_argument("-c", "--config", help="config file (default: the embedded demo config)")
+    run.add_argument("-w", "--workers", type=parse_workers, default=None,
+                     help="worker processes: a number or 'auto' (one per core); "
+                          "default: gateway.workers from the config")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="validate a config file and print every error")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(func=cmd_check)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Typed configuration schema (see DESIGN.md, "Configuration contract").
+
+Field names follow Apache APISIX where APISIX has the same concept, so that
+users can carry their route/upstream definitions over.
+
+The structs only check what a type can express (types, ranges, enums).
+Everything that needs more than one field, or a grammar (addresses, host
+names, URI patterns, hash keys), lives in :func:`gateway.config.loader.validate_config`
+so that a bad file reports every problem at once instead of the first one
+msgspec trips over.
+
+Units: every duration is in seconds (float), every size in bytes (int).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "AdminSettings",
+    "Config",
+    "Consumer",
+    "GatewaySettings",
+    "GlobalRules",
+    "HTTP_METHODS",
+    "Keepalive",
+    "Node",
+    "Route",
+    "Timeout",
+    "Upstream",
+]
+
+#: Methods a route may name (APISIX's list).
+HTTP_METHODS: frozenset[str] = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "PURGE"}
+)
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PluginMap = dict[str, dict[str, Any]]
+
+
+class _Struct(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+):
+    """Base: immutable so a snapshot shared by the router, the plugins and
+    the admin API cannot be changed behind their back; unknown keys are
+    errors because a typo ("upsteam_id") must not silently change routing."""
+
+
+def _set(obj: msgspec.Struct, name: str, value: Any) -> None:
+    # Normalisation happens once at construction; the struct is frozen for
+    # everybody else afterwards.
+    msgspec.structs.force_setattr(obj, name, value)
+
+
+# --------------------------------------------------------------------------- node
+
+
+class AdminSettings(_Struct, kw_only=True):
+    #: host:port of the Admin API; loopback by default so it is never exposed by accident.
+    listen: str = "127.0.0.1:9180"
+    #: API key. None = no key configured; "" = the admin API generates one at start.
+    key: str | None = None
+    #: Client networks (CIDR) allowed to reach the Admin API.
+    allow_admin: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+
+class GatewaySettings(_Struct, kw_only=True):
+    #: Proxy listen addresses, "host:port" or "[v6addr]:port". A single string is accepted.
+    listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
+    #: Worker processes: an int >= 1, or "auto" for one per CPU.
+    workers: PositiveInt | Literal["auto"] = "auto"
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    #: Where routes/upstreams/consumers are stored: this file, or etcd.
+    store: Literal["file", "etcd"] = "file"
+
+    # Data-plane limits. Defaults follow nginx so behaviour is unsurprising
+    # next to it; all times in seconds, all sizes in bytes.
+    #: Time allowed to receive the whole request head (nginx client_header_timeout).
+    client_header_timeout: PositiveSeconds = 10.0
+    #: Max time between two reads of the request body (nginx client_body_timeout).
+    client_body_timeout: PositiveSeconds = 60.0
+    #: Idle time of a client keep-alive connection; 0 disables keep-alive (nginx keepalive_timeout).
+    keepalive_timeout: Seconds = 60.0
+    #: Max time between two successful writes to the client (nginx send_timeout).
+    send_timeout: PositiveSeconds = 60.0
+    #: Max bytes of the request line (nginx large_client_header_buffers size).
+    max_request_line: PositiveInt = 8192
+    #: Max bytes of the whole request head.
+    max_header_size: PositiveInt = 32768
+    #: Max number of request header fields.
+    max_headers: PositiveInt = 100
+    #: Max request body bytes; 0 = unlimited (APISIX's default, unlike nginx's 1 MiB).
+    client_max_body_size: NonNegInt = 0
+    #: On SIGTERM, how long in-flight requests may take before workers exit.
+    graceful_shutdown_timeout: Seconds = 10.0
+    #: Access log: a file path, "stdout", or None for off (off by default: it costs CPU per request).
+    access_log: str | None = None
+    #: Directory for the persisted last-known-good config; None = the caller picks a default.
+    state_dir: str | None = None
+
+
+# ----------------------------------------------------------------------- upstream
+
+
+class Node(_Struct, kw_only=True):
+    host: str
+    port: Port
+    #: 0 keeps the node defined but sends it no traffic.
+    weight: NonNegInt = 1
+    #: Higher priority nodes are used first; lower ones only when those are down (APISIX).
+    priority: int = 0
+
+
+class Timeout(_Struct, kw_only=True):
+    connect: PositiveSeconds = 6.0
+    send: PositiveSeconds = 60.0
+    read: PositiveSeconds = 60.0
+
+
+class Keepalive(_Struct, kw_only=True):
+    #: Idle connections kept per upstream per worker.
+    size: NonNegInt = 320
+    #: Seconds an idle pooled connection is kept.
+    idle_timeout: Seconds = 60.0
+    #: Requests served on one upstream connection before it is closed.
+    requests: PositiveInt = 1000
+
+
+class Upstream(_Struct, kw_only=True):
+    #: None only for an upstream given inline in a route.
+    id: str | None = None
+    name: str | None = None
+    desc: str | None = None
+    type: Literal["roundrobin", "least_conn", "chash", "ewma"] = "roundrobin"
+    #: chash only: what `key` names (APISIX semantics).
+    hash_on: Literal["vars", "header", "cookie", "consumer", "vars_combinations"] = "vars"
+    #: chash only: e.g. "remote_addr", "uri", "arg_x", "http_x"/"header_x", "cookie_x", "consumer".
+    key: str | None = None
+    nodes: list[Node]
+    timeout: Timeout = msgspec.field(default_factory=Timeout)
+    #: Retries on another node; None = number of nodes - 1 (APISIX).
+    retries: NonNegInt | None = None
+    #: Total seconds retries may take; None or 0 = no limit.
+    retry_timeout: Seconds | None = None
+    keepalive: Keepalive = msgspec.field(default_factory=Keepalive)
+    scheme: Literal["http"] = "http"
+    #: Host header sent upstream: the client's, the node's, or `upstream_host`.
+    pass_host: Literal["pass", "node", "rewrite"] = "pass"
+    upstream_host: str | None = None
+
+    @property
+    def effective_retries(self) -> int:
+        """Retries to use at run time, with APISIX's default applied."""
+        if self.retries is not None:
+            return self.retries
+        return max(len(self.nodes) - 1, 0)
+
+
+# -------------------------------------------------------------------------- route
+
+
+class Route(_Struct, kw_only=True):
+    id: str
+    name: str | None = None
+    desc: str | None = None
+    #: Path pattern: exact "/a/b", parameters "/users/:id", prefix "/static/*".
+    uri: str | None = None
+    uris: list[str] | None = None
+    #: Host names (lowercased); "*.example.com" matches any subdomain. No ports.
+    host: str | None = None
+    hosts: list[str] | None = None
+    #: Uppercased; None = every method.
+    methods: list[str] | None = None
+    #: Higher wins when several routes match.
+    priority: int = 0
+    upstream_id: str | None = None
+    upstream: Upstream | None = None
+    plugins: PluginMap = {}
+    #: 1 = enabled, 0 = disabled (kept in config, not routed), as in APISIX.
+    status: Literal[0, 1] = 1
+    enable_websocket: bool = False
+    #: Overrides the upstream's timeouts for this route.
+    timeout: Timeout | None = None
+
+    def __post_init__(self) -> None:
+        # Host names and methods are case-insensitive on the wire; normalising
+        # once here lets the router compare bytes without folding per request.
+        if self.host is not None:
+            _set(self, "host", self.host.lower())
+        if self.hosts is not None:
+            _set(self, "hosts", [h.lower() for h in self.hosts])
+        if self.methods is not None:
+            _set(self, "methods", [m.upper() for m in self.methods])
+
+    @property
+    def paths(self) -> list[str]:
+        """The route's URI patterns whichever of `uri`/`uris` was used."""
+        if self.uris is not None:
+            return list(self.uris)
+        return [self.uri] if self.uri is not None else []
+
+    @property
+    def host_list(self) -> list[str]:
+        """The route's host patterns whichever of `host`/`hosts` was used; [] = any host."""
+        if self.hosts is not None:
+            return list(self.hosts)
+        return [self.host] if self.host is not None else []
+
+
+# ---------------------------------------------------------------------- consumers
+
+
+class Consumer(_Struct, kw_only=True):
+    username: str
+    desc: str | None = None
+    group_id: str | None = None
+    labels: dict[str, str] = {}
+    plugins: PluginMap = {}
+
+
+class GlobalRules(_Struct, kw_only=True):
+    #: Plugins run on every route.
+    plugins: PluginMap = {}
+
+
+# ------------------------------------------------------------------------- config
+
+# Deterministic key order makes the encoding canonical, so equal configs hash equal.
+_canonical_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+class Config(_Struct, kw_only=True):
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    upstreams: list[Upstream] = []
+    routes: list[Route] = []
+    consumers: list[Consumer] = []
+    global_rules: GlobalRules = msgspec.field(default_factory=GlobalRules)
+
+    def upstream_by_id(self) -> dict[str, Upstream]:
+        """Top-level upstreams keyed by id (ids are unique in a validated config)."""
+        return {u.id: u for u in self.upstreams if u.id is not None}
+
+    def fingerprint(self) -> str:
+        """Config version identity: sha256 hex of the canonical JSON encoding.
+
+        Independent of YAML formatting, comments and key order, so a reload
+        of an unchanged file is recognised as a no-op.
+        """
+        return hashlib.sha256(_canonical_encoder.encode(self)).hexdigest()

@@ -1,0 +1,119 @@
+"""Compiles a validated Config into a ``Runtime``: the router, route entries with plugin chains
+ordered by priority, and upstream groups. Workers build one per config version and swap it in
+atomically; a request keeps the runtime it started with."""
+from __future__ import annotations
+
+from typing import Any
+
+from gateway._native import Router
+from gateway._proto import RouteEntry, Runtime, UpstreamGroup, UpstreamNode
+from gateway.config import Config, Route, Upstream
+from gateway.plugins import PHASES, Plugin
+from gateway.plugins.registry import instantiate
+
+PASS_HOST = {"pass": 0, "node": 1, "rewrite": 2}
+
+# Balancers the data plane implements; the others in the schema belong to a later issue and are
+# refused by name instead of being silently treated as round robin.
+SUPPORTED_BALANCERS = {"roundrobin"}
+
+
+class CompileError(ValueError):
+    """A config that validated but cannot be compiled (e.g. an invalid route pattern)."""
+
+
+def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
+    if upstream.type not in SUPPORTED_BALANCERS:
+        raise CompileError(f"{label}: balancer type '{upstream.type}' is not supported yet "
+                           f"(supported: {', '.join(sorted(SUPPORTED_BALANCERS))})")
+    nodes = [UpstreamNode(n.host, n.port, n.weight) for n in upstream.nodes]
+    timeout = route_timeout or upstream.timeout
+    retries = upstream.retries if upstream.retries is not None else max(len(nodes) - 1, 0)
+    return UpstreamGroup(
+        upstream.id or label,
+        nodes,
+        upstream.type,
+        retries,
+        float(timeout.connect),
+        float(timeout.send),
+        float(timeout.read),
+        upstream.keepalive.size,
+        float(upstream.keepalive.idle_timeout),
+        upstream.keepalive.requests,
+        PASS_HOST[upstream.pass_host],
+        (upstream.upstream_host or "").encode(),
+    )
+
+
+def with_timeout(group: UpstreamGroup, timeout: Any) -> UpstreamGroup:
+    """A route's own timeouts over a shared upstream: same nodes (and balancer state)."""
+    copy = UpstreamGroup(group.id, group.nodes, group.type, group.retries, float(timeout.connect),
+                         float(timeout.send), float(timeout.read), group.keepalive_size,
+                         group.keepalive_idle, group.keepalive_requests, group.pass_host,
+                         group.upstream_host)
+    return copy
+
+
+def plugin_chain(plugins: list[Plugin]) -> dict[str, tuple[Any, ...]]:
+    """Bound phase methods per phase, highest priority first (ties keep config order)."""
+    ordered = sorted(plugins, key=lambda p: -p.priority)
+    return {phase: tuple(getattr(p, phase) for p in ordered if phase in p.phases())
+            for phase in PHASES}
+
+
+def compile_runtime(config: Config, version: int) -> Runtime:
+    groups: dict[str, UpstreamGroup] = {}
+    for i, upstream in enumerate(config.upstreams):
+        groups[upstream.id or f"upstreams[{i}]"] = compile_upstream(upstream, f"upstreams[{i}]")
+    global_plugins = [instantiate(name, raw) for name, raw in config.global_rules.plugins.items()]
+
+    specs: list[tuple[list[str], list[str], list[str], int]] = []
+    entries: list[RouteEntry] = []
+    for i, route in enumerate(config.routes):
+        if route.status == 0:
+            continue
+        entries.append(compile_route(route, i, len(entries), groups, global_plugins))
+        specs.append(route_spec(route))
+    try:
+        router = Router(specs)
+    except ValueError as exc:
+        raise CompileError(f"routes: {exc}") from None
+    gw = config.gateway
+    return Runtime(
+        version,
+        router,
+        entries,
+        gw.max_request_line,
+        gw.max_header_size,
+        gw.max_headers,
+        float(gw.client_header_timeout),
+        float(gw.client_body_timeout),
+        float(gw.keepalive_timeout),
+        float(gw.send_timeout),
+        gw.client_max_body_size,
+    )
+
+
+def route_spec(route: Route) -> tuple[list[str], list[str], list[str], int]:
+    paths = list(route.uris) if route.uris else [route.uri or "/*"]
+    hosts = list(route.hosts) if route.hosts else ([route.host] if route.host else [])
+    return paths, hosts, list(route.methods or []), route.priority
+
+
+def compile_route(route: Route, config_index: int, index: int, groups: dict[str, UpstreamGroup],
+                  global_plugins: list[Plugin]) -> RouteEntry:
+    label = f"routes[{config_index}]"
+    group: UpstreamGroup | None = None
+    if route.upstream is not None:
+        group = compile_upstream(route.upstream, f"{label}.upstream", route.timeout)
+    elif route.upstream_id is not None:
+        group = groups[route.upstream_id]
+        if route.timeout is not None:
+            group = with_timeout(group, route.timeout)
+    plugins = [instantiate(name, raw) for name, raw in route.plugins.items()]
+    names = {p.name for p in plugins}
+    merged = plugins + [p for p in global_plugins if p.name not in names]
+    chain = plugin_chain(merged)
+    return RouteEntry(index, route.id, group, chain["rewrite"], chain["access"],
+                      chain["before_proxy"], chain["header_filter"], chain["log"],
+                      {p.name: p for p in merged})

@@ -1,0 +1,1 @@
+"""Processes: the master (control plane) and the workers (data plane); see DESIGN.md."""

@@ -1,0 +1,159 @@
+"""A worker process: binds the listen sockets itself (SO_REUSEPORT), receives versioned config
+snapshots from the master, compiles and swaps them atomically, and proxies on uvloop."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import uvloop
+
+from gateway._proto import Server
+from gateway.config import Config, config_from_bytes
+from gateway.observability.access_log import AccessLog
+from gateway.proxy.runtime import compile_runtime
+from gateway.server.ipc import encode_frame, read_frame
+from gateway.server.sockets import reuseport_socket
+
+log = logging.getLogger("gateway.worker")
+
+
+class Worker:
+    def __init__(self, worker_id: int, control: socket.socket) -> None:
+        self.worker_id = worker_id
+        self.control = control
+        self.loop = asyncio.get_running_loop()
+        self.server: Server | None = None
+        self.listeners: list[asyncio.AbstractServer] = []
+        self.config: Config | None = None
+        self.version = 0
+        self.stopping = asyncio.Event()
+        self.quit_now = False
+        self.access_log: AccessLog | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def run(self) -> int:
+        reader, self.writer = await asyncio.open_unix_connection(sock=self.control)
+        self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        self.loop.add_signal_handler(signal.SIGQUIT, self._quit)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master coordinates Ctrl-C
+        control = asyncio.create_task(self._control_loop(reader))
+        await self.stopping.wait()
+        control.cancel()
+        await self._shutdown()
+        return 0
+
+    def _quit(self) -> None:
+        self.quit_now = True
+        self.stopping.set()
+
+    async def _control_loop(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            message = await read_frame(reader)
+            if message is None:
+                log.warning("worker %d: master went away; draining", self.worker_id)
+                self.stopping.set()
+                return
+            kind = message.get("type")
+            if kind == "config":
+                await self._apply(message["version"], message["config"])
+            elif kind == "drain":
+                self.stopping.set()
+            elif kind == "ping":
+                self._send({"type": "pong", "version": self.version, "stats": self._stats()})
+
+    def _stats(self) -> dict[str, Any]:
+        if self.server is None:
+            return {}
+        return dict(self.server.stats)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(encode_frame(message))
+
+    async def _apply(self, version: int, payload: bytes) -> None:
+        try:
+            config = config_from_bytes(payload)
+            runtime = compile_runtime(config, version)
+        except Exception as exc:  # the master validated it; say why if it still fails here
+            log.exception("worker %d: config version %d rejected", self.worker_id, version)
+            self._send({"type": "error", "version": version, "message": str(exc),
+                        "pid": os.getpid()})
+            return
+        if self.server is None:
+            await self._start(config, runtime)
+        else:
+            self.server.set_runtime(runtime)
+            self._configure_access_log(config)
+            if list(config.gateway.listen) != list(self.config.gateway.listen if self.config else []):
+                log.warning("worker %d: listen addresses change only on restart", self.worker_id)
+        self.config = config
+        self.version = version
+        self._send({"type": "ack", "version": version, "pid": os.getpid()})
+
+    async def _start(self, config: Config, runtime: Any) -> None:
+        timeouts = [config.gateway.client_header_timeout, config.gateway.keepalive_timeout,
+                    config.gateway.client_body_timeout]
+        sweep = min(max(min(t for t in timeouts if t > 0) / 4, 0.05), 0.5)
+        self.server = Server(self.loop, runtime, sweep)
+        self._configure_access_log(config)
+        for address in config.gateway.listen:
+            sock = reuseport_socket(address)
+            listener = await self.loop.create_server(self.server.protocol_factory, sock=sock)
+            self.listeners.append(listener)
+        log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
+                 ", ".join(config.gateway.listen))
+
+    def _configure_access_log(self, config: Config) -> None:
+        target = config.gateway.access_log
+        if self.access_log is not None and self.access_log.target == target:
+            return
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
+        if target and self.server is not None:
+            self.access_log = AccessLog(target)
+        if self.server is not None:
+            self.server.on_log = self.access_log.write if self.access_log else None
+
+    async def _shutdown(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        if self.server is not None:
+            self.server.start_draining()
+            if not self.quit_now:
+                grace = self.config.gateway.graceful_shutdown_timeout if self.config else 10.0
+                deadline = time.monotonic() + grace
+                while self.server.active_clients and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+            self.server.close_all()
+        if self.access_log is not None:
+            self.access_log.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway-worker")
+    parser.add_argument("--id", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
+                        format=f"%(asctime)s [worker {args.id} %(process)d] %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    control = socket.socket(fileno=args.control_fd)
+
+    async def run() -> int:
+        return await Worker(args.id, control).run()
+
+    return uvloop.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

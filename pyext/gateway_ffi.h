@@ -1,0 +1,89 @@
+/* C view of the Rust structs and functions in src/ffi.rs and rust/http (repr(C)).
+ * The layouts must match rust/http/src; _proto checks the sizes against gw_abi_sizes() at import. */
+#ifndef GATEWAY_FFI_H
+#define GATEWAY_FFI_H
+#include <stdint.h>
+#include <stddef.h>
+
+#define GW_MAX_HEADERS 128
+
+#define GW_HF_HOP_BY_HOP 1u
+#define GW_HF_HOST 2u
+#define GW_HF_CONTENT_LENGTH 4u
+#define GW_HF_TRANSFER_ENCODING 8u
+#define GW_HF_CONNECTION 16u
+#define GW_HF_EXPECT 32u
+#define GW_HF_X_FORWARDED_FOR 64u
+#define GW_HF_X_FORWARDED_PROTO 128u
+#define GW_HF_X_FORWARDED_HOST 256u
+#define GW_HF_X_REAL_IP 512u
+#define GW_HF_UPGRADE 1024u
+
+#define GW_BODY_NONE 0
+#define GW_BODY_LENGTH 1
+#define GW_BODY_CHUNKED 2
+#define GW_BODY_UNTIL_CLOSE 3
+
+#define GW_METHOD_OTHER 0
+#define GW_METHOD_GET 1
+#define GW_METHOD_HEAD 2
+#define GW_METHOD_POST 3
+#define GW_METHOD_PUT 4
+#define GW_METHOD_DELETE 5
+#define GW_METHOD_OPTIONS 6
+#define GW_METHOD_PATCH 7
+#define GW_METHOD_CONNECT 8
+#define GW_METHOD_TRACE 9
+
+typedef struct { uint32_t off; uint32_t len; } gw_span;
+typedef struct { gw_span name; gw_span value; uint32_t flags; } gw_header;
+typedef struct { uint32_t max_request_line; uint32_t max_head_size; uint32_t max_headers; } gw_limits;
+
+typedef struct {
+    uint32_t head_len;
+    gw_span method;
+    uint8_t method_id;
+    uint8_t version_minor;
+    uint8_t body_kind;
+    uint8_t keep_alive;
+    uint8_t expect_continue;
+    uint8_t upgrade;
+    uint8_t has_host;
+    uint64_t content_length;
+    gw_span target;
+    gw_span path;
+    gw_span query;
+    gw_span host;
+    uint32_t n_headers;
+    gw_header headers[GW_MAX_HEADERS];
+} gw_request_head;
+
+typedef struct {
+    uint32_t head_len;
+    uint16_t status;
+    uint8_t version_minor;
+    uint8_t body_kind;
+    uint8_t keep_alive;
+    uint64_t content_length;
+    gw_span reason;
+    uint32_t n_headers;
+    gw_header headers[GW_MAX_HEADERS];
+} gw_response_head;
+
+typedef struct gw_chunked gw_chunked;
+
+int32_t gw_parse_request(const uint8_t *buf, size_t len, const gw_limits *limits,
+                         gw_request_head *out, const char **reason);
+int32_t gw_parse_response(const uint8_t *buf, size_t len, int32_t request_was_head,
+                          const gw_limits *limits, gw_response_head *out, const char **reason);
+gw_chunked *gw_chunked_new(void);
+void gw_chunked_free(gw_chunked *scanner);
+void gw_chunked_reset(gw_chunked *scanner);
+int32_t gw_chunked_feed(gw_chunked *scanner, const uint8_t *buf, size_t len, size_t *consumed,
+                        uint8_t *done);
+uint64_t gw_chunked_body_bytes(const gw_chunked *scanner);
+int32_t gw_chunked_decode(gw_chunked *scanner, const uint8_t *buf, size_t len, uint8_t *out,
+                          size_t *consumed, size_t *out_len, uint8_t *done);
+void gw_abi_sizes(size_t *request_head, size_t *response_head);
+
+#endif

@@ -1,0 +1,176 @@
+//! C ABI used by the Cython connection protocol on the per-request path (declared in
+//! `pyext/gateway_ffi.h`). Defined here, in the cdylib itself, so the linker always keeps them next
+//! to the Cython objects that call them. One call per step: a whole head per parse.
+use std::os::raw::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use gateway_http::{
+    parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed, RequestHead,
+    ResponseHead,
+};
+
+static PANIC_REASON: &[u8] = b"internal parser error\0";
+
+fn reason_ptr(reason: &'static str, scratch: &mut [u8; 128]) -> *const c_char {
+    // Reasons are short static strings without a NUL; copy into the caller-provided static buffer.
+    let n = reason.len().min(scratch.len() - 1);
+    scratch[..n].copy_from_slice(&reason.as_bytes()[..n]);
+    scratch[n] = 0;
+    scratch.as_ptr() as *const c_char
+}
+
+thread_local! {
+    static REASON: std::cell::RefCell<[u8; 128]> = const { std::cell::RefCell::new([0u8; 128]) };
+}
+
+fn encode(result: std::thread::Result<Result<Parsed, HttpError>>, reason: *mut *const c_char) -> i32 {
+    match result {
+        Ok(Ok(Parsed::Complete(n))) => n as i32,
+        Ok(Ok(Parsed::Partial)) => 0,
+        Ok(Err(e)) => {
+            if !reason.is_null() {
+                REASON.with(|r| unsafe { *reason = reason_ptr(e.reason, &mut r.borrow_mut()) });
+            }
+            -(e.status as i32)
+        }
+        Err(_) => {
+            if !reason.is_null() {
+                unsafe { *reason = PANIC_REASON.as_ptr() as *const c_char };
+            }
+            -400
+        }
+    }
+}
+
+/// Parses a request head. Returns the head length (> 0), 0 when more bytes are needed, or the
+/// negated HTTP status to answer with; `reason` then points at a NUL-terminated explanation.
+///
+/// # Safety
+/// `buf` must point at `len` readable bytes; `limits`, `out` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn gw_parse_request(
+    buf: *const u8,
+    len: usize,
+    limits: *const Limits,
+    out: *mut RequestHead,
+    reason: *mut *const c_char,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    let result = catch_unwind(AssertUnwindSafe(|| parse_request(data, &*limits, &mut *out)));
+    encode(result, reason)
+}
+
+/// Parses a response head; `request_was_head` makes the body empty whatever the headers say.
+///
+/// # Safety
+/// As for [`gw_parse_request`].
+#[no_mangle]
+pub unsafe extern "C" fn gw_parse_response(
+    buf: *const u8,
+    len: usize,
+    request_was_head: i32,
+    limits: *const Limits,
+    out: *mut ResponseHead,
+    reason: *mut *const c_char,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        parse_response(data, request_was_head != 0, &*limits, &mut *out)
+    }));
+    encode(result, reason)
+}
+
+#[no_mangle]
+pub extern "C" fn gw_chunked_new() -> *mut ChunkedScanner {
+    Box::into_raw(Box::new(ChunkedScanner::new()))
+}
+
+/// # Safety
+/// `scanner` must come from [`gw_chunked_new`] and not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn gw_chunked_free(scanner: *mut ChunkedScanner) {
+    if !scanner.is_null() {
+        drop(Box::from_raw(scanner));
+    }
+}
+
+/// # Safety
+/// `scanner` must come from [`gw_chunked_new`].
+#[no_mangle]
+pub unsafe extern "C" fn gw_chunked_reset(scanner: *mut ChunkedScanner) {
+    (*scanner).reset();
+}
+
+/// Scans chunked-body bytes. Returns 0 and sets `consumed` (bytes of this message in `buf`) and
+/// `done` (the message ended), or the negated HTTP status when the framing is invalid.
+///
+/// # Safety
+/// `scanner` from [`gw_chunked_new`]; `buf` has `len` readable bytes; out-pointers valid.
+#[no_mangle]
+pub unsafe extern "C" fn gw_chunked_feed(
+    scanner: *mut ChunkedScanner,
+    buf: *const u8,
+    len: usize,
+    consumed: *mut usize,
+    done: *mut u8,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    match catch_unwind(AssertUnwindSafe(|| (*scanner).feed(data))) {
+        Ok(Ok((n, finished))) => {
+            *consumed = n;
+            *done = finished as u8;
+            0
+        }
+        Ok(Err(e)) => -(e.status as i32),
+        Err(_) => -400,
+    }
+}
+
+/// Payload bytes seen so far by the scanner (for the body-size limit).
+///
+/// # Safety
+/// `scanner` from [`gw_chunked_new`].
+#[no_mangle]
+pub unsafe extern "C" fn gw_chunked_body_bytes(scanner: *const ChunkedScanner) -> u64 {
+    (*scanner).body_bytes()
+}
+
+/// Sizes of the shared structs, checked by the Cython module at import against its header.
+#[no_mangle]
+pub extern "C" fn gw_abi_sizes(request_head: *mut usize, response_head: *mut usize) {
+    unsafe {
+        *request_head = std::mem::size_of::<RequestHead>();
+        *response_head = std::mem::size_of::<ResponseHead>();
+    }
+}
+
+/// Like [`gw_chunked_feed`] but also writes the decoded payload to `out` (at least `len` bytes of
+/// room: a payload is never longer than its chunked encoding) and its length to `out_len`.
+///
+/// # Safety
+/// As for [`gw_chunked_feed`]; `out` has room for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn gw_chunked_decode(
+    scanner: *mut ChunkedScanner,
+    buf: *const u8,
+    len: usize,
+    out: *mut u8,
+    consumed: *mut usize,
+    out_len: *mut usize,
+    done: *mut u8,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    let mut payload = Vec::with_capacity(len);
+    match catch_unwind(AssertUnwindSafe(|| (*scanner).feed_decode(data, &mut payload))) {
+        Ok(Ok((n, finished))) => {
+            let copied = payload.len().min(len);
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), out, copied);
+            *consumed = n;
+            *out_len = copied;
+            *done = finished as u8;
+            0
+        }
+        Ok(Err(e)) => -(e.status as i32),
+        Err(_) => -400,
+    }
+}

@@ -1,0 +1,156 @@
+"""Runs the real gateway (``python -m gateway run``: a master and its worker processes) on a
+config written to a temp dir, and tells the tests when every worker serves a given version."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class GatewayProcess:
+    def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int = 2,
+                 env: dict[str, str] | None = None) -> None:
+        self.dir = tmp_path
+        self.config_path = tmp_path / "gateway.yaml"
+        self.state_dir = tmp_path / "state"
+        self.log_path = tmp_path / "gateway.log"
+        self.workers = workers
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.write_config(config)
+
+    # -- config --
+    def write_config(self, config: dict[str, Any] | str) -> None:
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)  # atomic, like an editor's save
+
+    @property
+    def port(self) -> int:
+        config = yaml.safe_load(self.config_path.read_text())
+        return int(config["gateway"]["listen"][0].rsplit(":", 1)[1])
+
+    # -- process --
+    def start(self, wait: bool = True) -> "GatewayProcess":
+        env = {**os.environ, "XDG_STATE_HOME": str(self.state_dir),
+               "GATEWAY_LOG_LEVEL": "INFO", **self.env}
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path), "-w",
+             str(self.workers)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_version(1)
+        return self
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.state_dir / "gateway" / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def worker_pids(self) -> list[int]:
+        return [w["pid"] for w in self.status().get("workers", [])]
+
+    def wait_version(self, version: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.logs()}")
+            st = self.status()
+            workers = st.get("workers", [])
+            if (st.get("pid") == self.proc.pid and st.get("version", 0) >= version
+                    and len(workers) == self.workers
+                    and all(w["version"] >= version for w in workers)):
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"workers did not reach config version {version}:\n{self.logs()}")
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.log.close()
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def base_config(port: int, upstream_port: int | None = None, **gateway: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "gateway": {"listen": [f"127.0.0.1:{port}"], "admin": {"listen": f"127.0.0.1:{port + 1}"}, **gateway},
+        "upstreams": [],
+        "routes": [],
+    }
+    if upstream_port is not None:
+        config["upstreams"].append({"id": "up", "nodes": [{"host": "127.0.0.1", "port": upstream_port}]})
+        config["routes"].append({"id": "all", "uri": "/*", "upstream_id": "up"})
+    return config
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0, half_close: bool = False) -> bytes:
+    """Sends raw bytes and returns everything the gateway sends back until it closes (or the
+    timeout passes, which tests treat as "not closed")."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                chunks.append(b"<RST>")
+                break
+            if not chunk:
+                chunks.append(b"<EOF>")
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def parse_responses(raw: bytes, head_requests: int = 0) -> list[tuple[int, dict[str, str], bytes]]:
+    """Splits a raw stream of content-length framed responses (what pipelining returns).
+    The first ``head_requests`` responses are taken as answers to HEAD (no body)."""
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    while raw.startswith(b"HTTP/"):
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        size = 0 if (status < 200 or status in (204, 304) or len(out) < head_requests) \
+            else int(headers.get("content-length", "0"))
+        out.append((status, headers, rest[:size]))
+        raw = rest[size:]
+    return out
