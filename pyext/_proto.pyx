@@ -1188,9 +1188,28 @@ cdef class Exchange:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
         if self.body_kind == GW_BODY_CHUNKED:
-            hb.add("Transfer-Encoding: chunked\r\n", 28)
+            self.add_transfer_encoding(hb, d)
         hb.add("\r\n", 2)
         return hb.take()
+
+    cdef void add_transfer_encoding(self, HeadBuffer hb, const char *d):
+        """Transfer-Encoding is hop-by-hop, but codings the client applied before the final
+        ``chunked`` (gzip, chunked) are the upstream's to undo: forward the whole list."""
+        cdef gw_request_head *h = self.head
+        cdef uint32_t i
+        cdef gw_header *e
+        cdef int seen = 0
+        for i in range(h.n_headers):
+            e = &h.headers[i]
+            if not (e.flags & GW_HF_TRANSFER_ENCODING):
+                continue
+            if seen == 0:
+                hb.add("Transfer-Encoding: ", 19)
+            else:
+                hb.add(", ", 2)
+            hb.add(d + e.value.off, e.value.len)
+            seen += 1
+        hb.add("\r\n", 2)
 
     cdef void on_request_body(self, bytes data):
         """Body bytes of this request from the client (already cut at the message end)."""

@@ -255,12 +255,17 @@ class Master:
 
         assert self.config_path is not None
         target = Path(self.config_path)
-        async for changes in awatch(target.parent, debounce=50, step=20,
+        settled = False
+        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
+                                    yield_on_timeout=True,
                                     watch_filter=lambda _c, p: Path(p) == target):
             if self.stopping:
                 return
-            if target.exists():
+            # The first (empty) wake-up means the watch is in place: catch an edit saved while
+            # it was being set up; reload() ignores a file whose content did not change.
+            if (changes or not settled) and target.exists():
                 await self.reload("file changed")
+            settled = True
 
     async def stop(self, fast: bool) -> None:
         if self.stopping and not fast:

@@ -48,6 +48,8 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.can_write = asyncio.Event()
         self.can_write.set()
+        self.raw = bytearray()  # what arrived on this connection (first 64 MiB), for byte checks
+        upstream.raw_connections.append(self.raw)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -55,6 +57,8 @@ class _Connection(asyncio.Protocol):
         self.task = asyncio.ensure_future(self.serve())
 
     def data_received(self, data: bytes) -> None:
+        if len(self.raw) < 1 << 26:
+            self.raw += data
         self.queue.put_nowait(data)
 
     def eof_received(self) -> bool:
@@ -109,6 +113,8 @@ class _Connection(asyncio.Protocol):
                     break
         except (h11.RemoteProtocolError, ConnectionError) as exc:
             self.upstream.errors.append(repr(exc))
+        except asyncio.CancelledError:
+            pass
         finally:
             if not self.transport.is_closing():
                 self.transport.close()
@@ -208,6 +214,7 @@ class Upstream:
         self.name = name
         self.received: list[Received] = []
         self.errors: list[str] = []
+        self.raw_connections: list[bytearray] = []
         self.connections = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -231,6 +238,10 @@ class Upstream:
         async def stop() -> None:
             assert self.server is not None
             self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -408,6 +408,8 @@ struct HeadInfo {
     content_length: u64,
     has_cl: bool,
     te: u8,
+    /// TE lists codings besides a single `chunked` (in one header or several).
+    te_other_codings: bool,
     host: Span,
     host_count: u32,
     conn_close: bool,
@@ -430,6 +432,7 @@ fn analyze_headers(
         content_length: 0,
         has_cl: false,
         te: TE_NONE,
+        te_other_codings: false,
         host: Span::default(),
         host_count: 0,
         conn_close: false,
@@ -467,10 +470,8 @@ fn analyze_headers(
                 info.content_length = parse_content_length(value)?;
             } else if flags & HF_TRANSFER_ENCODING != 0 {
                 te_count += 1;
-                if te_count > 1 {
-                    return Err(bad("multiple Transfer-Encoding headers"));
-                }
-                info.te = classify_te(value)?;
+                info.te = classify_te(value, info.te)?;
+                info.te_other_codings |= te_count > 1 || !value.eq_ignore_ascii_case(b"chunked");
             } else if flags & HF_HOST != 0 {
                 info.host_count += 1;
                 if info.host_count > 1 {
@@ -553,19 +554,36 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
     Ok(n)
 }
 
-/// Transfer-Encoding: only a single `chunked` is accepted. A single known
-/// coding we do not implement → 501; anything else (lists, parameters,
-/// unknown tokens, empty) → 400.
+/// Transfer-Encoding, over every TE header in order (RFC 9112 §6.1, §6.3): a list of known
+/// codings whose last (and only) `chunked` is final is accepted: the body is chunked, and the
+/// proxy forwards the other codings untouched. A list of known codings without `chunked` → 501
+/// (we cannot find the end of such a body). Anything else → 400: unknown tokens, parameters
+/// (`chunked` defines none and the RFC says to treat them as an error), empty elements,
+/// `chunked` twice or not last.
 #[inline]
-fn classify_te(v: &[u8]) -> Result<u8, HttpError> {
-    if v.eq_ignore_ascii_case(b"chunked") {
+fn classify_te(v: &[u8], previous: u8) -> Result<u8, HttpError> {
+    if previous == TE_NONE && v.eq_ignore_ascii_case(b"chunked") {
         return Ok(TE_CHUNKED);
     }
-    const KNOWN: [&[u8]; 5] = [b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress"];
-    if KNOWN.iter().any(|k| v.eq_ignore_ascii_case(k)) {
-        return Ok(TE_UNSUPPORTED);
+    const KNOWN: [&[u8]; 6] = [b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress", b"identity"];
+    let mut state = previous;
+    for item in v.split(|&b| b == b',') {
+        let tok = trim_ows(item);
+        if tok.is_empty() {
+            return Err(bad("empty element in Transfer-Encoding"));
+        }
+        if state == TE_CHUNKED {
+            return Err(bad("chunked must be the final transfer coding"));
+        }
+        if tok.eq_ignore_ascii_case(b"chunked") {
+            state = TE_CHUNKED;
+        } else if KNOWN.iter().any(|k| tok.eq_ignore_ascii_case(k)) {
+            state = TE_UNSUPPORTED;
+        } else {
+            return Err(bad("invalid Transfer-Encoding"));
+        }
     }
-    Err(bad("invalid Transfer-Encoding"))
+    Ok(state)
 }
 
 // ---------------------------------------------------------------------------
@@ -718,7 +736,9 @@ fn check_target(t: &[u8], off: u32, mid: u8, out: &mut RequestHead) -> Result<()
     // One pass: visible ASCII only, no fragment, find the first '?'.
     let mut q = usize::MAX;
     for (i, &b) in t.iter().enumerate() {
-        if !(0x21..=0x7e).contains(&b) || b == b'#' {
+        // Raw bytes >= 0x80 (UTF-8 paths) are accepted and forwarded as they are, like nginx
+        // does; they cannot change framing or routing meaning.
+        if b <= 0x20 || b == 0x7f || b == b'#' {
             return Err(bad("invalid character in request-target"));
         }
         if b == b'?' && q == usize::MAX {
@@ -861,7 +881,9 @@ pub fn parse_response(
         if minor == 0 {
             return Err(upstream("Transfer-Encoding in HTTP/1.0 response"));
         }
-        if info.te != TE_CHUNKED {
+        // The proxy re-frames responses itself, so only a plain `chunked` can be relayed
+        // without decoding the other codings.
+        if info.te != TE_CHUNKED || info.te_other_codings {
             return Err(upstream("unsupported Transfer-Encoding in response"));
         }
     }

@@ -1,0 +1,613 @@
+"""Side-by-side benchmark: the gateway and nginx proxying the same upstream, in one run.
+
+    python bench/proxy_vs_nginx.py [--quick] [--workers 1] [--duration 10] [--connections 50]
+                                   [--runs 3] [--json OUT] [--gateway-only | --nginx-only]
+
+An nginx instance serves a fixed 12-byte body (the upstream). Two proxies sit in front of it:
+nginx (``proxy_pass`` with an upstream keep-alive pool) and the gateway (``gateway run``). wrk
+loads each proxy in turn, alternating nginx, gateway, nginx, gateway, ... so that drift on a
+shared machine hits both alike. For each measured run the script reads the CPU time (utime +
+stime from /proc/<pid>/stat) of every process of the proxy and of the upstream before and after,
+and divides by the requests wrk completed: CPU microseconds per proxied request, the figure that
+matters. It also runs wrk straight at the upstream (the "direct" row, the ceiling).
+
+Output: a Markdown table on stdout with the median of each figure over the runs, then the
+gateway/nginx ratios. Progress goes to stderr. ``--json OUT`` writes every figure, per run too.
+Exit status: 0 ok, 1 setup failure (missing tool, a server that does not start), 3 when a
+measured run saw socket errors or non-2xx responses (the figures are printed but flagged).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BODY = b"hello world\n"
+WARMUP_SECONDS = 2
+
+
+class BenchError(Exception):
+    """A setup failure with a message meant for the user."""
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- /proc helpers
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat, numbered from 1 like proc(5) (index 0 is unused)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) is in parentheses and may contain spaces: split after the last ')'.
+    head, _, rest = data.rpartition(")")
+    pid_str, _, comm = head.partition(" (")
+    return ["", pid_str, comm] + rest.split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime (fields 14 and 15) of one process, in seconds."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[14]) + int(fields[15])) / CLK_TCK
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 (start time in ticks since boot): tells a live pid from a reused one."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[22])
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants, from /proc/<pid>/task/<tid>/children."""
+    result: list[int] = []
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or not os.path.exists(f"/proc/{pid}"):
+            continue
+        seen.add(pid)
+        result.append(pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            tids = [str(pid)]
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                    stack.extend(int(child) for child in fh.read().split())
+            except OSError:
+                pass
+    return result
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of every process in the tree of root, by pid."""
+    snapshot = {}
+    for pid in process_tree(root):
+        value = cpu_seconds(pid)
+        if value is not None:
+            snapshot[pid] = value
+    return snapshot
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two snapshots; a process born in between counts from zero.
+
+    A process that died in between is lost (its time goes to its parent's cutime, which we do
+    not read); the number of processes is reported so such a run can be spotted.
+    """
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+# --------------------------------------------------------------------------- processes
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log_path: str
+    expected_procs: int = 0
+    _tree: list[tuple[int, int | None]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> dict[int, float]:
+        return tree_cpu(self.pid)
+
+    def tail_log(self, lines: int = 20) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the master, wait, then SIGKILL whatever of its tree is still alive."""
+        tree = [(pid, start_time(pid)) for pid in process_tree(self.pid)]
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            master_done = self.proc.poll() is not None
+            alive = [pid for pid, started in tree
+                     if pid != self.pid and started is not None and start_time(pid) == started]
+            if master_done and not alive:
+                return
+            time.sleep(0.05)
+        log(f"{self.name}: still running {timeout:.0f}s after SIGTERM, sending SIGKILL")
+        for pid, started in tree:
+            if started is not None and start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def http_get(port: int, timeout: float = 1.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(server: Server, timeout: float = 20.0) -> None:
+    """Poll GET / until it answers 200 with the upstream's body; fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise BenchError(f"{server.name} exited with status {server.proc.returncode} "
+                             f"before answering; its log ends with:\n{server.tail_log()}")
+        try:
+            status, body = http_get(server.port)
+            if status == 200 and body == BODY:
+                return
+            last = f"status {status}, body {body[:80]!r}"
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.1)
+    raise BenchError(f"{server.name} did not answer GET / with 200 within {timeout:.0f}s "
+                     f"(last: {last}); its log ends with:\n{server.tail_log()}")
+
+
+NGINX_COMMON = """\
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {tmp}/x.pid;
+error_log {tmp}/err.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+{body}
+}}
+"""
+
+UPSTREAM_BODY = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type text/plain;
+            return 200 "hello world\\n";
+        }}
+    }}"""
+
+PROXY_BODY = """\
+    upstream backend {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+GATEWAY_CONFIG = """\
+gateway:
+  listen: ["127.0.0.1:{port}"]
+  admin: {{listen: "127.0.0.1:{admin}"}}
+upstreams:
+  - id: up
+    nodes: [{{host: 127.0.0.1, port: {upstream}}}]
+    keepalive: {{size: 64}}
+routes:
+  - id: all
+    uri: /*
+    upstream_id: up
+"""
+
+
+def start_nginx(name: str, nginx: str, tmp: str, workers: int, body: str, port: int) -> Server:
+    os.makedirs(tmp, exist_ok=True)
+    os.chmod(tmp, 0o755)  # when run as root the workers run as nobody
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as fh:
+        fh.write(NGINX_COMMON.format(workers=workers, tmp=tmp, body=body))
+    err = os.path.join(tmp, "err.log")
+    out = open(os.path.join(tmp, "stdout.log"), "wb")
+    try:
+        proc = subprocess.Popen([nginx, "-p", tmp + "/", "-c", conf, "-e", err],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        out.close()
+    return Server(name, port, proc, err, expected_procs=1 + workers)
+
+
+def start_gateway(tmp: str, workers: int, upstream_port: int) -> Server:
+    os.makedirs(tmp, exist_ok=True)
+    port, admin = free_port(), free_port()
+    conf = os.path.join(tmp, "gateway.yaml")
+    with open(conf, "w") as fh:
+        fh.write(GATEWAY_CONFIG.format(port=port, admin=admin, upstream=upstream_port))
+    env = dict(os.environ, XDG_STATE_HOME=tmp)
+    # Benchmark this checkout: the in-place build (`pip install -e .`) lives in the repository.
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    log_path = os.path.join(tmp, "gateway.log")
+    out = open(log_path, "wb")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", conf,
+                                 "-w", str(workers)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=tmp, start_new_session=True)
+    finally:
+        out.close()
+    return Server("gateway", port, proc, log_path, expected_procs=1 + workers)
+
+
+# --------------------------------------------------------------------------- wrk
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/sec, p50/p99 (ms), total requests, socket errors and non-2xx from wrk's output."""
+    result: dict = {}
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    if not match:
+        raise BenchError(f"could not parse wrk output:\n{output}")
+    result["rps"] = float(match.group(1))
+    match = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", output, re.M)
+    result["requests"] = int(match.group(1)) if match else 0
+    result["elapsed_s"] = _to_ms(match.group(2), match.group(3)) / 1e3 if match else None
+    for pct in (50, 75, 90, 99):
+        match = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
+        result[f"p{pct}_ms"] = _to_ms(match.group(1), match.group(2)) if match else None
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                      output)
+    names = ("connect", "read", "write", "timeout")
+    result["socket_errors"] = (dict(zip(names, map(int, match.groups()))) if match
+                               else dict.fromkeys(names, 0))
+    match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    result["non_2xx"] = int(match.group(1)) if match else 0
+    result["errors"] = sum(result["socket_errors"].values()) + result["non_2xx"]
+    return result
+
+
+def wrk_cpu() -> int | None:
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
+
+
+def run_wrk(wrk: str, port: int, seconds: float, connections: int) -> dict:
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+           f"http://127.0.0.1:{port}/"]
+    cpu = wrk_cpu()
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu)] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+    result = parse_wrk(proc.stdout)
+    result["wrk_output"] = proc.stdout
+    return result
+
+
+def measure(label: str, target: Server | None, upstream: Server, wrk: str, port: int,
+            args: argparse.Namespace, run_no: int) -> dict:
+    """Warm-up, then one measured wrk run with CPU snapshots of the proxy and the upstream."""
+    prefix = f"run {run_no}/{args.runs} {label}"
+    log(f"{prefix}: warm-up {WARMUP_SECONDS}s")
+    run_wrk(wrk, port, WARMUP_SECONDS, args.connections)
+    log(f"{prefix}: measuring {args.duration:g}s")
+    proxy_before = target.cpu() if target else {}
+    up_before = upstream.cpu()
+    result = run_wrk(wrk, port, args.duration, args.connections)
+    proxy_after = target.cpu() if target else {}
+    up_after = upstream.cpu()
+    requests = result["requests"] or 1
+    result["target"] = label
+    result["run"] = run_no
+    if target is not None:
+        result["proxy_cpu_s"] = cpu_delta(proxy_before, proxy_after)
+        result["proxy_cpu_us_per_req"] = result["proxy_cpu_s"] / requests * 1e6
+        result["proxy_processes"] = len(proxy_after)
+        if len(proxy_after) != target.expected_procs or set(proxy_before) != set(proxy_after):
+            log(f"{prefix}: WARNING: process tree changed or unexpected size "
+                f"({len(proxy_before)} -> {len(proxy_after)} processes, expected "
+                f"{target.expected_procs}); CPU of exited processes is not counted")
+    else:
+        result["proxy_cpu_s"] = None
+        result["proxy_cpu_us_per_req"] = None
+    result["upstream_cpu_s"] = cpu_delta(up_before, up_after)
+    result["upstream_cpu_us_per_req"] = result["upstream_cpu_s"] / requests * 1e6
+    cpu_txt = (f", proxy {result['proxy_cpu_us_per_req']:.1f} us/req"
+               if result["proxy_cpu_us_per_req"] is not None else "")
+    err_txt = f", ERRORS {result['errors']}" if result["errors"] else ""
+    log(f"{prefix}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.3f} ms, "
+        f"p99 {result['p99_ms']:.3f} ms{cpu_txt}, upstream "
+        f"{result['upstream_cpu_us_per_req']:.1f} us/req{err_txt}")
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+METRICS = ("rps", "p50_ms", "p99_ms", "proxy_cpu_us_per_req", "upstream_cpu_us_per_req")
+
+
+def summarize(runs: list[dict]) -> dict:
+    summary: dict = {"runs": len(runs), "errors": sum(r["errors"] for r in runs)}
+    for metric in METRICS:
+        values = [r[metric] for r in runs if r.get(metric) is not None]
+        summary[metric] = statistics.median(values) if values else None
+    return summary
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def ratio(a, b) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def render(summaries: dict[str, dict], workers: int, ratios: dict) -> str:
+    lines = ["| target | workers | req/s | p50 ms | p99 ms | proxy CPU µs/req "
+             "| upstream CPU µs/req | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in summaries.items():
+        errors = f"{s['errors']} (!)" if s["errors"] else "0"
+        lines.append(f"| {name} | {'-' if name == 'direct' else workers} | {_fmt(s['rps'], ',.0f')} "
+                     f"| {_fmt(s['p50_ms'], '.3f')} | {_fmt(s['p99_ms'], '.3f')} "
+                     f"| {_fmt(s['proxy_cpu_us_per_req'], '.1f')} "
+                     f"| {_fmt(s['upstream_cpu_us_per_req'], '.1f')} | {errors} |")
+    out = "\n".join(lines) + "\n"
+    if ratios:
+        out += "\n"
+        out += (f"gateway/nginx CPU per request: {_fmt(ratios['cpu_per_request'], '.2f')}x "
+                "(lower is better)\n")
+        out += (f"gateway/nginx requests/s: {_fmt(ratios['requests_per_second'], '.2f')}x "
+                "(higher is better)\n")
+        out += f"gateway/nginx p99 latency: {_fmt(ratios['p99'], '.2f')}x (lower is better)\n"
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="CPU per proxied request: the gateway vs nginx, side by side.")
+    parser.add_argument("--quick", action="store_true", help="1 run of 5 s")
+    parser.add_argument("--workers", type=int, default=1, help="proxy worker processes (default 1)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds per measured run (default 10, 5 with --quick)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="alternating runs per proxy (default 3, 1 with --quick)")
+    parser.add_argument("--json", metavar="OUT", help="also write every figure as JSON to OUT")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--gateway-only", action="store_true", help="skip the nginx proxy")
+    only.add_argument("--nginx-only", action="store_true", help="skip the gateway")
+    parser.add_argument("--no-direct", action="store_true", help="skip the direct (ceiling) row")
+    args = parser.parse_args(argv)
+    if args.duration is None:
+        args.duration = 5.0 if args.quick else 10.0
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    if args.workers < 1 or args.runs < 1 or args.connections < 1 or args.duration <= 0:
+        parser.error("--workers, --runs, --connections and --duration must be positive")
+    return args
+
+
+def find_tools() -> tuple[str, str]:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
+                                      else None)
+    wrk = shutil.which("wrk")
+    missing = [name for name, path in (("nginx", nginx), ("wrk", wrk)) if not path]
+    if missing:
+        raise BenchError(f"{' and '.join(missing)} not found: install nginx-light and wrk "
+                         "(apt-get install nginx-light wrk)")
+    if wrk_cpu() is not None and not shutil.which("taskset"):
+        raise BenchError("taskset not found (util-linux), needed to pin wrk")
+    return nginx, wrk
+
+
+def check_gateway() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, "-c", "import gateway._native"], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        raise BenchError("the gateway is not built (import gateway._native failed): run "
+                         f"`pip install -e .` in the repository, or pass --nginx-only\n{detail}")
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (proc.stdout + proc.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A SIGTERM to the script must still run the finally blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        nginx, wrk = find_tools()
+        if not args.nginx_only:
+            check_gateway()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    targets = [] if args.gateway_only else ["nginx"]
+    if not args.nginx_only:
+        targets.append("gateway")
+    order = []
+    for run_no in range(1, args.runs + 1):
+        pair = targets if run_no % 2 else targets[::-1]  # n g, g n, n g ... balances position
+        order += [(run_no, name) for name in pair]
+        if not args.no_direct:
+            order.append((run_no, "direct"))
+
+    base = tempfile.mkdtemp(prefix="gw-bench-")
+    servers: dict[str, Server] = {}
+    results: dict[str, list[dict]] = {name: [] for name in ["direct"] * (not args.no_direct)
+                                      + targets}
+    try:
+        up_port = free_port()
+        servers["upstream"] = start_nginx("upstream nginx", nginx, os.path.join(base, "upstream"),
+                                          1, UPSTREAM_BODY.format(port=up_port), up_port)
+        wait_ready(servers["upstream"])
+        log(f"upstream nginx pid {servers['upstream'].pid} on 127.0.0.1:{up_port}")
+        if "nginx" in targets:
+            port = free_port()
+            servers["nginx"] = start_nginx(
+                "nginx proxy", nginx, os.path.join(base, "nginx"), args.workers,
+                PROXY_BODY.format(port=port, upstream=up_port), port)
+            wait_ready(servers["nginx"])
+            log(f"nginx proxy pid {servers['nginx'].pid} on 127.0.0.1:{port}, "
+                f"{len(process_tree(servers['nginx'].pid))} processes")
+        if "gateway" in targets:
+            servers["gateway"] = start_gateway(os.path.join(base, "gateway"), args.workers, up_port)
+            wait_ready(servers["gateway"])
+            log(f"gateway pid {servers['gateway'].pid} on 127.0.0.1:{servers['gateway'].port}, "
+                f"{len(process_tree(servers['gateway'].pid))} processes")
+        cpu = wrk_cpu()
+        log(f"wrk pinned to cpu {cpu}" if cpu is not None else "single cpu: wrk not pinned")
+
+        for run_no, name in order:
+            if name == "direct":
+                result = measure("direct", None, servers["upstream"], wrk, up_port, args, run_no)
+            else:
+                server = servers[name]
+                if server.proc.poll() is not None:
+                    raise BenchError(f"{server.name} exited during the benchmark "
+                                     f"(status {server.proc.returncode}):\n{server.tail_log()}")
+                result = measure(name, server, servers["upstream"], wrk, server.port, args,
+                                 run_no)
+            results[name].append(result)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for name in reversed(list(servers)):  # proxies first, the upstream last
+            servers[name].stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    summaries = {name: summarize(runs) for name, runs in results.items()}
+    ratios: dict = {}
+    if "nginx" in summaries and "gateway" in summaries:
+        n, g = summaries["nginx"], summaries["gateway"]
+        ratios = {
+            "cpu_per_request": ratio(g["proxy_cpu_us_per_req"], n["proxy_cpu_us_per_req"]),
+            "requests_per_second": ratio(g["rps"], n["rps"]),
+            "p99": ratio(g["p99_ms"], n["p99_ms"]),
+            # Ratios of each alternating pair, to judge the spread between runs.
+            "cpu_per_request_by_run": [
+                ratio(gr["proxy_cpu_us_per_req"], nr["proxy_cpu_us_per_req"])
+                for nr, gr in zip(results["nginx"], results["gateway"])],
+        }
+    flagged = any(s["errors"] for s in summaries.values())
+
+    print(render(summaries, args.workers, ratios), end="")
+    if flagged:
+        print("\nWARNING: some measured runs had socket errors or non-2xx responses "
+              "(errors column); their figures are suspect.")
+
+    if args.json:
+        doc = {
+            "settings": {"workers": args.workers, "duration_s": args.duration,
+                         "connections": args.connections, "runs": args.runs,
+                         "warmup_s": WARMUP_SECONDS, "wrk_threads": 1,
+                         "wrk_cpu": wrk_cpu(), "cpus": sorted(os.sched_getaffinity(0)),
+                         "clk_tck": CLK_TCK},
+            "environment": {"nginx": tool_version([nginx, "-v"]),
+                            "wrk": tool_version([wrk, "--version"]),
+                            "python": platform.python_version(),
+                            "machine": platform.machine(), "kernel": platform.release(),
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            "summary": summaries,
+            "ratios": ratios,
+            "flagged": flagged,
+            "runs": results,
+        }
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=2)
+        log(f"wrote {args.json}")
+    return 3 if flagged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
