@@ -148,6 +148,7 @@ cdef enum:
 DEF CLIENT_BUFFER_HIGH = 262144
 DEF HEAD_SCRATCH = 8192
 DEF LINGER_SECONDS = 2.0
+DEF INLINE_BODY_MAX = 16384
 
 # Router outcome codes (rust/router: NOT_FOUND, METHOD_NOT_ALLOWED, BAD_PATH)
 DEF ROUTE_BAD_PATH = -3
@@ -306,6 +307,7 @@ cdef class UpstreamNode:
     cdef public tuple key                # pool key
     cdef int current_weight              # smooth weighted round robin state
     cdef public int active               # requests in flight (least_conn)
+    cdef list idle                       # this worker's pooled connections to the node
 
     def __init__(self, str host, int port, int weight=1):
         self.host = host
@@ -318,6 +320,7 @@ cdef class UpstreamNode:
             self.host_header = f"{host}:{port}".encode() if port != 80 else host.encode()
         self.current_weight = 0
         self.active = 0
+        self.idle = []
 
     def __repr__(self):
         return f"UpstreamNode({self.host}:{self.port}, weight={self.weight})"
@@ -421,6 +424,7 @@ cdef class Runtime:
     cdef public double keepalive_timeout
     cdef public double send_timeout
     cdef public uint64_t max_body
+    cdef public bint timed                # some route has log hooks: measure latencies
 
     def __init__(self, int version, object router, list routes, int max_request_line=8192,
                  int max_header_size=32768, int max_headers=100, double header_timeout=10.0,
@@ -437,6 +441,7 @@ cdef class Runtime:
         self.keepalive_timeout = keepalive_timeout
         self.send_timeout = send_timeout
         self.max_body = max_body
+        self.timed = any((<RouteEntry>r).log for r in routes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,6 +461,7 @@ cdef class Server:
     cdef public object on_log             # optional callable(ctx) for the access log
     cdef public unsigned long long requests_total
     cdef public unsigned long long connections_total
+    cdef public double clock              # monotonic time of the last sweep: deadlines use it
     cdef public str scheme
 
     def __init__(self, loop, Runtime runtime, double sweep_interval=0.25):
@@ -470,14 +476,28 @@ cdef class Server:
         self.on_log = None
         self.requests_total = 0
         self.connections_total = 0
+        self.clock = now_monotonic()
         self.scheme = "http"
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
+        self.adopt_pools(runtime)
 
     def protocol_factory(self):
         return ClientConnection(self)
 
     def set_runtime(self, Runtime runtime):
+        self.adopt_pools(runtime)
         self.runtime = runtime
+
+    cdef void adopt_pools(self, Runtime runtime):
+        """Nodes of a new config version share the idle pools of equal nodes (same host and
+        port) of the previous one, so a reload keeps the warm upstream connections."""
+        cdef RouteEntry route
+        cdef UpstreamNode node
+        for route in runtime.routes:
+            if route.upstream is None:
+                continue
+            for node in route.upstream.nodes:
+                node.idle = self.pools.setdefault(node.key, node.idle)
 
     @property
     def stats(self):
@@ -517,7 +537,7 @@ cdef class Server:
         cdef double now = now_monotonic()
         cdef ClientConnection c
         cdef UpstreamConnection u
-        cdef list idle
+        self.clock = now
         try:
             for c in list(self.clients):
                 if c.deadline and now >= c.deadline:
@@ -532,7 +552,7 @@ cdef class Server:
                 self.sweeper = self.loop.call_later(self.sweep_interval, self._sweep)
 
     cdef UpstreamConnection pool_get(self, UpstreamNode node):
-        cdef list idle = self.pools.get(node.key)
+        cdef list idle = node.idle
         cdef UpstreamConnection u
         while idle:
             u = <UpstreamConnection>idle.pop()
@@ -546,25 +566,22 @@ cdef class Server:
                 or u.transport is None or u.transport.is_closing()):
             u.close()
             return
-        idle = self.pools.get(u.node.key)
-        if idle is None:
-            idle = []
-            self.pools[u.node.key] = idle
+        idle = u.node.idle
         if len(idle) >= group.keepalive_size:
             u.close()
             return
         u.state = U_IDLE
         u.ex = None
         u.idle_timeout = group.keepalive_idle
-        u.deadline = now_monotonic() + group.keepalive_idle
+        u.deadline = self.clock + group.keepalive_idle
         if u.reading_paused:
             u.reading_paused = False
             u.transport.resume_reading()
         idle.append(u)
 
     cdef void pool_forget(self, UpstreamConnection u):
-        cdef list idle = self.pools.get(u.node.key) if u.node is not None else None
-        if idle is not None:
+        cdef list idle = u.node.idle if u.node is not None else None
+        if idle:
             try:
                 idle.remove(u)
             except ValueError:
@@ -592,6 +609,7 @@ cdef class UpstreamConnection:
     cdef bint got_response_bytes
     cdef bint reading_paused
     cdef bint reused
+    cdef object write                     # transport.write, bound once per connection
 
     def __cinit__(self):
         self.chunked = gw_chunked_new()
@@ -613,6 +631,7 @@ cdef class UpstreamConnection:
     # asyncio protocol callbacks
     def connection_made(self, transport):
         self.transport = transport
+        self.write = transport.write
         self.server.upstreams.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -654,7 +673,7 @@ cdef class UpstreamConnection:
             self.close()
             return
         self.got_response_bytes = True
-        self.deadline = now_monotonic() + ex.read_timeout
+        self.deadline = self.server.clock + ex.read_timeout
         if self.state == U_BODY:
             self.forward_body(data)
         else:
@@ -696,16 +715,25 @@ cdef class UpstreamConnection:
         self.remaining = self.head.content_length
         if self.body_kind == GW_BODY_CHUNKED:
             gw_chunked_reset(self.chunked)
-        ex.on_response_head(self, buf, n)
+        cdef size_t rest = PyBytes_GET_SIZE(buf) - n
+        cdef size_t inline_body = 0
+        if self.body_kind == GW_BODY_LENGTH and rest and rest <= INLINE_BODY_MAX:
+            # A small body that arrived with the head is copied right behind it: one buffer,
+            # one write to the client.
+            inline_body = rest if rest < self.remaining else self.remaining
+        ex.on_response_head(self, buf, n, inline_body)
         if self.ex is None or self.state != U_BODY:
             return
+        self.remaining -= inline_body
         if self.body_kind == GW_BODY_NONE or (self.body_kind == GW_BODY_LENGTH and self.remaining == 0):
-            if n < PyBytes_GET_SIZE(buf):
+            if rest > inline_body:
                 self.head.keep_alive = 0  # extra bytes after a complete response: do not reuse
             ex.on_response_complete(self, self.head.keep_alive)
             return
-        if n < PyBytes_GET_SIZE(buf):
-            self.forward_body(buf[n:])
+        if rest > inline_body:
+            self.forward_body(buf[n + inline_body:])  # goes out with the held head in one write
+        else:
+            ex.client.flush_head()
 
     cdef void forward_body(self, bytes data):
         cdef Exchange ex = self.ex
@@ -786,9 +814,9 @@ cdef class UpstreamConnection:
         self.got_response_bytes = False
         self.pending.clear()
         self.requests += 1
-        self.deadline = now_monotonic() + (ex.read_timeout if body_done else ex.group.send_timeout)
+        self.deadline = self.server.clock + (ex.read_timeout if body_done else ex.group.send_timeout)
         if len(parts) == 1:
-            self.transport.write(parts[0])
+            self.write(parts[0])
         else:
             self.transport.writelines(parts)
 
@@ -842,6 +870,7 @@ cdef class Exchange:
     cdef bint response_done
     cdef bint chunked_to_client
     cdef public int status
+    cdef public bint timed
     cdef public double start_time
     cdef public double upstream_start
     cdef public double upstream_latency
@@ -1109,7 +1138,8 @@ cdef class Exchange:
                 self.upstream = None
                 self.respond_error(500, "plugin error")
                 return
-        self.upstream_start = now_monotonic()
+        if self.timed:
+            self.upstream_start = now_monotonic()
         parts = [self.build_upstream_head()]
         if self.body_backlog:
             parts.extend(self.body_backlog)
@@ -1215,9 +1245,9 @@ cdef class Exchange:
         """Body bytes of this request from the client (already cut at the message end)."""
         self.body_bytes += PyBytes_GET_SIZE(data)
         if self.upstream is not None and self.upstream.state != U_CLOSED and self.upstream.ex is self:
-            self.upstream.transport.write(data)
+            self.upstream.write(data)
             if not self.upstream.got_response_bytes:
-                self.upstream.deadline = now_monotonic() + (
+                self.upstream.deadline = self.client.server.clock + (
                     self.read_timeout if self.body_done else self.group.send_timeout)
         elif not self.response_done:
             if self.body_backlog is None:
@@ -1234,7 +1264,8 @@ cdef class Exchange:
         if self.version_minor == 1 and not self.client.transport.is_closing():
             self.client.transport.write(buf[:n])
 
-    cdef void on_response_head(self, UpstreamConnection u, bytes buf, int32_t n):
+    cdef void on_response_head(self, UpstreamConnection u, bytes buf, int32_t n,
+                               size_t inline_body):
         cdef gw_response_head *r = &u.head
         cdef HeadBuffer hb
         cdef const char *d = PyBytes_AS_STRING(buf)
@@ -1244,7 +1275,8 @@ cdef class Exchange:
         cdef bint close
         self.response_started = True
         self.status = r.status
-        self.upstream_latency = now_monotonic() - self.upstream_start
+        if self.timed:
+            self.upstream_latency = now_monotonic() - self.upstream_start
         # The client keeps its connection only if both sides allow it and the body is delimited.
         close = (not self.keep_alive) or self.client.server.draining or \
             (r.body_kind == GW_BODY_UNTIL_CLOSE) or (not self.body_done)
@@ -1254,8 +1286,9 @@ cdef class Exchange:
             close = True
         if close:
             self.keep_alive = False
+        self.bytes_sent += inline_body
         if self.route.header_filter:
-            self.run_header_filter(u, buf, n, close)
+            self.run_header_filter(u, buf, n, close, inline_body)
             return
         hb = self.client.server.scratch
         hb.length = 0
@@ -1275,11 +1308,14 @@ cdef class Exchange:
         elif self.version_minor == 0:
             hb.add("Connection: keep-alive\r\n", 24)
         hb.add("\r\n", 2)
+        if inline_body:
+            hb.add(d + n, inline_body)
         if r.body_kind == GW_BODY_CHUNKED and self.version_minor == 0:
             self.chunked_to_client = True
-        self.client.write_head(hb.take())
+        self.client.held_head = hb.take()
 
-    cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close):
+    cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
+                                size_t inline_body):
         cdef gw_response_head *r = &u.head
         cdef uint32_t i
         cdef gw_header *e
@@ -1310,7 +1346,9 @@ cdef class Exchange:
         elif self.version_minor == 0:
             parts.append(b"Connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        self.client.write_head(b"".join(parts))
+        if inline_body:
+            parts.append(buf[n:n + inline_body])
+        self.client.held_head = b"".join(parts)
 
     cdef void send_response_body(self, bytes data):
         self.bytes_sent += PyBytes_GET_SIZE(data)
@@ -1388,6 +1426,7 @@ cdef class Exchange:
     cdef void finish(self):
         cdef ClientConnection client = self.client
         cdef RouteEntry route = self.route
+        client.flush_head()
         if route is not None and route.log:
             for hook in route.log:
                 try:
@@ -1425,6 +1464,8 @@ cdef class ClientConnection:
     cdef bint reading_paused_pipeline      # pipelined bytes waiting for the current response
     cdef bint processing
     cdef public int requests
+    cdef bytes held_head                   # response head waiting for its first body bytes
+    cdef object write                      # transport.write, bound once per connection
 
     def __cinit__(self):
         self.chunked = gw_chunked_new()
@@ -1443,6 +1484,7 @@ cdef class ClientConnection:
 
     def connection_made(self, transport):
         self.transport = transport
+        self.write = transport.write
         self.server.clients.add(self)
         self.server.connections_total += 1
         peer = transport.get_extra_info("peername")
@@ -1456,7 +1498,7 @@ cdef class ClientConnection:
             except OSError:
                 pass
         # Until the first byte the idle timer applies; the header timer starts with the head.
-        self.deadline = now_monotonic() + self.server.runtime.header_timeout
+        self.deadline = self.server.clock + self.server.runtime.header_timeout
         if self.server.draining:
             self.close()
 
@@ -1546,7 +1588,7 @@ cdef class ClientConnection:
                 if n == 0:
                     if self.state == C_IDLE:
                         self.state = C_HEAD
-                        self.deadline = now_monotonic() + runtime.header_timeout
+                        self.deadline = self.server.clock + runtime.header_timeout
                     self.pending += data
                     return
                 if n < 0:
@@ -1589,7 +1631,9 @@ cdef class ClientConnection:
         ex.body_remaining = h.content_length
         ex.body_done = h.body_kind == GW_BODY_NONE or (
             h.body_kind == GW_BODY_LENGTH and h.content_length == 0)
-        ex.start_time = now_monotonic()
+        # Precise clock reads only when something will report latencies (log hooks, access log).
+        ex.timed = runtime.timed or self.server.on_log is not None
+        ex.start_time = now_monotonic() if ex.timed else self.server.clock
         self.ex = ex
         self.state = C_ACTIVE
         self.requests += 1
@@ -1649,7 +1693,7 @@ cdef class ClientConnection:
                 return None
             if done:
                 ex.body_done = True
-        self.deadline = 0 if ex.body_done else now_monotonic() + runtime.body_timeout
+        self.deadline = 0 if ex.body_done else self.server.clock + runtime.body_timeout
         if not ex.response_done:
             ex.on_request_body(data)
         return rest
@@ -1667,8 +1711,25 @@ cdef class ClientConnection:
             self.transport.write(head)
 
     cdef void write_body(self, bytes data):
-        if self.state != C_CLOSED:
-            self.transport.write(data)
+        cdef bytes head = self.held_head
+        if self.state == C_CLOSED:
+            return
+        if head is None:
+            self.write(data)
+            return
+        # A response head is held back so it leaves with the first body bytes in one syscall.
+        self.held_head = None
+        if PyBytes_GET_SIZE(data) <= 16384:
+            self.write(head + data)
+        else:
+            self.transport.writelines((head, data))
+
+    cdef void flush_head(self):
+        cdef bytes head = self.held_head
+        if head is not None:
+            self.held_head = None
+            if self.state != C_CLOSED:
+                self.write(head)
 
     cdef void on_exchange_done(self, Exchange ex):
         if self.ex is not ex:
@@ -1684,7 +1745,7 @@ cdef class ClientConnection:
             self.close()
             return
         self.state = C_IDLE
-        self.deadline = now_monotonic() + ex.runtime.keepalive_timeout
+        self.deadline = self.server.clock + ex.runtime.keepalive_timeout
         if self.reading_paused:
             self.reading_paused_pipeline = False
             self.reading_paused_backlog = False
@@ -1711,7 +1772,7 @@ cdef class ClientConnection:
             return
         self.state = C_LINGER
         self.pending.clear()
-        self.deadline = now_monotonic() + LINGER_SECONDS
+        self.deadline = self.server.clock + LINGER_SECONDS
         try:
             if self.transport.can_write_eof():
                 self.transport.write_eof()

@@ -24,6 +24,21 @@ from gateway.server.sockets import reuseport_socket
 log = logging.getLogger("gateway.worker")
 
 
+def sweep_interval(config: Config) -> float:
+    """Timeouts are enforced by a periodic sweep; a quarter of the shortest one keeps each
+    within 25% of its setting (bounded to 50 ms .. 500 ms)."""
+    gw = config.gateway
+    timeouts = [gw.client_header_timeout, gw.keepalive_timeout, gw.client_body_timeout]
+    upstreams = list(config.upstreams) + [r.upstream for r in config.routes if r.upstream]
+    for up in upstreams:
+        timeouts += [up.timeout.connect, up.timeout.send, up.timeout.read]
+    for route in config.routes:
+        if route.timeout is not None:
+            timeouts += [route.timeout.connect, route.timeout.send, route.timeout.read]
+    shortest = min((t for t in timeouts if t > 0), default=2.0)
+    return min(max(shortest / 4, 0.05), 0.5)
+
+
 class Worker:
     def __init__(self, worker_id: int, control: socket.socket) -> None:
         self.worker_id = worker_id
@@ -90,6 +105,7 @@ class Worker:
             await self._start(config, runtime)
         else:
             self.server.set_runtime(runtime)
+            self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
             if list(config.gateway.listen) != list(self.config.gateway.listen if self.config else []):
                 log.warning("worker %d: listen addresses change only on restart", self.worker_id)
@@ -98,10 +114,7 @@ class Worker:
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
 
     async def _start(self, config: Config, runtime: Any) -> None:
-        timeouts = [config.gateway.client_header_timeout, config.gateway.keepalive_timeout,
-                    config.gateway.client_body_timeout]
-        sweep = min(max(min(t for t in timeouts if t > 0) / 4, 0.05), 0.5)
-        self.server = Server(self.loop, runtime, sweep)
+        self.server = Server(self.loop, runtime, sweep_interval(config))
         self._configure_access_log(config)
         for address in config.gateway.listen:
             sock = reuseport_socket(address)
