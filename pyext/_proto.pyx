@@ -149,6 +149,10 @@ DEF CLIENT_BUFFER_HIGH = 262144
 DEF HEAD_SCRATCH = 8192
 DEF LINGER_SECONDS = 2.0
 DEF INLINE_BODY_MAX = 16384
+# A side's unsent bytes above WRITE_HIGH_WATER pause reading from the other side until they
+# drain below WRITE_LOW_WATER: bodies stream through a bounded buffer, never whole.
+DEF WRITE_HIGH_WATER = 262144
+DEF WRITE_LOW_WATER = 65536
 
 # Router outcome codes (rust/router: NOT_FOUND, METHOD_NOT_ALLOWED, BAD_PATH)
 DEF ROUTE_BAD_PATH = -3
@@ -632,6 +636,7 @@ cdef class UpstreamConnection:
     def connection_made(self, transport):
         self.transport = transport
         self.write = transport.write
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self.server.upstreams.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -1485,6 +1490,7 @@ cdef class ClientConnection:
     def connection_made(self, transport):
         self.transport = transport
         self.write = transport.write
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self.server.clients.add(self)
         self.server.connections_total += 1
         peer = transport.get_extra_info("peername")

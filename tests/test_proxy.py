@@ -322,6 +322,16 @@ def test_upstream_slow_is_504(tmp_path: Path, upstream: Upstream) -> None:
         assert response.status == 200
 
 
+def test_pooled_connection_closed_by_upstream_is_retried(gateway: GatewayProcess, upstream: Upstream) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+    for _ in range(100):
+        conn.request("GET", "/then-close")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read() == b"ok\n"
+    conn.close()
+    assert upstream.connections >= 100  # every response closed its upstream connection
+
+
 def test_round_robin_over_weighted_nodes(tmp_path: Path) -> None:
     port = free_port()
     with Upstream("a") as a, Upstream("b") as b:

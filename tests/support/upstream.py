@@ -186,6 +186,15 @@ class _Connection(asyncio.Protocol):
                 await self.send(h11.Data(data=body))
             await self.send(h11.EndOfMessage())
             return
+        if kind == "then-close":
+            # Answers as if keeping the connection, then closes it: what an upstream with a short
+            # keep-alive timeout does to a pooled connection.
+            body = b"ok\n"
+            await self.send(h11.Response(status_code=200, headers=extra + [(b"content-length", b"3")]),
+                            h11.Data(data=body), h11.EndOfMessage())
+            assert self.transport is not None
+            self.transport.close()
+            return
         if kind == "early-hints":
             await self.send(h11.InformationalResponse(status_code=103, headers=[(b"link", b"</a.css>; rel=preload")]))
         body = json.dumps(received.as_json(self.upstream.name)).encode()

@@ -53,7 +53,7 @@ fn header_list<'py>(py: Python<'py>, buf: &[u8], hs: &[crate::HeaderEntry]) -> V
 }
 
 /// A parsed request head (holds a copy of the head bytes).
-#[pyclass(frozen, name = "RequestHead", module = "gateway_http")]
+#[pyclass(frozen, name = "RequestHead", module = "gateway._native")]
 pub struct PyRequestHead {
     buf: Vec<u8>,
     head: Box<crate::RequestHead>,
@@ -143,7 +143,7 @@ impl PyRequestHead {
 }
 
 /// A parsed response head (holds a copy of the head bytes).
-#[pyclass(frozen, name = "ResponseHead", module = "gateway_http")]
+#[pyclass(frozen, name = "ResponseHead", module = "gateway._native")]
 pub struct PyResponseHead {
     buf: Vec<u8>,
     head: Box<crate::ResponseHead>,
@@ -196,7 +196,7 @@ impl PyResponseHead {
 }
 
 /// Validates a chunked body fed in pieces; see the Rust `ChunkedScanner`.
-#[pyclass(name = "ChunkedScanner", module = "gateway_http")]
+#[pyclass(name = "ChunkedScanner", module = "gateway._native")]
 #[derive(Default)]
 pub struct PyChunkedScanner {
     inner: crate::ChunkedScanner,
