@@ -51,6 +51,7 @@ class RouteEntry:
     access: tuple[Callable[..., Any], ...]
     before_proxy: tuple[Callable[..., Any], ...]
     header_filter: tuple[Callable[..., Any], ...]
+    body_filter: tuple[Callable[..., Any], ...]
     log: tuple[Callable[..., Any], ...]
     request_hooks: tuple[Callable[..., Any], ...]
     has_plugins: bool
@@ -60,6 +61,7 @@ class RouteEntry:
                  access: tuple[Callable[..., Any], ...] = (),
                  before_proxy: tuple[Callable[..., Any], ...] = (),
                  header_filter: tuple[Callable[..., Any], ...] = (),
+                 body_filter: tuple[Callable[..., Any], ...] = (),
                  log: tuple[Callable[..., Any], ...] = (),
                  plugins: dict[str, Any] | None = None) -> None: ...
 

@@ -396,14 +396,15 @@ cdef class RouteEntry:
     cdef public tuple access
     cdef public tuple before_proxy
     cdef public tuple header_filter
+    cdef public tuple body_filter
     cdef public tuple log
     cdef public tuple request_hooks      # rewrite then access, in order
     cdef public bint has_plugins
     cdef public dict plugins
 
     def __init__(self, int index, str id, UpstreamGroup upstream=None, tuple rewrite=(),
-                 tuple access=(), tuple before_proxy=(), tuple header_filter=(), tuple log=(),
-                 dict plugins=None):
+                 tuple access=(), tuple before_proxy=(), tuple header_filter=(),
+                 tuple body_filter=(), tuple log=(), dict plugins=None):
         self.index = index
         self.id = id
         self.upstream = upstream
@@ -411,6 +412,7 @@ cdef class RouteEntry:
         self.access = access
         self.before_proxy = before_proxy
         self.header_filter = header_filter
+        self.body_filter = body_filter
         self.log = log
         self.plugins = plugins or {}
         self.request_hooks = rewrite + access
@@ -722,7 +724,8 @@ cdef class UpstreamConnection:
             gw_chunked_reset(self.chunked)
         cdef size_t rest = PyBytes_GET_SIZE(buf) - n
         cdef size_t inline_body = 0
-        if self.body_kind == GW_BODY_LENGTH and rest and rest <= INLINE_BODY_MAX:
+        if self.body_kind == GW_BODY_LENGTH and rest and rest <= INLINE_BODY_MAX \
+                and not ex.route.body_filter:
             # A small body that arrived with the head is copied right behind it: one buffer,
             # one write to the client.
             inline_body = rest if rest < self.remaining else self.remaining
@@ -873,7 +876,8 @@ cdef class Exchange:
     cdef bint retried_stale
     cdef public bint response_started
     cdef bint response_done
-    cdef bint chunked_to_client
+    cdef bint chunked_to_client          # upstream chunks are decoded before the client sees them
+    cdef bint filtering                  # body_filter hooks see (and may change) the payload
     cdef public int status
     cdef public bint timed
     cdef public double start_time
@@ -1285,9 +1289,13 @@ cdef class Exchange:
         # The client keeps its connection only if both sides allow it and the body is delimited.
         close = (not self.keep_alive) or self.client.server.draining or \
             (r.body_kind == GW_BODY_UNTIL_CLOSE) or (not self.body_done)
-        self.chunked_to_client = False
-        if r.body_kind == GW_BODY_CHUNKED and self.version_minor == 0:
-            # An HTTP/1.0 client cannot read chunked framing; relay and close (read until close).
+        # body_filter hooks may change the length: the gateway frames the body itself then
+        # (chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0 ones).
+        self.filtering = bool(self.route.body_filter) and r.body_kind != GW_BODY_NONE
+        self.chunked_to_client = r.body_kind == GW_BODY_CHUNKED and (
+            self.version_minor == 0 or self.filtering)
+        if self.version_minor == 0 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
+            # An HTTP/1.0 client cannot read chunked framing: the body ends with the connection.
             close = True
         if close:
             self.keep_alive = False
@@ -1303,10 +1311,10 @@ cdef class Exchange:
         hb.add("\r\n", 2)
         for i in range(r.n_headers):
             e = &r.headers[i]
-            if e.flags & GW_HF_HOP_BY_HOP:
+            if e.flags & GW_HF_HOP_BY_HOP or (self.filtering and e.flags & GW_HF_CONTENT_LENGTH):
                 continue
             hb.add_header(d + e.name.off, e.name.len, d + e.value.off, e.value.len)
-        if r.body_kind == GW_BODY_CHUNKED and self.version_minor == 1:
+        if self.version_minor == 1 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
             hb.add("Transfer-Encoding: chunked\r\n", 28)
         if close:
             hb.add("Connection: close\r\n", 19)
@@ -1315,8 +1323,6 @@ cdef class Exchange:
         hb.add("\r\n", 2)
         if inline_body:
             hb.add(d + n, inline_body)
-        if r.body_kind == GW_BODY_CHUNKED and self.version_minor == 0:
-            self.chunked_to_client = True
         self.client.held_head = hb.take()
 
     cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
@@ -1327,7 +1333,7 @@ cdef class Exchange:
         cdef list headers = []
         for i in range(r.n_headers):
             e = &r.headers[i]
-            if e.flags & GW_HF_HOP_BY_HOP:
+            if e.flags & GW_HF_HOP_BY_HOP or (self.filtering and e.flags & GW_HF_CONTENT_LENGTH):
                 continue
             headers.append([buf[e.name.off:e.name.off + e.name.len].decode("latin-1"),
                             buf[e.value.off:e.value.off + e.value.len].decode("latin-1")])
@@ -1344,7 +1350,7 @@ cdef class Exchange:
         parts = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason)]
         for name, value in self.response_headers:
             parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if r.body_kind == GW_BODY_CHUNKED and self.version_minor == 1:
+        if self.version_minor == 1 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if close:
             parts.append(b"Connection: close\r\n")
@@ -1356,11 +1362,45 @@ cdef class Exchange:
         self.client.held_head = b"".join(parts)
 
     cdef void send_response_body(self, bytes data):
+        if self.filtering:
+            data = self.filter_body(data, False)
+            if not data:
+                return
+            if self.version_minor == 1:
+                data = b"%x\r\n%b\r\n" % (PyBytes_GET_SIZE(data), data)
         self.bytes_sent += PyBytes_GET_SIZE(data)
         self.client.write_body(data)
 
+    cdef bytes filter_body(self, bytes chunk, bint last):
+        """Runs the body_filter hooks in order; a hook returns the new chunk (None keeps it)."""
+        try:
+            for hook in self.route.body_filter:
+                result = hook(self, chunk, last)
+                if result is not None:
+                    chunk = result.encode() if isinstance(result, str) else bytes(result)
+        except Exception:
+            log.exception("body_filter plugin failed on route %s", self.route.id)
+            self.abort_client()
+            return None
+        return chunk
+
+    cdef void end_filtered_body(self):
+        cdef bytes tail = self.filter_body(b"", True)
+        if self.client.state == C_CLOSED:
+            return
+        if self.version_minor == 1:
+            if tail:
+                self.client.write_body(b"%x\r\n%b\r\n0\r\n\r\n" % (PyBytes_GET_SIZE(tail), tail))
+            else:
+                self.client.write_body(b"0\r\n\r\n")
+        elif tail:
+            self.client.write_body(tail)
+
     cdef void on_response_complete(self, UpstreamConnection u, bint upstream_keep_alive):
         cdef bint reusable = upstream_keep_alive and self.body_done and u.state != U_CLOSED
+        if self.filtering:
+            self.filtering = False
+            self.end_filtered_body()
         self.response_done = True
         if u is self.upstream:
             self.upstream = None

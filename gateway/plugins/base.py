@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-PHASES: tuple[str, ...] = ("rewrite", "access", "before_proxy", "header_filter", "log")
+PHASES: tuple[str, ...] = ("rewrite", "access", "before_proxy", "header_filter", "body_filter",
+                           "log")
 
 
 class PluginConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -15,8 +16,10 @@ class PluginConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class Plugin:
     """Subclass this and define any of ``rewrite``, ``access``, ``before_proxy``,
-    ``header_filter``, ``log``; each takes the request context. A phase may be ``async``.
-    ``access`` (and ``rewrite``) may return a ``gateway.Response`` to answer the request."""
+    ``header_filter``, ``body_filter``, ``log``; each takes the request context. ``rewrite``,
+    ``access`` and ``log`` may be ``async``. ``access`` (and ``rewrite``) may return a
+    ``Response`` to answer the request. ``body_filter(ctx, chunk, last)`` returns the chunk to
+    send (None keeps it); a route with one streams the body re-framed by the gateway."""
 
     name: ClassVar[str]
     priority: ClassVar[int] = 0

@@ -34,12 +34,19 @@ def available() -> dict[str, str]:
 
 
 def get_plugin_class(name: str) -> type[Plugin]:
+    """A plugin by name; a name written as an import path ("package.module:Class") loads that
+    class directly, so a project's own plugins need no packaging."""
     cls = _cache.get(name)
     if cls is None:
-        ref = available().get(name)
+        ref = name if ":" in name else available().get(name)
         if ref is None:
             raise KeyError(name)
-        cls = load_class(ref)
+        try:
+            cls = load_class(ref)
+        except (ImportError, AttributeError) as exc:
+            if ":" in name:
+                raise KeyError(name) from exc
+            raise
         _cache[name] = cls
     return cls
 

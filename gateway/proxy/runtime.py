@@ -115,5 +115,5 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
     merged = plugins + [p for p in global_plugins if p.name not in names]
     chain = plugin_chain(merged)
     return RouteEntry(index, route.id, group, chain["rewrite"], chain["access"],
-                      chain["before_proxy"], chain["header_filter"], chain["log"],
-                      {p.name: p for p in merged})
+                      chain["before_proxy"], chain["header_filter"], chain["body_filter"],
+                      chain["log"], {p.name: p for p in merged})

@@ -1,0 +1,116 @@
+"""The plugin hook points of the data plane, exercised through real requests with the test
+plugins in tests/support/plugins.py (loaded by import path)."""
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.support.gateway import GatewayProcess, base_config, raw_exchange
+from tests.support.upstream import Upstream, free_port
+
+P = "tests.support.plugins:"
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None
+        ) -> tuple[http.client.HTTPResponse, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response, body
+
+
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upstream]]:
+    with Upstream("up") as upstream:
+        port = free_port()
+        config: dict[str, Any] = base_config(port)
+        config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": upstream.port}]}]
+        config["routes"] = [
+            {"id": "tag", "uri": "/*", "upstream_id": "up", "plugins": {P + "Tag": {"tag": "hello"}}},
+            {"id": "upper", "uri": "/upper/*", "upstream_id": "up", "plugins": {P + "Upper": {}}},
+            {"id": "boom", "uri": "/boom", "upstream_id": "up", "plugins": {P + "Boom": {}}},
+            {"id": "slow", "uri": "/slow-deny/*", "upstream_id": "up", "plugins": {P + "SlowDeny": {}}},
+            {"id": "params", "uri": "/users/:id/items/:item", "plugins": {P + "Params": {}}},
+        ]
+        with GatewayProcess(tmp_path_factory.mktemp("hooks"), config):
+            yield port, upstream
+
+
+def test_rewrite_before_proxy_and_header_filter(hooked: tuple[int, Upstream]) -> None:
+    port, upstream = hooked
+    response, body = get(port, "/echo/x", {"X-Secret": "s3cret"})
+    got = json.loads(body)
+    headers = dict(got["headers"])
+    assert headers["x-rewritten"] == "hello"
+    assert headers["x-node"] == f"127.0.0.1:{upstream.port}"
+    assert "x-secret" not in headers
+    assert response.getheader("X-Tag") == "hello"
+    assert response.getheader("X-Upstream") is None
+    response, body = get(port, "/rename")
+    assert json.loads(body)["target"] == "/echo/renamed?by=hello"
+    response, _ = get(port, "/status/200")
+    assert response.status == 299
+
+
+@pytest.mark.parametrize("path", ["/upper/bytes/100000", "/upper/chunked/100000", "/upper/close/5000"])
+def test_body_filter_transforms_streamed_bodies(hooked: tuple[int, Upstream], path: str) -> None:
+    port, _ = hooked
+    response, body = get(port, path)
+    size = int(path.rsplit("/", 1)[1])
+    assert body == b"X" * size + b"!"
+    assert response.getheader("Content-Length") is None
+    assert response.getheader("Transfer-Encoding") == "chunked"
+
+
+def test_body_filter_for_http10_client_is_close_delimited(hooked: tuple[int, Upstream]) -> None:
+    port, _ = hooked
+    raw = raw_exchange(port, b"GET /upper/chunked/3000 HTTP/1.0\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
+    assert body == b"X" * 3000 + b"!<EOF>"
+
+
+def test_plugin_exception_gives_500_and_worker_survives(hooked: tuple[int, Upstream]) -> None:
+    port, _ = hooked
+    for _ in range(5):
+        response, body = get(port, "/boom")
+        assert response.status == 500
+    response, _ = get(port, "/echo/still-alive")
+    assert response.status == 200
+
+
+def test_async_access_phase(hooked: tuple[int, Upstream]) -> None:
+    port, upstream = hooked
+    before = len(upstream.received)
+    response, body = get(port, "/slow-deny/x", {"X-Deny": "1"})
+    assert (response.status, body, response.getheader("X-Denied-By")) == (403, b"denied\n", "test")
+    assert len(upstream.received) == before
+    response, _ = get(port, "/slow-deny/y")
+    assert response.status == 200 and len(upstream.received) == before + 1
+
+
+def test_context_exposes_params_and_request(hooked: tuple[int, Upstream]) -> None:
+    port, _ = hooked
+    response, body = get(port, "/users/42/items/abc?q=1")
+    assert body == b"params {'id': '42', 'item': 'abc'} GET /users/42/items/abc q=1 127.0.0.1"
+
+
+def test_unknown_plugin_is_a_config_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"routes": [
+        {"id": "r", "uri": "/x", "plugins": {"no-such-plugin": {}, P + "Missing": {}}}]}))
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(config)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "routes[0].plugins.no-such-plugin: unknown plugin" in result.stderr
+    assert "Missing" in result.stderr
