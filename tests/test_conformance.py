@@ -135,8 +135,10 @@ def test_compliant_is_forwarded_intact(setup: tuple[GatewayProcess, Upstream],
     data, info = build_request(case)
     marker = f"X-Case: {case_id(case)}".encode("utf-8")
     raw = raw_exchange(gw.port, data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n" + marker + b"\r\n\r\n", 1), timeout=5)
+    # Twice at most: an upstream that drops a pooled connection unanswered makes the gateway
+    # retry an idempotent request once on a fresh connection.
     forwarded = [bytes(c) for c in upstream.raw_connections if marker in c]
-    assert len(forwarded) == 1, raw[:300]
+    assert 1 <= len(forwarded) <= 2, raw[:300]
     if len(upstream.received) == before:
         # The test upstream's parser (h11) refuses some compliant requests (transfer codings
         # other than chunked, raw UTF-8 targets): judge what the gateway forwarded by its bytes.
