@@ -55,6 +55,7 @@ class RouteEntry:
     log: tuple[Callable[..., Any], ...]
     request_hooks: tuple[Callable[..., Any], ...]
     has_plugins: bool
+    websocket: bool
     plugins: dict[str, Any]
     def __init__(self, index: int, id: str, upstream: UpstreamGroup | None = None,
                  rewrite: tuple[Callable[..., Any], ...] = (),
@@ -63,7 +64,7 @@ class RouteEntry:
                  header_filter: tuple[Callable[..., Any], ...] = (),
                  body_filter: tuple[Callable[..., Any], ...] = (),
                  log: tuple[Callable[..., Any], ...] = (),
-                 plugins: dict[str, Any] | None = None) -> None: ...
+                 plugins: dict[str, Any] | None = None, websocket: bool = False) -> None: ...
 
 class Runtime:
     version: int
@@ -119,6 +120,7 @@ class Exchange:
     method_id: int
     is_head: bool
     keep_alive: bool
+    upgrading: bool
     node: UpstreamNode | None
     response_started: bool
     status: int

@@ -129,6 +129,7 @@ cdef enum:
     C_ACTIVE = 2      # a request is in flight (its body may still be arriving)
     C_CLOSED = 3
     C_LINGER = 4      # answered and half-closed; input is read and dropped until the peer closes
+    C_TUNNEL = 5      # upgraded (WebSocket): bytes flow both ways untouched
 
 # Upstream connection states
 cdef enum:
@@ -137,6 +138,7 @@ cdef enum:
     U_HEAD = 2        # request sent (or being sent), waiting for the response head
     U_BODY = 3        # response body streaming
     U_CLOSED = 4
+    U_TUNNEL = 5      # upgraded: never returns to the pool
 
 # How a local response treats the connection afterwards
 cdef enum:
@@ -400,11 +402,12 @@ cdef class RouteEntry:
     cdef public tuple log
     cdef public tuple request_hooks      # rewrite then access, in order
     cdef public bint has_plugins
+    cdef public bint websocket           # enable_websocket: Upgrade requests are tunnelled
     cdef public dict plugins
 
     def __init__(self, int index, str id, UpstreamGroup upstream=None, tuple rewrite=(),
                  tuple access=(), tuple before_proxy=(), tuple header_filter=(),
-                 tuple body_filter=(), tuple log=(), dict plugins=None):
+                 tuple body_filter=(), tuple log=(), dict plugins=None, bint websocket=False):
         self.index = index
         self.id = id
         self.upstream = upstream
@@ -417,6 +420,7 @@ cdef class RouteEntry:
         self.plugins = plugins or {}
         self.request_hooks = rewrite + access
         self.has_plugins = bool(self.request_hooks)
+        self.websocket = websocket
 
 
 cdef class Runtime:
@@ -657,7 +661,9 @@ cdef class UpstreamConnection:
         self.ex = None
         if ex is None:
             return
-        if previous == U_BODY and self.body_kind == GW_BODY_UNTIL_CLOSE:
+        if previous == U_TUNNEL:
+            ex.end_tunnel()
+        elif previous == U_BODY and self.body_kind == GW_BODY_UNTIL_CLOSE:
             ex.on_response_complete(self, False)
         else:
             ex.on_upstream_lost(self, self.got_response_bytes, exc)
@@ -681,6 +687,9 @@ cdef class UpstreamConnection:
             return
         self.got_response_bytes = True
         self.deadline = self.server.clock + ex.read_timeout
+        if self.state == U_TUNNEL:
+            ex.client.write_body(data)
+            return
         if self.state == U_BODY:
             self.forward_body(data)
         else:
@@ -710,7 +719,16 @@ cdef class UpstreamConnection:
                 self.transport.abort()
                 ex.on_upstream_failed(502, "invalid response from upstream")
                 return
-            if 100 <= self.head.status < 200 and self.head.status != 101:
+            if self.head.status == 101:
+                if ex.upgrading:
+                    self.state = U_TUNNEL
+                    ex.on_upgraded(self, buf, n)
+                    return
+                self.state = U_CLOSED
+                self.transport.abort()
+                ex.on_upstream_failed(502, "upstream switched protocols unasked")
+                return
+            if 100 <= self.head.status < 200:
                 ex.relay_informational(buf, n)
                 if n == PyBytes_GET_SIZE(buf):
                     return
@@ -806,6 +824,8 @@ cdef class UpstreamConnection:
     cdef void on_timeout(self, double now):
         if self.state == U_IDLE:
             self.close()
+        elif self.state == U_TUNNEL:
+            self.transport.abort()  # an idle tunnel ends quietly; connection_lost closes both
         elif self.ex is not None:
             log.warning("upstream %s:%d timed out", self.node.host, self.node.port)
             ex = self.ex
@@ -878,6 +898,7 @@ cdef class Exchange:
     cdef bint response_done
     cdef bint chunked_to_client          # upstream chunks are decoded before the client sees them
     cdef bint filtering                  # body_filter hooks see (and may change) the payload
+    cdef public bint upgrading           # a WebSocket upgrade is asked of the upstream
     cdef public int status
     cdef public bint timed
     cdef public double start_time
@@ -1228,6 +1249,12 @@ cdef class Exchange:
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
         if self.body_kind == GW_BODY_CHUNKED:
             self.add_transfer_encoding(hb, d)
+        if self.upgrading:
+            for i in range(h.n_headers):
+                e = &h.headers[i]
+                if e.flags & GW_HF_UPGRADE:
+                    hb.add_header("Upgrade", 7, d + e.value.off, e.value.len)
+            hb.add("Connection: upgrade\r\n", 21)
         hb.add("\r\n", 2)
         return hb.take()
 
@@ -1268,6 +1295,46 @@ cdef class Exchange:
                 self.client.update_reading()
 
     # -- response side --
+
+    cdef void on_upgraded(self, UpstreamConnection u, bytes buf, int32_t n):
+        """101 Switching Protocols: relay the head, then both connections become a tunnel."""
+        cdef gw_response_head *r = &u.head
+        cdef const char *d = PyBytes_AS_STRING(buf)
+        cdef HeadBuffer hb = self.client.server.scratch
+        cdef uint32_t i
+        cdef gw_header *e
+        cdef const char *line_end = <const char *>memchr(d, b'\r', n)
+        self.response_started = True
+        self.status = 101
+        self.keep_alive = False
+        hb.length = 0
+        hb.add("HTTP/1.1 ", 9)
+        hb.add(d + 9, line_end - d - 9)
+        hb.add("\r\n", 2)
+        for i in range(r.n_headers):
+            e = &r.headers[i]
+            if e.flags & GW_HF_UPGRADE:
+                hb.add_header("Upgrade", 7, d + e.value.off, e.value.len)
+            elif not e.flags & GW_HF_HOP_BY_HOP:
+                hb.add_header(d + e.name.off, e.name.len, d + e.value.off, e.value.len)
+        hb.add("Connection: upgrade\r\n\r\n", 23)
+        self.client.state = C_TUNNEL
+        self.client.deadline = 0
+        self.client.write_body(hb.take())
+        if n < PyBytes_GET_SIZE(buf):
+            self.client.write_body(buf[n:])
+        if self.client.pending:
+            # bytes the client sent after its upgrade request belong to the new protocol
+            u.write(bytes(self.client.pending))
+            self.client.pending.clear()
+
+    cdef void end_tunnel(self):
+        self.response_done = True
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        self.client.close()
+        self.finish()
 
     cdef void relay_informational(self, bytes buf, int32_t n):
         if self.version_minor == 1 and not self.client.transport.is_closing():
@@ -1550,6 +1617,12 @@ cdef class ClientConnection:
 
     def connection_lost(self, exc):
         cdef Exchange ex = self.ex
+        if self.state == C_TUNNEL and ex is not None:
+            self.state = C_CLOSED
+            self.server.clients.discard(self)
+            self.ex = None
+            ex.end_tunnel()
+            return
         self.state = C_CLOSED
         self.server.clients.discard(self)
         self.deadline = 0
@@ -1598,6 +1671,12 @@ cdef class ClientConnection:
 
     def data_received(self, bytes data):
         cdef Exchange ex
+        if self.state == C_TUNNEL:
+            ex = self.ex
+            if ex is not None and ex.upstream is not None:
+                ex.upstream.write(data)
+                ex.upstream.deadline = self.server.clock + ex.read_timeout
+            return
         if self.state == C_ACTIVE:
             ex = self.ex
             if ex is not None and not ex.body_done:
@@ -1703,6 +1782,7 @@ cdef class ClientConnection:
                 ex.respond_error(404, "404 Route Not Found")
             return ex
         ex.route = <RouteEntry>runtime.routes[code]
+        ex.upgrading = h.upgrade and ex.route.websocket
         ex.params = match[1]
         ex.normalized_path = match[2]
         return ex

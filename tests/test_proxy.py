@@ -383,3 +383,61 @@ def test_embedded_default_config_answers(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+class EchoAfterUpgrade:
+    """A raw upstream that accepts an Upgrade with 101 and then echoes bytes upper-cased."""
+
+    def __init__(self) -> None:
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                self.heads.append(head)
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+                if rest:
+                    conn.sendall(rest.upper())
+                while chunk := conn.recv(4096):
+                    conn.sendall(chunk.upper())
+
+
+def test_websocket_upgrade_is_tunnelled_when_enabled(tmp_path: Path, upstream: Upstream) -> None:
+    port = free_port()
+    echo_server = EchoAfterUpgrade()
+    config = base_config(port)
+    config["upstreams"] = [{"id": "ws", "nodes": [{"host": "127.0.0.1", "port": echo_server.port}]},
+                           {"id": "up", "nodes": [{"host": "127.0.0.1", "port": upstream.port}]}]
+    config["routes"] = [{"id": "ws", "uri": "/ws", "upstream_id": "ws", "enable_websocket": True},
+                        {"id": "plain", "uri": "/*", "upstream_id": "up"}]
+    with GatewayProcess(tmp_path, config):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nfirst")
+            data = b""
+            while b"FIRST" not in data:
+                data += sock.recv(4096)
+            assert data.startswith(b"HTTP/1.1 101 ")
+            assert b"Upgrade: echo" in data and b"Connection: upgrade" in data
+            for word in (b"hello", b"world"):
+                sock.sendall(word)
+                assert sock.recv(4096) == word.upper()
+        head = echo_server.heads[0].lower()
+        assert b"upgrade: echo" in head and b"connection: upgrade" in head
+        # without enable_websocket the upgrade is not asked of the upstream
+        got = echo(port, "GET", "/echo", headers={"Connection": "Upgrade", "Upgrade": "echo"})
+        assert "upgrade" not in dict(got["headers"])
+    echo_server.sock.close()

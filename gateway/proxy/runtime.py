@@ -116,4 +116,4 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
     chain = plugin_chain(merged)
     return RouteEntry(index, route.id, group, chain["rewrite"], chain["access"],
                       chain["before_proxy"], chain["header_filter"], chain["body_filter"],
-                      chain["log"], {p.name: p for p in merged})
+                      chain["log"], {p.name: p for p in merged}, route.enable_websocket)
