@@ -128,9 +128,9 @@ class Exchange:
     upstream_start: float
     upstream_latency: float
     bytes_sent: int
-    params: list[tuple[str, str]] | None
-    vars: dict[str, Any] | None
     consumer: Any
+    extra_response_headers: list[tuple[bytes, bytes]] | None
+    body_limit: int
     upstream_header_set: list[tuple[bytes, bytes]] | None
     upstream_header_remove: set[bytes] | None
     upstream_path: bytes | None
@@ -158,6 +158,32 @@ class Exchange:
     @property
     def headers(self) -> dict[str, str]: ...
     def header(self, name: str, default: str | None = None) -> str | None: ...
+    @property
+    def vars(self) -> dict[str, Any]:
+        """Per-request state shared between plugins (created on first use)."""
+    @property
+    def params(self) -> dict[str, str]:
+        """Path parameters of the matched route."""
+    @property
+    def upstream(self) -> UpstreamGroup | None:
+        """The group the request is proxied to: a plugin's choice, else the route's."""
+    @property
+    def request_bytes(self) -> int: ...
+    @property
+    def request_body_bytes(self) -> int: ...
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the request head arrived."""
+    def attach_consumer(self, consumer: Any) -> None:
+        """For authentication plugins: the request belongs to this ConsumerEntry; its own
+        non-credential plugins join the request."""
+    def set_upstream(self, group: UpstreamGroup) -> None:
+        """Proxy to ``group`` instead of the route's upstream (call in rewrite/access)."""
+    def set_upstream_host(self, host: str | bytes) -> None: ...
+    def add_response_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Added to the response, proxied or generated; call before the head is sent."""
+    def set_body_limit(self, limit: int) -> None:
+        """Request bodies larger than ``limit`` bytes are answered 413."""
     def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None: ...
     def remove_upstream_header(self, name: str | bytes) -> None: ...
     def set_upstream_uri(self, uri: str | bytes) -> None: ...

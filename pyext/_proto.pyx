@@ -907,10 +907,19 @@ cdef class Exchange:
     cdef public uint64_t bytes_sent
     cdef double read_timeout
     cdef bint expect_continue
-    cdef public object params
+    cdef object raw_params               # [(name, value)] from the router
+    cdef dict _params
     cdef bytes normalized_path
-    cdef public dict vars               # per-request state shared between plugins
+    cdef dict _vars                      # per-request state shared between plugins
     cdef public object consumer
+    cdef bint consumer_attached          # the access chain must take in the consumer's plugins
+    cdef tuple consumer_before_proxy
+    cdef tuple consumer_header_filter
+    cdef tuple consumer_log
+    cdef UpstreamGroup upstream_override # set by a plugin (traffic-split) before proxying
+    cdef bytes upstream_host_override
+    cdef public list extra_response_headers  # (name, value) bytes added to whatever answers
+    cdef public uint64_t body_limit      # per-request cap on the request body (0: the runtime's)
     cdef object _headers
     cdef public list upstream_header_set   # (name, value) set by plugins before proxying
     cdef public set upstream_header_remove
@@ -919,6 +928,73 @@ cdef class Exchange:
     cdef object task
 
     # -- plugin-facing accessors (built lazily; nothing here runs without a plugin) --
+    @property
+    def vars(self):
+        """A dict for plugins to share state within this request."""
+        if self._vars is None:
+            self._vars = {}
+        return self._vars
+
+    @property
+    def params(self):
+        """Path parameters of the matched route (``/users/:id`` -> ``{"id": ...}``)."""
+        if self._params is None:
+            self._params = dict(self.raw_params) if self.raw_params else {}
+        return self._params
+
+    @property
+    def upstream(self):
+        """The upstream group the request goes to (a plugin's choice, else the route's)."""
+        if self.upstream_override is not None:
+            return self.upstream_override
+        return self.route.upstream if self.route is not None else None
+
+    @property
+    def request_bytes(self):
+        """Bytes received for this request: head and body."""
+        return self.head.head_len + self.body_bytes
+
+    @property
+    def request_body_bytes(self):
+        return self.body_bytes
+
+    @property
+    def elapsed(self):
+        """Seconds since the request head arrived."""
+        return now_monotonic() - self.start_time
+
+    def attach_consumer(self, consumer):
+        """Called by an authentication plugin: the request belongs to ``consumer`` (a
+        gateway.plugins.consumers.ConsumerEntry). Its non-credential plugins join the chain."""
+        self.consumer = consumer
+        hooks = getattr(consumer, "phase_hooks", None)
+        if hooks:
+            self.consumer_attached = bool(hooks["access"])
+            self.consumer_before_proxy = hooks["before_proxy"] or None
+            self.consumer_header_filter = hooks["header_filter"] or None
+            self.consumer_log = hooks["log"] or None
+
+    def set_upstream(self, UpstreamGroup group):
+        """Proxies this request to ``group`` instead of the route's upstream (rewrite/access)."""
+        self.upstream_override = group
+
+    def set_upstream_host(self, host):
+        """The Host header sent upstream, whatever the upstream's pass_host says."""
+        self.upstream_host_override = host.encode("latin-1") if isinstance(host, str) else host
+
+    def add_response_header(self, name, value):
+        """Adds a header to the response this request gets, proxied or answered by the gateway
+        (e.g. rate-limit headers set in ``access``). Call before the response head is sent."""
+        if self.extra_response_headers is None:
+            self.extra_response_headers = []
+        self.extra_response_headers.append(
+            (name.encode("latin-1") if isinstance(name, str) else name,
+             value.encode("latin-1") if isinstance(value, str) else value))
+
+    def set_body_limit(self, uint64_t limit):
+        """Caps this request's body: a larger one is answered 413 (or cut if already answered)."""
+        self.body_limit = limit
+
     @property
     def method(self):
         return self.data[self.head.method.off:self.head.method.off + self.head.method.len].decode("latin-1")
@@ -1025,12 +1101,11 @@ cdef class Exchange:
 
     cdef void start(self):
         if self.route.has_plugins:
-            self.run_request_phases()
+            self.run_request_phases(self.route.request_hooks)
         else:
             self.proceed_upstream()
 
-    cdef void run_request_phases(self):
-        cdef tuple hooks = self.route.request_hooks
+    cdef void run_request_phases(self, tuple hooks):
         cdef Py_ssize_t i
         try:
             for i in range(len(hooks)):
@@ -1042,6 +1117,10 @@ cdef class Exchange:
                         return
                     self.respond_plugin(result)
                     return
+                if self.consumer_attached:
+                    self.consumer_attached = False
+                    self.run_request_phases(self.consumer.merge_access(hooks[i + 1:]))
+                    return
         except Exception:
             log.exception("plugin failed on route %s", self.route.id)
             self.respond_error(500, "plugin error")
@@ -1050,15 +1129,21 @@ cdef class Exchange:
 
     async def run_phases_async(self, first, tuple rest):
         """The slow path, taken only when a hook is a coroutine: finishes the phases in order."""
+        cdef Py_ssize_t i = 0
         try:
             result = await first
-            if result is None:
-                for hook in rest:
-                    result = hook(self)
-                    if asyncio.iscoroutine(result):
-                        result = await result
-                    if result is not None:
-                        break
+            if result is None and self.consumer_attached:
+                self.consumer_attached = False
+                rest = self.consumer.merge_access(rest)
+            while result is None and i < len(rest):
+                result = rest[i](self)
+                i += 1
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result is None and self.consumer_attached:
+                    self.consumer_attached = False
+                    rest = self.consumer.merge_access(rest[i:])
+                    i = 0
         except Exception:
             log.exception("plugin failed on route %s", self.route.id)
             self.respond_error(500, "plugin error")
@@ -1087,7 +1172,13 @@ cdef class Exchange:
             self.respond_error(500, "plugin error")
 
     cdef void proceed_upstream(self):
-        cdef UpstreamGroup group = self.route.upstream
+        cdef UpstreamGroup group = self.upstream_override
+        if self.body_limit and self.body_kind == GW_BODY_LENGTH and \
+                self.head.content_length > self.body_limit:
+            self.respond_error(413, "request body too large")
+            return
+        if group is None:
+            group = self.route.upstream
         if group is None:
             self.respond_error(502, "no upstream configured for route " + self.route.id)
             return
@@ -1157,10 +1248,13 @@ cdef class Exchange:
     cdef void send_request(self, UpstreamConnection u):
         cdef list parts
         self.upstream = u
-        if self.route.before_proxy:
+        if self.route.before_proxy or self.consumer_before_proxy is not None:
             try:
                 for hook in self.route.before_proxy:
                     hook(self)
+                if self.consumer_before_proxy is not None:
+                    for hook in self.consumer_before_proxy:
+                        hook(self)
             except Exception:
                 log.exception("plugin failed on route %s", self.route.id)
                 u.state = U_IDLE
@@ -1210,7 +1304,10 @@ cdef class Exchange:
                 hb.add("?", 1)
                 hb.add(d + h.query.off, h.query.len)
         hb.add(" HTTP/1.1\r\n", 11)
-        if group.pass_host == PASS_HOST_PASS and h.has_host:
+        if self.upstream_host_override is not None:
+            hb.add_header("Host", 4, PyBytes_AS_STRING(self.upstream_host_override),
+                          PyBytes_GET_SIZE(self.upstream_host_override))
+        elif group.pass_host == PASS_HOST_PASS and h.has_host:
             hb.add_header("Host", 4, d + h.host.off, h.host.len)
         elif group.pass_host == PASS_HOST_REWRITE:
             hb.add_header("Host", 4, PyBytes_AS_STRING(group.upstream_host),
@@ -1367,7 +1464,7 @@ cdef class Exchange:
         if close:
             self.keep_alive = False
         self.bytes_sent += inline_body
-        if self.route.header_filter:
+        if self.route.header_filter or self.consumer_header_filter is not None:
             self.run_header_filter(u, buf, n, close, inline_body)
             return
         hb = self.client.server.scratch
@@ -1381,6 +1478,10 @@ cdef class Exchange:
             if e.flags & GW_HF_HOP_BY_HOP or (self.filtering and e.flags & GW_HF_CONTENT_LENGTH):
                 continue
             hb.add_header(d + e.name.off, e.name.len, d + e.value.off, e.value.len)
+        if self.extra_response_headers is not None:
+            for name, value in self.extra_response_headers:
+                hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
+                              PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
         if self.version_minor == 1 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
             hb.add("Transfer-Encoding: chunked\r\n", 28)
         if close:
@@ -1404,10 +1505,16 @@ cdef class Exchange:
                 continue
             headers.append([buf[e.name.off:e.name.off + e.name.len].decode("latin-1"),
                             buf[e.value.off:e.value.off + e.value.len].decode("latin-1")])
+        if self.extra_response_headers is not None:
+            for name, value in self.extra_response_headers:
+                headers.append([name.decode("latin-1"), value.decode("latin-1")])
         self.response_headers = headers
         try:
             for hook in self.route.header_filter:
                 hook(self)
+            if self.consumer_header_filter is not None:
+                for hook in self.consumer_header_filter:
+                    hook(self)
         except Exception:
             log.exception("header_filter plugin failed on route %s", self.route.id)
         if self.status == r.status:
@@ -1530,23 +1637,58 @@ cdef class Exchange:
         close = mode == CLOSE or not self.keep_alive or not self.body_done or \
             self.client.server.draining
         self.keep_alive = not close
+        if self.extra_response_headers is not None or (self.route is not None and (
+                self.route.header_filter or self.consumer_header_filter is not None)):
+            headers = self.filter_local_headers(headers)
+            status = self.status
         out = encode_local_response(status, body or b"", headers, close, self.is_head)
         self.bytes_sent = len(body or b"")
         self.client.write_head(out)
         self.finish()
+
+    cdef list filter_local_headers(self, object headers):
+        """A response the gateway generates gets the headers plugins added, and passes the
+        header_filter hooks like a proxied one (CORS headers on a 401, say)."""
+        cdef list out = []
+        if headers:
+            for name, value in (headers.items() if hasattr(headers, "items") else headers):
+                out.append([name.decode("latin-1") if isinstance(name, bytes) else str(name),
+                            value.decode("latin-1") if isinstance(value, bytes) else str(value)])
+        if self.extra_response_headers is not None:
+            for name, value in self.extra_response_headers:
+                out.append([name.decode("latin-1"), value.decode("latin-1")])
+        if self.route is None or self.response_headers is not None:
+            return out  # no hooks, or already inside them (a hook answering from header_filter)
+        if self.route.header_filter or self.consumer_header_filter is not None:
+            self.response_headers = out
+            try:
+                for hook in self.route.header_filter:
+                    hook(self)
+                if self.consumer_header_filter is not None:
+                    for hook in self.consumer_header_filter:
+                        hook(self)
+            except Exception:
+                log.exception("header_filter plugin failed on route %s", self.route.id)
+            out = self.response_headers
+        return out
+
+    cdef void run_log_hooks(self, tuple hooks):
+        for hook in hooks:
+            try:
+                result = hook(self)
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                log.exception("log plugin failed on route %s", self.route.id)
 
     cdef void finish(self):
         cdef ClientConnection client = self.client
         cdef RouteEntry route = self.route
         client.flush_head()
         if route is not None and route.log:
-            for hook in route.log:
-                try:
-                    result = hook(self)
-                    if asyncio.iscoroutine(result):
-                        asyncio.ensure_future(result)
-                except Exception:
-                    log.exception("log plugin failed on route %s", route.id)
+            self.run_log_hooks(route.log)
+        if self.consumer_log is not None:
+            self.run_log_hooks(self.consumer_log)
         if client.server.on_log is not None:
             try:
                 client.server.on_log(self)
@@ -1783,7 +1925,7 @@ cdef class ClientConnection:
             return ex
         ex.route = <RouteEntry>runtime.routes[code]
         ex.upgrading = h.upgrade and ex.route.websocket
-        ex.params = match[1]
+        ex.raw_params = match[1]
         ex.normalized_path = match[2]
         return ex
 
@@ -1814,7 +1956,8 @@ cdef class ClientConnection:
             if consumed < size:
                 rest = data[consumed:]
                 data = data[:consumed]
-            if runtime.max_body and gw_chunked_body_bytes(self.chunked) > runtime.max_body:
+            if (runtime.max_body and gw_chunked_body_bytes(self.chunked) > runtime.max_body) or (
+                    ex.body_limit and gw_chunked_body_bytes(self.chunked) > ex.body_limit):
                 self.fail_request_body(413, "request body too large")
                 return None
             if done:

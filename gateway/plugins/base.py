@@ -1,32 +1,92 @@
-"""The plugin contract: a plugin is a class with a name, a priority, a typed config schema and any
-of the phase methods below. Phases run in priority order (higher first)."""
+"""The plugin contract.
+
+A plugin is a class with a ``name``, a ``priority`` (higher runs first), a typed ``Config``
+schema (a :class:`PluginConfig`, validated when the config loads, never per request) and any of
+the phase methods below. Each phase method takes the request context ``ctx`` (a
+``gateway._proto.Exchange``; see ``gateway/_proto.pyi`` for everything it offers):
+
+``rewrite(ctx)``        after routing: change the upstream path, headers, query
+``access(ctx)``         auth, limits, ACLs; may return a response to end the request
+``before_proxy(ctx)``   the upstream node is chosen (again on each retry); edit the request
+``header_filter(ctx)``  the upstream's response head arrived: change ``ctx.status`` / headers
+``body_filter(ctx, chunk, last)``  each response body chunk; return the new chunk (None keeps it)
+``log(ctx)``            after the response is sent: metrics, logs
+
+``rewrite``, ``access`` and ``log`` may be ``async def`` when they must wait; everything else is
+a plain function (it runs on the event loop, so it must not block). ``rewrite``/``access``
+answer the request by returning ``Response(status, body, headers)`` (``gateway._proto``), a
+``(status, body[, headers])`` tuple, or an int status. An exception in a phase answers that
+request 500 and logs the traceback; the worker keeps serving.
+
+A plugin instance is built per config version; ``bind(env)`` is called once after all of them
+are built, with the shared state of the worker (:class:`PluginEnv`). Per-route order can be
+overridden in the config with ``_meta: {priority: N}``; ``_meta: {disable: true}`` turns a
+plugin off without deleting its config (APISIX's keys).
+"""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
+
+if TYPE_CHECKING:
+    from gateway._native import SharedLimiter
+    from gateway._proto import UpstreamGroup
+    from gateway.plugins.consumers import ConsumerIndex
 
 PHASES: tuple[str, ...] = ("rewrite", "access", "before_proxy", "header_filter", "body_filter",
                            "log")
 
 
 class PluginConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every plugin's config schema; validated when config loads, never per request."""
+    """Base of every plugin's config schema. Raise ValueError in ``__post_init__`` for checks
+    that need more than a type; the message reaches the user with the document path."""
+
+
+@dataclass
+class PluginEnv:
+    """What a plugin may use beyond its own config, shared by every plugin of one worker's
+    config version."""
+
+    #: Token buckets and window counters in shared memory, exact across the worker processes.
+    limiter: "SharedLimiter"
+    #: Consumers and their plugin configs (credentials), by plugin name.
+    consumers: "ConsumerIndex"
+    #: Compiled upstream groups by ``upstreams[].id``.
+    upstreams: dict[str, "UpstreamGroup"] = field(default_factory=dict)
+    #: Shared-memory metrics store (gateway._native.SharedMetrics) when the process has one.
+    metrics: Any = None
+    #: The route this plugin instance is configured on (None: a global rule or a consumer).
+    route_id: str | None = None
+    #: Index of this worker (0..N-1); -1 in the master / ``gateway check``.
+    worker_id: int = -1
+
+    def compile_upstream(self, upstream: Any, label: str) -> "UpstreamGroup":
+        """An inline upstream (a dict in APISIX's shape or a config ``Upstream``) compiled to a
+        group the data plane can proxy to (``ctx.set_upstream(group)``)."""
+        from gateway.config.schema import Upstream
+        from gateway.proxy.runtime import compile_upstream
+        if not isinstance(upstream, Upstream):
+            upstream = msgspec.convert(upstream, Upstream, strict=False)
+        return compile_upstream(upstream, label)
 
 
 class Plugin:
-    """Subclass this and define any of ``rewrite``, ``access``, ``before_proxy``,
-    ``header_filter``, ``body_filter``, ``log``; each takes the request context. ``rewrite``,
-    ``access`` and ``log`` may be ``async``. ``access`` (and ``rewrite``) may return a
-    ``Response`` to answer the request. ``body_filter(ctx, chunk, last)`` returns the chunk to
-    send (None keeps it); a route with one streams the body re-framed by the gateway."""
+    """Subclass this; see the module docstring for the phases."""
 
     name: ClassVar[str]
     priority: ClassVar[int] = 0
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    #: True for authentication plugins: on a consumer their config is a credential that
+    #: identifies the consumer (e.g. key-auth's key), not a plugin to run.
+    credential: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    def bind(self, env: PluginEnv) -> None:
+        """Called once per config version after every plugin is built."""
 
     @classmethod
     def phases(cls) -> dict[str, str]:

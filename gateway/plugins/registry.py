@@ -12,7 +12,30 @@ from gateway.config import Config, ConfigIssue
 from gateway.plugins.base import Plugin
 
 BUILTIN: dict[str, str] = {
+    # authentication and authorisation
+    "key-auth": "gateway.plugins.key_auth:KeyAuth",
+    "basic-auth": "gateway.plugins.basic_auth:BasicAuth",
+    "jwt-auth": "gateway.plugins.jwt_auth:JwtAuth",
+    "consumer-restriction": "gateway.plugins.consumer_restriction:ConsumerRestriction",
+    # traffic control
+    "limit-req": "gateway.plugins.limit_req:LimitReq",
+    "limit-count": "gateway.plugins.limit_count:LimitCount",
+    "limit-conn": "gateway.plugins.limit_conn:LimitConn",
+    "api-breaker": "gateway.plugins.api_breaker:ApiBreaker",
+    "traffic-split": "gateway.plugins.traffic_split:TrafficSplit",
+    "fault-injection": "gateway.plugins.fault_injection:FaultInjection",
+    "request-size-limit": "gateway.plugins.request_size_limit:RequestSizeLimit",
+    # transformation
+    "proxy-rewrite": "gateway.plugins.proxy_rewrite:ProxyRewrite",
+    "response-rewrite": "gateway.plugins.response_rewrite:ResponseRewrite",
+    "cors": "gateway.plugins.cors:Cors",
+    "request-id": "gateway.plugins.request_id:RequestId",
     "mocking": "gateway.plugins.mocking:Mocking",
+    # security
+    "ip-restriction": "gateway.plugins.ip_restriction:IpRestriction",
+    "ua-restriction": "gateway.plugins.ua_restriction:UaRestriction",
+    # observability
+    "prometheus": "gateway.plugins.prometheus:Prometheus",
 }
 
 _cache: dict[str, type[Plugin]] = {}
@@ -51,18 +74,45 @@ def get_plugin_class(name: str) -> type[Plugin]:
     return cls
 
 
+class PluginMeta(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``_meta`` in a plugin's config (APISIX's key): settings of the plugin's place in the
+    chain rather than of the plugin."""
+    priority: int | None = None
+    disable: bool = False
+
+
+def split_meta(raw: Any) -> tuple[Any, PluginMeta]:
+    if isinstance(raw, dict) and "_meta" in raw:
+        raw = dict(raw)
+        try:
+            meta = msgspec.convert(raw.pop("_meta") or {}, PluginMeta, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{exc} - at `$._meta`") from None
+        return raw, meta
+    return raw, PluginMeta()
+
+
 def build_config(name: str, raw: Any) -> Any:
     """Decodes a plugin's raw config into its schema; raises ValueError with a readable reason."""
     cls = get_plugin_class(name)
+    raw, _ = split_meta(raw)
     try:
         return msgspec.convert(raw if raw is not None else {}, cls.Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ValueError(str(exc)) from None
 
 
-def instantiate(name: str, raw: Any) -> Plugin:
+def instantiate(name: str, raw: Any) -> Plugin | None:
+    """The plugin with its config, its priority overridden by ``_meta.priority``; None when
+    ``_meta.disable`` turns it off."""
     cls = get_plugin_class(name)
-    return cls(build_config(name, raw))
+    _, meta = split_meta(raw)
+    plugin = cls(build_config(name, raw))
+    if meta.disable:
+        return None
+    if meta.priority is not None:
+        plugin.priority = meta.priority  # type: ignore[misc]  # per-instance override
+    return plugin
 
 
 def _check_plugins(plugins: dict[str, Any], path: str, file: str) -> list[ConfigIssue]:

@@ -3,12 +3,15 @@ ordered by priority, and upstream groups. Workers build one per config version a
 atomically; a request keeps the runtime it started with."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from gateway._native import Router
+from gateway._native import Router, SharedLimiter
 from gateway._proto import RouteEntry, Runtime, UpstreamGroup, UpstreamNode
 from gateway.config import Config, Route, Upstream
 from gateway.plugins import PHASES, Plugin
+from gateway.plugins.base import PluginEnv
+from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
 
 PASS_HOST = {"pass": 0, "node": 1, "rewrite": 2}
@@ -61,18 +64,45 @@ def plugin_chain(plugins: list[Plugin]) -> dict[str, tuple[Any, ...]]:
             for phase in PHASES}
 
 
-def compile_runtime(config: Config, version: int) -> Runtime:
+_local_limiter: SharedLimiter | None = None
+
+
+def local_limiter() -> SharedLimiter:
+    """A small process-local limiter for compiling outside a worker (``gateway check``)."""
+    global _local_limiter
+    if _local_limiter is None:
+        _local_limiter = SharedLimiter.create(1024, 1024)
+    return _local_limiter
+
+
+def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
+    built = (instantiate(name, raw) for name, raw in plugins.items())
+    return [p for p in built if p is not None]
+
+
+def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None = None,
+                    metrics: Any = None, worker_id: int = -1) -> Runtime:
     groups: dict[str, UpstreamGroup] = {}
     for i, upstream in enumerate(config.upstreams):
         groups[upstream.id or f"upstreams[{i}]"] = compile_upstream(upstream, f"upstreams[{i}]")
-    global_plugins = [instantiate(name, raw) for name, raw in config.global_rules.plugins.items()]
+    consumers = ConsumerIndex(
+        ConsumerEntry(c.username, c.group_id, dict(c.labels), {p.name: p for p in build_plugins(c.plugins)})
+        for c in config.consumers)
+    env = PluginEnv(limiter=limiter or local_limiter(), consumers=consumers, upstreams=groups,
+                    metrics=metrics, worker_id=worker_id)
+    global_plugins = build_plugins(config.global_rules.plugins)
+    for plugin in global_plugins:
+        plugin.bind(env)
+    for consumer in consumers.entries:
+        for plugin in consumer.plugins.values():
+            plugin.bind(env)
 
     specs: list[tuple[list[str], list[str], list[str], int]] = []
     entries: list[RouteEntry] = []
     for i, route in enumerate(config.routes):
         if route.status == 0:
             continue
-        entries.append(compile_route(route, i, len(entries), groups, global_plugins))
+        entries.append(compile_route(route, i, len(entries), groups, global_plugins, env))
         specs.append(route_spec(route))
     try:
         router = Router(specs)
@@ -101,7 +131,7 @@ def route_spec(route: Route) -> tuple[list[str], list[str], list[str], int]:
 
 
 def compile_route(route: Route, config_index: int, index: int, groups: dict[str, UpstreamGroup],
-                  global_plugins: list[Plugin]) -> RouteEntry:
+                  global_plugins: list[Plugin], env: PluginEnv) -> RouteEntry:
     label = f"routes[{config_index}]"
     group: UpstreamGroup | None = None
     if route.upstream is not None:
@@ -110,7 +140,10 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
         group = groups[route.upstream_id]
         if route.timeout is not None:
             group = with_timeout(group, route.timeout)
-    plugins = [instantiate(name, raw) for name, raw in route.plugins.items()]
+    plugins = build_plugins(route.plugins)
+    route_env = replace(env, route_id=route.id)
+    for plugin in plugins:
+        plugin.bind(route_env)
     names = {p.name for p in plugins}
     merged = plugins + [p for p in global_plugins if p.name not in names]
     chain = plugin_chain(merged)

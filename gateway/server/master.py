@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.config import Config, ConfigError, ConfigIssue, config_to_bytes, default_config, dump_config, load_config
 from gateway.plugins.registry import check_plugin_configs
+from gateway._native import SharedLimiter
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import check_bindable
@@ -73,6 +74,9 @@ class Master:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state_dir = default_state_dir()
         self.reload_lock = asyncio.Lock()
+        # Shared memory the workers attach to (rate limits exact across workers); created once,
+        # so limits survive worker restarts and config reloads.
+        self.limiter = SharedLimiter.create()
 
     # ---------------------------------------------------------------- config
 
@@ -156,7 +160,8 @@ class Master:
         env = dict(os.environ)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.server.worker", "--id", str(index),
-            "--control-fd", str(child.fileno()), pass_fds=(child.fileno(),), env=env)
+            "--control-fd", str(child.fileno()), "--limiter-fd", str(self.limiter.fd),
+            pass_fds=(child.fileno(), self.limiter.fd), env=env)
         child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         handle = WorkerHandle(index, process, writer, time.monotonic())
