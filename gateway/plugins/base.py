@@ -84,6 +84,8 @@ class Plugin:
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        #: the key the config document gives this plugin (its name, or an import path)
+        self.config_key: str = self.name
 
     def bind(self, env: PluginEnv) -> None:
         """Called once per config version after every plugin is built."""

@@ -22,7 +22,22 @@ SUPPORTED_BALANCERS = {"roundrobin"}
 
 
 class CompileError(ValueError):
-    """A config that validated but cannot be compiled (e.g. an invalid route pattern)."""
+    """A config that validated but cannot be compiled (e.g. an invalid route pattern, a plugin
+    whose ``bind`` refuses what it was given); ``path`` is where in the document."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def bind_plugin(plugin: Plugin, env: PluginEnv, path: str) -> None:
+    """A plugin's ``bind`` sees other parts of the config (upstream ids, consumers): what it
+    refuses there is a config error at the plugin's place in the document."""
+    try:
+        plugin.bind(env)
+    except (ValueError, KeyError, TypeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise CompileError(str(message), f"{path}.{plugin.config_key}") from None
 
 
 def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
@@ -76,8 +91,13 @@ def local_limiter() -> SharedLimiter:
 
 
 def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
-    built = (instantiate(name, raw) for name, raw in plugins.items())
-    return [p for p in built if p is not None]
+    built: list[Plugin] = []
+    for key, raw in plugins.items():
+        plugin = instantiate(key, raw)
+        if plugin is not None:
+            plugin.config_key = key  # how the document names it, for error paths
+            built.append(plugin)
+    return built
 
 
 def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None = None,
@@ -92,10 +112,10 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
                     metrics=metrics, worker_id=worker_id)
     global_plugins = build_plugins(config.global_rules.plugins)
     for plugin in global_plugins:
-        plugin.bind(env)
-    for consumer in consumers.entries:
+        bind_plugin(plugin, env, "global_rules.plugins")
+    for i, consumer in enumerate(consumers.entries):
         for plugin in consumer.plugins.values():
-            plugin.bind(env)
+            bind_plugin(plugin, env, f"consumers[{i}].plugins")
 
     specs: list[tuple[list[str], list[str], list[str], int]] = []
     entries: list[RouteEntry] = []
@@ -143,7 +163,7 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
     plugins = build_plugins(route.plugins)
     route_env = replace(env, route_id=route.id)
     for plugin in plugins:
-        plugin.bind(route_env)
+        bind_plugin(plugin, route_env, f"{label}.plugins")
     names = {p.name for p in plugins}
     merged = plugins + [p for p in global_plugins if p.name not in names]
     chain = plugin_chain(merged)

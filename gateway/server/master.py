@@ -36,7 +36,7 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
     try:
         compile_runtime(config, 0)
     except CompileError as exc:
-        return [ConfigIssue(file=file, path="", message=str(exc), line=None)]
+        return [ConfigIssue(file=file, path=exc.path, message=str(exc), line=None)]
     return []
 
 

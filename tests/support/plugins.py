@@ -70,3 +70,59 @@ class Params(Plugin):
     def access(self, ctx: Any) -> Response:
         body = f"{ctx.route_id} {dict(ctx.params)} {ctx.method} {ctx.path} {ctx.query_string} {ctx.client_ip}"
         return Response(200, body.encode())
+
+
+class TrailConfig(PluginConfig):
+    mark: str = "x"
+
+
+class _Trail(Plugin):
+    """Records the order plugins ran in; the response says it (X-Trail)."""
+    Config = TrailConfig
+
+    def access(self, ctx: Any) -> None:
+        ctx.vars.setdefault("trail", []).append(self.config.mark)
+
+    def header_filter(self, ctx: Any) -> None:
+        ctx.set_response_header("X-Trail", ",".join(ctx.vars.get("trail", [])))
+
+
+class TrailLow(_Trail):
+    name = "test-trail-low"
+    priority = 10
+
+
+class TrailHigh(_Trail):
+    name = "test-trail-high"
+    priority = 20
+
+
+class AddHeaders(Plugin):
+    """add_response_header from access, on proxied and on gateway-generated responses."""
+    name = "test-add-headers"
+    priority = 50
+
+    def access(self, ctx: Any) -> Response | None:
+        ctx.add_response_header("X-Added", "yes")
+        if ctx.header("x-refuse"):
+            return Response(401, b"no\n", [("Content-Type", "text/plain")])
+        return None
+
+
+class RerouteConfig(PluginConfig):
+    upstream_id: str
+
+
+class Reroute(Plugin):
+    """Sends requests carrying X-Reroute to another configured upstream (ctx.set_upstream)."""
+    name = "test-reroute"
+    Config = RerouteConfig
+
+    def bind(self, env: Any) -> None:
+        if self.config.upstream_id not in env.upstreams:
+            raise ValueError(f"no upstream with id '{self.config.upstream_id}'")
+        self.group = env.upstreams[self.config.upstream_id]
+
+    def access(self, ctx: Any) -> None:
+        if ctx.header("x-reroute"):
+            ctx.set_upstream(self.group)
