@@ -159,6 +159,9 @@ class Exchange:
     def headers(self) -> dict[str, str]: ...
     def header(self, name: str, default: str | None = None) -> str | None: ...
     @property
+    def cookies(self) -> dict[str, str]:
+        """Request cookies by name (parsed on first use)."""
+    @property
     def vars(self) -> dict[str, Any]:
         """Per-request state shared between plugins (created on first use)."""
     @property

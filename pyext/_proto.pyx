@@ -16,6 +16,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 import asyncio
+from urllib.parse import parse_qs
 import errno
 import logging
 import socket
@@ -921,6 +922,8 @@ cdef class Exchange:
     cdef public list extra_response_headers  # (name, value) bytes added to whatever answers
     cdef public uint64_t body_limit      # per-request cap on the request body (0: the runtime's)
     cdef object _headers
+    cdef dict _args
+    cdef dict _cookies
     cdef public list upstream_header_set   # (name, value) set by plugins before proxying
     cdef public set upstream_header_remove
     cdef public bytes upstream_path        # set by plugins to rewrite the path (+query)
@@ -1015,8 +1018,24 @@ cdef class Exchange:
 
     @property
     def args(self):
-        from urllib.parse import parse_qs
-        return {k: v[len(v) - 1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+        """Query arguments (the last value of a repeated one), parsed on first use."""
+        if self._args is None:
+            self._args = {k: v[len(v) - 1] for k, v in
+                          parse_qs(self.query_string, keep_blank_values=True).items()}
+        return self._args
+
+    @property
+    def cookies(self):
+        """Request cookies by name, parsed from the Cookie header(s) on first use."""
+        cdef dict jar
+        if self._cookies is None:
+            jar = {}
+            for part in self.headers.get("cookie", "").replace(",", ";").split(";"):
+                name, sep, value = part.strip().partition("=")
+                if sep and name and name not in jar:
+                    jar[name] = value.strip().strip('"')
+            self._cookies = jar
+        return self._cookies
 
     @property
     def host(self):
