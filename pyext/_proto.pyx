@@ -12,7 +12,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcpy, memchr
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 import asyncio
@@ -112,6 +112,18 @@ cdef extern from "gateway_ffi.h":
                               size_t *consumed, size_t *out_len, uint8_t *done) nogil
     void gw_abi_sizes(size_t *request_head, size_t *response_head) nogil
 
+    ctypedef struct gw_params:
+        pass
+    gw_params *gw_params_new() nogil
+    void gw_params_free(gw_params *params) nogil
+    int64_t gw_router_find(const void *router, const uint8_t *method, size_t method_len,
+                           const uint8_t *host, size_t host_len, const uint8_t *path,
+                           size_t path_len, gw_params *params) nogil
+    const uint8_t *gw_params_path(const gw_params *params, size_t *len, uint8_t *changed) nogil
+    uint32_t gw_params_count(const gw_params *params) nogil
+    int32_t gw_params_item(const gw_params *params, uint32_t index, const uint8_t **name,
+                           size_t *name_len, const uint8_t **value, size_t *value_len) nogil
+
 
 cdef size_t _abi_req = 0, _abi_resp = 0
 gw_abi_sizes(&_abi_req, &_abi_resp)
@@ -184,6 +196,20 @@ cdef inline bint idempotent(int method_id):
     return (method_id == GW_METHOD_GET or method_id == GW_METHOD_HEAD or
             method_id == GW_METHOD_PUT or method_id == GW_METHOD_DELETE or
             method_id == GW_METHOD_OPTIONS or method_id == GW_METHOD_TRACE)
+
+
+cdef list match_params(gw_params *params):
+    """The route's path parameters as (name, value) strings; only routes with parameters pay."""
+    cdef list out = []
+    cdef uint32_t i
+    cdef const uint8_t *name
+    cdef const uint8_t *value
+    cdef size_t name_len, value_len
+    for i in range(gw_params_count(params)):
+        gw_params_item(params, i, &name, &name_len, &value, &value_len)
+        out.append(((<const char *>name)[:name_len].decode("utf-8", "replace"),
+                    (<const char *>value)[:value_len].decode("utf-8", "replace")))
+    return out
 
 
 cdef class HeadBuffer:
@@ -428,6 +454,7 @@ cdef class Runtime:
     """One compiled configuration version; requests keep the one they started with."""
     cdef public int version
     cdef public object router
+    cdef const void *router_handle        # the compiled router behind `router`, for gw_router_find
     cdef public list routes
     cdef gw_limits limits
     cdef public double header_timeout
@@ -443,6 +470,7 @@ cdef class Runtime:
                  double send_timeout=60.0, uint64_t max_body=0):
         self.version = version
         self.router = router
+        self.router_handle = <const void *><size_t>router._handle
         self.routes = routes
         self.limits.max_request_line = max_request_line
         self.limits.max_head_size = max_header_size
@@ -466,6 +494,7 @@ cdef class Server:
     cdef dict pools                       # node key -> list of idle UpstreamConnection
     cdef set upstreams                    # every live upstream connection
     cdef HeadBuffer scratch
+    cdef gw_params *match_params           # router scratch, reused by every request
     cdef public bint draining
     cdef object sweeper
     cdef public double sweep_interval
@@ -474,6 +503,14 @@ cdef class Server:
     cdef public unsigned long long connections_total
     cdef public double clock              # monotonic time of the last sweep: deadlines use it
     cdef public str scheme
+
+    def __cinit__(self):
+        self.match_params = gw_params_new()
+
+    def __dealloc__(self):
+        if self.match_params != NULL:
+            gw_params_free(self.match_params)
+            self.match_params = NULL
 
     def __init__(self, loop, Runtime runtime, double sweep_interval=0.25):
         self.loop = loop
@@ -1903,8 +1940,11 @@ cdef class ClientConnection:
         cdef Exchange ex = Exchange.__new__(Exchange)
         cdef gw_request_head *h = &self.head
         cdef const char *d = PyBytes_AS_STRING(data)
-        cdef object match
-        cdef int code
+        cdef gw_params *params = self.server.match_params
+        cdef int64_t code
+        cdef const uint8_t *norm
+        cdef size_t norm_len = 0
+        cdef uint8_t changed = 0
         ex.client = self
         ex.runtime = runtime
         ex.data = data
@@ -1931,10 +1971,15 @@ cdef class ClientConnection:
             ex.respond_error(413, "request body too large")
             return ex
         ex.expect_continue = h.expect_continue and h.version_minor == 1 and not ex.body_done
-        match = runtime.router.match(d[h.method.off:h.method.off + h.method.len],
-                                     d[h.host.off:h.host.off + h.host.len] if h.has_host else b"",
-                                     d[h.path.off:h.path.off + h.path.len] if h.path.len else b"/")
-        code = match[0]
+        if h.path.len:
+            code = gw_router_find(runtime.router_handle, <const uint8_t *>d + h.method.off,
+                                  h.method.len, <const uint8_t *>d + h.host.off,
+                                  h.host.len if h.has_host else 0,
+                                  <const uint8_t *>d + h.path.off, h.path.len, params)
+        else:
+            code = gw_router_find(runtime.router_handle, <const uint8_t *>d + h.method.off,
+                                  h.method.len, <const uint8_t *>d + h.host.off,
+                                  h.host.len if h.has_host else 0, <const uint8_t *>"/", 1, params)
         if code < 0:
             ex.expect_continue = False
             if code == ROUTE_BAD_PATH:
@@ -1944,8 +1989,11 @@ cdef class ClientConnection:
             return ex
         ex.route = <RouteEntry>runtime.routes[code]
         ex.upgrading = h.upgrade and ex.route.websocket
-        ex.raw_params = match[1]
-        ex.normalized_path = match[2]
+        if gw_params_count(params):
+            ex.raw_params = match_params(params)
+        norm = gw_params_path(params, &norm_len, &changed)
+        if changed:
+            ex.normalized_path = PyBytes_FromStringAndSize(<const char *>norm, norm_len)
         return ex
 
     cdef bytes feed_body(self, bytes data):

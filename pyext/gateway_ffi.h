@@ -86,4 +86,15 @@ int32_t gw_chunked_decode(gw_chunked *scanner, const uint8_t *buf, size_t len, u
                           size_t *consumed, size_t *out_len, uint8_t *done);
 void gw_abi_sizes(size_t *request_head, size_t *response_head);
 
+typedef struct gw_params gw_params;
+gw_params *gw_params_new(void);
+void gw_params_free(gw_params *params);
+int64_t gw_router_find(const void *router, const uint8_t *method, size_t method_len,
+                       const uint8_t *host, size_t host_len, const uint8_t *path, size_t path_len,
+                       gw_params *params);
+const uint8_t *gw_params_path(const gw_params *params, size_t *len, uint8_t *changed);
+uint32_t gw_params_count(const gw_params *params);
+int32_t gw_params_item(const gw_params *params, uint32_t index, const uint8_t **name,
+                       size_t *name_len, const uint8_t **value, size_t *value_len);
+
 #endif

@@ -4,6 +4,7 @@
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use gateway_router::{Outcome, Params, Router};
 use gateway_http::{
     parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed, RequestHead,
     ResponseHead,
@@ -172,5 +173,109 @@ pub unsafe extern "C" fn gw_chunked_decode(
         }
         Ok(Err(e)) => -(e.status as i32),
         Err(_) => -400,
+    }
+}
+
+// ---- router ----------------------------------------------------------------------------------
+
+/// Route-match codes of [`gw_router_find`] (as `Router.match` in Python).
+const ROUTE_NOT_FOUND: i64 = -1;
+const ROUTE_METHOD_NOT_ALLOWED: i64 = -2;
+const ROUTE_BAD_PATH: i64 = -3;
+
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 || ptr.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(ptr, len)
+    }
+}
+
+/// Scratch for [`gw_router_find`]: the normalised path and the captured parameters of the last
+/// match. One per worker thread, reused by every request.
+#[no_mangle]
+pub extern "C" fn gw_params_new() -> *mut Params {
+    Box::into_raw(Box::new(Params::new()))
+}
+
+/// # Safety
+/// `params` must come from [`gw_params_new`] and not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn gw_params_free(params: *mut Params) {
+    if !params.is_null() {
+        drop(Box::from_raw(params));
+    }
+}
+
+/// Matches a request: the route index (>= 0) or -1 not found, -2 method not allowed, -3 a path
+/// that cannot be normalised. The normalised path and parameters are left in `params`.
+///
+/// # Safety
+/// `router` is the `_handle` of a live `gateway._native.Router`; each buffer has its length of
+/// readable bytes; `params` comes from [`gw_params_new`].
+#[no_mangle]
+pub unsafe extern "C" fn gw_router_find(
+    router: *const Router,
+    method: *const u8,
+    method_len: usize,
+    host: *const u8,
+    host_len: usize,
+    path: *const u8,
+    path_len: usize,
+    params: *mut Params,
+) -> i64 {
+    let (router, params) = (&*router, &mut *params);
+    let (method, host, path) = (bytes(method, method_len), bytes(host, host_len), bytes(path, path_len));
+    match catch_unwind(AssertUnwindSafe(|| router.find(method, host, path, params))) {
+        Ok(Outcome::Found(index)) => index as i64,
+        Ok(Outcome::NotFound) => ROUTE_NOT_FOUND,
+        Ok(Outcome::MethodNotAllowed) => ROUTE_METHOD_NOT_ALLOWED,
+        Ok(Outcome::BadPath) | Err(_) => ROUTE_BAD_PATH,
+    }
+}
+
+/// The normalised path of the last match; `changed` says whether it differs from the raw path.
+///
+/// # Safety
+/// `params` from [`gw_params_new`]; out-pointers valid.
+#[no_mangle]
+pub unsafe extern "C" fn gw_params_path(params: *const Params, len: *mut usize, changed: *mut u8) -> *const u8 {
+    let params = &*params;
+    *len = params.path().len();
+    *changed = params.normalized_changed() as u8;
+    params.path().as_ptr()
+}
+
+/// Number of parameters captured by the last match.
+///
+/// # Safety
+/// `params` from [`gw_params_new`].
+#[no_mangle]
+pub unsafe extern "C" fn gw_params_count(params: *const Params) -> u32 {
+    (*params).len() as u32
+}
+
+/// The `index`-th parameter of the last match; 0 on success, -1 when out of range.
+///
+/// # Safety
+/// `params` from [`gw_params_new`]; out-pointers valid.
+#[no_mangle]
+pub unsafe extern "C" fn gw_params_item(
+    params: *const Params,
+    index: u32,
+    name: *mut *const u8,
+    name_len: *mut usize,
+    value: *mut *const u8,
+    value_len: *mut usize,
+) -> i32 {
+    match (*params).iter().nth(index as usize) {
+        Some((n, v)) => {
+            *name = n.as_ptr();
+            *name_len = n.len();
+            *value = v.as_ptr();
+            *value_len = v.len();
+            0
+        }
+        None => -1,
     }
 }

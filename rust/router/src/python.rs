@@ -86,6 +86,13 @@ impl PyRouter {
     fn __len__(&self) -> usize {
         self.inner.len()
     }
+
+    /// Address of the compiled router for the C ABI (`gw_router_find`), valid while this
+    /// object lives: the Cython protocol keeps the object beside the address.
+    #[getter]
+    fn _handle(&self) -> usize {
+        &self.inner as *const crate::Router as usize
+    }
 }
 
 /// `normalize_path(path: bytes) -> bytes`; raises ValueError for a path the gateway must reject.
