@@ -95,7 +95,8 @@ def normalize_path(path: bytes) -> bytes: ...
 class SharedLimiter:
     """Token buckets (GCRA) and window counters in shared memory, exact across processes."""
     @staticmethod
-    def create(bucket_slots: int = 65536, counter_slots: int = 65536) -> SharedLimiter: ...
+    def create(bucket_slots: int = 65536, counter_slots: int = 65536,
+               cell_slots: int = 16384) -> SharedLimiter: ...
     @staticmethod
     def attach(fd: int) -> SharedLimiter: ...
     @property
@@ -108,5 +109,23 @@ class SharedLimiter:
     def count(self, key: str | bytes, limit: int, window_seconds: float, cost: int = 1,
               sliding: bool = False) -> tuple[bool, int, float]:
         """(admitted, remaining, seconds until the window resets)."""
+    def gauge_acquire(self, key: str | bytes, max: int) -> tuple[bool, int, int]:
+        """In-flight gauge (limit-conn): adds one if below ``max``. (admitted, count, slot);
+        pass ``slot`` to gauge_release when the request ends (-1: nothing was counted)."""
+    def gauge_release(self, key: str | bytes, slot: int) -> bool: ...
+    def gauge(self, key: str | bytes) -> int: ...
+    def breaker_check(self, key: str | bytes, failures: int, max_open_seconds: float
+                      ) -> tuple[bool, float, int, int, int]:
+        """Circuit breaker (api-breaker), read-only: (open, retry_after_seconds, generation,
+        unhealthy, healthy)."""
+    def breaker_report(self, key: str | bytes, outcome: int, failures: int, successes: int,
+                       max_open_seconds: float, expected_generation: int = -1
+                       ) -> tuple[bool, float, int, int, int]:
+        """Records BREAKER_HEALTHY / BREAKER_UNHEALTHY / BREAKER_TRIP; the state after it.
+        A TRIP with ``expected_generation`` >= 0 applies only to that generation."""
+
+BREAKER_HEALTHY: int
+BREAKER_UNHEALTHY: int
+BREAKER_TRIP: int
 
 def hash_key(key: str | bytes) -> int: ...

@@ -9,12 +9,15 @@
 //! * [`Limiter::acquire`]: token bucket / leaky bucket with excess (`limit-req` semantics of
 //!   nginx and APISIX), implemented as GCRA with one `AtomicU64` of state per key.
 //! * [`Limiter::count`]: fixed-window or sliding-window request counters (`limit-count`).
+//! * [`Limiter::gauge_acquire`] / [`Limiter::gauge_release`]: in-flight gauges (`limit-conn`).
+//! * [`Limiter::breaker_check`] / [`Limiter::breaker_report`]: circuit-breaker state
+//!   (`api-breaker`). Gauges and breakers live in a third table, the *cells* (see `cells`).
 //!
 //! # Region layout (all little-endian native words, offsets in bytes)
 //!
 //! ```text
 //! 0    magic            u64  = "GWLIMIT1"
-//! 8    version          u32  = 1
+//! 8    version          u32  = 2
 //! 12   header_size      u32  = 128
 //! 16   slot_size        u32  = 16
 //! 20   probe_window     u32  = 16
@@ -25,9 +28,13 @@
 //! 56   total_len        u64  (size the region was created with, page-rounded)
 //! 64   overflow_buckets   AtomicU64 (decisions that failed open, bucket table)
 //! 72   overflow_counters  AtomicU64 (decisions that failed open, counter table)
-//! 80.. reserved (zero) up to 128
+//! 80   cell_slots       u64  (power of two)
+//! 88   cell_offset      u64  = counter_offset + 16 * counter_slots
+//! 96   overflow_cells   AtomicU64 (decisions that failed open, cell table)
+//! 104.. reserved (zero) up to 128
 //! 128  bucket slots:  { key: AtomicU64, state: AtomicU64 } x bucket_slots
 //! ...  counter slots: { key: AtomicU64, state: AtomicU64 } x counter_slots
+//! ...  cell slots:    { key: AtomicU64, state: AtomicU64 } x cell_slots
 //! ```
 //!
 //! Bucket slot state: the GCRA theoretical arrival time (TAT), in ns of the caller's clock.
@@ -61,6 +68,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod cells;
 mod shm;
 mod table;
 
@@ -70,6 +78,7 @@ pub mod python;
 #[cfg(test)]
 mod tests;
 
+pub use cells::{BreakerOutcome, BreakerState, GaugeDecision};
 pub use shm::ShmRegion;
 pub use table::PROBE_WINDOW;
 
@@ -78,7 +87,7 @@ use table::{Probe, Slot, Table, TOMB, VALUE_MASK};
 /// `"GWLIMIT1"` read as a native-endian u64.
 pub const MAGIC: u64 = u64::from_ne_bytes(*b"GWLIMIT1");
 /// Layout version; bumped on any incompatible change of the header or slot formats.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes reserved for the header at the start of the region.
 pub const HEADER_SIZE: usize = 128;
 /// An idle slot may be taken over by another key only after its state has been "as good as
@@ -87,6 +96,9 @@ pub const HEADER_SIZE: usize = 128;
 pub const RECLAIM_GRACE_NS: u64 = 1_000_000_000;
 /// Largest table accepted by [`Limiter::create`] (per table).
 pub const MAX_SLOTS: usize = 1 << 28;
+/// Cell slots of a region made by [`Limiter::create`] (gauges and breakers are few: one per
+/// limited key in flight, one per breaker route).
+pub const DEFAULT_CELL_SLOTS: usize = 4096;
 
 /// Largest value a state word may hold (the top bit is the tombstone).
 const MAX_STATE: u64 = VALUE_MASK - 1;
@@ -107,6 +119,9 @@ struct Header {
     total_len: u64,
     overflow_buckets: AtomicU64,
     overflow_counters: AtomicU64,
+    cell_slots: u64,
+    cell_offset: u64,
+    overflow_cells: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
@@ -180,6 +195,7 @@ pub struct Limiter {
     // no references, only raw pointers, but keep the region last for clarity).
     buckets: Table,
     counters: Table,
+    cells: Table,
     region: ShmRegion,
 }
 
@@ -192,6 +208,15 @@ impl Limiter {
     /// counters (each rounded up to a power of two). Call it in the master before starting
     /// workers; pass [`Limiter::fd`] to them.
     pub fn create(slots_buckets: usize, slots_counters: usize) -> io::Result<Limiter> {
+        Self::create_with_cells(slots_buckets, slots_counters, DEFAULT_CELL_SLOTS)
+    }
+
+    /// [`Limiter::create`] with an explicit size for the cell table (gauges, breakers).
+    pub fn create_with_cells(
+        slots_buckets: usize,
+        slots_counters: usize,
+        slots_cells: usize,
+    ) -> io::Result<Limiter> {
         let round = |n: usize| -> io::Result<usize> {
             if n == 0 || n > MAX_SLOTS {
                 return Err(io::Error::new(
@@ -203,10 +228,12 @@ impl Limiter {
         };
         let nb = round(slots_buckets)?;
         let nc = round(slots_counters)?;
+        let ncell = round(slots_cells)?;
         let slot = std::mem::size_of::<Slot>();
         let bucket_offset = HEADER_SIZE;
         let counter_offset = bucket_offset + nb * slot;
-        let end = counter_offset + nc * slot;
+        let cell_offset = counter_offset + nc * slot;
+        let end = cell_offset + ncell * slot;
         let page = 4096;
         let total = end.div_ceil(page) * page;
         let region = ShmRegion::create("gateway-limiter", total)?;
@@ -223,6 +250,8 @@ impl Limiter {
             h.counter_slots = nc as u64;
             h.bucket_offset = bucket_offset as u64;
             h.counter_offset = counter_offset as u64;
+            h.cell_slots = ncell as u64;
+            h.cell_offset = cell_offset as u64;
             h.total_len = total as u64;
         }
         Self::from_region(region)
@@ -254,14 +283,15 @@ impl Limiter {
         {
             return Err(invalid("limiter region header/slot sizes mismatch"));
         }
-        let (nb, nc) = (h.bucket_slots, h.counter_slots);
+        let (nb, nc, ncell) = (h.bucket_slots, h.counter_slots, h.cell_slots);
         let ok_count = |n: u64| n.is_power_of_two() && n <= MAX_SLOTS as u64;
-        if !ok_count(nb) || !ok_count(nc) {
+        if !ok_count(nb) || !ok_count(nc) || !ok_count(ncell) {
             return Err(invalid("limiter region has invalid slot counts"));
         }
         if h.bucket_offset != HEADER_SIZE as u64
             || h.counter_offset != h.bucket_offset + nb * slot
-            || h.counter_offset + nc * slot > region.len() as u64
+            || h.cell_offset != h.counter_offset + nc * slot
+            || h.cell_offset + ncell * slot > region.len() as u64
             || h.total_len != region.len() as u64
         {
             return Err(invalid("limiter region offsets do not match its size"));
@@ -269,13 +299,14 @@ impl Limiter {
         let base = region.as_ptr();
         // SAFETY: offsets and counts validated against the mapping size above; the slots are
         // zero-initialised atomics (valid for any bit pattern) and live as long as `region`.
-        let (buckets, counters) = unsafe {
+        let (buckets, counters, cells) = unsafe {
             (
                 Table::new(base.add(h.bucket_offset as usize) as *const Slot, nb as usize),
                 Table::new(base.add(h.counter_offset as usize) as *const Slot, nc as usize),
+                Table::new(base.add(h.cell_offset as usize) as *const Slot, ncell as usize),
             )
         };
-        Ok(Limiter { buckets, counters, region })
+        Ok(Limiter { buckets, counters, cells, region })
     }
 
     fn header(&self) -> &Header {
@@ -303,9 +334,19 @@ impl Limiter {
         self.counters.len()
     }
 
-    /// Decisions that failed open because a table window was full (both tables).
+    /// Number of cell slots (gauges and breakers).
+    pub fn cell_slots(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Decisions that failed open because a table window was full (all tables).
     pub fn overflow(&self) -> u64 {
-        self.overflow_buckets() + self.overflow_counters()
+        self.overflow_buckets() + self.overflow_counters() + self.overflow_cells()
+    }
+
+    /// Fail-open decisions of the cell table (gauges and breakers).
+    pub fn overflow_cells(&self) -> u64 {
+        self.header().overflow_cells.load(Ordering::Relaxed)
     }
 
     /// Fail-open decisions of the bucket table.
@@ -326,11 +367,32 @@ impl Limiter {
         key: u64,
         reclaimable: impl Fn(u64) -> bool,
         reset: impl Fn(u64) -> u64,
-        mut step: impl FnMut(u64) -> (R, Option<u64>),
+        step: impl FnMut(u64) -> (R, Option<u64>),
     ) -> Option<R> {
+        Self::update_slot(table, key, true, reclaimable, reset, step).map(|(r, _)| r)
+    }
+
+    /// [`Limiter::update`] that also returns the index of the slot it used. With `claim ==
+    /// false` an absent key is not given a slot (`None`, nothing written).
+    fn update_slot<R>(
+        table: &Table,
+        key: u64,
+        claim: bool,
+        reclaimable: impl Fn(u64) -> bool,
+        reset: impl Fn(u64) -> u64,
+        mut step: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Option<(R, usize)> {
         let mut restarts = 0u32;
         'probe: loop {
-            let slot = match table.find_or_claim(key, &reclaimable, &reset) {
+            let probe = if claim {
+                table.find_or_claim(key, &reclaimable, &reset)
+            } else {
+                match table.find(key) {
+                    Some(slot) => Probe::Found(slot),
+                    None => return None,
+                }
+            };
+            let slot = match probe {
                 Probe::Found(slot) => slot,
                 Probe::Full => return None,
                 Probe::Retry => {
@@ -352,7 +414,7 @@ impl Limiter {
                     continue 'probe;
                 }
                 let (result, new) = step(cur);
-                let Some(new) = new else { return Some(result) };
+                let Some(new) = new else { return Some((result, table.index_of(slot))) };
                 debug_assert!(new & TOMB == 0 && new != cur);
                 match slot.state.compare_exchange_weak(
                     cur,
@@ -360,7 +422,7 @@ impl Limiter {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => return Some(result),
+                    Ok(_) => return Some((result, table.index_of(slot))),
                     Err(actual) => cur = actual,
                 }
             }

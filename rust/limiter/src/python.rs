@@ -6,6 +6,10 @@
 //! lim = SharedLimiter.attach(fd)   # worker
 //! allowed, delay = lim.acquire(b"route1:10.0.0.1", rate=100.0, burst=20.0)
 //! allowed, remaining, reset = lim.count("route1:10.0.0.1", 1000, 60.0)
+//! allowed, in_flight, slot = lim.gauge_acquire("conn:route1:10.0.0.1", 10)   # limit-conn
+//! lim.gauge_release("conn:route1:10.0.0.1", slot)
+//! is_open, retry_after, generation = lim.breaker_check("brk:route1", 3, 300.0)  # api-breaker
+//! lim.breaker_report("brk:route1", BREAKER_UNHEALTHY, 3, 3, 300.0)
 //! ```
 //!
 //! The object is immutable (frozen) and `Sync`, so several Python threads may share it; each
@@ -15,7 +19,15 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::{hash_key as rust_hash_key, monotonic_ns, Limiter};
+use crate::{hash_key as rust_hash_key, monotonic_ns, BreakerOutcome, BreakerState, Limiter};
+
+const BREAKER_HEALTHY: u8 = 0;
+const BREAKER_UNHEALTHY: u8 = 1;
+const BREAKER_TRIP: u8 = 2;
+
+fn breaker_tuple(state: BreakerState) -> (bool, f64, u32, u32, u32) {
+    (state.open, ns_to_seconds(state.retry_after_ns), state.generation, state.unhealthy, state.healthy)
+}
 
 /// Hashes a `str` (UTF-8) or `bytes` key without copying.
 fn key_hash(key: &Bound<'_, PyAny>) -> PyResult<u64> {
@@ -53,9 +65,9 @@ pub struct SharedLimiter {
 impl SharedLimiter {
     /// Creates a new shared region (call in the master, before starting workers).
     #[staticmethod]
-    #[pyo3(signature = (bucket_slots = 65536, counter_slots = 65536))]
-    fn create(bucket_slots: usize, counter_slots: usize) -> PyResult<SharedLimiter> {
-        let inner = Limiter::create(bucket_slots, counter_slots)
+    #[pyo3(signature = (bucket_slots = 65536, counter_slots = 65536, cell_slots = 16384))]
+    fn create(bucket_slots: usize, counter_slots: usize, cell_slots: usize) -> PyResult<SharedLimiter> {
+        let inner = Limiter::create_with_cells(bucket_slots, counter_slots, cell_slots)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(SharedLimiter { inner })
     }
@@ -105,6 +117,65 @@ impl SharedLimiter {
         Ok((d.allowed, d.remaining, ns_to_seconds(d.reset_ns)))
     }
 
+    /// In-flight gauge (limit-conn): adds one if below `max`. Returns (allowed, count, slot):
+    /// pass `slot` to gauge_release when the request ends; slot is -1 when nothing was counted
+    /// (rejected, or admitted uncounted because the table was full).
+    fn gauge_acquire(&self, key: &Bound<'_, PyAny>, max: u64) -> PyResult<(bool, u64, i64)> {
+        let d = self.inner.gauge_acquire(key_hash(key)?, max);
+        Ok((d.allowed, d.count, d.slot.map_or(-1, |s| s as i64)))
+    }
+
+    /// Takes back one admission of gauge_acquire (by the slot it returned); False if that slot
+    /// held no admission of `key`.
+    fn gauge_release(&self, key: &Bound<'_, PyAny>, slot: i64) -> PyResult<bool> {
+        let h = key_hash(key)?;
+        Ok(slot >= 0 && self.inner.gauge_release(h, slot as usize))
+    }
+
+    /// Current count of a gauge.
+    fn gauge(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
+        Ok(self.inner.gauge(key_hash(key)?))
+    }
+
+    /// Circuit breaker state (api-breaker): (open, retry_after_seconds, generation,
+    /// unhealthy, healthy). Read-only.
+    fn breaker_check(
+        &self,
+        key: &Bound<'_, PyAny>,
+        failures: u64,
+        max_open_seconds: f64,
+    ) -> PyResult<(bool, f64, u32, u32, u32)> {
+        let h = key_hash(key)?;
+        let max = seconds_to_ns(max_open_seconds)?;
+        Ok(breaker_tuple(self.inner.breaker_check(h, failures, max, monotonic_ns())))
+    }
+
+    /// Records an outcome (BREAKER_HEALTHY / BREAKER_UNHEALTHY / BREAKER_TRIP) and returns the
+    /// state after it, like breaker_check. `expected_generation` (>= 0) makes a TRIP apply only
+    /// to that generation of the breaker.
+    #[pyo3(signature = (key, outcome, failures, successes, max_open_seconds, expected_generation = -1))]
+    fn breaker_report(
+        &self,
+        key: &Bound<'_, PyAny>,
+        outcome: u8,
+        failures: u64,
+        successes: u64,
+        max_open_seconds: f64,
+        expected_generation: i64,
+    ) -> PyResult<(bool, f64, u32, u32, u32)> {
+        let h = key_hash(key)?;
+        let outcome = match outcome {
+            BREAKER_HEALTHY => BreakerOutcome::Healthy,
+            BREAKER_UNHEALTHY => BreakerOutcome::Unhealthy,
+            BREAKER_TRIP => BreakerOutcome::Trip,
+            _ => return Err(PyValueError::new_err("outcome must be 0, 1 or 2")),
+        };
+        let max = seconds_to_ns(max_open_seconds)?;
+        let expected = u32::try_from(expected_generation).ok();
+        let state = self.inner.breaker_report(h, outcome, failures, successes, max, expected, monotonic_ns());
+        Ok(breaker_tuple(state))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "SharedLimiter(fd={}, bucket_slots={}, counter_slots={})",
@@ -125,6 +196,9 @@ fn py_hash_key(key: &Bound<'_, PyAny>) -> PyResult<u64> {
 /// Adds `SharedLimiter` and `hash_key` to `m`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SharedLimiter>()?;
+    m.add("BREAKER_HEALTHY", BREAKER_HEALTHY)?;
+    m.add("BREAKER_UNHEALTHY", BREAKER_UNHEALTHY)?;
+    m.add("BREAKER_TRIP", BREAKER_TRIP)?;
     m.add_function(wrap_pyfunction!(py_hash_key, m)?)?;
     Ok(())
 }

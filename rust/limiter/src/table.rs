@@ -97,6 +97,16 @@ impl Table {
         self.len
     }
 
+    /// Position of `slot` (which must belong to this table).
+    pub fn index_of(&self, slot: &Slot) -> usize {
+        (slot as *const Slot as usize - self.base as usize) / std::mem::size_of::<Slot>()
+    }
+
+    /// The slot at `index`, if the table has one there.
+    pub fn slot_at(&self, index: usize) -> Option<&Slot> {
+        (index < self.len).then(|| self.slot(index))
+    }
+
     #[inline]
     fn slot(&self, i: usize) -> &Slot {
         // SAFETY: i is always masked to < len by the callers; see `new`.

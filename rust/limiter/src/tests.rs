@@ -598,3 +598,193 @@ fn processes_with_a_moving_clock_never_exceed_the_rate() {
     assert!(got <= 81, "{got}");
     assert!(got >= 70, "{got}"); // only late clock readings are refused
 }
+
+// ---------------------------------------------------------------- cells: gauges
+
+#[test]
+fn region_has_a_cell_table() {
+    let l = Limiter::create_with_cells(4, 4, 100).unwrap();
+    assert_eq!(l.cell_slots(), 128);
+    assert!(l.region().len() >= HEADER_SIZE + 16 * (4 + 4 + 128));
+    let b = Limiter::attach(l.fd()).unwrap();
+    assert_eq!(b.cell_slots(), 128);
+    assert_eq!(lim().cell_slots(), DEFAULT_CELL_SLOTS);
+    assert!(Limiter::create_with_cells(1, 1, 0).is_err());
+}
+
+#[test]
+fn gauge_counts_in_flight_and_releases_by_slot() {
+    let l = lim();
+    let a = l.gauge_acquire(5, 2);
+    let b = l.gauge_acquire(5, 2);
+    assert!(a.allowed && b.allowed);
+    assert_eq!((a.count, b.count), (1, 2));
+    assert_eq!(a.slot, b.slot);
+    let c = l.gauge_acquire(5, 2);
+    assert_eq!(c, GaugeDecision { allowed: false, count: 2, slot: None });
+    assert_eq!(l.gauge(5), 2);
+    assert!(l.gauge_release(5, a.slot.unwrap()));
+    assert_eq!(l.gauge(5), 1);
+    assert!(l.gauge_acquire(5, 2).allowed);
+    assert!(l.gauge_release(5, b.slot.unwrap()));
+    assert!(l.gauge_release(5, b.slot.unwrap()));
+    assert_eq!(l.gauge(5), 0);
+    // Nothing to release: no underflow, and a wrong key or slot changes nothing.
+    assert!(!l.gauge_release(5, b.slot.unwrap()));
+    let d = l.gauge_acquire(6, 1);
+    assert!(!l.gauge_release(7, d.slot.unwrap()));
+    assert!(!l.gauge_release(6, usize::MAX));
+    assert_eq!(l.gauge(6), 1);
+    assert_eq!(l.gauge(404), 0);
+}
+
+#[test]
+fn gauge_slots_are_reclaimed_only_at_zero() {
+    let l = Limiter::create_with_cells(1, 1, 1).unwrap();
+    let a = l.gauge_acquire(1, 10);
+    assert!(a.slot.is_some());
+    // The only slot is busy: another key fails open, uncounted.
+    let b = l.gauge_acquire(2, 10);
+    assert_eq!(b, GaugeDecision { allowed: true, count: 0, slot: None });
+    assert_eq!(l.overflow_cells(), 1);
+    assert!(l.gauge_release(1, a.slot.unwrap()));
+    // Count 0: key 2 takes the slot over and starts from 0; key 1's stale slot index is no
+    // longer its own.
+    let c = l.gauge_acquire(2, 10);
+    assert_eq!((c.allowed, c.count), (true, 1));
+    assert!(!l.gauge_release(1, a.slot.unwrap()));
+    assert_eq!(l.gauge(2), 1);
+}
+
+#[test]
+fn gauge_is_exact_across_threads() {
+    let l = Arc::new(lim());
+    let peak = Arc::new(AtomicU64::new(0));
+    let (a, p) = (l.clone(), peak.clone());
+    let admitted = hammer_threads(8, 2000, move || {
+        let d = a.gauge_acquire(77, 3);
+        if let Some(slot) = d.slot {
+            p.fetch_max(a.gauge(77), Ordering::Relaxed);
+            assert!(a.gauge_release(77, slot));
+        }
+        d.allowed
+    });
+    assert!(admitted > 0);
+    assert!(peak.load(Ordering::Relaxed) <= 3);
+    assert_eq!(l.gauge(77), 0, "every acquire was released");
+}
+
+#[test]
+fn gauge_is_exact_across_processes() {
+    let l = lim();
+    let page = SharedPage::new();
+    // 4 processes take 1000 each without releasing: exactly `max` are admitted.
+    let got = hammer_processes(l.fd(), 4, &page, |l, _| {
+        (0..1000).filter(|_| l.gauge_acquire(hash_key(b"conn"), 37).slot.is_some()).count() as u64
+    });
+    assert_eq!(got, 37);
+    assert_eq!(l.gauge(hash_key(b"conn")), 37);
+}
+
+// ---------------------------------------------------------------- cells: breakers
+
+const MAX_OPEN: u64 = 300 * SEC;
+
+fn report(l: &Limiter, outcome: BreakerOutcome, now: u64) -> BreakerState {
+    l.breaker_report(9, outcome, 3, 2, MAX_OPEN, None, now)
+}
+
+#[test]
+fn breaker_opens_after_failures_and_doubles() {
+    let l = lim();
+    assert_eq!(l.breaker_check(9, 3, MAX_OPEN, T0), BreakerState::default());
+    assert!(!report(&l, BreakerOutcome::Unhealthy, T0).open);
+    assert!(!report(&l, BreakerOutcome::Unhealthy, T0).open);
+    let s = report(&l, BreakerOutcome::Unhealthy, T0);
+    assert!(s.open);
+    assert_eq!(s.retry_after_ns, 2 * SEC);
+    let s = l.breaker_check(9, 3, MAX_OPEN, T0 + SEC);
+    assert!(s.open);
+    assert_eq!(s.retry_after_ns, SEC);
+    // Half open after 2 s: closed to callers, but the count is kept.
+    let s = l.breaker_check(9, 3, MAX_OPEN, T0 + 2 * SEC);
+    assert!(!s.open);
+    assert_eq!(s.unhealthy, 3);
+    // Three more failures: open for 4 s.
+    let t = T0 + 2 * SEC;
+    report(&l, BreakerOutcome::Unhealthy, t);
+    report(&l, BreakerOutcome::Unhealthy, t);
+    let s = report(&l, BreakerOutcome::Unhealthy, t);
+    assert!(s.open);
+    assert_eq!(s.retry_after_ns, 4 * SEC);
+    assert!(l.breaker_check(9, 3, MAX_OPEN, t + 4 * SEC - 10 * MS).open);
+    assert!(!l.breaker_check(9, 3, MAX_OPEN, t + 4 * SEC).open);
+    // Capped by the maximum.
+    assert_eq!(l.breaker_check(9, 3, 3 * SEC, t + SEC).retry_after_ns, 2 * SEC);
+}
+
+#[test]
+fn breaker_closes_after_successes() {
+    let l = lim();
+    for _ in 0..3 {
+        report(&l, BreakerOutcome::Unhealthy, T0);
+    }
+    let open_gen = l.breaker_check(9, 3, MAX_OPEN, T0).generation;
+    let t = T0 + 2 * SEC;
+    let s = report(&l, BreakerOutcome::Healthy, t);
+    assert_eq!((s.unhealthy, s.healthy), (3, 1));
+    // An unhealthy response in between starts the successes over.
+    let s = report(&l, BreakerOutcome::Unhealthy, t);
+    assert_eq!((s.unhealthy, s.healthy, s.open), (4, 0, false));
+    report(&l, BreakerOutcome::Healthy, t);
+    let s = report(&l, BreakerOutcome::Healthy, t);
+    assert_eq!((s.unhealthy, s.healthy, s.open), (0, 0, false));
+    assert_ne!(s.generation, open_gen);
+    // Closed and forgotten: it takes `failures` new failures to open again, for 2 s.
+    report(&l, BreakerOutcome::Unhealthy, t);
+    report(&l, BreakerOutcome::Unhealthy, t);
+    assert_eq!(report(&l, BreakerOutcome::Unhealthy, t).retry_after_ns, 2 * SEC);
+}
+
+#[test]
+fn healthy_reports_about_unknown_breakers_write_nothing() {
+    let l = Limiter::create_with_cells(1, 1, 1).unwrap();
+    assert_eq!(l.breaker_report(1, BreakerOutcome::Healthy, 3, 3, MAX_OPEN, None, T0), BreakerState::default());
+    assert!(l.cells.snapshot().iter().all(|&(k, _)| k == 0));
+    assert_eq!(l.overflow(), 0);
+}
+
+#[test]
+fn breaker_trip_opens_once_per_generation() {
+    let l = lim();
+    let g = l.breaker_check(9, 3, MAX_OPEN, T0).generation;
+    let s = l.breaker_report(9, BreakerOutcome::Trip, 3, 2, MAX_OPEN, Some(g), T0);
+    assert!(s.open);
+    assert_eq!(s.retry_after_ns, 2 * SEC);
+    assert_eq!(s.unhealthy, 3);
+    // A second process judging the same (old) generation does not trip it again.
+    let s2 = l.breaker_report(9, BreakerOutcome::Trip, 3, 2, MAX_OPEN, Some(g), T0);
+    assert_eq!(s2, s);
+    // A trip in the new generation doubles like a run of failures does.
+    let s3 = l.breaker_report(9, BreakerOutcome::Trip, 3, 2, MAX_OPEN, Some(s.generation), T0 + 2 * SEC);
+    assert_eq!((s3.unhealthy, s3.retry_after_ns), (6, 4 * SEC));
+}
+
+#[test]
+fn breaker_state_is_shared_across_processes() {
+    let l = lim();
+    let page = SharedPage::new();
+    // 4 processes report 2 failures each with failures = 8: the eighth opens it.
+    let opened = hammer_processes(l.fd(), 4, &page, |l, _| {
+        (0..2)
+            .filter(|_| {
+                l.breaker_report(hash_key(b"brk"), BreakerOutcome::Unhealthy, 8, 1, MAX_OPEN, None, T0)
+                    .open
+            })
+            .count() as u64
+    });
+    assert_eq!(opened, 1);
+    let s = l.breaker_check(hash_key(b"brk"), 8, MAX_OPEN, T0 + SEC);
+    assert!(s.open);
+    assert_eq!(s.unhealthy, 8);
+}
