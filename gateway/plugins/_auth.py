@@ -10,7 +10,6 @@ default to ``UNSET``; ``bind`` knows where the instance sits and refuses the wro
 from __future__ import annotations
 
 import json
-import logging
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_plus
@@ -22,8 +21,6 @@ from gateway.plugins.base import Plugin, PluginEnv
 
 if TYPE_CHECKING:
     from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
-
-log = logging.getLogger("gateway.plugins.auth")
 
 
 def field_error(field: str, message: str) -> ValueError:
