@@ -44,6 +44,15 @@ class ConsumerTag(Plugin):
         ctx.set_upstream_header("X-Consumer-Tag", self.config.tag)
 
 
+class Relocate(Plugin):
+    """Rewrites the upstream target under /moved, keeping the query: an earlier rewrite that a
+    credential hidden from the query must build on."""
+    name = "test-relocate"
+
+    def rewrite(self, ctx: Any) -> None:
+        ctx.set_upstream_uri(f"/moved{ctx.path}?{ctx.query_string}")
+
+
 def _pem_public(private_key: Any) -> str:
     return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
@@ -95,6 +104,7 @@ def routes() -> list[dict[str, Any]]:
         route("key", key),
         route("key-hide", {"key-auth": {"hide_credentials": True}}),
         route("key-custom", {"key-auth": {"header": "X-Api-Token", "query": "token"}}),
+        route("moved", {"key-auth": {"hide_credentials": True}, HERE + "Relocate": {}}),
         route("anon", {"key-auth": {"anonymous_consumer": "guest"}}),
         route("tagged", {"key-auth": {}, HERE + "ConsumerTag": {"tag": "route-tag"}}),
         route("basic", {"basic-auth": {}}),
@@ -227,6 +237,14 @@ def test_key_auth_hide_credentials(gateway: tuple[int, Upstream]) -> None:
     assert echo["headers"]["x-consumer-username"] == "bob"
     echo = proxied(port, "/key-hide/x?apikey=bob-key")
     assert echo["target"] == "/key-hide/x"
+
+
+def test_hiding_a_query_credential_keeps_an_earlier_rewrite(gateway: tuple[int, Upstream]
+                                                            ) -> None:
+    port, _ = gateway
+    echo = proxied(port, "/moved/x?apikey=alice-key&a=1")
+    assert echo["target"] == "/moved/moved/x?a=1"
+    assert echo["headers"]["x-consumer-username"] == "alice"
 
 
 def test_anonymous_consumer_when_no_credential(gateway: tuple[int, Upstream]) -> None:
