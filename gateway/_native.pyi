@@ -129,3 +129,40 @@ BREAKER_UNHEALTHY: int
 BREAKER_TRIP: int
 
 def hash_key(key: str | bytes) -> int: ...
+
+# ---- rust/metrics -------------------------------------------------------------------------
+
+HistogramSnapshot = tuple[tuple[int, ...], float]
+"""(cumulative bucket counts, +Inf last; sum in milliseconds)"""
+
+class SharedMetrics:
+    """Request metrics in shared memory (memfd + atomics): workers record, the master scrapes
+    without talking to them."""
+    latency_buckets_ms: list[int]
+    label_max: int
+    @staticmethod
+    def create(slots: int = 65536) -> SharedMetrics: ...
+    @staticmethod
+    def attach(fd: int) -> SharedMetrics: ...
+    @property
+    def fd(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+    def slot(self, label: str | bytes, series: bool = False) -> int:
+        """The stable index of the label's slot (a counter, or latency histograms + bandwidth
+        with ``series=True``), claimed if new; -1 when the table is full. Cache it."""
+    def record(self, series: int, status: int, request_latency: float,
+               upstream_latency: float = 0.0, bytes_in: int = 0, bytes_out: int = 0) -> None:
+        """One request: +1 on the ``status`` counter slot; latencies (seconds; upstream <= 0 is
+        not observed) and bytes into the ``series`` slot. -1 slots count as dropped."""
+    def add(self, slot: int, n: int = 1) -> None: ...
+    def snapshot(self) -> tuple[int, int, int, list[tuple[str, int]],
+                                list[tuple[str, HistogramSnapshot, HistogramSnapshot, int, int]]]:
+        """(requests, dropped, used, counters as (label, value), series as (label, request,
+        upstream, bytes_in, bytes_out))."""
