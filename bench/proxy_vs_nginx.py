@@ -19,239 +19,30 @@ measured run saw socket errors or non-2xx responses (the figures are printed but
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-BODY = b"hello world\n"
+
+if __package__ in (None, ""):  # run as a script: make `bench` (and the gateway) importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import (  # noqa: E402  (the machinery shared with `python -m bench`)
+    CLK_TCK, PROXY_BODY, REPO_ROOT, UPSTREAM_BODY, BenchError, Server, cpu_delta, find_nginx,
+    free_port, log, process_tree, run_wrk, start_nginx, tool_version, wait_ready, wrk_cpu,
+)
+
 WARMUP_SECONDS = 2
 
 
-class BenchError(Exception):
-    """A setup failure with a message meant for the user."""
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --------------------------------------------------------------------------- /proc helpers
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat, numbered from 1 like proc(5) (index 0 is unused)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read().decode("ascii", "replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm (field 2) is in parentheses and may contain spaces: split after the last ')'.
-    head, _, rest = data.rpartition(")")
-    pid_str, _, comm = head.partition(" (")
-    return ["", pid_str, comm] + rest.split()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime (fields 14 and 15) of one process, in seconds."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return None
-    return (int(fields[14]) + int(fields[15])) / CLK_TCK
-
-
-def start_time(pid: int) -> int | None:
-    """Field 22 (start time in ticks since boot): tells a live pid from a reused one."""
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[22])
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants, from /proc/<pid>/task/<tid>/children."""
-    result: list[int] = []
-    stack = [root]
-    seen: set[int] = set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen or not os.path.exists(f"/proc/{pid}"):
-            continue
-        seen.add(pid)
-        result.append(pid)
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            tids = [str(pid)]
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                    stack.extend(int(child) for child in fh.read().split())
-            except OSError:
-                pass
-    return result
-
-
-def tree_cpu(root: int) -> dict[int, float]:
-    """CPU seconds of every process in the tree of root, by pid."""
-    snapshot = {}
-    for pid in process_tree(root):
-        value = cpu_seconds(pid)
-        if value is not None:
-            snapshot[pid] = value
-    return snapshot
-
-
-def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds spent between two snapshots; a process born in between counts from zero.
-
-    A process that died in between is lost (its time goes to its parent's cutime, which we do
-    not read); the number of processes is reported so such a run can be spotted.
-    """
-    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
-
-
-# --------------------------------------------------------------------------- processes
-
-@dataclass
-class Server:
-    name: str
-    port: int
-    proc: subprocess.Popen
-    log_path: str
-    expected_procs: int = 0
-    _tree: list[tuple[int, int | None]] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def cpu(self) -> dict[int, float]:
-        return tree_cpu(self.pid)
-
-    def tail_log(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, errors="replace") as fh:
-                return "".join(fh.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the master, wait, then SIGKILL whatever of its tree is still alive."""
-        tree = [(pid, start_time(pid)) for pid in process_tree(self.pid)]
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            master_done = self.proc.poll() is not None
-            alive = [pid for pid, started in tree
-                     if pid != self.pid and started is not None and start_time(pid) == started]
-            if master_done and not alive:
-                return
-            time.sleep(0.05)
-        log(f"{self.name}: still running {timeout:.0f}s after SIGTERM, sending SIGKILL")
-        for pid, started in tree:
-            if started is not None and start_time(pid) == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def http_get(port: int, timeout: float = 1.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_ready(server: Server, timeout: float = 20.0) -> None:
-    """Poll GET / until it answers 200 with the upstream's body; fail early if the process dies."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise BenchError(f"{server.name} exited with status {server.proc.returncode} "
-                             f"before answering; its log ends with:\n{server.tail_log()}")
-        try:
-            status, body = http_get(server.port)
-            if status == 200 and body == BODY:
-                return
-            last = f"status {status}, body {body[:80]!r}"
-        except OSError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.1)
-    raise BenchError(f"{server.name} did not answer GET / with 200 within {timeout:.0f}s "
-                     f"(last: {last}); its log ends with:\n{server.tail_log()}")
-
-
-NGINX_COMMON = """\
-daemon off;
-master_process on;
-worker_processes {workers};
-pid {tmp}/x.pid;
-error_log {tmp}/err.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{body}
-}}
-"""
-
-UPSTREAM_BODY = """\
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            default_type text/plain;
-            return 200 "hello world\\n";
-        }}
-    }}"""
-
-PROXY_BODY = """\
-    upstream backend {{
-        server 127.0.0.1:{upstream};
-        keepalive 64;
-        keepalive_requests 100000;
-    }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        location / {{
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}"""
+# --------------------------------------------------------------------------- gateway
 
 GATEWAY_CONFIG = """\
 gateway:
@@ -266,23 +57,6 @@ routes:
     uri: /*
     upstream_id: up
 """
-
-
-def start_nginx(name: str, nginx: str, tmp: str, workers: int, body: str, port: int) -> Server:
-    os.makedirs(tmp, exist_ok=True)
-    os.chmod(tmp, 0o755)  # when run as root the workers run as nobody
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as fh:
-        fh.write(NGINX_COMMON.format(workers=workers, tmp=tmp, body=body))
-    err = os.path.join(tmp, "err.log")
-    out = open(os.path.join(tmp, "stdout.log"), "wb")
-    try:
-        proc = subprocess.Popen([nginx, "-p", tmp + "/", "-c", conf, "-e", err],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    finally:
-        out.close()
-    return Server(name, port, proc, err, expected_procs=1 + workers)
 
 
 def start_gateway(tmp: str, workers: int, upstream_port: int) -> Server:
@@ -306,57 +80,7 @@ def start_gateway(tmp: str, workers: int, upstream_port: int) -> Server:
     return Server("gateway", port, proc, log_path, expected_procs=1 + workers)
 
 
-# --------------------------------------------------------------------------- wrk
-
-_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def _to_ms(value: str, unit: str) -> float:
-    return float(value) * _UNIT_MS[unit]
-
-
-def parse_wrk(output: str) -> dict:
-    """Requests/sec, p50/p99 (ms), total requests, socket errors and non-2xx from wrk's output."""
-    result: dict = {}
-    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    if not match:
-        raise BenchError(f"could not parse wrk output:\n{output}")
-    result["rps"] = float(match.group(1))
-    match = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", output, re.M)
-    result["requests"] = int(match.group(1)) if match else 0
-    result["elapsed_s"] = _to_ms(match.group(2), match.group(3)) / 1e3 if match else None
-    for pct in (50, 75, 90, 99):
-        match = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
-        result[f"p{pct}_ms"] = _to_ms(match.group(1), match.group(2)) if match else None
-    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      output)
-    names = ("connect", "read", "write", "timeout")
-    result["socket_errors"] = (dict(zip(names, map(int, match.groups()))) if match
-                               else dict.fromkeys(names, 0))
-    match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    result["non_2xx"] = int(match.group(1)) if match else 0
-    result["errors"] = sum(result["socket_errors"].values()) + result["non_2xx"]
-    return result
-
-
-def wrk_cpu() -> int | None:
-    cpus = sorted(os.sched_getaffinity(0))
-    return cpus[-1] if len(cpus) >= 2 else None
-
-
-def run_wrk(wrk: str, port: int, seconds: float, connections: int) -> dict:
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-           f"http://127.0.0.1:{port}/"]
-    cpu = wrk_cpu()
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu)] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    if proc.returncode != 0:
-        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
-    result = parse_wrk(proc.stdout)
-    result["wrk_output"] = proc.stdout
-    return result
-
+# --------------------------------------------------------------------------- measure
 
 def measure(label: str, target: Server | None, upstream: Server, wrk: str, port: int,
             args: argparse.Namespace, run_no: int) -> dict:
@@ -465,8 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def find_tools() -> tuple[str, str]:
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
-                                      else None)
+    nginx = find_nginx()
     wrk = shutil.which("wrk")
     missing = [name for name, path in (("nginx", nginx), ("wrk", wrk)) if not path]
     if missing:
@@ -486,14 +209,6 @@ def check_gateway() -> None:
         detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
         raise BenchError("the gateway is not built (import gateway._native failed): run "
                          f"`pip install -e .` in the repository, or pass --nginx-only\n{detail}")
-
-
-def tool_version(cmd: list[str]) -> str:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        return (proc.stdout + proc.stderr).strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,400 @@
+"""Machinery shared by the benchmark suite (``python -m bench``) and ``proxy_vs_nginx.py``:
+free ports, CPU time and RSS of a process tree from /proc, starting and stopping servers,
+running wrk and parsing its output.
+
+Nothing here installs anything or touches files outside the temp dir the caller gives.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+BODY = b"hello world\n"
+
+
+class BenchError(Exception):
+    """A setup failure with a message meant for the user."""
+
+
+#: Where progress lines go; the suite swaps in tqdm.write so lines do not break the bar.
+_log_sink: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def set_log_sink(sink: Callable[[str], None]) -> None:
+    global _log_sink
+    _log_sink = sink
+
+
+def log(message: str) -> None:
+    _log_sink(f"[bench] {message}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def repo_env(**extra: str) -> dict[str, str]:
+    """The environment with the repository root first on PYTHONPATH (benchmark this checkout)."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                     else "")
+    return env
+
+
+# --------------------------------------------------------------------------- /proc helpers
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat, numbered from 1 like proc(5) (index 0 is unused)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) is in parentheses and may contain spaces: split after the last ')'.
+    head, _, rest = data.rpartition(")")
+    pid_str, _, comm = head.partition(" (")
+    return ["", pid_str, comm] + rest.split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime (fields 14 and 15) of one process (all its threads), in seconds."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[14]) + int(fields[15])) / CLK_TCK
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 (start time in ticks since boot): tells a live pid from a reused one."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[22])
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size (statm field 2, pages) of one process."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants, from /proc/<pid>/task/<tid>/children."""
+    result: list[int] = []
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or not os.path.exists(f"/proc/{pid}"):
+            continue
+        seen.add(pid)
+        result.append(pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            tids = [str(pid)]
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                    stack.extend(int(child) for child in fh.read().split())
+            except OSError:
+                pass
+    return result
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of every process in the tree of root, by pid."""
+    snapshot = {}
+    for pid in process_tree(root):
+        value = cpu_seconds(pid)
+        if value is not None:
+            snapshot[pid] = value
+    return snapshot
+
+
+def tree_rss(root: int) -> dict[int, int]:
+    """RSS bytes of every process in the tree of root, by pid (the root first)."""
+    out = {}
+    for pid in process_tree(root):
+        value = rss_bytes(pid)
+        if value is not None:
+            out[pid] = value
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two snapshots; a process born in between counts from zero.
+
+    A process that died in between is lost (its time goes to its parent's cutime, which we do
+    not read); the number of processes is reported so such a run can be spotted.
+    """
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+# --------------------------------------------------------------------------- processes
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log_path: str
+    expected_procs: int = 0
+    #: extra facts (admin port, state dir, config path...) a scenario may need
+    info: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> dict[int, float]:
+        return tree_cpu(self.pid)
+
+    def rss(self) -> dict[int, int]:
+        return tree_rss(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail_log(self, lines: int = 20) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the master, wait, then SIGKILL whatever of its tree is still alive."""
+        tree = [(pid, start_time(pid)) for pid in process_tree(self.pid)]
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            master_done = self.proc.poll() is not None
+            alive = [pid for pid, started in tree
+                     if pid != self.pid and started is not None and start_time(pid) == started]
+            if master_done and not alive:
+                return
+            time.sleep(0.05)
+        log(f"{self.name}: still running {timeout:.0f}s after SIGTERM, sending SIGKILL")
+        for pid, started in tree:
+            if started is not None and start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def spawn(name: str, cmd: list[str], tmp: str, port: int, *, env: dict | None = None,
+          expected_procs: int = 1, log_name: str = "stdout.log") -> Server:
+    """Starts cmd in its own session, stdout and stderr to a log file in tmp."""
+    os.makedirs(tmp, exist_ok=True)
+    log_path = os.path.join(tmp, log_name)
+    out = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=env, cwd=tmp,
+                                start_new_session=True)
+    finally:
+        out.close()
+    return Server(name, port, proc, log_path, expected_procs=expected_procs)
+
+
+def http_request(port: int, path: str = "/", timeout: float = 1.0, method: str = "GET",
+                 headers: dict | None = None, body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def http_get(port: int, timeout: float = 1.0) -> tuple[int, bytes]:
+    return http_request(port, "/", timeout)
+
+
+def wait_ready(server: Server, timeout: float = 20.0, path: str = "/",
+               headers: dict | None = None, expect: bytes = BODY) -> None:
+    """Polls GET path until it answers 200 with the expected body; fails early if the process
+    dies."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise BenchError(f"{server.name} exited with status {server.proc.returncode} "
+                             f"before answering; its log ends with:\n{server.tail_log()}")
+        try:
+            status, body = http_request(server.port, path, headers=headers)
+            if status == 200 and body == expect:
+                return
+            last = f"status {status}, body {body[:80]!r}"
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.1)
+    raise BenchError(f"{server.name} did not answer GET {path} with 200 within {timeout:.0f}s "
+                     f"(last: {last}); its log ends with:\n{server.tail_log()}")
+
+
+# --------------------------------------------------------------------------- nginx
+
+NGINX_COMMON = """\
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {tmp}/x.pid;
+error_log {tmp}/err.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+{body}
+}}
+"""
+
+UPSTREAM_BODY = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type text/plain;
+            return 200 "hello world\\n";
+        }}
+    }}"""
+
+PROXY_BODY = """\
+    upstream backend {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
+                                     else None)
+
+
+def start_nginx(name: str, nginx: str, tmp: str, workers: int, body: str, port: int) -> Server:
+    """nginx with its own prefix, config and -e error log: never reads /etc/nginx."""
+    os.makedirs(tmp, exist_ok=True)
+    os.chmod(tmp, 0o755)  # when run as root the workers run as nobody
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as fh:
+        fh.write(NGINX_COMMON.format(workers=workers, tmp=tmp, body=body))
+    err = os.path.join(tmp, "err.log")
+    server = spawn(name, [nginx, "-p", tmp + "/", "-c", conf, "-e", err], tmp, port,
+                   expected_procs=1 + workers)
+    server.log_path = err
+    server.info["conf"] = conf
+    return server
+
+
+# --------------------------------------------------------------------------- wrk
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/sec, p50/p99 (ms), total requests, socket errors and non-2xx from wrk's output."""
+    result: dict = {}
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    if not match:
+        raise BenchError(f"could not parse wrk output:\n{output}")
+    result["rps"] = float(match.group(1))
+    match = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", output, re.M)
+    result["requests"] = int(match.group(1)) if match else 0
+    result["elapsed_s"] = _to_ms(match.group(2), match.group(3)) / 1e3 if match else None
+    for pct in (50, 75, 90, 99):
+        match = re.search(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
+        result[f"p{pct}_ms"] = _to_ms(match.group(1), match.group(2)) if match else None
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                      output)
+    names = ("connect", "read", "write", "timeout")
+    result["socket_errors"] = (dict(zip(names, map(int, match.groups()))) if match
+                               else dict.fromkeys(names, 0))
+    match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    result["non_2xx"] = int(match.group(1)) if match else 0
+    result["errors"] = sum(result["socket_errors"].values()) + result["non_2xx"]
+    return result
+
+
+def wrk_cpu() -> int | None:
+    """The CPU wrk is pinned to (the last one), None on a single-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
+
+
+def wrk_command(wrk: str, port: int, seconds: float, connections: int, path: str = "/",
+                script: str | None = None, headers: dict | None = None) -> list[str]:
+    # wrk takes whole seconds only
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+           "--timeout", "5s"]
+    for key, value in (headers or {}).items():
+        cmd += ["-H", f"{key}: {value}"]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    cpu = wrk_cpu()
+    if cpu is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", str(cpu)] + cmd
+    return cmd
+
+
+def run_wrk(wrk: str, port: int, seconds: float, connections: int, path: str = "/",
+            script: str | None = None, headers: dict | None = None) -> dict:
+    cmd = wrk_command(wrk, port, seconds, connections, path, script, headers)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if proc.returncode != 0:
+        text = (proc.stderr or proc.stdout).strip().splitlines()
+        raise BenchError(f"wrk failed ({proc.returncode}): {text[0] if text else ''}")
+    result = parse_wrk(proc.stdout)
+    result["wrk_output"] = proc.stdout
+    return result
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (proc.stdout + proc.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
