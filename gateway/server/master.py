@@ -18,7 +18,8 @@ from typing import Any
 
 from gateway.config import Config, ConfigError, ConfigIssue, config_to_bytes, default_config, dump_config, load_config
 from gateway.plugins.registry import check_plugin_configs
-from gateway._native import SharedLimiter
+from gateway._native import SharedLimiter, SharedMetrics
+from gateway.admin import AdminServer
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import check_bindable
@@ -77,6 +78,10 @@ class Master:
         # Shared memory the workers attach to (rate limits exact across workers); created once,
         # so limits survive worker restarts and config reloads.
         self.limiter = SharedLimiter.create()
+        # Request metrics: workers write, the admin listener's /metrics reads; created once, so
+        # counters survive worker restarts and reloads.
+        self.metrics = SharedMetrics.create()
+        self.admin: AdminServer | None = None
 
     # ---------------------------------------------------------------- config
 
@@ -133,6 +138,9 @@ class Master:
         for address in config.gateway.listen:
             check_bindable(address)
         self.adopt(config)
+        self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
+                                 self.state_dir, self.metrics)
+        await self.admin.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
@@ -161,7 +169,8 @@ class Master:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.server.worker", "--id", str(index),
             "--control-fd", str(child.fileno()), "--limiter-fd", str(self.limiter.fd),
-            pass_fds=(child.fileno(), self.limiter.fd), env=env)
+            "--metrics-fd", str(self.metrics.fd),
+            pass_fds=(child.fileno(), self.limiter.fd, self.metrics.fd), env=env)
         child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         handle = WorkerHandle(index, process, writer, time.monotonic())
@@ -276,6 +285,8 @@ class Master:
         if self.stopping and not fast:
             return
         self.stopping = True
+        if self.admin is not None:
+            self.admin.close()
         sig = signal.SIGQUIT if fast else signal.SIGTERM
         log.info("stopping (%s): %d workers", "now" if fast else "draining", len(self.workers))
         for handle in list(self.workers.values()):

@@ -17,7 +17,7 @@ import uvloop
 from gateway._proto import Server
 from gateway.config import Config, config_from_bytes
 from gateway.observability.access_log import AccessLog
-from gateway._native import SharedLimiter
+from gateway._native import SharedLimiter, SharedMetrics
 from gateway.proxy.runtime import compile_runtime
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import reuseport_socket
@@ -42,10 +42,11 @@ def sweep_interval(config: Config) -> float:
 
 class Worker:
     def __init__(self, worker_id: int, control: socket.socket,
-                 limiter: SharedLimiter | None = None) -> None:
+                 limiter: SharedLimiter | None = None, metrics: SharedMetrics | None = None) -> None:
         self.worker_id = worker_id
         self.control = control
         self.limiter = limiter
+        self.metrics = metrics
         self.loop = asyncio.get_running_loop()
         self.server: Server | None = None
         self.listeners: list[asyncio.AbstractServer] = []
@@ -99,7 +100,7 @@ class Worker:
         try:
             config = config_from_bytes(payload)
             runtime = compile_runtime(config, version, limiter=self.limiter,
-                                      worker_id=self.worker_id)
+                                      metrics=self.metrics, worker_id=self.worker_id)
         except Exception as exc:  # the master validated it; say why if it still fails here
             log.exception("worker %d: config version %d rejected", self.worker_id, version)
             self._send({"type": "error", "version": version, "message": str(exc),
@@ -161,15 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--limiter-fd", type=int, default=None)
+    parser.add_argument("--metrics-fd", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
                         format=f"%(asctime)s [worker {args.id} %(process)d] %(levelname)s %(message)s",
                         stream=sys.stderr)
     control = socket.socket(fileno=args.control_fd)
     limiter = SharedLimiter.attach(args.limiter_fd) if args.limiter_fd is not None else None
+    metrics = SharedMetrics.attach(args.metrics_fd) if args.metrics_fd is not None else None
 
     async def run() -> int:
-        return await Worker(args.id, control, limiter).run()
+        return await Worker(args.id, control, limiter, metrics).run()
 
     return uvloop.run(run())
 

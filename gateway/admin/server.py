@@ -1,0 +1,204 @@
+"""The admin HTTP/1.1 server: asyncio streams on the master's loop, request heads parsed by the
+same strict Rust parser as the data plane (``gateway._native.parse_request``), keep-alive,
+bodies by Content-Length (a chunked body is answered 411).
+
+Every request passes two gates before the router: the client address must be in
+``allow_admin`` (else 403) and the request must carry the admin key (else 401). Key and networks
+are read from the current config at each request, so a reload changes them; the listen address
+changes at the next start.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway._native import HttpParseError, parse_request
+from gateway.admin.auth import AllowList, generated_key, key_matches, presented_key
+from gateway.admin.router import Reply, Request, Router
+from gateway.config import parse_listen
+from gateway.observability.metrics import MetricsExporter
+
+if TYPE_CHECKING:
+    from gateway._native import SharedMetrics
+    from gateway.config.schema import AdminSettings
+
+log = logging.getLogger("gateway.admin")
+
+HEAD_TIMEOUT = 10.0
+IDLE_TIMEOUT = 60.0
+BODY_TIMEOUT = 60.0
+MAX_HEAD = 32768
+MAX_BODY = 16 * 1024 * 1024
+
+
+class AdminServer:
+    def __init__(self, settings: Callable[[], "AdminSettings"], state_dir: Path,
+                 metrics: "SharedMetrics | None" = None) -> None:
+        self.settings = settings
+        self.state_dir = state_dir
+        self.router = Router()
+        self.server: asyncio.AbstractServer | None = None
+        self._generated: str | None = None
+        self._allow: AllowList | None = None
+        if metrics is not None:
+            self.exporter = MetricsExporter(metrics)
+            self.scrape_lock = asyncio.Lock()
+            self.router.add("GET", "/metrics", self.metrics)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        settings = self.settings()
+        if not settings.key:
+            self._generated = generated_key(self.state_dir)
+        host, port = parse_listen(settings.listen)
+        try:
+            self.server = await asyncio.start_server(self.serve, host, port, reuse_address=True,
+                                                     limit=MAX_HEAD)
+        except OSError as exc:
+            # The data plane does not depend on the admin listener: keep serving traffic and say
+            # loudly that administration (and /metrics) is unavailable.
+            log.error("admin API cannot listen on %s: %s; running without it", settings.listen,
+                      exc)
+            return
+        log.info("admin API on http://%s (clients from %s)", settings.listen,
+                 ", ".join(settings.allow_admin) or "nowhere")
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        if self.server is None:
+            return []
+        return [sock.getsockname()[:2] for sock in self.server.sockets]
+
+    # ---------------------------------------------------------------- gates
+
+    def expected_key(self) -> str:
+        settings = self.settings()
+        if settings.key:
+            return settings.key
+        if self._generated is None:  # the config dropped its key on a reload
+            self._generated = generated_key(self.state_dir)
+        return self._generated
+
+    def allow_list(self) -> AllowList:
+        cidrs = self.settings().allow_admin
+        if self._allow is None or self._allow.cidrs != list(cidrs):
+            self._allow = AllowList(cidrs)
+        return self._allow
+
+    async def dispatch(self, request: Request) -> Reply:
+        if not self.allow_list().allows(request.client_ip):
+            return Reply.error(403, "client address not allowed")
+        if not key_matches(presented_key(request.headers), self.expected_key()):
+            reply = Reply.error(401, "missing or invalid admin key")
+            reply.headers.append(("WWW-Authenticate", 'Bearer realm="gateway admin"'))
+            return reply
+        target = self.router.resolve(request)
+        if isinstance(target, Reply):
+            return target
+        try:
+            return await target(request)
+        except Exception:
+            log.exception("admin handler failed: %s %s", request.method, request.path)
+            return Reply.error(500, "internal error")
+
+    # ---------------------------------------------------------------- handlers
+
+    async def metrics(self, request: Request) -> Reply:
+        # Rendering a large store takes a while: off the loop, so the master keeps supervising
+        # workers meanwhile, and one scrape at a time.
+        async with self.scrape_lock:
+            body = await asyncio.get_running_loop().run_in_executor(None, self.exporter.render)
+        return Reply(200, body, [("Content-Type", CONTENT_TYPE_LATEST)])
+
+    # ---------------------------------------------------------------- HTTP/1.1
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        buffer = b""
+        try:
+            while True:
+                head = None
+                timeout = IDLE_TIMEOUT if not buffer else HEAD_TIMEOUT
+                while head is None:
+                    try:
+                        head = parse_request(buffer, max_head_size=MAX_HEAD)
+                    except HttpParseError as exc:
+                        await self.send(writer, Reply.error(exc.status, exc.reason), False, False)
+                        return
+                    if head is None:
+                        if len(buffer) > MAX_HEAD:
+                            await self.send(writer, Reply.error(431, "request head too large"),
+                                            False, False)
+                            return
+                        chunk = await asyncio.wait_for(reader.read(65536), timeout)
+                        if not chunk:
+                            return
+                        buffer += chunk
+                        timeout = HEAD_TIMEOUT
+                buffer = buffer[head.head_len:]
+                keep_alive = head.keep_alive
+                is_head = head.method == "HEAD"
+                if head.body_kind == "chunked":
+                    await self.send(writer, Reply.error(411, "send the body with Content-Length"),
+                                    False, is_head)
+                    return
+                size = head.content_length if head.body_kind == "length" else 0
+                if size > MAX_BODY:
+                    await self.send(writer, Reply.error(413, "request body too large"), False,
+                                    is_head)
+                    return
+                if len(buffer) < size:
+                    buffer += await asyncio.wait_for(reader.readexactly(size - len(buffer)),
+                                                     BODY_TIMEOUT)
+                body, buffer = buffer[:size], buffer[size:]
+                request = Request(
+                    method=head.method,
+                    path=head.path.decode("latin-1"),
+                    query=head.query.decode("latin-1"),
+                    headers={k.decode("latin-1").lower(): v.decode("latin-1")
+                             for k, v in head.headers},
+                    body=body,
+                    client_ip=client_ip,
+                )
+                reply = await self.dispatch(request)
+                await self.send(writer, reply, keep_alive, is_head)
+                if not keep_alive:
+                    return
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    @staticmethod
+    async def send(writer: asyncio.StreamWriter, reply: Reply, keep_alive: bool,
+                   is_head: bool) -> None:
+        lines = [f"HTTP/1.1 {reply.status} {_reason(reply.status)}",
+                 f"Content-Length: {len(reply.body)}",
+                 "Connection: " + ("keep-alive" if keep_alive else "close"),
+                 "Cache-Control: no-store"]
+        lines += [f"{name}: {value}" for name, value in reply.headers]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if not is_head:
+            writer.write(reply.body)
+        await writer.drain()
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
