@@ -1,0 +1,89 @@
+"""``limit-count``: at most ``count`` requests per ``time_window`` seconds per key (APISIX's
+plugin, names and defaults: ``key`` remote_addr, ``key_type`` var|var_combination|constant,
+``rejected_code`` 503, ``rejected_msg``, ``policy`` local, ``allow_degradation``,
+``show_limit_quota_header`` true, ``group``, ``window_type`` fixed|sliding).
+
+The counters live in the shared memory of ``env.limiter``: one count per key for every worker
+process of the node. With ``show_limit_quota_header`` the response, proxied or rejected,
+carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds
+until the window ends, rounded up).
+
+Differs from APISIX: ``policy`` redis/redis-cluster/redis-sentinel are not supported (a config
+error); ``rules`` and variable-valued ``count``/``time_window`` are not supported;
+``time_window`` may be fractional. Fixed windows are aligned to multiples of ``time_window``
+of the monotonic clock (all keys' windows end together) rather than starting at each key's
+first request.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from gateway._proto import Response
+from gateway.plugins._keys import LimitKey
+from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
+from gateway.plugins.limit_req import Status, check_policy
+
+MAX_COUNT = (1 << 32) - 1
+
+
+class LimitCountConfig(PluginConfig):
+    count: Annotated[int, msgspec.Meta(gt=0, le=MAX_COUNT)]
+    time_window: Annotated[float, msgspec.Meta(gt=0)]
+    key: Annotated[str, msgspec.Meta(min_length=1)] = "remote_addr"
+    key_type: Literal["var", "var_combination", "constant"] = "var"
+    rejected_code: Status = 503
+    rejected_msg: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    policy: str = "local"
+    allow_degradation: bool = False
+    show_limit_quota_header: bool = True
+    group: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    window_type: Literal["fixed", "sliding"] = "fixed"
+
+    def __post_init__(self) -> None:
+        check_policy(self.policy)
+
+
+class LimitCount(Plugin):
+    name = "limit-count"
+    priority = 1002
+    Config = LimitCountConfig
+    config: LimitCountConfig
+
+    def __init__(self, config: LimitCountConfig) -> None:
+        super().__init__(config)
+        try:
+            self.limit_key = LimitKey(self, config.key, config.key_type, config.group)
+        except ValueError as exc:
+            raise ValueError(f"key: {exc}") from None
+        self.count = config.count
+        self.window = float(config.time_window)
+        self.sliding = config.window_type == "sliding"
+        self.headers = config.show_limit_quota_header
+        self.limit_header = str(config.count)
+        body = config.rejected_msg.encode() if config.rejected_msg is not None else b""
+        self.rejected_body = body
+        self.rejected_headers = [("Content-Type", "text/plain; charset=utf-8")] if body else []
+        self.limiter: Any = None
+
+    def bind(self, env: PluginEnv) -> None:
+        self.limiter = env.limiter
+        self.limit_key.bind(env.route_id)
+
+    def access(self, ctx: Any) -> Any:
+        try:
+            admitted, remaining, reset = self.limiter.count(
+                self.limit_key(ctx), self.count, self.window, 1, self.sliding)
+        except Exception:
+            if self.config.allow_degradation:
+                return None
+            raise
+        if self.headers:
+            ctx.add_response_header("X-RateLimit-Limit", self.limit_header)
+            ctx.add_response_header("X-RateLimit-Remaining", str(remaining))
+            ctx.add_response_header("X-RateLimit-Reset", str(math.ceil(reset)))
+        if not admitted:
+            return Response(self.config.rejected_code, self.rejected_body, self.rejected_headers)
+        return None

@@ -1,0 +1,93 @@
+"""``limit-req``: request rate per key with a leaky bucket (APISIX's plugin, names and defaults:
+``rate``, ``burst``, ``key``, ``key_type`` var|var_combination, ``rejected_code`` 503,
+``rejected_msg``, ``nodelay`` false, ``allow_degradation``, ``policy`` local).
+
+The bucket is the shared-memory GCRA of ``env.limiter``: one bucket per key for all worker
+processes, so the node admits ``rate`` r/s, not ``rate`` x workers. As in nginx, a request
+within ``burst`` above the rate is delayed until it conforms (``nodelay``: passed at once);
+beyond that it is rejected.
+
+Differs from APISIX: ``policy`` redis/redis-cluster are not supported (a config error; the
+shared-memory bucket is already exact across the workers of a node); ``key`` defaults to
+``remote_addr``; the bucket is per route unless the plugin is a global rule (APISIX also
+restarts buckets when the route's config changes, we keep them across reloads).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from gateway._proto import Response
+from gateway.plugins._keys import LimitKey
+from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
+
+Status = Annotated[int, msgspec.Meta(ge=200, le=599)]
+
+
+def check_policy(policy: str) -> None:
+    if policy != "local":
+        raise ValueError(f"policy '{policy}' is not supported: limits are kept in shared memory, "
+                         "exact across the worker processes of this node (use policy: local)")
+
+
+def rejection(status: int, message: str | None) -> Response:
+    if message is None:
+        return Response(status, b"")
+    return Response(status, message.encode(), [("Content-Type", "text/plain; charset=utf-8")])
+
+
+class LimitReqConfig(PluginConfig):
+    rate: Annotated[float, msgspec.Meta(gt=0)]
+    burst: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    key: Annotated[str, msgspec.Meta(min_length=1)] = "remote_addr"
+    key_type: Literal["var", "var_combination"] = "var"
+    rejected_code: Status = 503
+    rejected_msg: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    nodelay: bool = False
+    allow_degradation: bool = False
+    policy: str = "local"
+
+    def __post_init__(self) -> None:
+        check_policy(self.policy)
+
+
+class LimitReq(Plugin):
+    name = "limit-req"
+    priority = 1001
+    Config = LimitReqConfig
+    config: LimitReqConfig
+
+    def __init__(self, config: LimitReqConfig) -> None:
+        super().__init__(config)
+        try:
+            self.limit_key = LimitKey(self, config.key, config.key_type)
+        except ValueError as exc:
+            raise ValueError(f"key: {exc}") from None
+        self.rejected = rejection(config.rejected_code, config.rejected_msg)
+        self.rate = config.rate
+        self.burst = config.burst
+        self.nodelay = config.nodelay
+        self.limiter: Any = None
+
+    def bind(self, env: PluginEnv) -> None:
+        self.limiter = env.limiter
+        self.limit_key.bind(env.route_id)
+
+    def access(self, ctx: Any) -> Any:
+        try:
+            admitted, delay = self.limiter.acquire(self.limit_key(ctx), self.rate, self.burst)
+        except Exception:
+            if self.config.allow_degradation:
+                return None
+            raise
+        if not admitted:
+            return self.rejected
+        if delay > 0.001 and not self.nodelay:
+            return self._wait(delay)
+        return None
+
+    @staticmethod
+    async def _wait(delay: float) -> None:
+        await asyncio.sleep(delay)
