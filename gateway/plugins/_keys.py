@@ -14,6 +14,10 @@ from typing import Any, Callable
 VarGetter = Callable[[Any], "str | None"]
 
 
+def _remote_addr(ctx: Any) -> str:
+    return ctx.client_ip
+
+
 def _consumer_name(ctx: Any) -> str | None:
     consumer = ctx.consumer
     return consumer.username if consumer is not None else None
@@ -29,9 +33,10 @@ def _request_uri(ctx: Any) -> str:
 
 
 _PLAIN_VARS: dict[str, VarGetter] = {
-    "remote_addr": lambda ctx: ctx.client_ip,
+    "remote_addr": _remote_addr,
     "remote_port": lambda ctx: str(ctx.client_port),
     "consumer_name": _consumer_name,
+    "consumer": _consumer_name,  # the name DESIGN.md's examples use
     "consumer_group_id": _consumer_group_id,
     "route_id": lambda ctx: ctx.route_id,
     "uri": lambda ctx: ctx.path,
@@ -103,10 +108,6 @@ def template(text: str) -> Callable[[Any], tuple[str, bool]]:
     return render
 
 
-def _remote_addr(ctx: Any) -> str:
-    return ctx.client_ip
-
-
 def key_function(key: str, key_type: str) -> Callable[[Any], str]:
     """The limit key of a request as APISIX's limit plugins compute it: ``var`` names one
     variable, ``var_combination`` is text with ``$variables``, ``constant`` is the text itself.
@@ -116,7 +117,7 @@ def key_function(key: str, key_type: str) -> Callable[[Any], str]:
         return lambda ctx: key
     if key_type == "var":
         getter = var_getter(key[1:] if key.startswith("$") else key)
-        if getter is _remote_addr or key in ("remote_addr", "$remote_addr"):
+        if getter is _remote_addr:
             return _remote_addr
 
         def var_key(ctx: Any) -> str:

@@ -95,7 +95,7 @@ class ApiBreaker(Plugin):
                 (h.key, template(h.value)) for h in config.break_response_headers]
         except ValueError as exc:
             raise ValueError(f"break_response_headers: {exc}") from None
-        static = all(not any(c == "$" for c in h.value) for h in config.break_response_headers)
+        static = all("$" not in h.value for h in config.break_response_headers)
         self.static_response: Response | None = Response(
             config.break_response_code, self.body,
             [(h.key, h.value) for h in config.break_response_headers]) if static else None

@@ -21,10 +21,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway._proto import Response
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
-from gateway.plugins.limit_req import Status, check_policy
+from gateway.plugins.limit_req import Status, check_policy, rejection
 
 MAX_COUNT = (1 << 32) - 1
 
@@ -63,9 +62,7 @@ class LimitCount(Plugin):
         self.sliding = config.window_type == "sliding"
         self.headers = config.show_limit_quota_header
         self.limit_header = str(config.count)
-        body = config.rejected_msg.encode() if config.rejected_msg is not None else b""
-        self.rejected_body = body
-        self.rejected_headers = [("Content-Type", "text/plain; charset=utf-8")] if body else []
+        self.rejected = rejection(config.rejected_code, config.rejected_msg)
         self.limiter: Any = None
 
     def bind(self, env: PluginEnv) -> None:
@@ -85,5 +82,5 @@ class LimitCount(Plugin):
             ctx.add_response_header("X-RateLimit-Remaining", str(remaining))
             ctx.add_response_header("X-RateLimit-Reset", str(math.ceil(reset)))
         if not admitted:
-            return Response(self.config.rejected_code, self.rejected_body, self.rejected_headers)
+            return self.rejected
         return None

@@ -15,6 +15,7 @@ restarts buckets when the route's config changes, we keep them across reloads).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -33,9 +34,12 @@ def check_policy(policy: str) -> None:
 
 
 def rejection(status: int, message: str | None) -> Response:
+    """The answer of a limit plugin: ``{"error_msg": rejected_msg}`` as APISIX sends it, or an
+    empty body without a message."""
     if message is None:
         return Response(status, b"")
-    return Response(status, message.encode(), [("Content-Type", "text/plain; charset=utf-8")])
+    return Response(status, json.dumps({"error_msg": message}).encode(),
+                    [("Content-Type", "application/json")])
 
 
 class LimitReqConfig(PluginConfig):

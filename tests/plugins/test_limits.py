@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.support.gateway import GatewayProcess, base_config, raw_exchange
+from tests.support.gateway import GatewayProcess, base_config
 from tests.support.upstream import Upstream, free_port
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -42,6 +42,13 @@ ROUTES = [
     route("count-by-header", {"limit-count": {"count": 3, "time_window": 3600,
                                               "key_type": "var_combination",
                                               "key": "$http_x_api_key"}}),
+    route("count-a", {"limit-count": {"count": 2, "time_window": 3600, "key": "http_x_client"}}),
+    route("count-b", {"limit-count": {"count": 2, "time_window": 3600, "key": "http_x_client"}}),
+    route("group-a", {"limit-count": {"count": 2, "time_window": 3600, "key": "http_x_client",
+                                      "group": "shared"}}),
+    route("group-b", {"limit-count": {"count": 2, "time_window": 3600, "key": "http_x_client",
+                                      "group": "shared"}}),
+    route("consumers", {"key-auth": {}}),
     route("conn", {"limit-conn": {"conn": 2, "burst": 1, "default_conn_delay": 0.1,
                                   "only_use_default_delay": True, "key": "http_x_client"}}),
     route("breaker", {"api-breaker": {
@@ -65,15 +72,56 @@ ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upstream]]:
+def gateway_process(tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[tuple[int, Upstream, GatewayProcess]]:
     with Upstream("up") as upstream:
         port = free_port()
         config = base_config(port)
         config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1",
                                                        "port": upstream.port}]}]
         config["routes"] = ROUTES
-        with GatewayProcess(tmp_path_factory.mktemp("limits"), config, workers=2):
-            yield port, upstream
+        config["consumers"] = [
+            {"username": name, "plugins": {
+                "key-auth": {"key": f"{name}-key"},
+                "limit-count": {"count": 2, "time_window": 3600, "key": "consumer_name"}}}
+            for name in ("alice", "bob")]
+        with GatewayProcess(tmp_path_factory.mktemp("limits"), config, workers=2) as gw:
+            yield port, upstream, gw
+
+
+@pytest.fixture
+def gateway(gateway_process: tuple[int, Upstream, GatewayProcess]) -> tuple[int, Upstream]:
+    return gateway_process[:2]
+
+
+def serving_workers(gw: GatewayProcess, client_ports: list[int], timeout: float = 10.0
+                    ) -> dict[int, int]:
+    """Which worker process accepted each client connection (client port -> worker pid), from
+    the sockets in /proc: the gateway side of a connection has the client's port as its
+    remote port."""
+    gateway_port = f"{gw.port:04X}"
+    wanted = {f"{p:04X}": p for p in client_ports}
+    deadline = time.monotonic() + timeout
+    while True:
+        inodes: dict[str, int] = {}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if local.endswith(":" + gateway_port) and remote.split(":")[1] in wanted:
+                inodes[f"socket:[{inode}]"] = wanted[remote.split(":")[1]]
+        found: dict[int, int] = {}
+        for pid in gw.worker_pids():
+            fd_dir = Path(f"/proc/{pid}/fd")
+            for fd in fd_dir.iterdir():
+                try:
+                    target = str(fd.readlink())
+                except OSError:
+                    continue
+                if target in inodes:
+                    found[inodes[target]] = pid
+        if len(found) == len(client_ports) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 class Client:
@@ -116,16 +164,25 @@ def concurrently(n: int, call: Any) -> list[Any]:
 
 # ------------------------------------------------------------------------------- limit-req
 
-def test_limit_req_admits_the_rate_across_both_workers(gateway: tuple[int, Upstream]) -> None:
-    port, _ = gateway
+def test_limit_req_admits_the_rate_across_both_workers(
+        gateway_process: tuple[int, Upstream, GatewayProcess]) -> None:
+    port, _, gw = gateway_process
     connections, per_second, duration = 16, 4 * RATE, 4.0
+    clients = [Client(port) for _ in range(connections)]
+    for client in clients:
+        client.conn.connect()
+    client_ports = [c.conn.sock.getsockname()[1] for c in clients]
+    workers = serving_workers(gw, client_ports)
+    assert len(workers) == connections
+    if len(set(workers.values())) < 2:
+        pytest.skip("SO_REUSEPORT gave every connection to one worker (probability 2^-15)")
     interval = connections / per_second  # each connection's pace: ~4x the rate in total
     sent: list[tuple[float, int]] = []
     lock = threading.Lock()
     start = time.monotonic() + 0.2
 
     def drive(i: int) -> None:
-        client = Client(port)
+        client = clients[i]
         n = 0
         try:
             while True:
@@ -193,7 +250,7 @@ def test_limit_count_is_exact_across_workers_and_resets(gateway: tuple[int, Upst
         assert headers["x-ratelimit-limit"] == "10"
         assert 1 <= int(headers["x-ratelimit-reset"]) <= 3
         if status == 429:
-            assert body == b"quota used"
+            assert json.loads(body) == {"error_msg": "quota used"}
     # After the window the quota is back.
     deadline = time.monotonic() + 10
     while True:
@@ -213,6 +270,27 @@ def test_limit_count_by_header_keeps_clients_apart(gateway: tuple[int, Upstream]
     assert [s for s, _, _ in got_a] == [200, 200, 200, 503]
     assert [s for s, _, _ in got_b] == [200, 200, 200, 503]
     assert [h["x-ratelimit-remaining"] for _, h, _ in got_b] == ["2", "1", "0", "0"]
+
+
+def test_limit_count_is_per_route_unless_grouped(gateway: tuple[int, Upstream]) -> None:
+    port, _ = gateway
+    key = {"X-Client": uuid.uuid4().hex}
+    assert [once(port, "count-a", headers=key)[0] for _ in range(3)] == [200, 200, 503]
+    assert [once(port, "count-b", headers=key)[0] for _ in range(3)] == [200, 200, 503]
+    assert once(port, "group-a", headers=key)[0] == 200
+    assert once(port, "group-b", headers=key)[0] == 200
+    assert once(port, "group-a", headers=key)[0] == 503
+    assert once(port, "group-b", headers=key)[0] == 503
+
+
+def test_limit_count_on_consumers(gateway: tuple[int, Upstream]) -> None:
+    port, _ = gateway
+    alice = [once(port, "consumers", headers={"apikey": "alice-key"}) for _ in range(3)]
+    assert [s for s, _, _ in alice] == [200, 200, 503]
+    assert [h["x-ratelimit-remaining"] for _, h, _ in alice] == ["1", "0", "0"]
+    assert [once(port, "consumers", headers={"apikey": "bob-key"})[0] for _ in range(3)] == \
+        [200, 200, 503]
+    assert once(port, "consumers")[0] == 401
 
 
 # ------------------------------------------------------------------------------- limit-conn
