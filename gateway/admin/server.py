@@ -48,7 +48,7 @@ class AdminServer:
         self._allow: AllowList | None = None
         if metrics is not None:
             self.exporter = MetricsExporter(metrics)
-            self.scrape_lock = asyncio.Lock()
+            self.scrape: asyncio.Future[bytes] | None = None
             self.router.add("GET", "/metrics", self.metrics)
 
     # ---------------------------------------------------------------- lifecycle
@@ -116,11 +116,17 @@ class AdminServer:
     # ---------------------------------------------------------------- handlers
 
     async def metrics(self, request: Request) -> Reply:
-        # Rendering a large store takes a while: off the loop, so the master keeps supervising
-        # workers meanwhile, and one scrape at a time.
-        async with self.scrape_lock:
-            body = await asyncio.get_running_loop().run_in_executor(None, self.exporter.render)
+        # Rendering a large store takes a while (prometheus_client formats every sample in
+        # Python): it runs off the loop, so the master keeps supervising workers meanwhile, and
+        # scrapes that arrive during a render share it instead of queueing renders of their own.
+        if self.scrape is None:
+            self.scrape = asyncio.get_running_loop().run_in_executor(None, self.exporter.render)
+            self.scrape.add_done_callback(self._scrape_done)
+        body = await asyncio.shield(self.scrape)
         return Reply(200, body, [("Content-Type", CONTENT_TYPE_LATEST)])
+
+    def _scrape_done(self, _: "asyncio.Future[bytes]") -> None:
+        self.scrape = None
 
     # ---------------------------------------------------------------- HTTP/1.1
 
