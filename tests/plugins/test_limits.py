@@ -79,7 +79,10 @@ def gateway_process(tmp_path_factory: pytest.TempPathFactory
         config = base_config(port)
         config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1",
                                                        "port": upstream.port}]}]
-        config["routes"] = ROUTES
+        config["routes"] = ROUTES + [{
+            "id": "conn-dead", "uri": "/*", "hosts": ["conn-dead.test"],
+            "upstream": {"nodes": [{"host": "127.0.0.1", "port": free_port()}], "retries": 0},
+            "plugins": {"limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1}}}]
         config["consumers"] = [
             {"username": name, "plugins": {
                 "key-auth": {"key": f"{name}-key"},
@@ -308,6 +311,13 @@ def test_limit_conn_rejects_above_conn_plus_burst(gateway: tuple[int, Upstream])
     assert sorted(statuses) == [200] * 3 + [503]
     # Another key has its own limit.
     assert once(port, "conn", "/echo", headers={"X-Client": key + "-other"})[0] == 200
+
+
+def test_limit_conn_units_come_back_after_error_responses(gateway: tuple[int, Upstream]
+                                                          ) -> None:
+    port, _ = gateway
+    # conn 1: a unit kept by any of these would turn the next one into a 503.
+    assert [once(port, "conn-dead")[0] for _ in range(4)] == [502] * 4
 
 
 def hold_connections(port: int, key: str, path: str, count: int) -> list[socket.socket]:
