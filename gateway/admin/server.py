@@ -75,12 +75,6 @@ class AdminServer:
             self.server.close()
             self.server = None
 
-    @property
-    def addresses(self) -> list[tuple[str, int]]:
-        if self.server is None:
-            return []
-        return [sock.getsockname()[:2] for sock in self.server.sockets]
-
     # ---------------------------------------------------------------- gates
 
     def expected_key(self) -> str:
