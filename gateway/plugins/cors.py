@@ -1,0 +1,167 @@
+"""``cors``: Cross-Origin Resource Sharing with APISIX's keys and defaults (``allow_origins``
+"*", ``allow_methods`` "*", ``allow_headers`` "*", ``expose_headers`` unset, ``max_age`` 5,
+``allow_credential`` false, ``allow_origins_by_regex``, ``timing_allow_origins``,
+``timing_allow_origins_by_regex``).
+
+A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered 200
+by the gateway in the rewrite phase, before authentication, and never reaches the upstream.
+Other requests are proxied and their response — or a response the gateway generates, such as an
+auth plugin's 401 — gets the CORS headers when the ``Origin`` is allowed. A listed origin is
+echoed with ``Vary: Origin``; "*" is sent as "*". ``**`` forces "allow everything" even with
+credentials (the request's origin / method list / requested headers are echoed), as in APISIX;
+``allow_credential: true`` with a "*" anywhere is a config error (browsers refuse it).
+
+Differences from APISIX: only a real preflight is answered by the gateway (APISIX answers every
+OPTIONS); a single configured origin is sent only to that origin (APISIX sends it to any
+origin and leaves the refusal to the browser); with ``allow_origins_by_regex`` the unused
+``allow_origins`` may keep its "*" under ``allow_credential``; ``allow_origins_by_metadata`` is
+not offered (no plugin metadata).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from gateway._proto import Response
+from gateway.plugins.base import Plugin, PluginConfig
+
+ALL_METHODS = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE"
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _regexes(patterns: list[str] | None, key: str) -> list[re.Pattern[str]]:
+    out = []
+    for pattern in patterns or ():
+        try:
+            out.append(re.compile(pattern))
+        except re.error as exc:
+            raise ValueError(f"{key}: invalid regex {pattern!r}: {exc}") from None
+    return out
+
+
+class CorsConfig(PluginConfig):
+    allow_origins: str = "*"
+    allow_methods: str = "*"
+    allow_headers: str = "*"
+    expose_headers: str | None = None
+    max_age: int = 5
+    allow_credential: bool = False
+    allow_origins_by_regex: list[str] | None = None
+    timing_allow_origins: str | None = None
+    timing_allow_origins_by_regex: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.allow_credential:
+            # with regexes, allow_origins is not used: its default "*" is no conflict
+            keys = ("allow_methods", "allow_headers", "expose_headers") \
+                if self.allow_origins_by_regex else \
+                ("allow_origins", "allow_methods", "allow_headers", "expose_headers")
+            starred = [key for key in keys if getattr(self, key) == "*"]
+            if starred:
+                raise ValueError(f"'*' cannot be used in {', '.join(starred)} when "
+                                 "allow_credential is true (browsers refuse it); list the "
+                                 "values, or use '**' to allow everything knowingly")
+        for key in ("allow_origins", "timing_allow_origins"):
+            value = getattr(self, key)
+            if value is None or value in ("*", "**"):
+                continue
+            for origin in _split(value):
+                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s,]+|null", origin):
+                    raise ValueError(f"{key}: {origin!r} is not an origin "
+                                     "(scheme://host[:port])")
+        for key in ("allow_methods", "allow_headers", "expose_headers"):
+            value = getattr(self, key)
+            if value is not None and ("\r" in value or "\n" in value):
+                raise ValueError(f"{key}: cannot contain CR or LF")
+        _regexes(self.allow_origins_by_regex, "allow_origins_by_regex")
+        _regexes(self.timing_allow_origins_by_regex, "timing_allow_origins_by_regex")
+
+
+class Cors(Plugin):
+    name = "cors"
+    priority = 4000
+    Config = CorsConfig
+
+    def __init__(self, config: CorsConfig) -> None:
+        super().__init__(config)
+        self.any_origin = config.allow_origins == "*"
+        self.echo_any_origin = config.allow_origins == "**"
+        self.origins = frozenset(_split(config.allow_origins)) \
+            if not (self.any_origin or self.echo_any_origin) else frozenset()
+        self.origin_regexes = _regexes(config.allow_origins_by_regex, "allow_origins_by_regex")
+        self.timing_any = config.timing_allow_origins == "*"
+        self.timing_origins = frozenset(_split(config.timing_allow_origins or "")) \
+            if not self.timing_any else frozenset()
+        self.timing_regexes = _regexes(config.timing_allow_origins_by_regex,
+                                       "timing_allow_origins_by_regex")
+        self.echo_headers = config.allow_headers == "**"
+        methods = ALL_METHODS if config.allow_methods == "**" else config.allow_methods
+        # the headers that do not depend on the request, built once
+        fixed = [("Access-Control-Allow-Methods", methods),
+                 ("Access-Control-Max-Age", str(config.max_age))]
+        if config.expose_headers is not None:
+            fixed.append(("Access-Control-Expose-Headers", config.expose_headers))
+        if not self.echo_headers:
+            fixed.append(("Access-Control-Allow-Headers", config.allow_headers))
+        if config.allow_credential:
+            fixed.append(("Access-Control-Allow-Credentials", "true"))
+        self.fixed = fixed
+        self.preflight = Response(200, b"", [])
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        """The Access-Control-Allow-Origin to send for ``origin``; None: not allowed."""
+        if self.origin_regexes:
+            # APISIX: with regexes configured, they alone decide
+            if origin and any(r.search(origin) for r in self.origin_regexes):
+                return origin
+            return None
+        if self.any_origin:
+            return "*"
+        if self.echo_any_origin:
+            return origin or "*"
+        if origin and origin in self.origins:
+            return origin
+        return None
+
+    def rewrite(self, ctx: Any) -> Response | None:
+        if ctx.method == "OPTIONS":
+            headers = ctx.headers
+            if "origin" in headers and "access-control-request-method" in headers:
+                return self.preflight  # header_filter adds the CORS headers
+        return None
+
+    def header_filter(self, ctx: Any) -> None:
+        origin = ctx.headers.get("origin")
+        allow = self.allowed_origin(origin)
+        if allow is not None:
+            ctx.set_response_header("Access-Control-Allow-Origin", allow)
+            for name, value in self.fixed:
+                ctx.set_response_header(name, value)
+            if self.echo_headers:
+                requested = ctx.headers.get("access-control-request-headers")
+                if requested:
+                    ctx.set_response_header("Access-Control-Allow-Headers", requested)
+            if allow != "*":
+                self._vary_origin(ctx)
+        if origin and (self.timing_any or self.timing_regexes or self.timing_origins):
+            if self.timing_any:
+                ctx.set_response_header("Timing-Allow-Origin", "*")
+            elif origin in self.timing_origins or any(
+                    r.search(origin) for r in self.timing_regexes):
+                ctx.set_response_header("Timing-Allow-Origin", origin)
+
+    @staticmethod
+    def _vary_origin(ctx: Any) -> None:
+        headers = ctx.response_headers
+        for entry in headers:
+            if entry[0].lower() == "vary":
+                values = [v.strip().lower() for v in entry[1].split(",")]
+                if "origin" not in values and "*" not in values:
+                    entry[1] = f"{entry[1]}, Origin"
+                return
+        headers.append(["Vary", "Origin"])

@@ -1,0 +1,211 @@
+"""``proxy-rewrite``: changes what is sent upstream — the path (``uri`` with ``$var``s, or
+``regex_uri`` pattern/replacement pairs), the Host (``host``), the method (``method``) and
+headers (``headers: {add, set, remove}``, or APISIX's older flat map where each entry is set and
+an empty value removes the header). Keys and order follow APISIX: ``uri`` wins over
+``regex_uri``; header actions run add, then remove, then set; values may hold ``$var``s and,
+with ``regex_uri``, the groups ``$1``..``$9`` of the pattern that matched.
+
+The original query string is kept: appended after ``?`` to a new path, or after ``&`` when the
+new ``uri`` has its own query (APISIX's rule). ``use_real_request_uri_unsafe`` forwards the
+request target exactly as the client sent it, without normalisation.
+
+Differences from APISIX: regexes are Python's ``re`` dialect; ``scheme`` is not offered (the
+gateway speaks HTTP to upstreams); ``method`` needs a core with ``ctx.set_upstream_method`` and
+is a config error otherwise.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import quote
+
+import msgspec
+
+from gateway.plugins._match import (Template, check_header_name, check_header_value,
+                                    compile_template, render)
+from gateway.plugins.base import Plugin, PluginConfig
+
+Method = Literal["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE",
+                 "PROPFIND", "LOCK", "UNLOCK", "PATCH", "TRACE"]
+
+#: characters left as they are when the new path is made safe to send (RFC 3986 pchar and "/",
+#: plus "%" so an already escaped path is not escaped twice)
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_GROUP = re.compile(r"\$(?:\{(\d+)\}|(\d))")
+_ACTIONS = {"add", "set", "remove"}
+
+
+def _core_can_rewrite_method() -> bool:
+    from gateway._proto import Exchange
+    return hasattr(Exchange, "set_upstream_method")
+
+
+class ProxyRewriteConfig(PluginConfig):
+    uri: str | None = None
+    method: Method | None = None
+    regex_uri: list[str] | None = None
+    host: str | None = None
+    headers: dict[str, Any] | None = None
+    use_real_request_uri_unsafe: bool = False
+
+    def __post_init__(self) -> None:
+        if self.uri is not None:
+            if not self.uri.startswith("/") and not self.uri.startswith("$"):
+                raise ValueError("uri must start with '/'")
+            compile_template(self.uri)
+        if self.regex_uri is not None:
+            if len(self.regex_uri) < 2 or len(self.regex_uri) % 2:
+                raise ValueError("regex_uri must hold pattern, replacement pairs (an even number "
+                                 "of strings)")
+            for i in range(0, len(self.regex_uri), 2):
+                try:
+                    re.compile(self.regex_uri[i])
+                except re.error as exc:
+                    raise ValueError(f"regex_uri[{i}]: invalid regex: {exc}") from None
+        if self.host is not None:
+            check_header_value(self.host, "host")
+        if self.method is not None and not _core_can_rewrite_method():
+            raise ValueError("method: this gateway build cannot change the upstream request "
+                             "method (needs ctx.set_upstream_method)")
+        header_actions(self.headers)
+
+
+def header_actions(headers: dict[str, Any] | None) -> tuple[dict[str, str], list[str],
+                                                            dict[str, str]]:
+    """(add, remove, set) from either header shape; ValueError for malformed ones."""
+    if not headers:
+        return {}, [], {}
+    if _ACTIONS & headers.keys():
+        unknown = headers.keys() - _ACTIONS
+        if unknown:
+            raise ValueError(f"headers: unknown action(s) {sorted(unknown)}; use add, set, "
+                             "remove (or a flat map of headers to set)")
+        add, set_, remove = headers.get("add") or {}, headers.get("set") or {}, \
+            headers.get("remove") or []
+        if not isinstance(add, dict) or not isinstance(set_, dict):
+            raise ValueError("headers.add and headers.set map header names to values")
+        if not isinstance(remove, list):
+            raise ValueError("headers.remove is a list of header names")
+    else:
+        add = {}
+        set_ = {k: v for k, v in headers.items() if v != ""}
+        remove = [k for k, v in headers.items() if v == ""]
+    out: list[Any] = []
+    for kind, mapping in (("add", add), ("set", set_)):
+        checked: dict[str, str] = {}
+        for name, value in mapping.items():
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(f"headers.{kind}.{name}: value must be a string or number")
+            check_header_name(str(name), f"headers.{kind}")
+            check_header_value(str(value), f"headers.{kind}.{name}")
+            checked[str(name)] = str(value)
+        out.append(checked)
+    for name in remove:
+        check_header_name(str(name), "headers.remove")
+    return out[0], [str(n) for n in remove], out[1]
+
+
+def _compile_replacement(template: str) -> list[str | int]:
+    """An nginx regex substitution template: ``$1`` or ``${1}`` are groups."""
+    pieces: list[str | int] = []
+    pos = 0
+    for match in _GROUP.finditer(template):
+        if match.start() > pos:
+            pieces.append(template[pos:match.start()])
+        pieces.append(int(match.group(1) or match.group(2)))
+        pos = match.end()
+    if pos < len(template):
+        pieces.append(template[pos:])
+    return pieces
+
+
+def _drop_added(ctx: Any, lname: bytes) -> None:
+    """Earlier plugins' (and our own ``add``) lines for this header are replaced too."""
+    added = ctx.upstream_header_set
+    if added:
+        added[:] = [(n, v) for n, v in added if n.lower() != lname]
+
+
+class ProxyRewrite(Plugin):
+    name = "proxy-rewrite"
+    priority = 1008
+    Config = ProxyRewriteConfig
+
+    def __init__(self, config: ProxyRewriteConfig) -> None:
+        super().__init__(config)
+        self.uri: Template | str | None = compile_template(config.uri) \
+            if config.uri is not None else None
+        self.regexes: list[tuple[re.Pattern[str], list[str | int]]] = []
+        captures = False
+        if config.uri is None and config.regex_uri:
+            pairs = config.regex_uri
+            self.regexes = [(re.compile(pairs[i]), _compile_replacement(pairs[i + 1]))
+                            for i in range(0, len(pairs), 2)]
+            captures = True
+        add, remove, set_ = header_actions(config.headers)
+        self.host: Template | str | None = config.host
+        # "Host" among the headers is the upstream Host, which the core sets on its own
+        for mapping in (set_, add):
+            for name in list(mapping):
+                if name.lower() == "host":
+                    self.host = mapping.pop(name)
+        if self.host is not None:
+            self.host = compile_template(self.host)
+        self.add = [(name.encode("latin-1"), compile_template(value, captures))
+                    for name, value in add.items()]
+        self.remove = [name.encode("latin-1").lower() for name in remove]
+        self.set = [(name.encode("latin-1"), compile_template(value, captures))
+                    for name, value in set_.items()]
+        self.method = config.method
+        self.unsafe = config.use_real_request_uri_unsafe
+        self.rewrites_path = self.unsafe or self.uri is not None or bool(self.regexes)
+
+    def rewrite(self, ctx: Any) -> None:
+        groups: tuple[str | None, ...] = ()
+        if self.rewrites_path:
+            groups = self._rewrite_path(ctx)
+        if self.method is not None:
+            ctx.set_upstream_method(self.method)
+        if self.host is not None:
+            ctx.set_upstream_host(render(self.host, ctx, groups))
+        if self.add:
+            if ctx.upstream_header_set is None:
+                ctx.upstream_header_set = []
+            for name, value in self.add:
+                ctx.upstream_header_set.append(
+                    (name, render(value, ctx, groups).encode("latin-1")))
+        for lname in self.remove:
+            ctx.remove_upstream_header(lname)
+            _drop_added(ctx, lname)
+        for name, value in self.set:
+            _drop_added(ctx, name.lower())
+            ctx.set_upstream_header(name, render(value, ctx, groups))
+
+    def _rewrite_path(self, ctx: Any) -> tuple[str | None, ...]:
+        if self.unsafe:
+            ctx.set_upstream_uri(ctx.raw_target)
+            return ()
+        groups: tuple[str | None, ...] = ()
+        if self.uri is not None:
+            path = render(self.uri, ctx)
+        else:
+            path = ctx.path
+            for pattern, replacement in self.regexes:
+                match = pattern.search(path)
+                if match is None:
+                    continue
+                groups = (match.group(0),) + match.groups()
+                new = "".join(piece if isinstance(piece, str)
+                              else (groups[piece] or "") if piece < len(groups) else ""
+                              for piece in replacement)
+                path = path[:match.start()] + new + path[match.end():]
+                break
+            else:
+                return ()
+        path, sep, own_query = path.partition("?")
+        target = quote(path, safe=_PATH_SAFE) + sep + own_query
+        query = ctx.query_string
+        if query:
+            target += ("&" if sep else "?") + query
+        ctx.set_upstream_uri(target)
+        return groups
