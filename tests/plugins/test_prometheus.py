@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -247,6 +248,10 @@ def test_admin_keeps_a_connection_alive_and_rejects_bad_requests(
         response = conn.getresponse()
         assert response.status == 200 and response.read()
     conn.close()
+    # scrapes that arrive together share one render; each still gets the whole exposition
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: scrape(admin_port), range(4)))
+    assert all(value(r, "gateway_metrics_slots", state="capacity") == 65536 for r in results)
     with socket.create_connection(("127.0.0.1", admin_port), timeout=30) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
