@@ -6,8 +6,8 @@
 Fills a fresh shared-memory store the way the plugin does (one series per route and node, one
 counter per status code; every route has proxied traffic, so each has a request and an upstream
 histogram), then times the scrape the admin listener runs: the store snapshot (Rust, reading the
-shared pages) and the whole render (the snapshot, the prometheus_client collector building the
-families, ``generate_latest``). It also times ``Prometheus.log`` on a request context stand-in,
+shared pages), the collector building prometheus_client's metric families from it (snapshot
+included), and the whole render (``generate_latest``: collect + text formatting). It also times ``Prometheus.log`` on a request context stand-in,
 cached labels, i.e. the per-request cost a worker pays. Prints one JSON object.
 """
 from __future__ import annotations
@@ -82,11 +82,14 @@ def main() -> None:
     fill(store, args.routes, args.statuses)
     fill_s = time.perf_counter() - started
     exporter = MetricsExporter(store)
-    snapshots, renders, size = [], [], 0
+    snapshots, collects, renders, size = [], [], [], 0
     for _ in range(args.scrapes):
         started = time.perf_counter()
         store.snapshot()
         snapshots.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        samples = sum(len(family.samples) for family in exporter.registry.collect())
+        collects.append(time.perf_counter() - started)
         started = time.perf_counter()
         size = len(exporter.render())
         renders.append(time.perf_counter() - started)
@@ -95,7 +98,9 @@ def main() -> None:
         "statuses_per_route": args.statuses,
         "slots_used": store.used,
         "fill_s": round(fill_s, 3),
+        "samples": samples,
         "snapshot_ms_median": round(statistics.median(snapshots) * 1000, 2),
+        "collect_s_median": round(statistics.median(collects), 3),
         "scrape_s_median": round(statistics.median(renders), 3),
         "scrape_s_min": round(min(renders), 3),
         "exposition_bytes": size,
