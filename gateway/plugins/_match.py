@@ -162,17 +162,18 @@ def _condition(get: Getter, op: str, value: Any, where: str) -> Predicate:
     """One comparison, with lua-resty-expr's coercions decided now rather than per request."""
     if op == "==":
         if _is_number(value):
-            number = float(value)
-            return lambda ctx: _to_number(get(ctx)) == number
+            expected = float(value)
+            return lambda ctx: _to_number(get(ctx)) == expected
         text = _as_text(value)
         return lambda ctx: (v := get(ctx)) is not None and _as_text(v) == text
     if op == "~=":
         equal = _condition(get, "==", value, where)
         return lambda ctx: not equal(ctx)
     if op in (">", ">=", "<", "<="):
-        number = _to_number(value)
-        if number is None:
+        bound = _to_number(value)
+        if bound is None:
             raise ValueError(f"{where}: '{op}' needs a number, got {value!r}")
+        number: float = bound
         compare: Callable[[float, float], bool] = {
             ">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}[op]
 

@@ -136,28 +136,40 @@ class Cors(Plugin):
         return None
 
     def header_filter(self, ctx: Any) -> None:
-        origin = ctx.headers.get("origin")
+        request_headers = ctx.headers
+        origin = request_headers.get("origin")
         allow = self.allowed_origin(origin)
+        timing = self.timing_origin(origin)
+        if allow is None and timing is None:
+            return
+        out: list[list[str]] = []
         if allow is not None:
-            ctx.set_response_header("Access-Control-Allow-Origin", allow)
-            for name, value in self.fixed:
-                ctx.set_response_header(name, value)
+            out.append(["Access-Control-Allow-Origin", allow])
+            out.extend([name, value] for name, value in self.fixed)
             if self.echo_headers:
-                requested = ctx.headers.get("access-control-request-headers")
+                requested = request_headers.get("access-control-request-headers")
                 if requested:
-                    ctx.set_response_header("Access-Control-Allow-Headers", requested)
-            if allow != "*":
-                self._vary_origin(ctx)
-        if origin and (self.timing_any or self.timing_regexes or self.timing_origins):
-            if self.timing_any:
-                ctx.set_response_header("Timing-Allow-Origin", "*")
-            elif origin in self.timing_origins or any(
-                    r.search(origin) for r in self.timing_regexes):
-                ctx.set_response_header("Timing-Allow-Origin", origin)
+                    out.append(["Access-Control-Allow-Headers", requested])
+        if timing is not None:
+            out.append(["Timing-Allow-Origin", timing])
+        # one pass: what we send replaces the upstream's own CORS headers of the same names
+        replaced = {name.lower() for name, _ in out}
+        headers = ctx.response_headers
+        headers[:] = [h for h in headers if h[0].lower() not in replaced] + out
+        if allow is not None and allow != "*":
+            self._vary_origin(headers)
+
+    def timing_origin(self, origin: str | None) -> str | None:
+        if not origin:
+            return None
+        if self.timing_any:
+            return "*"
+        if origin in self.timing_origins or any(r.search(origin) for r in self.timing_regexes):
+            return origin
+        return None
 
     @staticmethod
-    def _vary_origin(ctx: Any) -> None:
-        headers = ctx.response_headers
+    def _vary_origin(headers: list[list[str]]) -> None:
         for entry in headers:
             if entry[0].lower() == "vary":
                 values = [v.strip().lower() for v in entry[1].split(",")]

@@ -115,7 +115,7 @@ class TrafficSplit(Plugin):
             if not rule.match:
                 self.matchers.append(None)
                 continue
-            tests = []
+            tests: list[Predicate] = []
             for j, match in enumerate(rule.match):
                 test = compile_vars(match.vars, f"rules[{i}].match[{j}].vars")
                 if test is None:  # an empty vars matches everything: the rule always applies

@@ -67,6 +67,10 @@ def routes(up_port: int, canary_port: int) -> list[dict[str, Any]]:
         route("negated", {"traffic-split": {"rules": [{
             "match": [{"vars": [["http_user_agent", "!", "~*", "mobile"]]}],
             "weighted_upstreams": [{"upstream_id": "canary"}]}]}}),
+        route("logic", {"traffic-split": {"rules": [{
+            "match": [{"vars": ["OR", ["arg_beta", "==", 1],
+                                ["remote_addr", "ipmatch", ["::1/128", "192.0.2.0/24"]]]}],
+            "weighted_upstreams": [{"upstream_id": "canary"}]}]}}),
         route("ip6-allow", {"ip-restriction": {"whitelist": ["::1/128"]}}),
         route("ip6-deny", {"ip-restriction": {"blacklist": ["::1"]}}),
         route("ip6-elsewhere", {"ip-restriction": {"whitelist": ["fe80::/10", "2001:db8::/32"]}}),
@@ -114,7 +118,7 @@ def test_weights_send_one_request_in_ten_to_the_canary(gateway: tuple[int, Upstr
             response = conn.getresponse()
             response.read()
             assert response.status == 200
-            counts[response.getheader("X-Upstream")] += 1
+            counts[str(response.getheader("X-Upstream"))] += 1
     finally:
         for conn in connections:
             conn.close()
@@ -161,6 +165,15 @@ def test_negated_case_insensitive_regex(gateway: tuple[int, Upstream, Upstream])
     port, _, _ = gateway
     assert answered_by(request(port, "/negated/x", {"User-Agent": "Desktop/1"})) == "canary"
     assert answered_by(request(port, "/negated/x", {"User-Agent": "Some MOBILE app"})) == "up"
+
+
+def test_or_expression_with_ipmatch(gateway: tuple[int, Upstream, Upstream]) -> None:
+    port, _, _ = gateway
+    assert answered_by(request(port, "/logic/x", host="::1")) == "canary"
+    assert answered_by(request(port, "/logic/x?beta=1")) == "canary"
+    assert answered_by(request(port, "/logic/x?beta=1.0")) == "canary"  # compared as numbers
+    assert answered_by(request(port, "/logic/x?beta=2")) == "up"
+    assert answered_by(request(port, "/logic/x")) == "up"
 
 
 def write_config(tmp_path: Path, plugins: dict[str, Any]) -> Path:

@@ -110,7 +110,8 @@ def routes() -> list[dict[str, Any]]:
         route("cors-list", {"cors": {
             "allow_origins": "https://a.example,https://b.example",
             "allow_methods": "GET,POST", "allow_headers": "X-Token,Content-Type",
-            "expose_headers": "X-Upstream", "max_age": 600, "allow_credential": True}}),
+            "expose_headers": "X-Upstream", "max_age": 600, "allow_credential": True,
+            "timing_allow_origins": "https://a.example"}}),
         route("cors-star", {"cors": {}}),
         route("cors-regex", {"cors": {"allow_origins_by_regex": [r"^https://[a-z]+\.example\.org$"],
                                       "allow_headers": "**", "allow_credential": True,
@@ -378,6 +379,9 @@ def test_simple_request_with_credentials(gateway: tuple[int, Upstream]) -> None:
     assert reply.header("Access-Control-Allow-Credentials") == "true"
     assert reply.header("Access-Control-Expose-Headers") == "X-Upstream"
     assert reply.header("Vary") == "Origin"
+    assert reply.header("Timing-Allow-Origin") is None
+    reply = request(port, "/cors-list/echo", {"Origin": "https://a.example"})
+    assert reply.header("Timing-Allow-Origin") == "https://a.example"
 
 
 @pytest.mark.parametrize("method", ["GET", "OPTIONS"])
