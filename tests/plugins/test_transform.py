@@ -171,6 +171,9 @@ def test_uri_template_and_header_actions(gateway: tuple[int, Upstream]) -> None:
     assert headers["x-kept"] == ["kept"]
     # a missing variable is empty, as in nginx
     assert request(port, "/pr-uri/x").echo()["target"] == "/echo/new/"
+    # a decoded argument is escaped again in the path
+    assert request(port, "/pr-uri/x?id=a%20b%2Fc").echo()["target"] == \
+        "/echo/new/a%20b/c?id=a%20b%2Fc"
 
 
 def test_regex_uri_pairs_and_groups_in_headers(gateway: tuple[int, Upstream]) -> None:
