@@ -70,10 +70,13 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 # --------------------------------------------------------------------------- progress
 
 class Progress:
-    """A progress bar over the planned steps (tqdm when installed, plain lines otherwise)."""
+    """A progress bar over the planned steps (tqdm when installed, plain lines otherwise),
+    each step weighted by about how long it takes so that the bar's ETA means something."""
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total = max(total, 1)
+    def __init__(self, steps: dict[str, int], weights: dict[str, float],
+                 enabled: bool = True) -> None:
+        self.weights = weights
+        self.total = max(sum(n * weights[k] for k, n in steps.items()), 1.0)
         self.done = 0
         self.bar = None
         if enabled:
@@ -81,8 +84,7 @@ class Progress:
                 from tqdm import tqdm
                 self.bar = tqdm(total=self.total, unit="step", file=sys.stderr,
                                 dynamic_ncols=True, smoothing=0.1,
-                                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
-                                           "[{elapsed}<{remaining}]")
+                                bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]")
                 set_log_sink(lambda line: self.bar.write(line, file=sys.stderr))
             except ImportError:
                 pass
@@ -91,15 +93,19 @@ class Progress:
         if self.bar is not None:
             self.bar.set_description_str(text[:60])
         else:
-            print(f"[bench] [{self.done}/{self.total}] {text}", file=sys.stderr, flush=True)
+            print(f"[bench] [{100 * self.done / self.total:3.0f}%] {text}", file=sys.stderr,
+                  flush=True)
 
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
+    def step(self, n: int = 1, kind: str = "load") -> None:
+        amount = min(n * self.weights[kind], self.total - self.done)
+        self.done += amount
+        if self.bar is not None and amount > 0:
+            self.bar.update(amount)
 
     def close(self) -> None:
         if self.bar is not None:
+            if self.total - self.done > 0:
+                self.bar.update(self.total - self.done)
             self.bar.close()
             set_log_sink(lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -137,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.runs = args.runs or (1 if args.quick else 3)
     # a difference of ~1 µs in ~15: more pairs than the other scenarios
-    args.plugin_runs = args.runs if args.quick else max(args.runs, 5)
+    args.plugin_runs = args.runs if args.quick else max(args.runs, 7)
     args.size_runs = 1 if args.quick else max(1, min(args.runs, 2))
     args.workers_n = args.workers or max(2, len(os.sched_getaffinity(0)))
     args.reloads = args.reloads or (10 if args.quick else 100)
@@ -531,7 +537,7 @@ def scenario_plugins(suite: Suite, peers: list[Peer]) -> dict:
 def scenario_router(suite: Suite) -> dict:
     out = {"title": SCENARIO_TITLES["router"], "sizes": []}
     if not suite.peers.get("gateway", {}).get("installed"):
-        suite.progress.step(len(suite.args.router_sizes))
+        suite.progress.step(len(suite.args.router_sizes), kind="router")
         return {**out, "status": "not installed"}
     for n in suite.args.router_sizes:
         suite.progress.describe(f"5. router: {n} routes")
@@ -545,7 +551,7 @@ def scenario_router(suite: Suite) -> dict:
             out["sizes"].append(res)
             log(f"  router {n}: compile {res['compile_ms']:.1f} ms, last "
                 f"{res['lookups_ns']['last']:.0f} ns, {res['memory_bytes'] / 2**20:.1f} MiB")
-        suite.progress.step()
+        suite.progress.step(kind="router")
     out["status"] = "ok"
     return out
 
@@ -556,7 +562,7 @@ def scenario_reload(suite: Suite) -> dict:
     a = suite.args
     out = {"title": SCENARIO_TITLES["reload"], "workers": a.workers_n, "reloads": a.reloads}
     if not suite.peers.get("gateway", {}).get("installed"):
-        suite.progress.step(a.reloads)
+        suite.progress.step(a.reloads, kind="reload")
         return {**out, "status": "not installed"}
     server = None
     wrk_proc = None
@@ -587,7 +593,7 @@ def scenario_reload(suite: Suite) -> dict:
             os.replace(tmp, conf)  # atomic, like an editor's save
             t1 = wait_gateway_version(server, version, timeout=30)
             times.append((t1 - t0) * 1e3)
-            suite.progress.step()
+            suite.progress.step(kind="reload")
             time.sleep(0.02)
         wrk_proc.send_signal(signal.SIGINT)
         stdout, stderr = wrk_proc.communicate(timeout=30)
@@ -605,7 +611,7 @@ def scenario_reload(suite: Suite) -> dict:
             suite.flagged = True
     except (BenchError, Unsupported, subprocess.TimeoutExpired) as exc:
         out.update(status="failed", reason=str(exc)[:500])
-        suite.progress.step(a.reloads - len(out.get("reload_ms", [])))
+        suite.progress.step(a.reloads - len(out.get("reload_ms", [])), kind="reload")
     finally:
         if wrk_proc is not None and wrk_proc.poll() is None:
             wrk_proc.kill()
@@ -628,7 +634,7 @@ def scenario_memory(suite: Suite) -> dict:
     a = suite.args
     out = {"title": SCENARIO_TITLES["memory"], "workers": a.workers_n, "configs": []}
     if not suite.peers.get("gateway", {}).get("installed"):
-        suite.progress.step(len(a.memory_routes))
+        suite.progress.step(len(a.memory_routes), kind="memory")
         return {**out, "status": "not installed"}
     for n in a.memory_routes:
         suite.progress.describe(f"7. memory: {n} routes")
@@ -665,7 +671,7 @@ def scenario_memory(suite: Suite) -> dict:
             out["configs"].append({"routes": n, "failed": str(exc)[:500]})
         finally:
             suite.stop(server)
-        suite.progress.step()
+        suite.progress.step(kind="memory")
     out["status"] = "ok"
     return out
 
@@ -679,28 +685,29 @@ def split_rss(server: Server) -> dict:
 
 # --------------------------------------------------------------------------- main
 
-def plan_steps(args: argparse.Namespace, peers: list[Peer]) -> int:
+def plan_steps(args: argparse.Namespace, peers: list[Peer]) -> tuple[dict, dict]:
+    """(steps by kind, seconds per step by kind) of the whole run."""
     n_load = len(peers)
     direct = 0 if args.no_direct else 1
-    steps = 0
+    load = 0
     s = args.scenario_list
     if "plain" in s:
-        steps += (n_load + direct) * args.runs
+        load += (n_load + direct) * args.runs
     if "apisix" in s:
-        steps += 2 * n_load * args.runs + (0 if "plain" in s else n_load * args.runs)
+        load += 2 * n_load * args.runs + (0 if "plain" in s else n_load * args.runs)
     if "sizes" in s:
-        steps += (n_load + direct) * len(SIZE_CASES) * args.size_runs
+        load += (n_load + direct) * len(SIZE_CASES) * args.size_runs
     if "workers" in s:
-        steps += n_load * args.size_runs
+        load += n_load * args.size_runs
     if "plugins" in s:
-        steps += 2 * args.plugin_runs
-    if "router" in s:
-        steps += len(args.router_sizes)
-    if "reload" in s:
-        steps += args.reloads
-    if "memory" in s:
-        steps += len(args.memory_routes)
-    return steps
+        load += 2 * args.plugin_runs
+    steps = {"load": load,
+             "router": len(args.router_sizes) if "router" in s else 0,
+             "reload": args.reloads if "reload" in s else 0,
+             "memory": len(args.memory_routes) if "memory" in s else 0}
+    weights = {"load": args.duration + 0.5, "router": 2.0, "reload": 0.1,
+               "memory": args.duration + 4.0}
+    return steps, weights
 
 
 def environment(suite: Suite) -> dict:
@@ -775,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
                 doc["scenarios"][s] = {"title": SCENARIO_TITLES[s], "status": "skipped",
                                        "reason": reason}
             args.scenario_list = [s for s in args.scenario_list if s not in load_scenarios]
-        suite.progress = Progress(plan_steps(args, peers), enabled=not args.no_progress)
+        suite.progress = Progress(*plan_steps(args, peers), enabled=not args.no_progress)
         if any(s in args.scenario_list for s in load_scenarios):
             suite.upstream = start_upstream(suite.nginx, os.path.join(suite.base, "upstream"))
             log(f"upstream nginx on 127.0.0.1:{suite.upstream.port}; wrk pinned to cpu "
