@@ -1229,8 +1229,12 @@ cdef class Exchange:
 
     cdef void proceed_upstream(self):
         cdef UpstreamGroup group = self.upstream_override
-        if self.body_limit and self.body_kind == GW_BODY_LENGTH and \
-                self.head.content_length > self.body_limit:
+        if self.body_limit and (
+                (self.body_kind == GW_BODY_LENGTH and self.head.content_length > self.body_limit)
+                or (self.body_kind == GW_BODY_CHUNKED
+                    and gw_chunked_body_bytes(self.client.chunked) > self.body_limit)):
+            # chunked bytes that came with the head were counted before a plugin set the limit
+            self.keep_alive = False
             self.respond_error(413, "request body too large")
             return
         if group is None:

@@ -22,7 +22,7 @@ HAMMER = textwrap.dedent("""
     end = start_at + seconds  # the same window in every process, however late it started
     while time.time() < end:
         if mode == "bucket":
-            ok, _ = lim.acquire("shared-key", 100.0, 0.0)
+            ok, _ = lim.acquire("shared-key", 100.0, 10.0)
         else:
             ok, _, _ = lim.count("shared-counter", 150, 60.0)
         admitted += ok
@@ -42,8 +42,9 @@ def hammer(limiter: _native.SharedLimiter, mode: str, processes: int, seconds: f
 def test_token_bucket_is_exact_across_processes() -> None:
     limiter = _native.SharedLimiter.create(1024, 1024)
     counts = hammer(limiter, "bucket", 2, 2.0)
-    # 100 r/s for 2 s across both processes: ~200 in total (not 400), each got a share
-    assert 190 <= sum(counts) <= 210, counts
+    # 100 r/s for 2 s across both processes: 200 + the burst of 10 in total (not 400), each got a
+    # share. The burst absorbs refill time lost while both processes are descheduled.
+    assert 200 <= sum(counts) <= 212, counts
     assert all(c > 0 for c in counts)
 
 

@@ -38,6 +38,8 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
         compile_runtime(config, 0)
     except CompileError as exc:
         return [ConfigIssue(file=file, path=exc.path, message=str(exc), line=None)]
+    except (ValueError, TypeError, KeyError, ImportError):
+        return []  # a plugin that cannot be built: check_plugin_configs reports it with its path
     return []
 
 

@@ -539,9 +539,6 @@ def test_request_size_limit_on_chunked_upload(gateway: tuple[int, Upstream]) -> 
     assert all(r.body_length <= 100 for r in upstream.received if r.body_framing == "chunked")
 
 
-@pytest.mark.xfail(strict=True, reason="core: body bytes that arrive with the head are counted "
-                   "before access sets ctx.set_body_limit, and proceed_upstream checks only "
-                   "Content-Length (see the limits report)")
 def test_request_size_limit_on_chunked_body_sent_with_the_head(
         gateway: tuple[int, Upstream]) -> None:
     port, _ = gateway

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.upstream import free_port
+
 
 class GatewayProcess:
     def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int = 2,
@@ -103,7 +105,7 @@ class GatewayProcess:
 
 def base_config(port: int, upstream_port: int | None = None, **gateway: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "gateway": {"listen": [f"127.0.0.1:{port}"], "admin": {"listen": f"127.0.0.1:{port + 1}"}, **gateway},
+        "gateway": {"listen": [f"127.0.0.1:{port}"], "admin": {"listen": f"127.0.0.1:{free_port()}"}, **gateway},
         "upstreams": [],
         "routes": [],
     }

@@ -53,6 +53,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # asyncio sets TCP_NODELAY only for sockets it creates with IPPROTO_TCP: without it every
+        # small response waits ~40 ms for Nagle and the client's delayed ACK.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.upstream.connections += 1
         self.task = asyncio.ensure_future(self.serve())
 
