@@ -370,3 +370,56 @@ def test_long_and_odd_label_values_stay_distinct_and_fit() -> None:
     routes = {ls["route"] for _, ls, _ in samples}
     assert len(routes) == 3 and 'quote"and\\back\nslash' in routes
     assert all(r.startswith("a" * 40) for r in routes - {'quote"and\\back\nslash'})
+
+
+def test_slow_renders_make_scrapes_answer_from_the_last_render(tmp_path: Path) -> None:
+    """Thousands of busy routes make a render take a while; scrapes then get the last render
+    at once (with its age) while the next is made in the background, and new observations show
+    up in a later scrape."""
+    import asyncio
+
+    from gateway.admin.server import SLOW_RENDER_SECONDS, AdminServer
+    from gateway.config.schema import AdminSettings
+    from gateway.observability.metrics import series_label, status_label
+
+    store = SharedMetrics.create(16384)
+    for r in range(4000):
+        series = store.slot(series_label(f"route-{r}", None, "127.0.0.1:1"), series=True)
+        status = store.slot(status_label(200, f"route-{r}", None, "127.0.0.1:1"))
+        store.record(series, status, 0.001, 0.0005, 100, 200)
+    port = free_port()
+    settings = AdminSettings(listen=f"127.0.0.1:{port}", key="k" * 20)
+
+    async def scrape() -> tuple[dict[str, str], bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: a\r\nX-API-KEY: " + b"k" * 20 +
+                     b"\r\nConnection: close\r\n\r\n")
+        raw = await reader.read()
+        writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        assert lines[0].startswith("HTTP/1.1 200"), lines[0]
+        return {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}, body
+
+    async def scenario() -> None:
+        admin = AdminServer(lambda: settings, tmp_path, store)
+        await admin.start()
+        try:
+            _, first = await scrape()  # no render yet: this one waits for it
+            assert b'route="route-3999"' in first
+            assert admin.render_seconds >= SLOW_RENDER_SECONDS, "too few routes to be slow here"
+            series = store.slot(series_label("late-route", None, "127.0.0.1:1"), series=True)
+            status = store.slot(status_label(200, "late-route", None, "127.0.0.1:1"))
+            store.record(series, status, 0.001, 0.0005, 100, 200)
+            headers, cached = await scrape()
+            assert b"late-route" not in cached and float(headers["x-metrics-age"]) >= 0
+            for _ in range(600):
+                await asyncio.sleep(0.1)
+                headers, body = await scrape()
+                if b"late-route" in body:
+                    break
+            assert b"late-route" in body
+        finally:
+            admin.close()
+
+    asyncio.run(scenario())
