@@ -69,7 +69,7 @@ def _set(obj: msgspec.Struct, name: str, value: Any) -> None:
 class AdminSettings(_Struct, kw_only=True):
     #: host:port of the Admin API; loopback by default so it is never exposed by accident.
     listen: str = "127.0.0.1:9180"
-    #: API key. None = no key configured; "" = the admin API generates one at start.
+    #: API key. None or "" = generated once and kept in <state dir>/admin.key (mode 0600).
     key: str | None = None
     #: Client networks (CIDR) allowed to reach the Admin API.
     allow_admin: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
