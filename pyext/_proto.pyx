@@ -1732,6 +1732,23 @@ cdef class Exchange:
             out = self.response_headers
         return out
 
+    cdef void log_abandoned(self):
+        """The client went away before its response was complete: the log phase still runs
+        (metrics, limit-conn's release), with 499 when no response had started (nginx's code)."""
+        cdef RouteEntry route = self.route
+        self.response_done = True
+        if not self.response_started:
+            self.status = 499
+        if route is not None and route.log:
+            self.run_log_hooks(route.log)
+        if self.consumer_log is not None:
+            self.run_log_hooks(self.consumer_log)
+        if self.client.server.on_log is not None:
+            try:
+                self.client.server.on_log(self)
+            except Exception:
+                log.exception("access log failed")
+
     cdef void run_log_hooks(self, tuple hooks):
         for hook in hooks:
             try:
@@ -1835,6 +1852,8 @@ cdef class ClientConnection:
             if ex.upstream is not None:
                 ex.upstream.close()
                 ex.upstream = None
+            if not ex.response_done:
+                ex.log_abandoned()
 
     def eof_received(self):
         # A half-closed client still gets its in-flight response; then the connection closes.

@@ -114,3 +114,29 @@ def test_meta_with_unknown_key_is_a_config_error(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "routes[0].plugins.mocking._meta" in result.stdout + result.stderr
+
+
+def test_log_phase_runs_with_499_when_the_client_goes_away(tmp_path: Path) -> None:
+    import socket
+    import struct
+    import time
+    log_file = tmp_path / "statuses.log"
+    with Upstream("up") as upstream:
+        port = free_port()
+        config: dict[str, Any] = base_config(port, upstream.port)
+        config["routes"][0]["plugins"] = {P + "LogStatus": {"path": str(log_file)}}
+        with GatewayProcess(tmp_path, config):
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"GET /slow/30 HTTP/1.1\r\nHost: a\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while not upstream.received and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert upstream.received, "the request never reached the upstream"
+            # a reset, not a half-close: the client is gone, not just done sending
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            while time.monotonic() < deadline + 10:
+                if log_file.exists() and log_file.read_text():
+                    break
+                time.sleep(0.05)
+            assert log_file.read_text() == "all 499\n"

@@ -126,3 +126,17 @@ class Reroute(Plugin):
     def access(self, ctx: Any) -> None:
         if ctx.header("x-reroute"):
             ctx.set_upstream(self.group)
+
+
+class LogStatusConfig(PluginConfig):
+    path: str
+
+
+class LogStatus(Plugin):
+    """Appends "<route> <status>" to a file in the log phase."""
+    name = "test-log-status"
+    Config = LogStatusConfig
+
+    def log(self, ctx: Any) -> None:
+        with open(self.config.path, "a") as out:
+            out.write(f"{ctx.route_id} {ctx.status}\n")
