@@ -104,8 +104,10 @@ class GatewayProcess:
 
 
 def base_config(port: int, upstream_port: int | None = None, **gateway: Any) -> dict[str, Any]:
+    admin_port = free_port()
     config: dict[str, Any] = {
-        "gateway": {"listen": [f"127.0.0.1:{port}"], "admin": {"listen": f"127.0.0.1:{free_port()}"}, **gateway},
+        "gateway": {"listen": [f"127.0.0.1:{port}"], "admin": {"listen": f"127.0.0.1:{admin_port}"},
+                    **gateway},
         "upstreams": [],
         "routes": [],
     }
