@@ -183,6 +183,8 @@ class Exchange:
     def set_upstream(self, group: UpstreamGroup) -> None:
         """Proxy to ``group`` instead of the route's upstream (call in rewrite/access)."""
     def set_upstream_host(self, host: str | bytes) -> None: ...
+    def set_upstream_method(self, method: str | bytes) -> None:
+        """The method sent upstream (an uppercase token); raises ValueError otherwise."""
     def add_response_header(self, name: str | bytes, value: str | bytes) -> None:
         """Added to the response, proxied or generated; call before the head is sent."""
     def set_body_limit(self, limit: int) -> None:

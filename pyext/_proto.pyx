@@ -956,6 +956,7 @@ cdef class Exchange:
     cdef tuple consumer_log
     cdef UpstreamGroup upstream_override # set by a plugin (traffic-split) before proxying
     cdef bytes upstream_host_override
+    cdef bytes upstream_method            # set by a plugin (proxy-rewrite) to change the method
     cdef public list extra_response_headers  # (name, value) bytes added to whatever answers
     cdef public uint64_t body_limit      # per-request cap on the request body (0: the runtime's)
     cdef object _headers
@@ -1017,6 +1018,13 @@ cdef class Exchange:
     def set_upstream(self, UpstreamGroup group):
         """Proxies this request to ``group`` instead of the route's upstream (rewrite/access)."""
         self.upstream_override = group
+
+    def set_upstream_method(self, method):
+        """The method sent upstream (proxy-rewrite's ``method``); the client's is unchanged."""
+        m = method.encode("ascii") if isinstance(method, str) else bytes(method)
+        if not m or not m.isalpha() or not m.isupper():
+            raise ValueError(f"invalid HTTP method {method!r}")
+        self.upstream_method = m
 
     def set_upstream_host(self, host):
         """The Host header sent upstream, whatever the upstream's pass_host says."""
@@ -1349,7 +1357,10 @@ cdef class Exchange:
         cdef UpstreamGroup group = self.group
         hb.length = 0
         # request line; the path is the normalised one the router matched
-        hb.add(d + h.method.off, h.method.len)
+        if self.upstream_method is not None:
+            hb.add_bytes(self.upstream_method)
+        else:
+            hb.add(d + h.method.off, h.method.len)
         hb.add(" ", 1)
         if self.upstream_path is not None:
             hb.add_bytes(self.upstream_path)
@@ -1406,6 +1417,10 @@ cdef class Exchange:
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
         if self.body_kind == GW_BODY_CHUNKED:
             self.add_transfer_encoding(hb, d)
+        elif self.upstream_method is not None and self.body_kind == GW_BODY_NONE and \
+                self.upstream_method in (b"POST", b"PUT", b"PATCH"):
+            # a bodiless request turned into one that normally has a body: say it is empty
+            hb.add("Content-Length: 0\r\n", 19)
         if self.upgrading:
             for i in range(h.n_headers):
                 e = &h.headers[i]
@@ -1654,6 +1669,7 @@ cdef class Exchange:
             self.abort_client()
             return
         if (not got_bytes and u.reused and not self.retried_stale and idempotent(self.method_id)
+                and self.upstream_method is None
                 and self.body_kind == GW_BODY_NONE):
             # A pooled connection the upstream had already closed: retry once on a fresh one.
             self.retried_stale = True

@@ -10,8 +10,7 @@ new ``uri`` has its own query (APISIX's rule). ``use_real_request_uri_unsafe`` f
 request target exactly as the client sent it, without normalisation.
 
 Differences from APISIX: regexes are Python's ``re`` dialect; ``scheme`` is not offered (the
-gateway speaks HTTP to upstreams); ``method`` needs a core with ``ctx.set_upstream_method`` and
-is a config error otherwise.
+gateway speaks HTTP to upstreams).
 """
 from __future__ import annotations
 
@@ -33,11 +32,6 @@ Method = Literal["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "CO
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 _GROUP = re.compile(r"\$(?:\{(\d+)\}|(\d))")
 _ACTIONS = {"add", "set", "remove"}
-
-
-def _core_can_rewrite_method() -> bool:
-    from gateway._proto import Exchange
-    return hasattr(Exchange, "set_upstream_method")
 
 
 class ProxyRewriteConfig(PluginConfig):
@@ -64,9 +58,6 @@ class ProxyRewriteConfig(PluginConfig):
                     raise ValueError(f"regex_uri[{i}]: invalid regex: {exc}") from None
         if self.host is not None:
             check_header_value(self.host, "host")
-        if self.method is not None and not _core_can_rewrite_method():
-            raise ValueError("method: this gateway build cannot change the upstream request "
-                             "method (needs ctx.set_upstream_method)")
         header_actions(self.headers)
 
 

@@ -81,6 +81,7 @@ def routes() -> list[dict[str, Any]]:
                           r"^/pr-regex/(.*)", "/echo/other/$1"],
             "headers": {"set": {"X-Group": "$1"}}}}),
         route("pr-host", {"proxy-rewrite": {"uri": "/echo/q?fixed=1", "host": "backend.internal"}}),
+        route("pr-method", {"proxy-rewrite": {"uri": "/echo/m", "method": "POST"}}),
         route("pr-flat", {"proxy-rewrite": {"headers": {"X-Flat": "1", "X-Gone": ""}}}),
         route("pr-unsafe", {"proxy-rewrite": {"use_real_request_uri_unsafe": True}}),
         # -- response-rewrite
@@ -193,6 +194,14 @@ def test_host_and_a_uri_with_its_own_query(gateway: tuple[int, Upstream]) -> Non
     headers = upstream_headers(echo)
     assert headers["host"] == ["backend.internal"]
     assert headers["x-forwarded-host"] == ["public.example"]
+
+
+def test_method_is_rewritten_and_a_bodiless_request_says_its_body_is_empty(
+        gateway: tuple[int, Upstream]) -> None:
+    port, _ = gateway
+    echo = request(port, "/pr-method/x").echo()
+    assert echo["method"] == "POST" and echo["target"] == "/echo/m"
+    assert upstream_headers(echo)["content-length"] == ["0"]
 
 
 def test_flat_headers_map_sets_and_empty_removes(gateway: tuple[int, Upstream]) -> None:
