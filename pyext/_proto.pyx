@@ -1584,14 +1584,7 @@ cdef class Exchange:
             for name, value in self.extra_response_headers:
                 headers.append([name.decode("latin-1"), value.decode("latin-1")])
         self.response_headers = headers
-        try:
-            for hook in self.route.header_filter:
-                hook(self)
-            if self.consumer_header_filter is not None:
-                for hook in self.consumer_header_filter:
-                    hook(self)
-        except Exception:
-            log.exception("header_filter plugin failed on route %s", self.route.id)
+        self.run_header_filter_hooks()
         if self.status == r.status:
             reason = buf[r.reason.off:r.reason.off + r.reason.len]
         else:
@@ -1737,24 +1730,32 @@ cdef class Exchange:
             return out  # no hooks, or already inside them (a hook answering from header_filter)
         if self.route.header_filter or self.consumer_header_filter is not None:
             self.response_headers = out
-            try:
-                for hook in self.route.header_filter:
-                    hook(self)
-                if self.consumer_header_filter is not None:
-                    for hook in self.consumer_header_filter:
-                        hook(self)
-            except Exception:
-                log.exception("header_filter plugin failed on route %s", self.route.id)
+            self.run_header_filter_hooks()
             out = self.response_headers
         return out
 
     cdef void log_abandoned(self):
         """The client went away before its response was complete: the log phase still runs
         (metrics, limit-conn's release), with 499 when no response had started (nginx's code)."""
-        cdef RouteEntry route = self.route
         self.response_done = True
         if not self.response_started:
             self.status = 499
+        self.run_log_phase()
+
+    cdef void run_header_filter_hooks(self):
+        """The route's header_filter hooks, then the consumer's; a failing hook is logged and
+        the response goes out as the hooks before it left it."""
+        try:
+            for hook in self.route.header_filter:
+                hook(self)
+            if self.consumer_header_filter is not None:
+                for hook in self.consumer_header_filter:
+                    hook(self)
+        except Exception:
+            log.exception("header_filter plugin failed on route %s", self.route.id)
+
+    cdef void run_log_phase(self):
+        cdef RouteEntry route = self.route
         if route is not None and route.log:
             self.run_log_hooks(route.log)
         if self.consumer_log is not None:
@@ -1776,17 +1777,8 @@ cdef class Exchange:
 
     cdef void finish(self):
         cdef ClientConnection client = self.client
-        cdef RouteEntry route = self.route
         client.flush_head()
-        if route is not None and route.log:
-            self.run_log_hooks(route.log)
-        if self.consumer_log is not None:
-            self.run_log_hooks(self.consumer_log)
-        if client.server.on_log is not None:
-            try:
-                client.server.on_log(self)
-            except Exception:
-                log.exception("access log failed")
+        self.run_log_phase()
         client.on_exchange_done(self)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,8 +73,10 @@ def test_example_plugin_by_import_path(tmp_path: Path, upstream: Upstream) -> No
 
 def test_example_plugin_installed_by_entry_point_name(tmp_path: Path, upstream: Upstream) -> None:
     target = tmp_path / "site"
+    source = tmp_path / "source"  # setuptools builds in the source tree: keep the repo clean
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--target", str(target), str(EXAMPLE)],
+                    "--target", str(target), str(source)],
                    check=True, timeout=300)
     port = free_port()
     with GatewayProcess(tmp_path, config_with(port, upstream.port, "hmac-signature"),
