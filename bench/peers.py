@@ -18,6 +18,7 @@ says what was used.
 from __future__ import annotations
 
 import importlib.util
+from abc import ABC, abstractmethod
 import json
 import os
 import shutil
@@ -96,7 +97,7 @@ def start_upstream(nginx: str, tmp: str) -> Server:
 
 # --------------------------------------------------------------------------- peers
 
-class Peer:
+class Peer(ABC):
     name = ""
     #: what the table says about it
     description = ""
@@ -104,13 +105,15 @@ class Peer:
     variants: tuple[str, ...] = ("plain",)
     unsupported_reason = "no equivalent"
 
+    @abstractmethod
     def available(self) -> tuple[bool, str]:
         """(installed, version or what is missing)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self, tmp: str, workers: int, upstream_port: int, variant: str = "plain",
               routes: int = 0) -> Server:
-        raise NotImplementedError
+        """Starts the peer proxying to ``upstream_port``; raises Unsupported for a variant it
+        has no equivalent of."""
 
     def check_variant(self, variant: str) -> None:
         if variant not in self.variants:

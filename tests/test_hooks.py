@@ -2,27 +2,16 @@
 plugins in tests/support/plugins.py (loaded by import path)."""
 from __future__ import annotations
 
-import http.client
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, base_config, raw_exchange
+from tests.support.gateway import GatewayProcess, base_config, http_get as get, raw_exchange
 from tests.support.upstream import Upstream, free_port
 
 P = "tests.support.plugins:"
-
-
-def get(port: int, path: str, headers: dict[str, str] | None = None
-        ) -> tuple[http.client.HTTPResponse, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response, body
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ override (``_meta``), response headers added before the response exists, a plugi
 upstream, and plugin ``bind`` errors reported as config errors."""
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
@@ -13,20 +12,10 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, http_get as get
 from tests.support.upstream import Upstream, free_port
 
 P = "tests.support.plugins:"
-
-
-def get(port: int, path: str, headers: dict[str, str] | None = None
-        ) -> tuple[http.client.HTTPResponse, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response, body
 
 
 @pytest.fixture(scope="module")

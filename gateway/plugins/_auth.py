@@ -10,6 +10,7 @@ default to ``UNSET``; ``bind`` knows where the instance sits and refuses the wro
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_plus
@@ -99,7 +100,7 @@ def hide_query_arg(ctx: Any, name: str) -> None:
     ctx.set_upstream_uri(f"{path}?{query}" if query else path)
 
 
-class AuthPlugin(Plugin):
+class AuthPlugin(Plugin, ABC):
     """Base of key-auth, basic-auth and jwt-auth.
 
     Subclasses name their credential fields (``CREDENTIAL_FIELDS``, set on a consumer only) and
@@ -168,9 +169,9 @@ class AuthPlugin(Plugin):
         self.attach(ctx, entry)
         return None
 
+    @abstractmethod
     def authenticate(self, ctx: Any) -> tuple["ConsumerEntry | None", str]:
         """The request's consumer, or None and the message of the 401."""
-        raise NotImplementedError
 
     def reject(self, message: str) -> Response:
         response = self._responses.get(message)

@@ -2,6 +2,7 @@
 config written to a temp dir, and tells the tests when every worker serves a given version."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -115,6 +116,17 @@ def base_config(port: int, upstream_port: int | None = None, **gateway: Any) -> 
         config["upstreams"].append({"id": "up", "nodes": [{"host": "127.0.0.1", "port": upstream_port}]})
         config["routes"].append({"id": "all", "uri": "/*", "upstream_id": "up"})
     return config
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None
+             ) -> tuple[http.client.HTTPResponse, bytes]:
+    """One GET on a fresh connection: the response (headers readable) and its whole body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response, body
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 5.0, half_close: bool = False) -> bytes:
