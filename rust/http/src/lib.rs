@@ -847,7 +847,8 @@ pub fn parse_response(
     }
     let status = resp.code.unwrap_or(0);
     let minor = resp.version.unwrap_or(1);
-    if status < 100 {
+    // RFC 9110 section 15: status codes are 100..=599; anything else is not HTTP.
+    if !(100..=599).contains(&status) {
         return Err(upstream("invalid status code"));
     }
 

@@ -561,6 +561,31 @@ fn response_basics() {
 }
 
 #[test]
+fn response_leading_empty_lines_are_skipped_and_spans_point_past_them() {
+    // llhttp skips CRLFs before a response's start line too; the spans must say where the
+    // status line really is, because the head writer copies nothing else.
+    let b = b"\r\n\r\nHTTP/1.1 201 Made It\r\nContent-Length: 5\r\nX: y\r\n\r\nhello";
+    let h = resp(b, false).unwrap();
+    assert_eq!(h.status, 201);
+    assert_eq!(s(b, h.reason), b"Made It");
+    assert_eq!(h.head_len as usize, b.len() - 5);
+    assert_eq!(s(b, h.headers[0].name), b"Content-Length");
+    assert_eq!(s(b, h.headers[1].value), b"y");
+    for e in h.headers() {
+        assert!(e.name.off as usize + e.name.len as usize <= h.head_len as usize);
+        assert!(e.value.off as usize + e.value.len as usize <= h.head_len as usize);
+    }
+    assert!(h.reason.off as usize + h.reason.len as usize <= h.head_len as usize);
+}
+
+#[test]
+fn response_status_range() {
+    assert_eq!(resp(b"HTTP/1.1 100 Continue\r\n\r\n", false).unwrap().status, 100);
+    assert_eq!(resp(b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n", false).unwrap().status, 599);
+    assert_eq!(resp(b"HTTP/1.1 600 Past\r\nContent-Length: 0\r\n\r\n", false).unwrap_err().reason, "invalid status code");
+}
+
+#[test]
 fn response_no_body_statuses() {
     for (st, head) in [(100, false), (101, false), (204, false), (304, false), (200, true), (404, true)] {
         let b = format!("HTTP/1.1 {st} X\r\nContent-Length: 10\r\n\r\n");
@@ -591,6 +616,9 @@ fn response_errors_are_502() {
         b"HTTP/1.1 200 O\x01K\r\n\r\n",
         b"HTTP/1.1 20 OK\r\n\r\n",
         b"HTTP/1.1 099 OK\r\n\r\n",
+        b"HTTP/1.1 600 OK\r\n\r\n",
+        b"HTTP/1.1 999 OK\r\n\r\n",
+        b"\nHTTP/1.1 200 OK\r\n\r\n",
         b"HTTP/2.0 200 OK\r\n\r\n",
         b"HTTP/1.1  200 OK\r\n\r\n",
         b"ICY 200 OK\r\n\r\n",
