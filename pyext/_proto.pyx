@@ -162,6 +162,8 @@ cdef enum:
 # arriving before the upstream connection is ready).
 DEF CLIENT_BUFFER_HIGH = 262144
 DEF HEAD_SCRATCH = 8192
+# No head the writer builds may exceed this (heads are limited to far less by the parsers).
+DEF HEAD_BUFFER_MAX = 16777216
 DEF LINGER_SECONDS = 2.0
 DEF INLINE_BODY_MAX = 16384
 # A side's unsent bytes above WRITE_HIGH_WATER pause reading from the other side until they
@@ -198,6 +200,13 @@ cdef inline bint idempotent(int method_id):
             method_id == GW_METHOD_OPTIONS or method_id == GW_METHOD_TRACE)
 
 
+cdef inline gw_span span_of(size_t off, size_t length):
+    cdef gw_span span
+    span.off = <uint32_t>off
+    span.len = <uint32_t>length
+    return span
+
+
 cdef list match_params(gw_params *params):
     """The route's path parameters as (name, value) strings; only routes with parameters pay."""
     cdef list out = []
@@ -214,7 +223,11 @@ cdef list match_params(gw_params *params):
 
 cdef class HeadBuffer:
     """A growable C buffer used to assemble one head at a time (the build is synchronous, so one
-    per worker is enough); ``take()`` copies it into a bytes object, the only allocation."""
+    per worker is enough); ``take()`` copies it into a bytes object, the only allocation.
+
+    Every copy out of a parsed buffer goes through ``add_span``: the span must lie inside the
+    buffer it claims to come from, or nothing is copied and ``HeadSpanError`` is raised. No caller
+    computes an offset of its own."""
     cdef char *data
     cdef size_t length
     cdef size_t capacity
@@ -232,15 +245,19 @@ cdef class HeadBuffer:
 
     cdef inline int reserve(self, size_t extra) except -1:
         cdef size_t want = self.length + extra
+        cdef size_t capacity = self.capacity
         cdef char *grown
-        if want <= self.capacity:
+        if want <= capacity:
             return 0
-        while self.capacity < want:
-            self.capacity *= 2
-        grown = <char *>PyMem_Realloc(self.data, self.capacity)
+        if want < self.length or want > HEAD_BUFFER_MAX:
+            raise HeadSpanError(f"response head of {want} bytes is over the head writer's limit")
+        while capacity < want:
+            capacity *= 2
+        grown = <char *>PyMem_Realloc(self.data, capacity)
         if grown == NULL:
             raise MemoryError()
         self.data = grown
+        self.capacity = capacity
         return 0
 
     cdef inline int add(self, const char *src, size_t n) except -1:
@@ -250,8 +267,29 @@ cdef class HeadBuffer:
         self.length += n
         return 0
 
+    cdef inline int add_span(self, const char *base, size_t base_len, gw_span span) except -1:
+        """Copies ``base[span]``: the one place a parsed span becomes a copy."""
+        if <size_t>span.off > base_len or <size_t>span.len > base_len - <size_t>span.off:
+            raise HeadSpanError(f"span {span.off}+{span.len} outside a {base_len}-byte head")
+        return self.add(base + span.off, span.len)
+
     cdef inline int add_bytes(self, bytes b) except -1:
         return self.add(PyBytes_AS_STRING(b), <size_t>PyBytes_GET_SIZE(b))
+
+    cdef inline int add_status_line(self, int status, const char *base, size_t base_len,
+                                    gw_span reason) except -1:
+        """``HTTP/1.1 NNN reason``: the code from the parser's value, the reason from its span."""
+        cdef char code[4]
+        if status < 100 or status > 599:
+            raise HeadSpanError(f"status {status} is not a three-digit HTTP status")
+        code[0] = <char>(48 + status // 100)
+        code[1] = <char>(48 + (status // 10) % 10)
+        code[2] = <char>(48 + status % 10)
+        code[3] = b' '
+        self.add("HTTP/1.1 ", 9)
+        self.add(code, 4)
+        self.add_span(base, base_len, reason)
+        return self.add("\r\n", 2)
 
     cdef inline int add_header(self, const char *name, size_t name_len, const char *value,
                                size_t value_len) except -1:
@@ -268,10 +306,31 @@ cdef class HeadBuffer:
         self.length += 2
         return 0
 
+    cdef inline int add_header_span(self, const char *name, size_t name_len, const char *base,
+                                    size_t base_len, gw_span value) except -1:
+        """A header whose name is ours and whose value comes from a parsed buffer."""
+        self.add(name, name_len)
+        self.add(": ", 2)
+        self.add_span(base, base_len, value)
+        return self.add("\r\n", 2)
+
+    cdef inline int add_parsed_header(self, const char *base, size_t base_len,
+                                      gw_header *e) except -1:
+        """A header copied as parsed: name and value both from spans of ``base``."""
+        self.add_span(base, base_len, e.name)
+        self.add(": ", 2)
+        self.add_span(base, base_len, e.value)
+        return self.add("\r\n", 2)
+
     cdef inline bytes take(self):
         cdef bytes out = PyBytes_FromStringAndSize(self.data, self.length)
         self.length = 0
         return out
+
+
+class HeadSpanError(ValueError):
+    """A span handed to the head writer does not lie inside its buffer (a parser bug): the
+    response is refused instead of copying memory that is not the head's."""
 
 
 cdef bytes encode_local_response(int status, bytes body, object headers, bint close,
@@ -590,6 +649,8 @@ cdef class Server:
             for c in list(self.clients):
                 if c.deadline and now >= c.deadline:
                     c.on_timeout(now)
+                if c.send_deadline and now >= c.send_deadline and c.state != C_CLOSED:
+                    c.on_send_timeout(now)
             for u in list(self.upstreams):
                 if u.deadline and now >= u.deadline:
                     u.on_timeout(now)
@@ -621,7 +682,7 @@ cdef class Server:
         u.state = U_IDLE
         u.ex = None
         u.idle_timeout = group.keepalive_idle
-        u.deadline = self.clock + group.keepalive_idle
+        u.deadline = now_monotonic() + group.keepalive_idle
         if u.reading_paused:
             u.reading_paused = False
             u.transport.resume_reading()
@@ -724,7 +785,7 @@ cdef class UpstreamConnection:
             self.close()
             return
         self.got_response_bytes = True
-        self.deadline = self.server.clock + ex.read_timeout
+        self.deadline = now_monotonic() + ex.read_timeout
         if self.state == U_TUNNEL:
             ex.client.write_body(data)
             return
@@ -760,7 +821,10 @@ cdef class UpstreamConnection:
             if self.head.status == 101:
                 if ex.upgrading:
                     self.state = U_TUNNEL
-                    ex.on_upgraded(self, buf, n)
+                    try:
+                        ex.on_upgraded(self, buf, n)
+                    except HeadSpanError as exc:
+                        self.refuse_head(ex, exc)
                     return
                 self.state = U_CLOSED
                 self.transport.abort()
@@ -785,7 +849,11 @@ cdef class UpstreamConnection:
             # A small body that arrived with the head is copied right behind it: one buffer,
             # one write to the client.
             inline_body = rest if rest < self.remaining else self.remaining
-        ex.on_response_head(self, buf, n, inline_body)
+        try:
+            ex.on_response_head(self, buf, n, inline_body)
+        except HeadSpanError as exc:
+            self.refuse_head(ex, exc)
+            return
         if self.ex is None or self.state != U_BODY:
             return
         self.remaining -= inline_body
@@ -798,6 +866,15 @@ cdef class UpstreamConnection:
             self.forward_body(buf[n + inline_body:])  # goes out with the held head in one write
         else:
             ex.client.flush_head()
+
+    cdef void refuse_head(self, Exchange ex, object exc):
+        log.error("cannot relay the response head of upstream %s:%d: %s", self.node.host,
+                  self.node.port, exc)
+        self.state = U_CLOSED
+        self.transport.abort()
+        ex.response_started = False
+        ex.client.held_head = None
+        ex.on_upstream_failed(502, "invalid response from upstream")
 
     cdef void forward_body(self, bytes data):
         cdef Exchange ex = self.ex
@@ -865,8 +942,15 @@ cdef class UpstreamConnection:
         elif self.state == U_TUNNEL:
             self.transport.abort()  # an idle tunnel ends quietly; connection_lost closes both
         elif self.ex is not None:
-            log.warning("upstream %s:%d timed out", self.node.host, self.node.port)
             ex = self.ex
+            if self.state == U_BODY:
+                phase = "reading response body from"
+            elif self.got_response_bytes or (<Exchange>ex).body_done:
+                phase = "reading response header from"
+            else:
+                phase = "sending request to"
+            log.warning("upstream timed out while %s upstream %s:%d", phase, self.node.host,
+                        self.node.port)
             self.ex = None
             self.state = U_CLOSED
             self.transport.abort()
@@ -880,7 +964,7 @@ cdef class UpstreamConnection:
         self.got_response_bytes = False
         self.pending.clear()
         self.requests += 1
-        self.deadline = self.server.clock + (ex.read_timeout if body_done else ex.group.send_timeout)
+        self.deadline = now_monotonic() + (ex.read_timeout if body_done else ex.group.send_timeout)
         if len(parts) == 1:
             self.write(parts[0])
         else:
@@ -898,11 +982,15 @@ cdef class UpstreamConnection:
         if not self.reading_paused and self.transport is not None and self.state != U_CLOSED:
             self.reading_paused = True
             self.transport.pause_reading()
+            # The client is the slow side now: its send_timeout runs, not our read timeout.
+            self.deadline = 0
 
     def resume_reading_for_client(self):
         if self.reading_paused and self.transport is not None and self.state != U_CLOSED:
             self.reading_paused = False
             self.transport.resume_reading()
+            if self.ex is not None:
+                self.deadline = now_monotonic() + self.ex.read_timeout
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1345,6 +1433,7 @@ cdef class Exchange:
     cdef bytes build_upstream_head(self):
         cdef HeadBuffer hb = self.client.server.scratch
         cdef const char *d = PyBytes_AS_STRING(self.data)
+        cdef size_t dlen = <size_t>PyBytes_GET_SIZE(self.data)
         cdef gw_request_head *h = self.head
         cdef uint32_t i
         cdef gw_header *e
@@ -1360,7 +1449,7 @@ cdef class Exchange:
         if self.upstream_method is not None:
             hb.add_bytes(self.upstream_method)
         else:
-            hb.add(d + h.method.off, h.method.len)
+            hb.add_span(d, dlen, h.method)
         hb.add(" ", 1)
         if self.upstream_path is not None:
             hb.add_bytes(self.upstream_path)
@@ -1368,18 +1457,18 @@ cdef class Exchange:
             if self.normalized_path is not None:
                 hb.add_bytes(self.normalized_path)
             elif h.path.len:
-                hb.add(d + h.path.off, h.path.len)
+                hb.add_span(d, dlen, h.path)
             else:
                 hb.add("/", 1)  # absolute-form target without a path
             if h.query.len:
                 hb.add("?", 1)
-                hb.add(d + h.query.off, h.query.len)
+                hb.add_span(d, dlen, h.query)
         hb.add(" HTTP/1.1\r\n", 11)
         if self.upstream_host_override is not None:
             hb.add_header("Host", 4, PyBytes_AS_STRING(self.upstream_host_override),
                           PyBytes_GET_SIZE(self.upstream_host_override))
         elif group.pass_host == PASS_HOST_PASS and h.has_host:
-            hb.add_header("Host", 4, d + h.host.off, h.host.len)
+            hb.add_header_span("Host", 4, d, dlen, h.host)
         elif group.pass_host == PASS_HOST_REWRITE:
             hb.add_header("Host", 4, PyBytes_AS_STRING(group.upstream_host),
                           PyBytes_GET_SIZE(group.upstream_host))
@@ -1396,13 +1485,13 @@ cdef class Exchange:
                 continue
             if custom and self.data[e.name.off:e.name.off + e.name.len].lower() in self.upstream_header_remove:
                 continue
-            hb.add_header(d + e.name.off, e.name.len, d + e.value.off, e.value.len)
+            hb.add_parsed_header(d, dlen, e)
         # X-Forwarded-For keeps the chain (earlier proxies' addresses), then adds the client's
         hb.add("X-Forwarded-For: ", 17)
         for k in range(n_xff):
             e = &h.headers[xff[k]]
             if e.value.len:
-                hb.add(d + e.value.off, e.value.len)
+                hb.add_span(d, dlen, e.value)
                 hb.add(", ", 2)
         hb.add_bytes(client.client_ip)
         hb.add("\r\n", 2)
@@ -1410,13 +1499,13 @@ cdef class Exchange:
                       PyBytes_GET_SIZE(client.client_ip))
         hb.add("X-Forwarded-Proto: http\r\n", 25)
         if h.has_host:
-            hb.add_header("X-Forwarded-Host", 16, d + h.host.off, h.host.len)
+            hb.add_header_span("X-Forwarded-Host", 16, d, dlen, h.host)
         if self.upstream_header_set is not None:
             for name, value in self.upstream_header_set:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
         if self.body_kind == GW_BODY_CHUNKED:
-            self.add_transfer_encoding(hb, d)
+            self.add_transfer_encoding(hb, d, dlen)
         elif self.upstream_method is not None and self.body_kind == GW_BODY_NONE and \
                 self.upstream_method in (b"POST", b"PUT", b"PATCH"):
             # a bodiless request turned into one that normally has a body: say it is empty
@@ -1425,12 +1514,12 @@ cdef class Exchange:
             for i in range(h.n_headers):
                 e = &h.headers[i]
                 if e.flags & GW_HF_UPGRADE:
-                    hb.add_header("Upgrade", 7, d + e.value.off, e.value.len)
+                    hb.add_header_span("Upgrade", 7, d, dlen, e.value)
             hb.add("Connection: upgrade\r\n", 21)
         hb.add("\r\n", 2)
         return hb.take()
 
-    cdef void add_transfer_encoding(self, HeadBuffer hb, const char *d):
+    cdef int add_transfer_encoding(self, HeadBuffer hb, const char *d, size_t dlen) except -1:
         """Transfer-Encoding is hop-by-hop, but codings the client applied before the final
         ``chunked`` (gzip, chunked) are the upstream's to undo: forward the whole list."""
         cdef gw_request_head *h = self.head
@@ -1445,9 +1534,9 @@ cdef class Exchange:
                 hb.add("Transfer-Encoding: ", 19)
             else:
                 hb.add(", ", 2)
-            hb.add(d + e.value.off, e.value.len)
+            hb.add_span(d, dlen, e.value)
             seen += 1
-        hb.add("\r\n", 2)
+        return hb.add("\r\n", 2)
 
     cdef void on_request_body(self, bytes data):
         """Body bytes of this request from the client (already cut at the message end)."""
@@ -1455,7 +1544,7 @@ cdef class Exchange:
         if self.upstream is not None and self.upstream.state != U_CLOSED and self.upstream.ex is self:
             self.upstream.write(data)
             if not self.upstream.got_response_bytes:
-                self.upstream.deadline = self.client.server.clock + (
+                self.upstream.deadline = now_monotonic() + (
                     self.read_timeout if self.body_done else self.group.send_timeout)
         elif not self.response_done:
             if self.body_backlog is None:
@@ -1472,23 +1561,21 @@ cdef class Exchange:
         """101 Switching Protocols: relay the head, then both connections become a tunnel."""
         cdef gw_response_head *r = &u.head
         cdef const char *d = PyBytes_AS_STRING(buf)
+        cdef size_t dlen = <size_t>n
         cdef HeadBuffer hb = self.client.server.scratch
         cdef uint32_t i
         cdef gw_header *e
-        cdef const char *line_end = <const char *>memchr(d, b'\r', n)
         self.response_started = True
         self.status = 101
         self.keep_alive = False
         hb.length = 0
-        hb.add("HTTP/1.1 ", 9)
-        hb.add(d + 9, line_end - d - 9)
-        hb.add("\r\n", 2)
+        hb.add_status_line(r.status, d, dlen, r.reason)
         for i in range(r.n_headers):
             e = &r.headers[i]
             if e.flags & GW_HF_UPGRADE:
-                hb.add_header("Upgrade", 7, d + e.value.off, e.value.len)
+                hb.add_header_span("Upgrade", 7, d, dlen, e.value)
             elif not e.flags & GW_HF_HOP_BY_HOP:
-                hb.add_header(d + e.name.off, e.name.len, d + e.value.off, e.value.len)
+                hb.add_parsed_header(d, dlen, e)
         hb.add("Connection: upgrade\r\n\r\n", 23)
         self.client.state = C_TUNNEL
         self.client.deadline = 0
@@ -1517,10 +1604,11 @@ cdef class Exchange:
         cdef gw_response_head *r = &u.head
         cdef HeadBuffer hb
         cdef const char *d = PyBytes_AS_STRING(buf)
+        cdef size_t dlen = <size_t>n
         cdef uint32_t i
         cdef gw_header *e
-        cdef const char *line_end
         cdef bint close
+        cdef uint32_t drop = GW_HF_HOP_BY_HOP
         self.response_started = True
         self.status = r.status
         if self.timed:
@@ -1538,21 +1626,24 @@ cdef class Exchange:
             close = True
         if close:
             self.keep_alive = False
+        if self.filtering:
+            drop |= GW_HF_CONTENT_LENGTH
+        if r.status == 204 or r.status == 304:
+            # RFC 9110 8.6 / 15.4.5: no body, so no framing fields (a 304's Content-Length would
+            # only describe a body that is not there; clients that trust it wait forever).
+            drop |= GW_HF_CONTENT_LENGTH | GW_HF_TRANSFER_ENCODING
         self.bytes_sent += inline_body
         if self.route.header_filter or self.consumer_header_filter is not None:
-            self.run_header_filter(u, buf, n, close, inline_body)
+            self.run_header_filter(u, buf, n, close, inline_body, drop)
             return
         hb = self.client.server.scratch
         hb.length = 0
-        hb.add("HTTP/1.1 ", 9)
-        line_end = <const char *>memchr(d, b'\r', n)
-        hb.add(d + 9, line_end - d - 9)
-        hb.add("\r\n", 2)
+        hb.add_status_line(r.status, d, dlen, r.reason)
         for i in range(r.n_headers):
             e = &r.headers[i]
-            if e.flags & GW_HF_HOP_BY_HOP or (self.filtering and e.flags & GW_HF_CONTENT_LENGTH):
+            if e.flags & drop:
                 continue
-            hb.add_header(d + e.name.off, e.name.len, d + e.value.off, e.value.len)
+            hb.add_parsed_header(d, dlen, e)
         if self.extra_response_headers is not None:
             for name, value in self.extra_response_headers:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
@@ -1565,18 +1656,18 @@ cdef class Exchange:
             hb.add("Connection: keep-alive\r\n", 24)
         hb.add("\r\n", 2)
         if inline_body:
-            hb.add(d + n, inline_body)
+            hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
         self.client.held_head = hb.take()
 
     cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
-                                size_t inline_body):
+                                size_t inline_body, uint32_t drop):
         cdef gw_response_head *r = &u.head
         cdef uint32_t i
         cdef gw_header *e
         cdef list headers = []
         for i in range(r.n_headers):
             e = &r.headers[i]
-            if e.flags & GW_HF_HOP_BY_HOP or (self.filtering and e.flags & GW_HF_CONTENT_LENGTH):
+            if e.flags & drop:
                 continue
             headers.append([buf[e.name.off:e.name.off + e.name.len].decode("latin-1"),
                             buf[e.value.off:e.value.off + e.value.len].decode("latin-1")])
@@ -1659,6 +1750,9 @@ cdef class Exchange:
             return
         if self.response_started:
             # Mid-body: the client cannot be told; cut its connection so it sees a truncation.
+            log.warning("upstream prematurely closed connection while reading response body "
+                        "from upstream %s:%d (client %s, %s bytes relayed)", self.node.host,
+                        self.node.port, self.client.client_ip.decode(), self.bytes_sent)
             self.abort_client()
             return
         if (not got_bytes and u.reused and not self.retried_stale and idempotent(self.method_id)
@@ -1801,6 +1895,9 @@ cdef class ClientConnection:
     cdef bint reading_paused_upstream      # the upstream cannot take more request body
     cdef bint reading_paused_backlog       # body waiting for an upstream connection
     cdef bint reading_paused_pipeline      # pipelined bytes waiting for the current response
+    cdef bint writing_paused               # the client's write buffer is above its high water
+    cdef double send_deadline              # writing paused and no progress by then: cut it
+    cdef size_t send_buffered              # write buffer size when the deadline was set
     cdef bint processing
     cdef public int requests
     cdef bytes held_head                   # response head waiting for its first body bytes
@@ -1838,7 +1935,7 @@ cdef class ClientConnection:
             except OSError:
                 pass
         # Until the first byte the idle timer applies; the header timer starts with the head.
-        self.deadline = self.server.clock + self.server.runtime.header_timeout
+        self.deadline = now_monotonic() + self.server.runtime.header_timeout
         if self.server.draining:
             self.close()
 
@@ -1871,24 +1968,57 @@ cdef class ClientConnection:
         return False
 
     def pause_writing(self):
+        # The client reads slower than we answer: stop reading its requests (no new responses
+        # pile up behind the unread ones) and start its send_timeout.
+        self.writing_paused = True
+        self.send_buffered = self.transport.get_write_buffer_size()
+        self.send_deadline = now_monotonic() + self.server.runtime.send_timeout
+        self.update_reading()
         if self.ex is not None and self.ex.upstream is not None:
             self.ex.upstream.pause_reading_for_client()
 
     def resume_writing(self):
+        self.writing_paused = False
+        self.send_deadline = 0
         if self.ex is not None and self.ex.upstream is not None:
             self.ex.upstream.resume_reading_for_client()
+        self.update_reading()
+        if self.state == C_IDLE and self.pending and not self.processing:
+            data = bytes(self.pending)
+            self.pending.clear()
+            self.process(data)
+
+    cdef void on_send_timeout(self, double now):
+        """No byte of the buffered response left for send_timeout: nginx's send_timeout."""
+        cdef size_t buffered = self.transport.get_write_buffer_size() \
+            if self.transport is not None else 0
+        if buffered < self.send_buffered:
+            self.send_buffered = buffered  # the client read something: it is slow, not gone
+            self.send_deadline = now + self.server.runtime.send_timeout
+            return
+        log.warning("client timed out while sending response to client %s:%d (%d bytes unsent)",
+                    self.client_ip.decode(), self.client_port, buffered)
+        self.send_deadline = 0
+        if self.ex is not None:
+            self.ex.abort_client()
+        else:
+            self.abort()
 
     cdef void pause_reading_for_upstream(self):
         self.reading_paused_upstream = True
+        if self.state == C_ACTIVE:
+            self.deadline = 0  # the upstream is the slow side: its send timeout runs, not ours
         self.update_reading()
 
     cdef void resume_reading_for_upstream(self):
         self.reading_paused_upstream = False
+        if self.state == C_ACTIVE and self.ex is not None and not self.ex.body_done:
+            self.deadline = now_monotonic() + self.ex.runtime.body_timeout
         self.update_reading()
 
     cdef void update_reading(self):
         cdef bint want_pause = (self.reading_paused_upstream or self.reading_paused_backlog or
-                                self.reading_paused_pipeline)
+                                self.reading_paused_pipeline or self.writing_paused)
         if self.state == C_CLOSED or self.transport is None:
             return
         if want_pause and not self.reading_paused:
@@ -1904,7 +2034,7 @@ cdef class ClientConnection:
             ex = self.ex
             if ex is not None and ex.upstream is not None:
                 ex.upstream.write(data)
-                ex.upstream.deadline = self.server.clock + ex.read_timeout
+                ex.upstream.deadline = now_monotonic() + ex.read_timeout
             return
         if self.state == C_ACTIVE:
             ex = self.ex
@@ -1919,6 +2049,9 @@ cdef class ClientConnection:
                 self.update_reading()
             return
         if self.state == C_CLOSED or self.state == C_LINGER:
+            return
+        if self.writing_paused:
+            self.pending += data  # answered once the client reads what it was sent
             return
         if self.pending:
             self.pending += data
@@ -1942,7 +2075,7 @@ cdef class ClientConnection:
                 if n == 0:
                     if self.state == C_IDLE:
                         self.state = C_HEAD
-                        self.deadline = self.server.clock + runtime.header_timeout
+                        self.deadline = now_monotonic() + runtime.header_timeout
                     self.pending += data
                     return
                 if n < 0:
@@ -1964,6 +2097,9 @@ cdef class ClientConnection:
                             self.update_reading()
                     return
                 data = rest
+                if data is not None and self.writing_paused:
+                    self.pending += data  # answered once the client reads what it was sent
+                    return
         finally:
             self.processing = False
 
@@ -1995,7 +2131,7 @@ cdef class ClientConnection:
         self.state = C_ACTIVE
         self.requests += 1
         self.server.requests_total += 1
-        self.deadline = 0 if ex.body_done else ex.start_time + runtime.body_timeout
+        self.deadline = 0 if ex.body_done else now_monotonic() + runtime.body_timeout
         if h.body_kind == GW_BODY_CHUNKED:
             gw_chunked_reset(self.chunked)
         if runtime.max_body and h.body_kind == GW_BODY_LENGTH and h.content_length > runtime.max_body:
@@ -2060,7 +2196,7 @@ cdef class ClientConnection:
                 return None
             if done:
                 ex.body_done = True
-        self.deadline = 0 if ex.body_done else self.server.clock + runtime.body_timeout
+        self.deadline = 0 if ex.body_done else now_monotonic() + runtime.body_timeout
         if not ex.response_done:
             ex.on_request_body(data)
         return rest
@@ -2112,13 +2248,13 @@ cdef class ClientConnection:
             self.close()
             return
         self.state = C_IDLE
-        self.deadline = self.server.clock + ex.runtime.keepalive_timeout
+        self.deadline = now_monotonic() + ex.runtime.keepalive_timeout
         if self.reading_paused:
             self.reading_paused_pipeline = False
             self.reading_paused_backlog = False
             self.reading_paused_upstream = False
             self.update_reading()
-        if self.pending and not self.processing:
+        if self.pending and not self.processing and not self.writing_paused:
             data = bytes(self.pending)
             self.pending.clear()
             self.process(data)
@@ -2139,7 +2275,7 @@ cdef class ClientConnection:
             return
         self.state = C_LINGER
         self.pending.clear()
-        self.deadline = self.server.clock + LINGER_SECONDS
+        self.deadline = now_monotonic() + LINGER_SECONDS
         try:
             if self.transport.can_write_eof():
                 self.transport.write_eof()
