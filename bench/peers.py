@@ -21,6 +21,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -382,7 +383,10 @@ class Gateway(Peer):
         server = spawn("gateway", [sys.executable, "-m", "gateway", "run", "-c", conf,
                                    "-w", str(workers)], tmp, port, env=env,
                        expected_procs=1 + workers, log_name="gateway.log")
-        server.info.update(conf=conf, admin=admin, state=os.path.join(tmp, "state", "gateway"),
+        from gateway.server.state import InstanceState
+
+        instance = InstanceState(conf, Path(tmp) / "state" / "gateway")
+        server.info.update(conf=conf, admin=admin, state=str(instance.directory),
                            workers=workers, config=gateway_config(port, admin, upstream_port,
                                                                   variant, routes))
         return server

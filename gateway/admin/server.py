@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.admin")
 
-HEAD_TIMEOUT = 10.0
 IDLE_TIMEOUT = 60.0
 BODY_TIMEOUT = 60.0
 MAX_HEAD = 32768
@@ -49,6 +48,9 @@ class AdminServer:
         self.server: asyncio.AbstractServer | None = None
         self._generated: str | None = None
         self._allow: AllowList | None = None
+        self.connections = 0
+        self.refused_since_report = 0
+        self.last_refusal_report = 0.0
         if metrics is not None:
             self.exporter = MetricsExporter(metrics)
             self.scrape: asyncio.Future[tuple[bytes, float]] | None = None
@@ -145,14 +147,39 @@ class AdminServer:
 
     # ---------------------------------------------------------------- HTTP/1.1
 
+    def refuse(self, writer: asyncio.StreamWriter, limit: int) -> None:
+        self.refused_since_report += 1
+        now = time.monotonic()
+        if now - self.last_refusal_report >= 10.0:
+            log.warning("admin connection limit (%d) reached: closed %d new connection(s)",
+                        limit, self.refused_since_report)
+            self.last_refusal_report = now
+            self.refused_since_report = 0
+        writer.transport.abort()
+
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        settings = self.settings()
+        if self.connections >= settings.max_connections:
+            self.refuse(writer, settings.max_connections)
+            return
+        self.connections += 1
+        try:
+            await self.serve_connection(reader, writer, settings.header_timeout)
+        finally:
+            self.connections -= 1
+
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                               header_timeout: float) -> None:
         peer = writer.get_extra_info("peername")
         client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
         buffer = b""
+        served = 0
         try:
             while True:
                 head = None
-                timeout = IDLE_TIMEOUT if not buffer else HEAD_TIMEOUT
+                # A connection must send its first request within the header timeout: an idle
+                # one costs the master a descriptor and needs no key to be opened.
+                timeout = IDLE_TIMEOUT if served and not buffer else header_timeout
                 while head is None:
                     try:
                         head = parse_request(buffer, max_head_size=MAX_HEAD)
@@ -168,7 +195,7 @@ class AdminServer:
                         if not chunk:
                             return
                         buffer += chunk
-                        timeout = HEAD_TIMEOUT
+                        timeout = header_timeout
                 buffer = buffer[head.head_len:]
                 keep_alive = head.keep_alive
                 is_head = head.method == "HEAD"
@@ -195,6 +222,7 @@ class AdminServer:
                     client_ip=client_ip,
                 )
                 reply = await self.dispatch(request)
+                served += 1
                 await self.send(writer, reply, keep_alive, is_head)
                 if not keep_alive:
                     return

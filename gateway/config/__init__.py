@@ -11,7 +11,9 @@ from .loader import (
     dump_config,
     format_path,
     load_config,
+    parse_config_file,
     parse_config_text,
+    read_config_file,
     parse_listen,
     validate_config,
 )
@@ -51,7 +53,9 @@ __all__ = [
     "dump_config",
     "format_path",
     "load_config",
+    "parse_config_file",
     "parse_config_text",
+    "read_config_file",
     "parse_listen",
     "validate_config",
 ]

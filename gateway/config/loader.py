@@ -41,7 +41,9 @@ __all__ = [
     "default_config",
     "dump_config",
     "load_config",
+    "parse_config_file",
     "parse_config_text",
+    "read_config_file",
     "validate_config",
 ]
 
@@ -76,6 +78,8 @@ class ConfigError(Exception):
 
 #: A check the plugin system (or anything else) adds: (config, file name) -> issues.
 ExtraCheck = Callable[[Config, str], list[ConfigIssue]]
+#: How much of a file's own checks apply to a text (see parse_config_text).
+FileChecks = Literal["none", "file", "reload"]
 
 Segment = Union[str, int]
 Path = tuple[Segment, ...]
@@ -806,8 +810,11 @@ def parse_config_text(
     source: str = "<string>",
     env: Mapping[str, str] | None = None,
     extra_checks: Sequence[ExtraCheck] = (),
+    file_checks: FileChecks = "none",
 ) -> Config:
-    """Parse and validate a YAML document; raise ConfigError listing every issue."""
+    """Parse and validate a YAML document; raise ConfigError listing every issue.
+    ``file_checks``: "file" when the text is a whole config file (an empty one is an error),
+    "reload" when it is also about to replace a running config."""
     env = os.environ if env is None else env
     loader, root = _compose(text, source)
     try:
@@ -824,11 +831,64 @@ def parse_config_text(
                     [ConfigIssue(file=source, path="", message=f"YAML error: {getattr(exc, 'problem', exc)}",
                                  line=mark.line + 1 if mark else None)]
                 ) from None
+        if file_checks != "none":
+            issues.extend(_file_checks(text, data, source, file_checks == "reload"))
         if issues:
             raise ConfigError(issues)
         return _finish(data, source, root, issues, extra_checks)
     finally:
         loader.dispose()
+
+
+def read_config_file(path: str | os.PathLike[str]) -> bytes:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file=name, path="", message=f"cannot read config file: {exc.strerror or exc}")]) from None
+
+
+#: A line of its own at the end of a file: the writer finished (APISIX standalone mode's marker).
+END_MARKER = "#END"
+
+
+def _ends_with_marker(text: str) -> bool:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return bool(lines) and lines[-1] == END_MARKER
+
+
+def _file_checks(text: str, data: Any, name: str, replaces_running: bool) -> list[ConfigIssue]:
+    """What only a file can get wrong: being empty or cut short by a writer that has not
+    finished. A reload to a config with no `gateway` and no `routes` section is never what
+    anybody meant: it would drop every route (and the admin key) of the running gateway."""
+    if data is None:
+        return [ConfigIssue(file=name, path="", message="the config file is empty (no YAML document in it)")]
+    if replaces_running and isinstance(data, dict) and "gateway" not in data and "routes" not in data:
+        return [ConfigIssue(file=name, path="", message="no `gateway` or `routes` section: "
+                            "an incomplete file? (write a temp file and rename it over the config)")]
+    gateway = data.get("gateway") if isinstance(data, dict) else None
+    if isinstance(gateway, dict) and gateway.get("require_end_marker") is True and not _ends_with_marker(text):
+        return [ConfigIssue(file=name, path="gateway.require_end_marker",
+                            message=f"the file does not end with a {END_MARKER} line: not applied until the writer finishes")]
+    return []
+
+
+def parse_config_file(
+    raw: bytes,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    extra_checks: Sequence[ExtraCheck] = (),
+    replaces_running: bool = False,
+) -> Config:
+    """Validate the bytes of a config file (read once by the caller, who may hash them)."""
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate a BOM from Windows editors
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigIssue(file=name, path="", message="file is not valid UTF-8", line=line)]) from None
+    return parse_config_text(text, name, env, extra_checks,
+                             file_checks="reload" if replaces_running else "file")
 
 
 def load_config(
@@ -838,17 +898,7 @@ def load_config(
 ) -> Config:
     """Load and validate a config file; raise ConfigError listing every issue."""
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(file=name, path="", message=f"cannot read config file: {exc.strerror or exc}")]) from None
-    try:
-        text = raw.decode("utf-8-sig")  # tolerate a BOM from Windows editors
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError([ConfigIssue(file=name, path="", message="file is not valid UTF-8", line=line)]) from None
-    return parse_config_text(text, name, env, extra_checks)
+    return parse_config_file(read_config_file(name), name, env, extra_checks)
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:
@@ -877,8 +927,9 @@ def dump_config(config: Config) -> str:
     It holds expanded values, secrets included: write it with mode 0600.
     """
     data = _escape(msgspec.to_builtins(config))
-    return yaml.dump(data, Dumper=yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper,
+    text = yaml.dump(data, Dumper=yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper,
                      sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text + END_MARKER + "\n"  # complete, whatever require_end_marker says
 
 
 _msgpack_encoder = msgspec.msgpack.Encoder()

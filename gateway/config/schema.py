@@ -73,6 +73,11 @@ class AdminSettings(_Struct, kw_only=True):
     key: str | None = None
     #: Client networks (CIDR) allowed to reach the Admin API.
     allow_admin: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    #: Seconds a connection may take to send a request head, the first one included.
+    header_timeout: PositiveSeconds = 10.0
+    #: Admin connections open at once; more are closed at once, so a flood cannot take the
+    #: file descriptors the master needs to supervise its workers.
+    max_connections: PositiveInt = 256
 
 
 class GatewaySettings(_Struct, kw_only=True):
@@ -108,6 +113,12 @@ class GatewaySettings(_Struct, kw_only=True):
     access_log: str | None = None
     #: Directory for the persisted last-known-good config; None = the caller picks a default.
     state_dir: str | None = None
+    #: Seconds an edited config file must stay unchanged before it is applied, so a writer that
+    #: saves in pieces is never applied half-way (SIGHUP applies at once).
+    config_settle_time: Seconds = 0.2
+    #: Apply the file only when it ends with a `#END` line (APISIX standalone mode's marker), for
+    #: writers that cannot write a temp file and rename it.
+    require_end_marker: bool = False
 
 
 # ----------------------------------------------------------------------- upstream

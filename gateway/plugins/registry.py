@@ -41,6 +41,10 @@ BUILTIN: dict[str, str] = {
 _cache: dict[str, type[Plugin]] = {}
 
 
+class PluginLoadError(Exception):
+    """A plugin that exists but cannot be imported (its module, or something it imports, fails)."""
+
+
 def load_class(ref: str) -> type[Plugin]:
     module_name, _, attr = ref.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
@@ -66,12 +70,23 @@ def get_plugin_class(name: str) -> type[Plugin]:
             raise KeyError(name)
         try:
             cls = load_class(ref)
-        except (ImportError, AttributeError) as exc:
-            if ":" in name:
+        except Exception as exc:  # a plugin module may fail in any way while importing
+            if ":" in name and _names_a_missing_thing(ref, exc):
                 raise KeyError(name) from exc
-            raise
+            raise PluginLoadError(
+                f"plugin '{name}' cannot be loaded: {type(exc).__name__}: {exc}") from exc
         _cache[name] = cls
     return cls
+
+
+def _names_a_missing_thing(ref: str, exc: BaseException) -> bool:
+    """True when the import path itself is wrong (no such module or class), as opposed to a
+    module that exists and fails while importing."""
+    module_name, _, attr = ref.partition(":")
+    if isinstance(exc, ModuleNotFoundError):
+        missing = exc.name or ""
+        return module_name == missing or module_name.startswith(missing + ".")
+    return isinstance(exc, AttributeError) and getattr(exc, "name", None) == attr
 
 
 class PluginMeta(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -125,9 +140,8 @@ def _check_plugins(plugins: dict[str, Any], path: str, file: str) -> list[Config
             issues.append(ConfigIssue(file=file, path=where, message=f"unknown plugin '{name}'",
                                       line=None))
             continue
-        except Exception as exc:  # an installed third-party plugin that fails to import
-            issues.append(ConfigIssue(file=file, path=where,
-                                      message=f"plugin '{name}' cannot be loaded: {exc}", line=None))
+        except PluginLoadError as exc:
+            issues.append(ConfigIssue(file=file, path=where, message=str(exc), line=None))
             continue
         try:
             instantiate(name, raw)

@@ -19,8 +19,10 @@ from gateway.config import Config, config_from_bytes
 from gateway.observability.access_log import AccessLog
 from gateway._native import SharedLimiter, SharedMetrics
 from gateway.proxy.runtime import compile_runtime
+from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
-from gateway.server.sockets import reuseport_socket
+from gateway.server.sockets import BACKLOG, reuseport_socket
+from gateway.server.worker_boot import EXIT_CANNOT_START
 
 log = logging.getLogger("gateway.worker")
 
@@ -56,8 +58,12 @@ class Worker:
         self.quit_now = False
         self.access_log: AccessLog | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.fatal: str | None = None
+        self.fd_watch = FdWatch(log, f"worker {worker_id}")
+        self.watcher: asyncio.TimerHandle | None = None
 
     async def run(self) -> int:
+        self.loop.set_exception_handler(self._loop_exception)
         reader, self.writer = await asyncio.open_unix_connection(sock=self.control)
         self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         self.loop.add_signal_handler(signal.SIGQUIT, self._quit)
@@ -66,7 +72,32 @@ class Worker:
         await self.stopping.wait()
         control.cancel()
         await self._shutdown()
+        if self.fatal is not None:
+            return EXIT_CANNOT_START
         return 0
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno == 24:
+            self.fd_watch.check()
+            return
+        log.error("worker %d: %s", self.worker_id, context.get("message", "event loop error"),
+                  exc_info=exc)
+
+    def _watch_fds(self) -> None:
+        # uvloop drops connections silently at the fd limit; say so (see fd_limits).
+        if self.server is not None:
+            stats = self.server.stats
+            self.fd_watch.check(stats["clients"] + stats["upstream_connections"])
+        self.watcher = self.loop.call_later(1.0, self._watch_fds)
+
+    def _cannot_start(self, message: str) -> None:
+        """The first config cannot be served: tell the master in one line and exit."""
+        self.fatal = message
+        log.error("worker %d cannot start: %s", self.worker_id, message)
+        self._send({"type": "fatal", "message": message, "pid": os.getpid()})
+        self.quit_now = True
+        self.stopping.set()
 
     def _quit(self) -> None:
         self.quit_now = True
@@ -102,12 +133,20 @@ class Worker:
             runtime = compile_runtime(config, version, limiter=self.limiter,
                                       metrics=self.metrics, worker_id=self.worker_id)
         except Exception as exc:  # the master validated it; say why if it still fails here
+            if self.server is None:
+                log.exception("worker %d: config version %d rejected", self.worker_id, version)
+                self._cannot_start(f"config version {version}: {type(exc).__name__}: {exc}")
+                return
             log.exception("worker %d: config version %d rejected", self.worker_id, version)
             self._send({"type": "error", "version": version, "message": str(exc),
                         "pid": os.getpid()})
             return
         if self.server is None:
-            await self._start(config, runtime)
+            try:
+                await self._start(config, runtime)
+            except OSError as exc:
+                self._cannot_start(str(exc))
+                return
         else:
             self.server.set_runtime(runtime)
             self.server.sweep_interval = sweep_interval(config)
@@ -122,9 +161,15 @@ class Worker:
         self.server = Server(self.loop, runtime, sweep_interval(config))
         self._configure_access_log(config)
         for address in config.gateway.listen:
-            sock = reuseport_socket(address)
-            listener = await self.loop.create_server(self.server.protocol_factory, sock=sock)
+            try:
+                sock = reuseport_socket(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+            # create_server listens again: without the backlog it would be asyncio's 100.
+            listener = await self.loop.create_server(self.server.protocol_factory, sock=sock,
+                                                     backlog=BACKLOG)
             self.listeners.append(listener)
+        self._watch_fds()
         log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
                  ", ".join(config.gateway.listen))
 
@@ -143,6 +188,8 @@ class Worker:
     async def _shutdown(self) -> None:
         for listener in self.listeners:
             listener.close()
+        if self.watcher is not None:
+            self.watcher.cancel()
         if self.server is not None:
             self.server.start_draining()
             if not self.quit_now:
@@ -150,6 +197,10 @@ class Worker:
                 deadline = time.monotonic() + grace
                 while self.server.active_clients and time.monotonic() < deadline:
                     await asyncio.sleep(0.02)
+                if self.server.in_flight:
+                    log.warning("worker %d: graceful shutdown timed out: closing %d "
+                                "connection(s) with a request in flight", self.worker_id,
+                                self.server.in_flight)
             self.server.close_all()
         if self.access_log is not None:
             self.access_log.close()
@@ -164,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limiter-fd", type=int, default=None)
     parser.add_argument("--metrics-fd", type=int, default=None)
     args = parser.parse_args(argv)
+    raise_fd_limit()
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
                         format=f"%(asctime)s [worker {args.id} %(process)d] %(levelname)s %(message)s",
                         stream=sys.stderr)
