@@ -89,8 +89,8 @@ def find(issues: list[ConfigIssue], path: str) -> ConfigIssue:
 # ------------------------------------------------------------------- defaults
 
 
-def test_empty_document_gives_defaults(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, "# nothing\n"), env={})
+def test_empty_document_gives_defaults() -> None:
+    config = parse_config_text("# nothing\n", env={})
     assert config == Config()
     gw = config.gateway
     assert gw.listen == ["127.0.0.1:9080"]

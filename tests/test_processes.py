@@ -134,7 +134,7 @@ def test_invalid_edit_is_rejected_and_old_config_keeps_serving(gateway: GatewayP
     gateway.wait_version(2)
     assert get(gateway.port, "/other")[0] == 404
     # the last good config was persisted
-    persisted = gateway.state_dir / "gateway" / "gateway.yaml.last-good.yaml"
+    persisted = gateway.instance.last_good
     assert yaml.safe_load(persisted.read_text())["routes"][0]["uri"] == "/echo"
     assert oct(persisted.stat().st_mode & 0o777) == "0o600"
 

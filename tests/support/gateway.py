@@ -15,7 +15,11 @@ from typing import Any
 
 import yaml
 
+from gateway.server.state import InstanceState
 from tests.support.upstream import free_port
+
+LOST_EXCEPTION_MARKERS = ("exception was never retrieved", "Exception in callback",
+                          "Unhandled error in exception handler")
 
 
 class GatewayProcess:
@@ -54,9 +58,25 @@ class GatewayProcess:
             self.wait_version(1)
         return self
 
+    @property
+    def instance(self) -> InstanceState:
+        """Where the master keeps this gateway's status and last good config."""
+        root = Path(self.env.get("XDG_STATE_HOME", self.state_dir)) / "gateway"
+        try:
+            configured = (yaml.safe_load(self.config_path.read_text()) or {}).get("gateway", {})
+        except (OSError, yaml.YAMLError, AttributeError):
+            configured = {}
+        state_dir = configured.get("state_dir") if isinstance(configured, dict) else None
+        if state_dir:
+            return InstanceState(str(self.config_path), Path(state_dir), root)
+        default = InstanceState(str(self.config_path), root, root)
+        # a broken file names no state dir: the master then uses the one it recorded
+        recorded = default.recorded_state_dir()
+        return InstanceState(str(self.config_path), recorded, root) if recorded else default
+
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads((self.state_dir / "gateway" / "status.json").read_text())
+            return json.loads(self.instance.status.read_text())
         except (OSError, ValueError):
             return {}
 
@@ -89,13 +109,22 @@ class GatewayProcess:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise
         finally:
             self.log.close()
+        self.assert_no_lost_exceptions()
+        return code
+
+    def assert_no_lost_exceptions(self) -> None:
+        """An exception nobody handled (a task's, a callback's) is a defect even when the
+        test's own assertions pass: the master or a worker lost track of something."""
+        logs = self.logs()
+        for marker in LOST_EXCEPTION_MARKERS:
+            assert marker not in logs, f"{marker!r} in the gateway's log:\n{logs}"
 
     def __enter__(self) -> "GatewayProcess":
         return self.start()

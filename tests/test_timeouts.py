@@ -1,0 +1,65 @@
+"""Timeouts are deadlines: never early (a periodic sweep must not round them down), and what a
+timeout or the end of a graceful shutdown cuts is logged."""
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from tests.support.gateway import GatewayProcess, base_config, http_get
+from tests.support.upstream import Upstream, free_port
+
+
+def test_header_timeout_is_never_early(tmp_path: Path) -> None:
+    with Upstream("up") as upstream:
+        config = base_config(free_port(), upstream.port, client_header_timeout=1.0)
+        with GatewayProcess(tmp_path, config, workers=1) as gw:
+            for _ in range(3):
+                sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")  # head never finished
+                started = time.monotonic()
+                answer = sock.recv(1000)
+                waited = time.monotonic() - started
+                sock.close()
+                assert answer.startswith(b"HTTP/1.1 408 ")
+                assert waited >= 1.0, f"408 after {waited:.3f} s for a 1 s timeout"
+
+
+def test_upstream_read_timeout_is_never_early(tmp_path: Path) -> None:
+    with Upstream("up") as upstream:
+        config = base_config(free_port(), upstream.port)
+        config["upstreams"][0]["timeout"] = {"connect": 1, "send": 1, "read": 0.6}
+        with GatewayProcess(tmp_path, config, workers=1) as gw:
+            for _ in range(3):
+                started = time.monotonic()
+                response, _ = http_get(gw.port, "/slow/3")
+                waited = time.monotonic() - started
+                assert response.status == 504
+                assert waited >= 0.6, f"504 after {waited:.3f} s for a 0.6 s timeout"
+
+
+def test_requests_cut_by_the_end_of_a_graceful_shutdown_are_logged(tmp_path: Path) -> None:
+    with Upstream("up") as upstream:
+        config = base_config(free_port(), upstream.port, graceful_shutdown_timeout=0.5)
+        gw = GatewayProcess(tmp_path, config, workers=1)
+        with gw:
+            outcome: dict[str, object] = {}
+
+            def slow() -> None:
+                try:
+                    outcome["response"] = http_get(gw.port, "/slow/5")
+                except OSError as exc:
+                    outcome["error"] = exc
+
+            thread = threading.Thread(target=slow)
+            thread.start()
+            time.sleep(0.3)
+            assert gw.proc is not None
+            gw.proc.send_signal(signal.SIGTERM)
+            thread.join(10)
+            assert gw.proc.wait(10) == 0
+        assert "error" in outcome  # the client saw its connection cut, not a hang
+        assert "graceful shutdown timed out: closing 1 connection(s) with a request in flight" \
+            in gw.logs()
