@@ -24,6 +24,7 @@ from gateway.config import (
     default_config,
     dump_config,
     load_config,
+    parse_config_file,
     parse_config_text,
     validate_config,
 )
@@ -746,3 +747,41 @@ def test_empty_sections_and_anchor_keys(tmp_path: Path) -> None:
     """), env={})
     assert config.gateway == GatewaySettings()
     assert config.upstreams[0].nodes == [Node(host="10.0.0.1", port=80)]
+
+
+# ------------------------------------------------- what only a whole file can get wrong
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n\n", b"# only a comment\n"])
+def test_a_file_with_no_document_is_an_error(raw: bytes) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config_file(raw, "g.yaml")
+    (issue,) = caught.value.issues
+    assert issue.file == "g.yaml" and issue.path == "" and "empty" in issue.message
+
+
+def test_a_reload_needs_a_gateway_or_routes_section() -> None:
+    cut_short = b"upstreams: []\nconsumers: []\n"
+    parse_config_file(cut_short, "g.yaml")  # as a file of its own: valid, if useless
+    with pytest.raises(ConfigError) as caught:
+        parse_config_file(cut_short, "g.yaml", replaces_running=True)
+    assert "no `gateway` or `routes` section" in str(caught.value)
+    parse_config_file(b"routes: []\n", "g.yaml", replaces_running=True)
+
+
+def test_end_marker_is_required_only_when_asked_for() -> None:
+    body = b"gateway: {require_end_marker: true}\nroutes: []\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config_file(body, "g.yaml")
+    (issue,) = caught.value.issues
+    assert issue.path == "gateway.require_end_marker" and "#END" in issue.message
+    assert parse_config_file(body + b"#END\n", "g.yaml").gateway.require_end_marker
+    assert parse_config_file(body + b"#END\n\n  \n", "g.yaml").routes == []
+    parse_config_file(b"routes: []\n", "g.yaml")  # no marker asked for: none needed
+
+
+def test_dump_config_ends_with_the_marker() -> None:
+    config = parse_config_text("gateway: {require_end_marker: true}\n", env={})
+    dumped = dump_config(config)
+    assert dumped.rstrip().splitlines()[-1] == "#END"
+    assert parse_config_file(dumped.encode(), "last-good.yaml") == config
