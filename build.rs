@@ -32,11 +32,8 @@ fn main() {
     let pyext = root.join("pyext");
 
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
-    for entry in std::fs::read_dir(&pyext).expect("pyext/ exists") {
-        let path = entry.unwrap().path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("pyx" | "pxd" | "pxi" | "h")) {
-            println!("cargo:rerun-if-changed={}", path.display());
-        }
+    for path in protocol_sources(&pyext) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 
     let mut build = cc::Build::new();
@@ -57,6 +54,20 @@ fn main() {
         build.file(&c_file);
     }
     build.compile("gateway_cython");
+}
+
+/// Every file under `pyext/` the Cython build reads (the module is many included files).
+fn protocol_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("pyext/ exists") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(protocol_sources(&path));
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("pyx" | "pxd" | "pxi" | "h")) {
+            found.push(path);
+        }
+    }
+    found
 }
 
 fn cythonize(python: &str, pyx: &Path, c_file: &Path, dotted: &str, include: &Path) {

@@ -1,0 +1,134 @@
+cdef class Server:
+
+    def __cinit__(self):
+        self.match_params = gw_params_new()
+
+    def __dealloc__(self):
+        if self.match_params != NULL:
+            gw_params_free(self.match_params)
+            self.match_params = NULL
+
+    def __init__(self, loop, Runtime runtime, double sweep_interval=0.25):
+        self.loop = loop
+        self.runtime = runtime
+        self.clients = set()
+        self.pools = {}
+        self.upstreams = set()
+        self.scratch = HeadBuffer()
+        self.draining = False
+        self.sweep_interval = sweep_interval
+        self.on_log = None
+        self.requests_total = 0
+        self.connections_total = 0
+        self.clock = now_monotonic()
+        self.scheme = "http"
+        self.sweeper = loop.call_later(sweep_interval, self._sweep)
+        self.adopt_pools(runtime)
+
+    def protocol_factory(self):
+        return ClientConnection(self)
+
+    def set_runtime(self, Runtime runtime):
+        self.adopt_pools(runtime)
+        self.runtime = runtime
+
+    cdef void adopt_pools(self, Runtime runtime):
+        """Nodes of a new config version share the idle pools of equal nodes (same host and
+        port) of the previous one, so a reload keeps the warm upstream connections."""
+        cdef RouteEntry route
+        cdef UpstreamNode node
+        for route in runtime.routes:
+            if route.upstream is None:
+                continue
+            for node in route.upstream.nodes:
+                node.idle = self.pools.setdefault(node.key, node.idle)
+
+    @property
+    def stats(self):
+        return {"requests": self.requests_total, "connections": self.connections_total,
+                "clients": len(self.clients), "upstream_connections": len(self.upstreams)}
+
+    @property
+    def active_clients(self):
+        return len(self.clients)
+
+    @property
+    def in_flight(self):
+        cdef ClientConnection c
+        return sum(1 for c in self.clients if c.state == C_ACTIVE)
+
+    def start_draining(self):
+        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        cdef ClientConnection c
+        self.draining = True
+        for c in list(self.clients):
+            if c.state == C_IDLE:
+                c.close()
+
+    def close_all(self):
+        cdef ClientConnection c
+        cdef UpstreamConnection u
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+        for c in list(self.clients):
+            c.close()
+        for u in list(self.upstreams):
+            u.close()
+
+    def _sweep(self):
+        """Enforces every timeout from one periodic pass instead of a timer per request."""
+        cdef double now = now_monotonic()
+        cdef ClientConnection c
+        cdef UpstreamConnection u
+        self.clock = now
+        try:
+            for c in list(self.clients):
+                if c.deadline and now >= c.deadline:
+                    c.on_timeout(now)
+                if c.send_deadline and now >= c.send_deadline and c.state != C_CLOSED:
+                    c.on_send_timeout(now)
+            for u in list(self.upstreams):
+                if u.deadline and now >= u.deadline:
+                    u.on_timeout(now)
+        except Exception:
+            log.exception("timeout sweep failed")
+        finally:
+            if self.sweeper is not None:
+                self.sweeper = self.loop.call_later(self.sweep_interval, self._sweep)
+
+    cdef UpstreamConnection pool_get(self, UpstreamNode node):
+        cdef list idle = node.idle
+        cdef UpstreamConnection u
+        while idle:
+            u = <UpstreamConnection>idle.pop()
+            if u.state == U_IDLE and not u.transport.is_closing():
+                return u
+        return None
+
+    cdef void pool_put(self, UpstreamConnection u, UpstreamGroup group):
+        cdef list idle
+        if (self.draining or u.requests >= group.keepalive_requests or group.keepalive_size <= 0
+                or u.transport is None or u.transport.is_closing()):
+            u.close()
+            return
+        idle = u.node.idle
+        if len(idle) >= group.keepalive_size:
+            u.close()
+            return
+        u.state = U_IDLE
+        u.ex = None
+        u.idle_timeout = group.keepalive_idle
+        u.deadline = now_monotonic() + group.keepalive_idle
+        if u.reading_paused:
+            u.reading_paused = False
+            u.transport.resume_reading()
+        idle.append(u)
+
+    cdef void pool_forget(self, UpstreamConnection u):
+        cdef list idle = u.node.idle if u.node is not None else None
+        if idle:
+            try:
+                idle.remove(u)
+            except ValueError:
+                pass

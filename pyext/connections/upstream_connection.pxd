@@ -1,0 +1,25 @@
+cdef class UpstreamConnection:
+    cdef Server server
+    cdef object transport
+    cdef public UpstreamNode node
+    cdef Exchange ex
+    cdef gw_response_head head
+    cdef gw_chunked *chunked
+    cdef bytearray pending
+    cdef public int state
+    cdef int body_kind
+    cdef uint64_t remaining
+    cdef public int requests
+    cdef double deadline
+    cdef double idle_timeout
+    cdef bint got_response_bytes
+    cdef bint reading_paused
+    cdef bint reused
+    cdef object write                     # transport.write, bound once per connection
+    cdef void on_head_data(self, bytes data)
+    cdef void refuse_head(self, Exchange ex, object exc)
+    cdef void forward_body(self, bytes data)
+    cdef void forward_dechunked(self, bytes data)
+    cdef void on_timeout(self, double now)
+    cdef void send(self, Exchange ex, list parts, bint body_done)
+    cdef void close(self)

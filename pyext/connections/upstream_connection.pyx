@@ -1,0 +1,273 @@
+cdef class UpstreamConnection:
+
+    def __cinit__(self):
+        self.chunked = gw_chunked_new()
+
+    def __dealloc__(self):
+        if self.chunked != NULL:
+            gw_chunked_free(self.chunked)
+            self.chunked = NULL
+
+    def __init__(self, Server server, UpstreamNode node):
+        self.server = server
+        self.node = node
+        self.state = U_CONNECTING
+        self.pending = bytearray()
+        self.requests = 0
+        self.deadline = 0
+        self.reading_paused = False
+
+    # asyncio protocol callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+        self.write = transport.write
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        self.server.upstreams.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def connection_lost(self, exc):
+        cdef Exchange ex = self.ex
+        cdef int previous = self.state
+        self.state = U_CLOSED
+        self.server.upstreams.discard(self)
+        if previous == U_IDLE:
+            self.server.pool_forget(self)
+        self.ex = None
+        if ex is None:
+            return
+        if previous == U_TUNNEL:
+            ex.end_tunnel()
+        elif previous == U_BODY and self.body_kind == GW_BODY_UNTIL_CLOSE:
+            ex.on_response_complete(self, False)
+        else:
+            ex.on_upstream_lost(self, self.got_response_bytes, exc)
+
+    def eof_received(self):
+        return False
+
+    def pause_writing(self):
+        if self.ex is not None:
+            self.ex.client.pause_reading_for_upstream()
+
+    def resume_writing(self):
+        if self.ex is not None:
+            self.ex.client.resume_reading_for_upstream()
+
+    def data_received(self, bytes data):
+        cdef Exchange ex = self.ex
+        if ex is None:
+            # Bytes from an idle pooled connection: the peer broke the protocol; drop it.
+            self.close()
+            return
+        self.got_response_bytes = True
+        self.deadline = now_monotonic() + ex.read_timeout
+        if self.state == U_TUNNEL:
+            ex.client.write_body(data)
+            return
+        if self.state == U_BODY:
+            self.forward_body(data)
+        else:
+            self.on_head_data(data)
+
+    cdef void on_head_data(self, bytes data):
+        cdef Exchange ex = self.ex
+        cdef const char *reason = NULL
+        cdef int32_t n
+        cdef bytes buf
+        while True:
+            if self.pending:
+                self.pending += data
+                buf = bytes(self.pending)
+                self.pending.clear()
+            else:
+                buf = data
+            n = gw_parse_response(<const uint8_t *>PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf),
+                                  ex.is_head, &ex.runtime.limits, &self.head, &reason)
+            if n == 0:
+                self.pending += buf
+                return
+            if n < 0:
+                log.warning("invalid response from upstream %s:%d: %s", self.node.host,
+                            self.node.port, (<bytes>reason).decode(errors="replace"))
+                self.state = U_CLOSED
+                self.transport.abort()
+                ex.on_upstream_failed(502, "invalid response from upstream")
+                return
+            if self.head.status == 101:
+                if ex.upgrading:
+                    self.state = U_TUNNEL
+                    try:
+                        ex.on_upgraded(self, buf, n)
+                    except HeadSpanError as exc:
+                        self.refuse_head(ex, exc)
+                    return
+                self.state = U_CLOSED
+                self.transport.abort()
+                ex.on_upstream_failed(502, "upstream switched protocols unasked")
+                return
+            if 100 <= self.head.status < 200:
+                ex.relay_informational(buf, n)
+                if n == PyBytes_GET_SIZE(buf):
+                    return
+                data = buf[n:]
+                continue
+            break
+        self.state = U_BODY
+        self.body_kind = self.head.body_kind
+        self.remaining = self.head.content_length
+        if self.body_kind == GW_BODY_CHUNKED:
+            gw_chunked_reset(self.chunked)
+        cdef size_t rest = PyBytes_GET_SIZE(buf) - n
+        cdef size_t inline_body = 0
+        if self.body_kind == GW_BODY_LENGTH and rest and rest <= INLINE_BODY_MAX \
+                and not ex.route.body_filter:
+            # A small body that arrived with the head is copied right behind it: one buffer,
+            # one write to the client.
+            inline_body = rest if rest < self.remaining else self.remaining
+        try:
+            ex.on_response_head(self, buf, n, inline_body)
+        except HeadSpanError as exc:
+            self.refuse_head(ex, exc)
+            return
+        if self.ex is None or self.state != U_BODY:
+            return
+        self.remaining -= inline_body
+        if self.body_kind == GW_BODY_NONE or (self.body_kind == GW_BODY_LENGTH and self.remaining == 0):
+            if rest > inline_body:
+                self.head.keep_alive = 0  # extra bytes after a complete response: do not reuse
+            ex.on_response_complete(self, self.head.keep_alive)
+            return
+        if rest > inline_body:
+            self.forward_body(buf[n + inline_body:])  # goes out with the held head in one write
+        else:
+            ex.client.flush_head()
+
+    cdef void refuse_head(self, Exchange ex, object exc):
+        log.error("cannot relay the response head of upstream %s:%d: %s", self.node.host,
+                  self.node.port, exc)
+        self.state = U_CLOSED
+        self.transport.abort()
+        ex.response_started = False
+        ex.client.held_head = None
+        ex.on_upstream_failed(502, "invalid response from upstream")
+
+    cdef void forward_body(self, bytes data):
+        cdef Exchange ex = self.ex
+        cdef size_t size = PyBytes_GET_SIZE(data)
+        cdef size_t consumed = 0
+        cdef uint8_t done = 0
+        cdef int32_t rc
+        if self.body_kind == GW_BODY_LENGTH:
+            if size < self.remaining:
+                self.remaining -= size
+                ex.send_response_body(data)
+                return
+            if size > self.remaining:
+                data = data[:self.remaining]
+                self.head.keep_alive = 0
+            self.remaining = 0
+            ex.send_response_body(data)
+            if self.ex is not None:
+                ex.on_response_complete(self, self.head.keep_alive)
+        elif self.body_kind == GW_BODY_CHUNKED:
+            if ex.chunked_to_client:
+                self.forward_dechunked(data)
+                return
+            rc = gw_chunked_feed(self.chunked, <const uint8_t *>PyBytes_AS_STRING(data), size,
+                                 &consumed, &done)
+            if rc != 0:
+                log.warning("invalid chunked body from upstream %s:%d", self.node.host,
+                            self.node.port)
+                self.state = U_CLOSED
+                self.transport.abort()
+                ex.abort_client()
+                return
+            if consumed < size:
+                data = data[:consumed]
+                self.head.keep_alive = 0
+            ex.send_response_body(data)
+            if done and self.ex is not None:
+                ex.on_response_complete(self, self.head.keep_alive)
+        else:
+            ex.send_response_body(data)
+
+    cdef void forward_dechunked(self, bytes data):
+        """Chunked response to an HTTP/1.0 client: send the payload only (it reads until close)."""
+        cdef Exchange ex = self.ex
+        cdef size_t size = PyBytes_GET_SIZE(data)
+        cdef size_t consumed = 0, out_len = 0
+        cdef uint8_t done = 0
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+        cdef int32_t rc = gw_chunked_decode(self.chunked, <const uint8_t *>PyBytes_AS_STRING(data),
+                                            size, <uint8_t *>PyBytes_AS_STRING(out), &consumed,
+                                            &out_len, &done)
+        if rc != 0:
+            self.state = U_CLOSED
+            self.transport.abort()
+            ex.abort_client()
+            return
+        if out_len:
+            ex.send_response_body(out[:out_len])
+        if done and self.ex is not None:
+            ex.on_response_complete(self, self.head.keep_alive and consumed == size)
+
+    cdef void on_timeout(self, double now):
+        if self.state == U_IDLE:
+            self.close()
+        elif self.state == U_TUNNEL:
+            self.transport.abort()  # an idle tunnel ends quietly; connection_lost closes both
+        elif self.ex is not None:
+            ex = self.ex
+            if self.state == U_BODY:
+                phase = "reading response body from"
+            elif self.got_response_bytes or (<Exchange>ex).body_done:
+                phase = "reading response header from"
+            else:
+                phase = "sending request to"
+            log.warning("upstream timed out while %s upstream %s:%d", phase, self.node.host,
+                        self.node.port)
+            self.ex = None
+            self.state = U_CLOSED
+            self.transport.abort()
+            (<Exchange>ex).on_upstream_failed(504, "upstream timed out")
+        else:
+            self.close()
+
+    cdef void send(self, Exchange ex, list parts, bint body_done):
+        self.ex = ex
+        self.state = U_HEAD
+        self.got_response_bytes = False
+        self.pending.clear()
+        self.requests += 1
+        self.deadline = now_monotonic() + (ex.read_timeout if body_done else ex.group.send_timeout)
+        if len(parts) == 1:
+            self.write(parts[0])
+        else:
+            self.transport.writelines(parts)
+
+    cdef void close(self):
+        if self.state != U_CLOSED:
+            self.state = U_CLOSED
+            self.ex = None
+            self.server.pool_forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def pause_reading_for_client(self):
+        if not self.reading_paused and self.transport is not None and self.state != U_CLOSED:
+            self.reading_paused = True
+            self.transport.pause_reading()
+            # The client is the slow side now: its send_timeout runs, not our read timeout.
+            self.deadline = 0
+
+    def resume_reading_for_client(self):
+        if self.reading_paused and self.transport is not None and self.state != U_CLOSED:
+            self.reading_paused = False
+            self.transport.resume_reading()
+            if self.ex is not None:
+                self.deadline = now_monotonic() + self.ex.read_timeout

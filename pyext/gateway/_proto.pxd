@@ -1,0 +1,25 @@
+"""Declarations of the connection protocol's C-level classes: each class's fields and C methods
+live in the .pxd beside its .pyx (uvloop's layout)."""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+
+include "includes/ffi.pxd"
+
+cdef class HeadBuffer
+cdef class Response
+cdef class UpstreamNode
+cdef class UpstreamGroup
+cdef class RouteEntry
+cdef class Runtime
+cdef class Server
+cdef class UpstreamConnection
+cdef class Exchange
+cdef class ClientConnection
+
+include "http/head_buffer.pxd"
+include "http/local_response.pxd"
+include "runtime/upstream_group.pxd"
+include "runtime/runtime.pxd"
+include "connections/server.pxd"
+include "connections/upstream_connection.pxd"
+include "connections/exchange.pxd"
+include "connections/client_connection.pxd"
