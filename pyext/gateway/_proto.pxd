@@ -12,6 +12,7 @@ cdef class RouteEntry
 cdef class Runtime
 cdef class Server
 cdef class UpstreamConnection
+cdef class RequestContext
 cdef class Exchange
 cdef class ClientConnection
 
@@ -21,5 +22,6 @@ include "runtime/upstream_group.pxd"
 include "runtime/runtime.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
+include "connections/context.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"

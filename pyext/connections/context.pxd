@@ -1,0 +1,36 @@
+cdef class RequestContext:
+    cdef ClientConnection client
+    cdef public RouteEntry route
+    cdef bytes data                      # buffer the request head's spans point into
+    cdef gw_request_head *head
+    cdef int version_minor
+    cdef int body_kind                   # request body framing
+    cdef uint64_t body_bytes
+    cdef public UpstreamNode node
+    cdef UpstreamGroup group
+    cdef public bint upgrading           # a WebSocket upgrade is asked of the upstream
+    cdef public double start_time
+    cdef object raw_params               # [(name, value)] from the router
+    cdef dict _params
+    cdef bytes normalized_path
+    cdef dict _vars                      # per-request state shared between plugins
+    cdef public object consumer
+    cdef bint consumer_attached          # the access chain must take in the consumer's plugins
+    cdef tuple consumer_before_proxy
+    cdef tuple consumer_header_filter
+    cdef tuple consumer_log
+    cdef UpstreamGroup upstream_override # set by a plugin (traffic-split) before proxying
+    cdef bytes upstream_host_override
+    cdef bytes upstream_method            # set by a plugin (proxy-rewrite) to change the method
+    cdef public list extra_response_headers  # (name, value) bytes added to whatever answers
+    cdef public uint64_t body_limit      # per-request cap on the request body (0: the runtime's)
+    cdef object _headers
+    cdef dict _args
+    cdef dict _cookies
+    cdef public list upstream_header_set   # (name, value) set by plugins before proxying
+    cdef public set upstream_header_remove
+    cdef public bytes upstream_path        # set by plugins to rewrite the path (+query)
+    cdef public object response_headers    # header_filter view: list of [name, value]
+
+    cdef bytes build_upstream_head(self)
+    cdef int add_transfer_encoding(self, HeadBuffer hb, const char *d, size_t dlen) except -1
