@@ -63,7 +63,10 @@ fn protocol_sources(dir: &Path) -> Vec<PathBuf> {
         let path = entry.unwrap().path();
         if path.is_dir() {
             found.extend(protocol_sources(&path));
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("pyx" | "pxd" | "pxi" | "h")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("pyx" | "pxd" | "pxi" | "h")
+        ) {
             found.push(path);
         }
     }

@@ -4,11 +4,11 @@
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use gateway_router::{Outcome, Params, Router};
 use gateway_http::{
     parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed, RequestHead,
     ResponseHead,
 };
+use gateway_router::{Outcome, Params, Router};
 
 static PANIC_REASON: &[u8] = b"internal parser error\0";
 
@@ -24,7 +24,10 @@ thread_local! {
     static REASON: std::cell::RefCell<[u8; 128]> = const { std::cell::RefCell::new([0u8; 128]) };
 }
 
-fn encode(result: std::thread::Result<Result<Parsed, HttpError>>, reason: *mut *const c_char) -> i32 {
+fn encode(
+    result: std::thread::Result<Result<Parsed, HttpError>>,
+    reason: *mut *const c_char,
+) -> i32 {
     match result {
         Ok(Ok(Parsed::Complete(n))) => n as i32,
         Ok(Ok(Parsed::Partial)) => 0,
@@ -225,7 +228,8 @@ pub unsafe extern "C" fn gw_router_find(
     params: *mut Params,
 ) -> i64 {
     let (router, params) = (&*router, &mut *params);
-    let (method, host, path) = (bytes(method, method_len), bytes(host, host_len), bytes(path, path_len));
+    let (method, host, path) =
+        (bytes(method, method_len), bytes(host, host_len), bytes(path, path_len));
     match catch_unwind(AssertUnwindSafe(|| router.find(method, host, path, params))) {
         Ok(Outcome::Found(index)) => index as i64,
         Ok(Outcome::NotFound) => ROUTE_NOT_FOUND,
@@ -239,7 +243,11 @@ pub unsafe extern "C" fn gw_router_find(
 /// # Safety
 /// `params` from [`gw_params_new`]; out-pointers valid.
 #[no_mangle]
-pub unsafe extern "C" fn gw_params_path(params: *const Params, len: *mut usize, changed: *mut u8) -> *const u8 {
+pub unsafe extern "C" fn gw_params_path(
+    params: *const Params,
+    len: *mut usize,
+    changed: *mut u8,
+) -> *const u8 {
     let params = &*params;
     *len = params.path().len();
     *changed = params.normalized_changed() as u8;

@@ -135,7 +135,11 @@ impl ChunkedScanner {
     }
 
     /// Like [`feed`](Self::feed), and appends the payload bytes to `out`.
-    pub fn feed_decode(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), HttpError> {
+    pub fn feed_decode(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, bool), HttpError> {
         self.run(buf, out)
     }
 

@@ -278,8 +278,20 @@ static CLASS: [u8; 256] = {
         if alnum
             || matches!(
                 b,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                    | b'`' | b'|' | b'~'
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
             )
         {
             c |= C_TCHAR;
@@ -287,8 +299,24 @@ static CLASS: [u8; 256] = {
         if alnum
             || matches!(
                 b,
-                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
-                    | b',' | b';' | b'=' | b':' | b'[' | b']' | b'%'
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
             )
         {
             c |= C_HOST;
@@ -565,7 +593,8 @@ fn classify_te(v: &[u8], previous: u8) -> Result<u8, HttpError> {
     if previous == TE_NONE && v.eq_ignore_ascii_case(b"chunked") {
         return Ok(TE_CHUNKED);
     }
-    const KNOWN: [&[u8]; 6] = [b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress", b"identity"];
+    const KNOWN: [&[u8]; 6] =
+        [b"gzip", b"deflate", b"compress", b"x-gzip", b"x-compress", b"identity"];
     let mut state = previous;
     for item in v.split(|&b| b == b',') {
         let tok = trim_ows(item);
@@ -639,7 +668,11 @@ fn version_error(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
 /// On `Ok(Complete(n))` the head occupies `buf[..n]` (leading empty lines
 /// included) and the body / next message starts at `n`. `out` is fully
 /// rewritten on success and unspecified on error or partial.
-pub fn parse_request(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Parsed, HttpError> {
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    out: &mut RequestHead,
+) -> Result<Parsed, HttpError> {
     let max_h = (limits.max_headers as usize).min(MAX_HEADERS);
     let mut raw: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
         [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -719,11 +752,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Resu
         BODY_NONE
     };
 
-    out.keep_alive = if minor == 1 {
-        !info.conn_close
-    } else {
-        info.conn_keep_alive && !info.conn_close
-    } as u8;
+    out.keep_alive =
+        if minor == 1 { !info.conn_close } else { info.conn_keep_alive && !info.conn_close } as u8;
     out.expect_continue = (info.expect_continue && minor == 1) as u8;
     // Upgrade is ignored in HTTP/1.0 requests (RFC 9110 §7.8).
     out.upgrade = (info.conn_upgrade && info.has_upgrade && minor == 1) as u8;
@@ -759,7 +789,10 @@ fn check_target(t: &[u8], off: u32, mid: u8, out: &mut RequestHead) -> Result<()
         let colon = t.iter().rposition(|&b| b == b':');
         let ok = match colon {
             Some(c) => {
-                c > 0 && c + 1 < t.len() && t[c + 1..].iter().all(u8::is_ascii_digit) && valid_host(t)
+                c > 0
+                    && c + 1 < t.len()
+                    && t[c + 1..].iter().all(u8::is_ascii_digit)
+                    && valid_host(t)
             }
             None => false,
         };
@@ -888,26 +921,24 @@ pub fn parse_response(
             return Err(upstream("unsupported Transfer-Encoding in response"));
         }
     }
-    let mut keep_alive = if minor == 1 {
-        !info.conn_close
-    } else {
-        info.conn_keep_alive && !info.conn_close
-    };
+    let mut keep_alive =
+        if minor == 1 { !info.conn_close } else { info.conn_keep_alive && !info.conn_close };
     // RFC 9112 §6.3
-    out.body_kind = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
-        BODY_NONE
-    } else if info.te == TE_CHUNKED {
-        BODY_CHUNKED
-    } else if info.has_cl {
-        if info.content_length > 0 {
-            BODY_LENGTH
-        } else {
+    out.body_kind =
+        if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
             BODY_NONE
-        }
-    } else {
-        keep_alive = false;
-        BODY_UNTIL_CLOSE
-    };
+        } else if info.te == TE_CHUNKED {
+            BODY_CHUNKED
+        } else if info.has_cl {
+            if info.content_length > 0 {
+                BODY_LENGTH
+            } else {
+                BODY_NONE
+            }
+        } else {
+            keep_alive = false;
+            BODY_UNTIL_CLOSE
+        };
     out.keep_alive = keep_alive as u8;
     Ok(Parsed::Complete(head_len as u32))
 }

@@ -48,7 +48,11 @@ fn span<'py>(py: Python<'py>, buf: &[u8], s: Span) -> Bound<'py, PyBytes> {
     PyBytes::new(py, s.get(buf))
 }
 
-fn header_list<'py>(py: Python<'py>, buf: &[u8], hs: &[crate::HeaderEntry]) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+fn header_list<'py>(
+    py: Python<'py>,
+    buf: &[u8],
+    hs: &[crate::HeaderEntry],
+) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
     hs.iter().map(|h| (span(py, buf, h.name), span(py, buf, h.value))).collect()
 }
 
@@ -234,7 +238,9 @@ fn py_parse_request(
     let limits = Limits { max_request_line, max_head_size, max_headers };
     let mut head = Box::new(crate::RequestHead::new());
     match crate::parse_request(data, &limits, &mut head) {
-        Ok(Parsed::Complete(n)) => Ok(Some(PyRequestHead { buf: data[..n as usize].to_vec(), head })),
+        Ok(Parsed::Complete(n)) => {
+            Ok(Some(PyRequestHead { buf: data[..n as usize].to_vec(), head }))
+        }
         Ok(Parsed::Partial) => Ok(None),
         Err(e) => Err(to_pyerr(py, e)),
     }
@@ -243,10 +249,16 @@ fn py_parse_request(
 /// Parses a response head; returns None while the head is incomplete.
 #[pyfunction(name = "parse_response")]
 #[pyo3(signature = (data, request_was_head=false))]
-fn py_parse_response(py: Python<'_>, data: &[u8], request_was_head: bool) -> PyResult<Option<PyResponseHead>> {
+fn py_parse_response(
+    py: Python<'_>,
+    data: &[u8],
+    request_was_head: bool,
+) -> PyResult<Option<PyResponseHead>> {
     let mut head = Box::new(crate::ResponseHead::new());
     match crate::parse_response(data, request_was_head, &Limits::default(), &mut head) {
-        Ok(Parsed::Complete(n)) => Ok(Some(PyResponseHead { buf: data[..n as usize].to_vec(), head })),
+        Ok(Parsed::Complete(n)) => {
+            Ok(Some(PyResponseHead { buf: data[..n as usize].to_vec(), head }))
+        }
         Ok(Parsed::Partial) => Ok(None),
         Err(e) => Err(to_pyerr(py, e)),
     }

@@ -185,7 +185,10 @@ fn limit_header_count_431() {
     for i in 0..127 {
         many.push_str(&format!("X-{i}: v\r\n"));
     }
-    assert!(matches!(parse_request(format!("{many}\r\n").as_bytes(), &l, &mut h), Ok(Parsed::Complete(_))));
+    assert!(matches!(
+        parse_request(format!("{many}\r\n").as_bytes(), &l, &mut h),
+        Ok(Parsed::Complete(_))
+    ));
     assert_eq!(h.n_headers, 128);
     many.push_str("Y: 1\r\n\r\n");
     assert_eq!(parse_request(many.as_bytes(), &l, &mut h).unwrap_err().status, 431);
@@ -224,14 +227,14 @@ fn target_forms() {
 #[test]
 fn target_rejects() {
     for t in [
-        "*",                  // asterisk-form needs OPTIONS
-        "example.com:443",    // authority-form needs CONNECT
-        "/a#frag",            // fragment
-        "foo",                // not a form
-        "ftp://h/x",          // only http(s) absolute-form
-        "http:///x",          // empty authority
-        "http://user@h/x",    // userinfo
-        "http://h h/",        // (space splits request line → bad version)
+        "*",               // asterisk-form needs OPTIONS
+        "example.com:443", // authority-form needs CONNECT
+        "/a#frag",         // fragment
+        "foo",             // not a form
+        "ftp://h/x",       // only http(s) absolute-form
+        "http:///x",       // empty authority
+        "http://user@h/x", // userinfo
+        "http://h h/",     // (space splits request line → bad version)
     ] {
         let b = format!("GET {t} HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(status(b.as_bytes()), 400, "{t}");
@@ -425,7 +428,9 @@ fn transfer_encoding() {
         400
     );
     assert_eq!(
-        status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        status(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\n"
+        ),
         400
     );
     // HTTP/1.0 with TE
@@ -508,11 +513,15 @@ X-Forwarded-Host: h\r\nX-Real-IP: 1.2.3.4\r\nExpect: 100-continue\r\nContent-Len
 
 #[test]
 fn upgrade_and_expect() {
-    let up = ok(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let up =
+        ok(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     assert_eq!(up.upgrade, 1);
     assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade, 0);
     assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n").upgrade, 0);
-    assert_eq!(ok(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade, 0);
+    assert_eq!(
+        ok(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade,
+        0
+    );
     let e = ok(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
     assert_eq!(e.expect_continue, 1);
     assert_eq!(ok(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n").expect_continue, 0);
@@ -552,9 +561,11 @@ fn response_basics() {
     assert_eq!((h.reason.len, h.body_kind, h.keep_alive), (0, BODY_UNTIL_CLOSE, 0));
     let h = resp(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", false).unwrap();
     assert_eq!(h.keep_alive, 0);
-    let h = resp(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n", false).unwrap();
+    let h = resp(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n", false)
+        .unwrap();
     assert_eq!(h.keep_alive, 1);
-    let h = resp(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n", false).unwrap();
+    let h =
+        resp(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n", false).unwrap();
     assert_eq!(h.keep_alive, 0);
     let h = resp(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false).unwrap();
     assert_eq!(h.body_kind, BODY_NONE);
@@ -582,12 +593,17 @@ fn response_leading_empty_lines_are_skipped_and_spans_point_past_them() {
 fn response_status_range() {
     assert_eq!(resp(b"HTTP/1.1 100 Continue\r\n\r\n", false).unwrap().status, 100);
     assert_eq!(resp(b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n", false).unwrap().status, 599);
-    assert_eq!(resp(b"HTTP/1.1 600 Past\r\nContent-Length: 0\r\n\r\n", false).unwrap_err().reason, "invalid status code");
+    assert_eq!(
+        resp(b"HTTP/1.1 600 Past\r\nContent-Length: 0\r\n\r\n", false).unwrap_err().reason,
+        "invalid status code"
+    );
 }
 
 #[test]
 fn response_no_body_statuses() {
-    for (st, head) in [(100, false), (101, false), (204, false), (304, false), (200, true), (404, true)] {
+    for (st, head) in
+        [(100, false), (101, false), (204, false), (304, false), (200, true), (404, true)]
+    {
         let b = format!("HTTP/1.1 {st} X\r\nContent-Length: 10\r\n\r\n");
         let h = resp(b.as_bytes(), head).unwrap();
         assert_eq!(h.body_kind, BODY_NONE, "{st} head={head}");
@@ -636,7 +652,8 @@ fn response_errors_are_502() {
 
 #[test]
 fn response_connection_hop_by_hop() {
-    let b = b"HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: 1\r\nContent-Length: 0\r\n\r\n";
+    let b =
+        b"HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: 1\r\nContent-Length: 0\r\n\r\n";
     let h = resp(b, false).unwrap();
     assert_eq!(h.headers[1].flags, HF_HOP_BY_HOP);
     assert_eq!(h.headers[0].flags, HF_CONNECTION | HF_HOP_BY_HOP);
@@ -716,19 +733,19 @@ fn chunked_invalid() {
         b"5\t\r\nhello\r\n0\r\n\r\n",
         b"-5\r\n",
         b"+5\r\n",
-        b"5\nhello\r\n0\r\n\r\n",     // bare LF after size
-        b"5\rhello\r\n0\r\n\r\n",     // bare CR
-        b"5\r\nhello\n0\r\n\r\n",     // bare LF after data
-        b"5\r\nhelloX\r\n0\r\n\r\n",  // data longer than size
+        b"5\nhello\r\n0\r\n\r\n",    // bare LF after size
+        b"5\rhello\r\n0\r\n\r\n",    // bare CR
+        b"5\r\nhello\n0\r\n\r\n",    // bare LF after data
+        b"5\r\nhelloX\r\n0\r\n\r\n", // data longer than size
         b"5\r\nhello\r\r\n",
-        b"0\r\n\n",                   // bare LF at end
+        b"0\r\n\n", // bare LF at end
         b"0\r\n\r\r",
-        b"0\r\n \r\n\r\n",             // obs-fold / SP-started trailer
-        b"0\r\nX : 1\r\n\r\n",        // space before colon
-        b"0\r\nX: a\x01\r\n\r\n",     // control in trailer value
+        b"0\r\n \r\n\r\n",        // obs-fold / SP-started trailer
+        b"0\r\nX : 1\r\n\r\n",    // space before colon
+        b"0\r\nX: a\x01\r\n\r\n", // control in trailer value
         b"0\r\nX: a\n\r\n",
-        b"0\r\nX\r\n\r\n",            // no colon
-        b"3;\r\nabc\r\n0\r\n\r\n",    // empty extension name
+        b"0\r\nX\r\n\r\n",             // no colon
+        b"3;\r\nabc\r\n0\r\n\r\n",     // empty extension name
         b"3; a=b\r\nabc\r\n0\r\n\r\n", // BWS before ext name
         b"3;a =b\r\nabc\r\n0\r\n\r\n",
         b"3;a= b\r\nabc\r\n0\r\n\r\n",
@@ -737,12 +754,17 @@ fn chunked_invalid() {
         b"3;a=\"x\"y\r\nabc\r\n0\r\n\r\n",
         b"3;a=b\nabc\r\n0\r\n\r\n",
         b"3;a=\"\x01\"\r\nabc\r\n0\r\n\r\n",
-        b"8000000000000000\r\n",       // 2^63
-        b"FFFFFFFFFFFFFFFFF\r\n",      // > u64
+        b"8000000000000000\r\n",  // 2^63
+        b"FFFFFFFFFFFFFFFFF\r\n", // > u64
     ];
     for data in cases {
         let r = scan_all_splits(data);
-        assert_eq!(r.clone().map(|_| ()).unwrap_err().status, 400, "{:?}", String::from_utf8_lossy(data));
+        assert_eq!(
+            r.clone().map(|_| ()).unwrap_err().status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
     }
     // just below 2^63 is a valid size (the body simply is not there yet)
     let (n, done, _) = scan(b"7FFFFFFFFFFFFFFF\r\nab", 0).unwrap();

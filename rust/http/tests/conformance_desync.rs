@@ -89,7 +89,9 @@ fn outcome(raw: &[u8]) -> Result<RequestHead, HttpError> {
             assert_eq!(n as usize, raw.len());
             Ok(head)
         }
-        Parsed::Partial => panic!("built request is incomplete: {:?}", String::from_utf8_lossy(raw)),
+        Parsed::Partial => {
+            panic!("built request is incomplete: {:?}", String::from_utf8_lossy(raw))
+        }
     }
 }
 
@@ -120,7 +122,10 @@ const ALLOWED_REJECTS: &[(&str, &str, &str)] = &[
 
 #[test]
 fn desync_guardian_cases() {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/desync-guardian"));
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/conformance/desync-guardian"
+    ));
     if !dir.is_dir() {
         println!("skipped: ../shared/conformance not found");
         return;
@@ -158,19 +163,30 @@ fn desync_guardian_cases() {
                 c.expected.tier, verdict, c.name, c.expected.reason
             );
             let must_reject = c.expected.tier == "Severe"
-                || (c.expected.tier == "Ambiguous" && FRAMING_REASONS.contains(&c.expected.reason.as_str()));
+                || (c.expected.tier == "Ambiguous"
+                    && FRAMING_REASONS.contains(&c.expected.reason.as_str()));
             let must_accept = c.expected.tier == "Compliant";
             if must_reject && r.is_ok() {
-                failures.push(format!("{fname}: {:?} ({}) accepted: {:?}", c.name, c.expected.tier, String::from_utf8_lossy(&raw)));
+                failures.push(format!(
+                    "{fname}: {:?} ({}) accepted: {:?}",
+                    c.name,
+                    c.expected.tier,
+                    String::from_utf8_lossy(&raw)
+                ));
             }
             if must_accept {
                 if let Err(e) = r {
-                    if let Some(a) = ALLOWED_REJECTS.iter().find(|a| a.0 == fname && a.1 == c.name) {
+                    if let Some(a) = ALLOWED_REJECTS.iter().find(|a| a.0 == fname && a.1 == c.name)
+                    {
                         allowed_used += 1;
                         println!("           allowed deviation: {}", a.2);
                         continue;
                     }
-                    failures.push(format!("{fname}: {:?} (Compliant) rejected: {e} {:?}", c.name, String::from_utf8_lossy(&raw)));
+                    failures.push(format!(
+                        "{fname}: {:?} (Compliant) rejected: {e} {:?}",
+                        c.name,
+                        String::from_utf8_lossy(&raw)
+                    ));
                 }
             }
         }
@@ -181,7 +197,8 @@ fn desync_guardian_cases() {
     }
     println!("Compliant cases refused on purpose (allow-list): {allowed_used}");
     if allowed_used != ALLOWED_REJECTS.len() {
-        failures.push(format!("allow-list has {} entries, {allowed_used} used", ALLOWED_REJECTS.len()));
+        failures
+            .push(format!("allow-list has {} entries, {allowed_used} used", ALLOWED_REJECTS.len()));
     }
     let total: usize = totals.values().sum();
     assert!(total > 100, "too few cases: {total}");

@@ -64,7 +64,10 @@ fn transform(block: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
+        if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'x')
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
             let mut j = i + 2;
             let mut v: u32 = 0;
             while j < b.len() && b[j].is_ascii_hexdigit() {
@@ -192,7 +195,10 @@ fn skip_reason(c: &Case) -> Option<String> {
 #[allow(dead_code)] // fields are shown through Debug
 enum Outcome {
     /// Everything parsed (the last message may be incomplete: llhttp just waits too).
-    Ok { messages: usize, host_injected: usize },
+    Ok {
+        messages: usize,
+        host_injected: usize,
+    },
     Err(HttpError),
     DataAfterClose,
 }
@@ -291,11 +297,15 @@ fn llhttp_request_vectors() {
                 injected += (host_injected > 0) as usize;
             }
             let they_reject = c.llhttp_error.is_some();
-            let allow = ALLOWED.iter().position(|(file, title, _)| *file == c.file && *title == c.title);
+            let allow =
+                ALLOWED.iter().position(|(file, title, _)| *file == c.file && *title == c.title);
             if we_reject == they_reject {
                 agree += 1;
                 if let Some(i) = allow {
-                    println!("NOTE  allow-list entry not needed: {}:{} {}", c.file, c.line, c.title);
+                    println!(
+                        "NOTE  allow-list entry not needed: {}:{} {}",
+                        c.file, c.line, c.title
+                    );
                     used_allow[i] = true;
                 }
                 println!("AGREE {}:{} {} (reject={we_reject})", c.file, c.line, c.title);

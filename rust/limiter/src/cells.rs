@@ -219,7 +219,13 @@ impl Limiter {
 
     /// The breaker of `key_hash` now (read-only; a key never reported is closed).
     /// `failures` >= 1; `max_open_ns` caps the open duration.
-    pub fn breaker_check(&self, key_hash: u64, failures: u64, max_open_ns: u64, now_ns: u64) -> BreakerState {
+    pub fn breaker_check(
+        &self,
+        key_hash: u64,
+        failures: u64,
+        max_open_ns: u64,
+        now_ns: u64,
+    ) -> BreakerState {
         let key = nonzero(key_hash);
         let failures = failures.clamp(1, MAX_FIELD);
         let Some(slot) = self.cells().find(key) else { return BreakerState::default() };
@@ -283,7 +289,8 @@ impl Limiter {
                         }
                     }
                     BreakerOutcome::Trip => {
-                        let current = expected_generation.is_none_or(|g| u64::from(g) == old.generation);
+                        let current =
+                            expected_generation.is_none_or(|g| u64::from(g) == old.generation);
                         if current {
                             b.unhealthy = ((b.unhealthy / failures + 1) * failures).min(MAX_FIELD);
                             b.healthy = 0;

@@ -496,11 +496,13 @@ impl Limiter {
                 let new_tat = base.saturating_add(inc).min(MAX_STATE);
                 let level = new_tat - now;
                 if level <= limit {
-                    let d = Decision { allowed: true, delay_ns: backlog, remaining: remaining(level) };
+                    let d =
+                        Decision { allowed: true, delay_ns: backlog, remaining: remaining(level) };
                     (d, if new_tat != tat { Some(new_tat) } else { None })
                 } else {
                     let delay = if inc > limit { u64::MAX } else { level - limit };
-                    let d = Decision { allowed: false, delay_ns: delay, remaining: remaining(backlog) };
+                    let d =
+                        Decision { allowed: false, delay_ns: delay, remaining: remaining(backlog) };
                     (d, None)
                 }
             },
@@ -552,7 +554,10 @@ impl Limiter {
         let key = nonzero(key_hash);
         let (slot_key, prev_weight) = if sliding {
             let prev = if win > 0 {
-                self.peek_count(counter_key(key, wns, 1 + ((win + 1) & 1)), window_tag(win - 1, wns))
+                self.peek_count(
+                    counter_key(key, wns, 1 + ((win + 1) & 1)),
+                    window_tag(win - 1, wns),
+                )
             } else {
                 0
             };

@@ -26,7 +26,13 @@ const BREAKER_UNHEALTHY: u8 = 1;
 const BREAKER_TRIP: u8 = 2;
 
 fn breaker_tuple(state: BreakerState) -> (bool, f64, u32, u32, u32) {
-    (state.open, ns_to_seconds(state.retry_after_ns), state.generation, state.unhealthy, state.healthy)
+    (
+        state.open,
+        ns_to_seconds(state.retry_after_ns),
+        state.generation,
+        state.unhealthy,
+        state.healthy,
+    )
 }
 
 /// Hashes a `str` (UTF-8) or `bytes` key without copying.
@@ -66,7 +72,11 @@ impl SharedLimiter {
     /// Creates a new shared region (call in the master, before starting workers).
     #[staticmethod]
     #[pyo3(signature = (bucket_slots = 65536, counter_slots = 65536, cell_slots = 16384))]
-    fn create(bucket_slots: usize, counter_slots: usize, cell_slots: usize) -> PyResult<SharedLimiter> {
+    fn create(
+        bucket_slots: usize,
+        counter_slots: usize,
+        cell_slots: usize,
+    ) -> PyResult<SharedLimiter> {
         let inner = Limiter::create_with_cells(bucket_slots, counter_slots, cell_slots)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(SharedLimiter { inner })
@@ -95,7 +105,13 @@ impl SharedLimiter {
     /// how long to hold the request (0 within the rate; ignore for nodelay); when rejected, the
     /// time until a request would be admitted (inf if never).
     #[pyo3(signature = (key, rate, burst = 0.0, cost = 1.0))]
-    fn acquire(&self, key: &Bound<'_, PyAny>, rate: f64, burst: f64, cost: f64) -> PyResult<(bool, f64)> {
+    fn acquire(
+        &self,
+        key: &Bound<'_, PyAny>,
+        rate: f64,
+        burst: f64,
+        cost: f64,
+    ) -> PyResult<(bool, f64)> {
         let h = key_hash(key)?;
         let d = self.inner.acquire(h, rate, burst, cost, monotonic_ns());
         Ok((d.allowed, ns_to_seconds(d.delay_ns)))
@@ -172,7 +188,15 @@ impl SharedLimiter {
         };
         let max = seconds_to_ns(max_open_seconds)?;
         let expected = u32::try_from(expected_generation).ok();
-        let state = self.inner.breaker_report(h, outcome, failures, successes, max, expected, monotonic_ns());
+        let state = self.inner.breaker_report(
+            h,
+            outcome,
+            failures,
+            successes,
+            max,
+            expected,
+            monotonic_ns(),
+        );
         Ok(breaker_tuple(state))
     }
 

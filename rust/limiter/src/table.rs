@@ -186,10 +186,8 @@ impl Table {
             // then `s` was written by that takeover's reset, and the key we read may be the old
             // one. Read it again now that the slot is frozen.
             let owner = slot.key.load(Ordering::Acquire);
-            let switched = slot
-                .key
-                .compare_exchange(owner, key, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
+            let switched =
+                slot.key.compare_exchange(owner, key, Ordering::AcqRel, Ordering::Acquire).is_ok();
             debug_assert!(switched, "key of a tombstoned slot changed");
             let _ = slot.state.compare_exchange(
                 TOMB | s,

@@ -256,7 +256,10 @@ fn rejected_requests_do_not_consume() {
     assert_eq!(d.remaining, 0);
     assert!(!l.count(21, 5, SEC, 1, T0, false).allowed);
     // cost 0 inspects.
-    assert_eq!(l.count(22, 5, SEC, 0, T0, false), CountDecision { allowed: true, remaining: 5, reset_ns: SEC });
+    assert_eq!(
+        l.count(22, 5, SEC, 0, T0, false),
+        CountDecision { allowed: true, remaining: 5, reset_ns: SEC }
+    );
 }
 
 #[test]
@@ -367,7 +370,8 @@ fn probing_places_colliding_keys_in_the_window() {
     // with the same home slot.
     let l = Limiter::create(64, 64).unwrap();
     let home0 = table::home_for_tests(1, 63);
-    let colliding: Vec<u64> = (1..).filter(|&k| table::home_for_tests(k, 63) == home0).take(17).collect();
+    let colliding: Vec<u64> =
+        (1..).filter(|&k| table::home_for_tests(k, 63) == home0).take(17).collect();
     for &k in &colliding[..16] {
         assert!(l.acquire(k, 1.0, 0.0, 1.0, T0).allowed);
     }
@@ -507,7 +511,12 @@ impl Drop for SharedPage {
 
 /// Forks `n` children that attach to `fd`, wait for each other, run `body(limiter, page)`
 /// and exit with the number of admitted requests (< 256). Returns the sum.
-fn hammer_processes(fd: RawFd, n: u32, page: &SharedPage, body: fn(&Limiter, &SharedPage) -> u64) -> u64 {
+fn hammer_processes(
+    fd: RawFd,
+    n: u32,
+    page: &SharedPage,
+    body: fn(&Limiter, &SharedPage) -> u64,
+) -> u64 {
     let mut pids = vec![];
     for _ in 0..n {
         // SAFETY: the child only does syscalls and atomics on already-mapped memory, then
@@ -550,19 +559,22 @@ fn exact_across_processes() {
     let page = SharedPage::new();
     // rate 1000/s, burst 0, time frozen: exactly 1 of 4 x 1000.
     let got = hammer_processes(l.fd(), 4, &page, |l, _| {
-        (0..1000).filter(|_| l.acquire(hash_key(b"k1"), 1000.0, 0.0, 1.0, T0).allowed).count() as u64
+        (0..1000).filter(|_| l.acquire(hash_key(b"k1"), 1000.0, 0.0, 1.0, T0).allowed).count()
+            as u64
     });
     assert_eq!(got, 1);
     page.ready().store(0, Ordering::Release);
     // burst 49: exactly 50.
     let got = hammer_processes(l.fd(), 4, &page, |l, _| {
-        (0..1000).filter(|_| l.acquire(hash_key(b"k2"), 1000.0, 49.0, 1.0, T0).allowed).count() as u64
+        (0..1000).filter(|_| l.acquire(hash_key(b"k2"), 1000.0, 49.0, 1.0, T0).allowed).count()
+            as u64
     });
     assert_eq!(got, 50);
     page.ready().store(0, Ordering::Release);
     // counters, limit 100: exactly 100 of 4 x 1000 (fixed and sliding).
     let got = hammer_processes(l.fd(), 4, &page, |l, _| {
-        (0..1000).filter(|_| l.count(hash_key(b"k3"), 100, SEC, 1, T0, false).allowed).count() as u64
+        (0..1000).filter(|_| l.count(hash_key(b"k3"), 100, SEC, 1, T0, false).allowed).count()
+            as u64
     });
     assert_eq!(got, 100);
     page.ready().store(0, Ordering::Release);
@@ -749,7 +761,10 @@ fn breaker_closes_after_successes() {
 #[test]
 fn healthy_reports_about_unknown_breakers_write_nothing() {
     let l = Limiter::create_with_cells(1, 1, 1).unwrap();
-    assert_eq!(l.breaker_report(1, BreakerOutcome::Healthy, 3, 3, MAX_OPEN, None, T0), BreakerState::default());
+    assert_eq!(
+        l.breaker_report(1, BreakerOutcome::Healthy, 3, 3, MAX_OPEN, None, T0),
+        BreakerState::default()
+    );
     assert!(l.cells.snapshot().iter().all(|&(k, _)| k == 0));
     assert_eq!(l.overflow(), 0);
 }
@@ -766,7 +781,8 @@ fn breaker_trip_opens_once_per_generation() {
     let s2 = l.breaker_report(9, BreakerOutcome::Trip, 3, 2, MAX_OPEN, Some(g), T0);
     assert_eq!(s2, s);
     // A trip in the new generation doubles like a run of failures does.
-    let s3 = l.breaker_report(9, BreakerOutcome::Trip, 3, 2, MAX_OPEN, Some(s.generation), T0 + 2 * SEC);
+    let s3 =
+        l.breaker_report(9, BreakerOutcome::Trip, 3, 2, MAX_OPEN, Some(s.generation), T0 + 2 * SEC);
     assert_eq!((s3.unhealthy, s3.retry_after_ns), (6, 4 * SEC));
 }
 
@@ -778,8 +794,16 @@ fn breaker_state_is_shared_across_processes() {
     let opened = hammer_processes(l.fd(), 4, &page, |l, _| {
         (0..2)
             .filter(|_| {
-                l.breaker_report(hash_key(b"brk"), BreakerOutcome::Unhealthy, 8, 1, MAX_OPEN, None, T0)
-                    .open
+                l.breaker_report(
+                    hash_key(b"brk"),
+                    BreakerOutcome::Unhealthy,
+                    8,
+                    1,
+                    MAX_OPEN,
+                    None,
+                    T0,
+                )
+                .open
             })
             .count() as u64
     });

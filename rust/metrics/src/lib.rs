@@ -218,10 +218,7 @@ pub fn seconds_to_us(seconds: f64) -> u64 {
 #[inline]
 pub fn bucket_index(us: u64) -> usize {
     // Inclusive upper bounds, as Prometheus' `le` requires.
-    LATENCY_BUCKETS_MS
-        .iter()
-        .position(|&ms| us <= ms * 1000)
-        .unwrap_or(BUCKETS - 1)
+    LATENCY_BUCKETS_MS.iter().position(|&ms| us <= ms * 1000).unwrap_or(BUCKETS - 1)
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -435,7 +432,9 @@ impl MetricsStore {
             }
             meta = slot.meta.load(Ordering::Acquire);
         }
-        if Kind::from_bits((meta >> 32) & 0xff) != Some(kind) || (meta & 0xffff_ffff) as usize != label.len() {
+        if Kind::from_bits((meta >> 32) & 0xff) != Some(kind)
+            || (meta & 0xffff_ffff) as usize != label.len()
+        {
             return false;
         }
         let mut stored = [0u8; LABEL_MAX];

@@ -43,7 +43,7 @@ fn slots_are_stable_and_distinct_per_kind_and_label() {
     assert_eq!(m.slot(Kind::Series, b"r1\x1f\x1fn"), Some(a));
     assert_eq!(m.slot(Kind::Counter, b"200\x1fr1"), Some(c));
     assert_eq!(m.used(), 3);
-    assert_eq!(m.slot(Kind::Counter, &[b'x'; LABEL_MAX]).is_some(), true);
+    assert!(m.slot(Kind::Counter, &[b'x'; LABEL_MAX]).is_some());
     assert_eq!(m.slot(Kind::Counter, &[b'x'; LABEL_MAX + 1]), None);
     assert_eq!(m.slot(Kind::Counter, b""), m.slot(Kind::Counter, b""));
 }
@@ -84,7 +84,8 @@ fn record_fills_histograms_and_bandwidth() {
 #[test]
 fn full_table_drops_and_counts() {
     let m = store(4);
-    let claimed: Vec<_> = (0..4).map(|i| m.slot(Kind::Counter, format!("k{i}").as_bytes())).collect();
+    let claimed: Vec<_> =
+        (0..4).map(|i| m.slot(Kind::Counter, format!("k{i}").as_bytes())).collect();
     assert!(claimed.iter().all(Option::is_some));
     assert_eq!(m.slot(Kind::Counter, b"one too many"), None);
     // Existing labels are still found when the table is full.

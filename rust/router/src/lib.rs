@@ -100,7 +100,9 @@ pub struct RouteSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildError {
     /// The route has an empty `paths` list.
-    NoPaths { route: usize },
+    NoPaths {
+        route: usize,
+    },
     InvalidPath {
         route: usize,
         path: String,
@@ -124,25 +126,13 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::NoPaths { route } => write!(f, "route {route}: has no paths"),
-            BuildError::InvalidPath {
-                route,
-                path,
-                reason,
-            } => {
+            BuildError::InvalidPath { route, path, reason } => {
                 write!(f, "route {route}: path '{path}' {reason}")
             }
-            BuildError::InvalidHost {
-                route,
-                host,
-                reason,
-            } => {
+            BuildError::InvalidHost { route, host, reason } => {
                 write!(f, "route {route}: host '{host}' {reason}")
             }
-            BuildError::InvalidMethod {
-                route,
-                method,
-                reason,
-            } => {
+            BuildError::InvalidMethod { route, method, reason } => {
                 write!(f, "route {route}: method '{method}' {reason}")
             }
             BuildError::TooManyRoutes => write!(f, "too many routes"),
@@ -198,10 +188,7 @@ impl Params {
 
     /// `(name, value)` pairs in pattern order; a named wildcard comes last.
     pub fn iter(&self) -> ParamsIter<'_> {
-        ParamsIter {
-            params: self,
-            next: 0,
-        }
+        ParamsIter { params: self, next: 0 }
     }
 
     /// The value of the parameter `name`.
@@ -335,24 +322,9 @@ impl Router {
             Err(_) => return Outcome::BadPath,
         }
         let mut host_buf = [0u8; MAX_HOST];
-        let host = if self.any_hosts {
-            request_host(host, &mut host_buf)
-        } else {
-            None
-        };
-        let mut req = Req {
-            method,
-            method_bit: method_bit(method),
-            host,
-            blocked: false,
-        };
-        let Params {
-            path,
-            caps,
-            names,
-            items,
-            ..
-        } = params;
+        let host = if self.any_hosts { request_host(host, &mut host_buf) } else { None };
+        let mut req = Req { method, method_bit: method_bit(method), host, blocked: false };
+        let Params { path, caps, names, items, .. } = params;
         let p: &[u8] = path;
 
         // 1. exact paths
@@ -640,10 +612,7 @@ struct MethodSet {
 impl MethodSet {
     fn parse(route: usize, methods: &[String]) -> Result<MethodSet, BuildError> {
         if methods.is_empty() {
-            return Ok(MethodSet {
-                bits: ANY_METHOD,
-                others: Box::new([]),
-            });
+            return Ok(MethodSet { bits: ANY_METHOD, others: Box::new([]) });
         }
         let mut bits = 0;
         let mut others: Vec<Box<[u8]>> = Vec::new();
@@ -675,10 +644,7 @@ impl MethodSet {
                 bit => bits |= bit,
             }
         }
-        Ok(MethodSet {
-            bits,
-            others: others.into_boxed_slice(),
-        })
+        Ok(MethodSet { bits, others: others.into_boxed_slice() })
     }
 
     #[inline]
@@ -706,9 +672,7 @@ fn parse_host(raw: &str) -> Result<HostPat, String> {
     let s = raw.to_ascii_lowercase();
     let ipv6 = |inner: &str| -> Result<HostPat, String> {
         if inner.matches(':').count() < 2
-            || !inner
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+            || !inner.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
         {
             return Err("is not a valid IPv6 literal".into());
         }
@@ -741,18 +705,11 @@ fn parse_host(raw: &str) -> Result<HostPat, String> {
     if name.len() > 253 {
         return Err("is too long".into());
     }
-    if !name
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-    {
+    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')) {
         return Err("contains an invalid character".into());
     }
     let name: Box<[u8]> = name.as_bytes().into();
-    Ok(if wild {
-        HostPat::Suffix(name)
-    } else {
-        HostPat::Exact(name)
-    })
+    Ok(if wild { HostPat::Suffix(name) } else { HostPat::Exact(name) })
 }
 
 /// The request host for matching: port stripped, brackets of an IPv6 literal removed, one
@@ -795,10 +752,7 @@ struct Pattern {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
 /// Whether a raw pattern segment is `.` or `..`, also when spelled with `%2e`.
@@ -857,9 +811,7 @@ fn parse_pattern(raw: &str) -> Result<Pattern, String> {
             if is_dot_segment(seg) {
                 return Err("has a '.' or '..' segment".into());
             }
-            if let Some(c) = seg
-                .bytes()
-                .find(|&c| c <= b' ' || c == 0x7f || c == b'?' || c == b'#')
+            if let Some(c) = seg.bytes().find(|&c| c <= b' ' || c == 0x7f || c == b'?' || c == b'#')
             {
                 return Err(format!("contains the invalid character {:?}", c as char));
             }
@@ -942,12 +894,7 @@ struct BNode {
 
 impl BNode {
     fn new() -> BNode {
-        BNode {
-            statics: FxMap::default(),
-            order: Vec::new(),
-            param: NONE,
-            leaf: NONE,
-        }
+        BNode { statics: FxMap::default(), order: Vec::new(), param: NONE, leaf: NONE }
     }
 }
 
@@ -979,11 +926,7 @@ impl Builder {
             Some(name) => (name, true),
             None => (None, false),
         };
-        self.entries.push(Entry {
-            route,
-            params,
-            wildcard,
-        });
+        self.entries.push(Entry { route, params, wildcard });
 
         let leaf = if is_static {
             let mut key = Vec::new();
@@ -1000,11 +943,7 @@ impl Builder {
             }
             leaf
         } else {
-            let trie = if is_wild {
-                &mut self.wild_trie
-            } else {
-                &mut self.param_trie
-            };
+            let trie = if is_wild { &mut self.wild_trie } else { &mut self.param_trie };
             if trie.is_empty() {
                 trie.push(BNode::new());
             }
@@ -1092,15 +1031,9 @@ impl Builder {
                 let hosts = if exact.is_empty() && wild.is_empty() {
                     None
                 } else {
-                    Some(Box::new(HostIndex {
-                        exact: finish_map(exact),
-                        wild: finish_map(wild),
-                    }))
+                    Some(Box::new(HostIndex { exact: finish_map(exact), wild: finish_map(wild) }))
                 };
-                Leaf {
-                    no_host: no_host.into_boxed_slice(),
-                    hosts,
-                }
+                Leaf { no_host: no_host.into_boxed_slice(), hosts }
             })
             .collect();
         let freeze = |trie: Vec<BNode>| -> Vec<Node> {
@@ -1114,11 +1047,7 @@ impl Builder {
                         v.sort_by_key(|&(_, c)| n.order.iter().position(|&o| o == c));
                         Children::Small(v.into_boxed_slice())
                     };
-                    Node {
-                        statics,
-                        param: n.param,
-                        leaf: n.leaf,
-                    }
+                    Node { statics, param: n.param, leaf: n.leaf }
                 })
                 .collect()
         };

@@ -174,10 +174,7 @@ fn close_segment(out: &mut Vec<u8>, seg_start: usize) -> Result<(), PathError> {
             return Err(PathError::AboveRoot);
         }
         // out[seg_start - 1] is the '/' ending the previous segment; drop that segment.
-        let prev = out[..seg_start - 1]
-            .iter()
-            .rposition(|&c| c == b'/')
-            .unwrap_or(0);
+        let prev = out[..seg_start - 1].iter().rposition(|&c| c == b'/').unwrap_or(0);
         out.truncate(prev + 1);
     }
     Ok(())

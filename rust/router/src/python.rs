@@ -38,12 +38,7 @@ impl PyRouter {
     fn new(routes: Vec<RouteTuple>) -> PyResult<Self> {
         let specs: Vec<RouteSpec> = routes
             .into_iter()
-            .map(|(paths, hosts, methods, priority)| RouteSpec {
-                paths,
-                hosts,
-                methods,
-                priority,
-            })
+            .map(|(paths, hosts, methods, priority)| RouteSpec { paths, hosts, methods, priority })
             .collect();
         crate::Router::new(&specs)
             .map(|inner| PyRouter { inner })

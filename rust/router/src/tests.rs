@@ -2,24 +2,15 @@ use super::*;
 use std::borrow::Cow;
 
 fn r(paths: &[&str]) -> RouteSpec {
-    RouteSpec {
-        paths: paths.iter().map(|s| s.to_string()).collect(),
-        ..RouteSpec::default()
-    }
+    RouteSpec { paths: paths.iter().map(|s| s.to_string()).collect(), ..RouteSpec::default() }
 }
 
 fn rh(paths: &[&str], hosts: &[&str]) -> RouteSpec {
-    RouteSpec {
-        hosts: hosts.iter().map(|s| s.to_string()).collect(),
-        ..r(paths)
-    }
+    RouteSpec { hosts: hosts.iter().map(|s| s.to_string()).collect(), ..r(paths) }
 }
 
 fn rm(paths: &[&str], methods: &[&str]) -> RouteSpec {
-    RouteSpec {
-        methods: methods.iter().map(|s| s.to_string()).collect(),
-        ..r(paths)
-    }
+    RouteSpec { methods: methods.iter().map(|s| s.to_string()).collect(), ..r(paths) }
 }
 
 fn prio(mut spec: RouteSpec, p: i32) -> RouteSpec {
@@ -43,18 +34,13 @@ fn get(rt: &Router, path: &str) -> Outcome {
 fn params_of(rt: &Router, path: &str) -> (Outcome, Vec<(String, String)>) {
     let mut p = Params::new();
     let o = rt.find(b"GET", b"example.com", path.as_bytes(), &mut p);
-    let v = p
-        .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8(v.to_vec()).unwrap()))
-        .collect();
+    let v =
+        p.iter().map(|(n, v)| (n.to_string(), String::from_utf8(v.to_vec()).unwrap())).collect();
     (o, v)
 }
 
 fn pv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
 fn build_err(routes: Vec<RouteSpec>) -> String {
@@ -71,18 +57,8 @@ use Outcome::*;
 
 #[test]
 fn normalize_fast_path_borrows() {
-    for p in [
-        "/",
-        "/api/users/42",
-        "/a/b/",
-        "/a.b/c..d",
-        "/a-b_c~d",
-        "/x/y.json",
-    ] {
-        assert!(
-            matches!(normalize_path(p.as_bytes()), Ok(Cow::Borrowed(_))),
-            "{p}"
-        );
+    for p in ["/", "/api/users/42", "/a/b/", "/a.b/c..d", "/a-b_c~d", "/x/y.json"] {
+        assert!(matches!(normalize_path(p.as_bytes()), Ok(Cow::Borrowed(_))), "{p}");
         assert_eq!(norm(p).unwrap(), p);
     }
 }
@@ -101,10 +77,7 @@ fn normalize_dot_segments() {
     // Not dot segments:
     assert_eq!(norm("/a/.../b").unwrap(), "/a/.../b");
     assert_eq!(norm("/a/..b/.c").unwrap(), "/a/..b/.c");
-    assert!(matches!(
-        normalize_path(b"/.well-known/x"),
-        Ok(Cow::Borrowed(_))
-    ));
+    assert!(matches!(normalize_path(b"/.well-known/x"), Ok(Cow::Borrowed(_))));
 }
 
 #[test]
@@ -163,11 +136,7 @@ fn normalize_invalid() {
 
 #[test]
 fn find_uses_normalised_path() {
-    let rt = router(vec![
-        r(&["/admin"]),
-        r(&["/public/*"]),
-        r(&["/files/:name"]),
-    ]);
+    let rt = router(vec![r(&["/admin"]), r(&["/public/*"]), r(&["/files/:name"])]);
     assert_eq!(get(&rt, "/public/../admin"), Found(0));
     assert_eq!(get(&rt, "/public/%2e%2e/admin"), Found(0));
     assert_eq!(get(&rt, "//admin"), Found(0));
@@ -210,34 +179,21 @@ fn exact_paths() {
 #[test]
 fn params_match_one_nonempty_segment() {
     let rt = router(vec![r(&["/api/users/:id"]), r(&["/a/:x/b/:y"])]);
-    assert_eq!(
-        params_of(&rt, "/api/users/42"),
-        (Found(0), pv(&[("id", "42")]))
-    );
+    assert_eq!(params_of(&rt, "/api/users/42"), (Found(0), pv(&[("id", "42")])));
     assert_eq!(get(&rt, "/api/users/"), NotFound);
     assert_eq!(get(&rt, "/api/users"), NotFound);
     assert_eq!(get(&rt, "/api/users/42/x"), NotFound);
-    assert_eq!(
-        params_of(&rt, "/a/1/b/2"),
-        (Found(1), pv(&[("x", "1"), ("y", "2")]))
-    );
+    assert_eq!(params_of(&rt, "/a/1/b/2"), (Found(1), pv(&[("x", "1"), ("y", "2")])));
     assert_eq!(get(&rt, "/a/1/c/2"), NotFound);
 }
 
 #[test]
 fn param_with_trailing_slash_and_literal_colon() {
-    let rt = router(vec![
-        r(&["/u/:id/"]),
-        r(&["/v1/models/m:predict"]),
-        r(&["/v1/models/:m"]),
-    ]);
+    let rt = router(vec![r(&["/u/:id/"]), r(&["/v1/models/m:predict"]), r(&["/v1/models/:m"])]);
     assert_eq!(get(&rt, "/u/5/"), Found(0));
     assert_eq!(get(&rt, "/u/5"), NotFound);
     assert_eq!(get(&rt, "/v1/models/m:predict"), Found(1));
-    assert_eq!(
-        params_of(&rt, "/v1/models/x:y"),
-        (Found(2), pv(&[("m", "x:y")]))
-    );
+    assert_eq!(params_of(&rt, "/v1/models/x:y"), (Found(2), pv(&[("m", "x:y")])));
 }
 
 #[test]
@@ -277,10 +233,7 @@ fn wildcards() {
     // Documented decision: `/static/*` does not match `/static` itself.
     assert_eq!(get(&rt, "/static"), Found(2));
     assert_eq!(params_of(&rt, "/static/x").1, pv(&[]));
-    assert_eq!(
-        params_of(&rt, "/files/a/b/c.txt"),
-        (Found(1), pv(&[("path", "a/b/c.txt")]))
-    );
+    assert_eq!(params_of(&rt, "/files/a/b/c.txt"), (Found(1), pv(&[("path", "a/b/c.txt")])));
     assert_eq!(params_of(&rt, "/files/"), (Found(1), pv(&[("path", "")])));
     assert_eq!(get(&rt, "/"), Found(2));
     assert_eq!(get(&rt, "/anything/at/all"), Found(2));
@@ -290,10 +243,7 @@ fn wildcards() {
     assert_eq!(get(&only, "/staticx/a"), NotFound);
     let root = router(vec![r(&["/*rest"])]);
     assert_eq!(params_of(&root, "/"), (Found(0), pv(&[("rest", "")])));
-    assert_eq!(
-        params_of(&root, "/a/b/"),
-        (Found(0), pv(&[("rest", "a/b/")]))
-    );
+    assert_eq!(params_of(&root, "/a/b/"), (Found(0), pv(&[("rest", "a/b/")])));
 }
 
 #[test]
@@ -311,16 +261,10 @@ fn longer_wildcard_prefix_wins() {
 fn wildcard_with_params() {
     let rt = router(vec![r(&["/api/:ver/*rest"]), r(&["/api/v1/*"])]);
     assert_eq!(params_of(&rt, "/api/v1/x"), (Found(1), pv(&[])));
-    assert_eq!(
-        params_of(&rt, "/api/v2/x/y"),
-        (Found(0), pv(&[("ver", "v2"), ("rest", "x/y")]))
-    );
+    assert_eq!(params_of(&rt, "/api/v2/x/y"), (Found(0), pv(&[("ver", "v2"), ("rest", "x/y")])));
     // `//` collapses: `/api//x` is `/api/x`, which has no segment after `:ver`.
     assert_eq!(get(&rt, "/api//x"), NotFound);
-    assert_eq!(
-        params_of(&rt, "/api/x//").1,
-        pv(&[("ver", "x"), ("rest", "")])
-    );
+    assert_eq!(params_of(&rt, "/api/x//").1, pv(&[("ver", "x"), ("rest", "")]));
 }
 
 #[test]
@@ -393,13 +337,7 @@ fn host_exact_case_and_port() {
     ] {
         assert_eq!(find(&rt, "GET", h, "/x"), Found(0), "{h}");
     }
-    for h in [
-        "example.com",
-        "x.api.example.com",
-        "",
-        "api.example.com.evil",
-        ":80",
-    ] {
+    for h in ["example.com", "x.api.example.com", "", "api.example.com.evil", ":80"] {
         assert_eq!(find(&rt, "GET", h, "/x"), NotFound, "{h}");
     }
 }
@@ -451,11 +389,8 @@ fn host_specificity_for_same_pattern() {
 
 #[test]
 fn route_with_several_hosts() {
-    let rt = router(vec![
-        rh(&["/x"], &["a.com", "*.b.com"]),
-        rh(&["/x"], &["c.b.com"]),
-        r(&["/x"]),
-    ]);
+    let rt =
+        router(vec![rh(&["/x"], &["a.com", "*.b.com"]), rh(&["/x"], &["c.b.com"]), r(&["/x"])]);
     assert_eq!(find(&rt, "GET", "a.com", "/x"), Found(0));
     assert_eq!(find(&rt, "GET", "z.b.com", "/x"), Found(0));
     assert_eq!(find(&rt, "GET", "c.b.com", "/x"), Found(1));
@@ -524,11 +459,8 @@ fn methods_and_method_not_allowed() {
 
 #[test]
 fn method_not_allowed_only_when_nothing_else_matches() {
-    let rt = router(vec![
-        rm(&["/a/b"], &["POST"]),
-        rm(&["/a/:x"], &["PUT"]),
-        rm(&["/a/*"], &["GET"]),
-    ]);
+    let rt =
+        router(vec![rm(&["/a/b"], &["POST"]), rm(&["/a/:x"], &["PUT"]), rm(&["/a/*"], &["GET"])]);
     assert_eq!(find(&rt, "GET", "", "/a/b"), Found(2));
     assert_eq!(find(&rt, "PUT", "", "/a/b"), Found(1));
     assert_eq!(find(&rt, "DELETE", "", "/a/b"), MethodNotAllowed);
@@ -538,12 +470,7 @@ fn method_not_allowed_only_when_nothing_else_matches() {
 
 #[test]
 fn priority_then_definition_order() {
-    let rt = router(vec![
-        r(&["/x"]),
-        r(&["/x"]),
-        prio(r(&["/x"]), 5),
-        prio(r(&["/x"]), 5),
-    ]);
+    let rt = router(vec![r(&["/x"]), r(&["/x"]), prio(r(&["/x"]), 5), prio(r(&["/x"]), 5)]);
     assert_eq!(get(&rt, "/x"), Found(2));
     let rt = router(vec![r(&["/x"]), r(&["/x"])]);
     assert_eq!(get(&rt, "/x"), Found(0));
@@ -620,21 +547,12 @@ fn build_errors() {
     assert!(build_err(vec![rh(&["/"], &["[zz::1]"])]).contains("IPv6"));
     assert!(build_err(vec![rh(&["/"], &["bücher.de"])]).contains("ASCII"));
 
-    assert_eq!(
-        build_err(vec![rm(&["/"], &["get"])]),
-        "route 0: method 'get' must be uppercase"
-    );
+    assert_eq!(build_err(vec![rm(&["/"], &["get"])]), "route 0: method 'get' must be uppercase");
     assert!(build_err(vec![rm(&["/"], &["GE T"])]).contains("not a valid method"));
     assert!(build_err(vec![rm(&["/"], &[""])]).contains("empty"));
 
     // Valid edge cases.
-    assert!(Router::new(&[
-        r(&["/*"]),
-        r(&["/"]),
-        r(&["/:a/*b"]),
-        rh(&["/"], &["x.com."])
-    ])
-    .is_ok());
+    assert!(Router::new(&[r(&["/*"]), r(&["/"]), r(&["/:a/*b"]), rh(&["/"], &["x.com."])]).is_ok());
     let empty = Router::new(&[]).unwrap();
     assert!(empty.is_empty());
     assert_eq!(get(&empty, "/"), NotFound);
@@ -660,10 +578,7 @@ fn hundred_thousand_routes() {
             0 => r(&[&format!("/svc{i}/users/:id")]),
             1 => r(&[&format!("/svc{i}/static/*path")]),
             2 => rm(&[&format!("/svc{i}/exact")], &["GET", "POST"]),
-            _ => rh(
-                &[&format!("/t/:tenant/r{i}")],
-                &[&format!("h{i}.example.com")],
-            ),
+            _ => rh(&[&format!("/t/:tenant/r{i}")], &[&format!("h{i}.example.com")]),
         };
         routes.push(spec);
     }
@@ -689,34 +604,19 @@ fn hundred_thousand_routes() {
     let last_plain = n - 1; // i % 4 == 3
     let path = format!("/t/acme/r{last_plain}");
     let host = format!("h{last_plain}.example.com:8443");
-    assert_eq!(
-        rt.find(b"GET", host.as_bytes(), path.as_bytes(), &mut p),
-        Found(last_plain as u32)
-    );
+    assert_eq!(rt.find(b"GET", host.as_bytes(), path.as_bytes(), &mut p), Found(last_plain as u32));
     assert_eq!(p.get("tenant"), Some(&b"acme"[..]));
     assert_eq!(rt.find(b"GET", b"x", path.as_bytes(), &mut p), NotFound);
-    assert_eq!(
-        rt.find(b"GET", b"x", b"/svc99998/exact", &mut p),
-        Found(99_998)
-    );
-    assert_eq!(
-        rt.find(b"DELETE", b"x", b"/svc99998/exact", &mut p),
-        MethodNotAllowed
-    );
-    assert_eq!(
-        rt.find(b"GET", b"x", b"/svc99997/static/", &mut p),
-        Found(99_997)
-    );
+    assert_eq!(rt.find(b"GET", b"x", b"/svc99998/exact", &mut p), Found(99_998));
+    assert_eq!(rt.find(b"DELETE", b"x", b"/svc99998/exact", &mut p), MethodNotAllowed);
+    assert_eq!(rt.find(b"GET", b"x", b"/svc99997/static/", &mut p), Found(99_997));
     assert_eq!(rt.find(b"GET", b"x", b"/svc99997/static", &mut p), NotFound);
 
     // Lookups stay fast (loose bound, debug builds included).
     let start = std::time::Instant::now();
     for i in 0..10_000 {
         let path = format!("/svc{}/users/{i}", (i * 4) % n);
-        assert_eq!(
-            rt.find(b"GET", b"x", path.as_bytes(), &mut p),
-            Found(((i * 4) % n) as u32)
-        );
+        assert_eq!(rt.find(b"GET", b"x", path.as_bytes(), &mut p), Found(((i * 4) % n) as u32));
     }
     assert!(start.elapsed().as_secs_f64() < 5.0);
 }
@@ -725,17 +625,13 @@ fn hundred_thousand_routes() {
 /// linear scan.
 #[test]
 fn many_hosts_on_one_pattern() {
-    let mut routes: Vec<RouteSpec> = (0..10_000)
-        .map(|i| rh(&["/*"], &[&format!("tenant{i}.example.com")]))
-        .collect();
+    let mut routes: Vec<RouteSpec> =
+        (0..10_000).map(|i| rh(&["/*"], &[&format!("tenant{i}.example.com")])).collect();
     routes.push(rh(&["/*"], &["*.example.com"]));
     routes.push(r(&["/*"]));
     let rt = router(routes);
     assert_eq!(find(&rt, "GET", "tenant0.example.com", "/a"), Found(0));
-    assert_eq!(
-        find(&rt, "GET", "TENANT9999.example.com", "/a"),
-        Found(9999)
-    );
+    assert_eq!(find(&rt, "GET", "TENANT9999.example.com", "/a"), Found(9999));
     assert_eq!(find(&rt, "GET", "zzz.example.com", "/a"), Found(10_000));
     assert_eq!(find(&rt, "GET", "example.com", "/a"), Found(10_001));
 }
