@@ -15,8 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -29,7 +29,11 @@ class BenchError(Exception):
 
 
 #: Where progress lines go; the suite swaps in tqdm.write so lines do not break the bar.
-_log_sink: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+_log_sink: Callable[[str], None] = _to_stderr
 
 
 def set_log_sink(sink: Callable[[str], None]) -> None:

@@ -7,7 +7,8 @@ Fills a fresh shared-memory store the way the plugin does (one series per route 
 counter per status code; every route has proxied traffic, so each has a request and an upstream
 histogram), then times the scrape the admin listener runs: the store snapshot (Rust, reading the
 shared pages), the collector building prometheus_client's metric families from it (snapshot
-included), and the whole render (``generate_latest``: collect + text formatting). It also times ``Prometheus.log`` on a request context stand-in,
+included), and the whole render (``generate_latest``: collect + text formatting).
+It also times ``Prometheus.log`` on a request context stand-in,
 cached labels, i.e. the per-request cost a worker pays. Prints one JSON object.
 """
 from __future__ import annotations
@@ -25,8 +26,8 @@ if __package__ in (None, ""):
 
 from gateway._native import SharedMetrics  # noqa: E402
 from gateway.observability.metrics import MetricsExporter, series_label, status_label  # noqa: E402
-from gateway.plugins.prometheus import Prometheus, PrometheusConfig  # noqa: E402
 from gateway.plugins.base import PluginEnv  # noqa: E402
+from gateway.plugins.prometheus import Prometheus, PrometheusConfig  # noqa: E402
 
 STATUSES = (200, 404, 502, 401, 500)
 

@@ -18,17 +18,28 @@ says what was used.
 from __future__ import annotations
 
 import importlib.util
-from abc import ABC, abstractmethod
 import json
 import os
-from pathlib import Path
 import shutil
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from importlib import metadata
+from pathlib import Path
 
-from bench.common import (BenchError, NGINX_COMMON, REPO_ROOT, Server, find_nginx, free_port,
-                          repo_env, spawn, start_nginx, tool_version, wait_ready)
+from bench.common import (
+    NGINX_COMMON,
+    REPO_ROOT,
+    BenchError,
+    Server,
+    find_nginx,
+    free_port,
+    repo_env,
+    spawn,
+    start_nginx,
+    tool_version,
+    wait_ready,
+)
 
 API_KEY = "bench-key"
 HUGE = 10 ** 9

@@ -30,13 +30,26 @@ import sys
 import tempfile
 import time
 
-
 if __package__ in (None, ""):  # run as a script: make `bench` (and the gateway) importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (  # noqa: E402  (the machinery shared with `python -m bench`)
-    CLK_TCK, PROXY_BODY, REPO_ROOT, UPSTREAM_BODY, BenchError, Server, cpu_delta, find_nginx,
-    free_port, log, process_tree, run_wrk, start_nginx, tool_version, wait_ready, wrk_cpu,
+    CLK_TCK,
+    PROXY_BODY,
+    REPO_ROOT,
+    UPSTREAM_BODY,
+    BenchError,
+    Server,
+    cpu_delta,
+    find_nginx,
+    free_port,
+    log,
+    process_tree,
+    run_wrk,
+    start_nginx,
+    tool_version,
+    wait_ready,
+    wrk_cpu,
 )
 
 WARMUP_SECONDS = 2

@@ -34,12 +34,33 @@ if __package__ in (None, ""):  # run as bench/run.py
 
 from bench import report  # noqa: E402
 from bench.common import (  # noqa: E402
-    CLK_TCK, REPO_ROOT, BenchError, Server, cpu_delta, find_nginx, log, parse_wrk, repo_env,
-    run_wrk, set_log_sink, tool_version, tree_rss, wait_ready, wrk_command, wrk_cpu,
+    CLK_TCK,
+    REPO_ROOT,
+    BenchError,
+    Server,
+    cpu_delta,
+    find_nginx,
+    log,
+    parse_wrk,
+    repo_env,
+    run_wrk,
+    set_log_sink,
+    tool_version,
+    tree_rss,
+    wait_ready,
+    wrk_command,
+    wrk_cpu,
 )
 from bench.peers import (  # noqa: E402
-    ALL_PEERS, AUTH_HEADERS, PEER_NAMES, Gateway, Peer, Unsupported, peer,
-    route_pattern, start_upstream,
+    ALL_PEERS,
+    AUTH_HEADERS,
+    PEER_NAMES,
+    Gateway,
+    Peer,
+    Unsupported,
+    peer,
+    route_pattern,
+    start_upstream,
 )
 
 SCENARIOS = ["plain", "apisix", "sizes", "workers", "plugins", "router", "reload", "memory"]
@@ -405,7 +426,7 @@ def load_case(suite: Suite, title: str, peers: list[Peer], variant: str, workers
                        for label, server, _ in servers]
                 log(f"{title} - {case_name}")
                 res = run_matrix(suite, f"{title} {case_name}", entries, case_runs)
-                for label, server, note in servers:
+                for label, _server, note in servers:
                     cases[case_name]["targets"][label] = target_entry(res[label], note)
                 add_ratios(cases[case_name])
                 planned -= len(entries) * case_runs
@@ -648,7 +669,7 @@ def scenario_memory(suite: Suite) -> dict:
             peak: dict = {}
             stop = threading.Event()
 
-            def sample():
+            def sample(stop=stop, server=server, peak=peak):
                 while not stop.wait(0.25):
                     for key, value in split_rss(server).items():
                         if isinstance(value, list):

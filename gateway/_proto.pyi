@@ -1,5 +1,7 @@
 """Type stubs for gateway._proto (pyext/_proto.pyx): the data plane's connection protocol."""
-from typing import Any, Callable, Iterable
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
 
 PASS_HOST_PASS: int
 PASS_HOST_NODE: int
@@ -107,7 +109,7 @@ class UpstreamConnection:
     state: int
     requests: int
 
-class ClientConnection:
+class ClientConnection(asyncio.Protocol):
     client_ip: bytes
     client_port: int
     state: int

@@ -8,8 +8,8 @@
 The llhttp vectors are the parser's oracle in `cargo test -p gateway-http`."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -133,8 +133,9 @@ def test_compliant_is_forwarded_intact(setup: tuple[GatewayProcess, Upstream],
     gw, upstream = setup
     before = len(upstream.received)
     data, info = build_request(case)
-    marker = f"X-Case: {case_id(case)}".encode("utf-8")
-    raw = raw_exchange(gw.port, data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n" + marker + b"\r\n\r\n", 1), timeout=5)
+    marker = f"X-Case: {case_id(case)}".encode()
+    closing = data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n" + marker + b"\r\n\r\n", 1)
+    raw = raw_exchange(gw.port, closing, timeout=5)
     # Twice at most: an upstream that drops a pooled connection unanswered makes the gateway
     # retry an idempotent request once on a fresh connection.
     forwarded = [bytes(c) for c in upstream.raw_connections if marker in c]
@@ -150,7 +151,7 @@ def test_compliant_is_forwarded_intact(setup: tuple[GatewayProcess, Upstream],
         sent_te = [encode(h["value"]).strip(b" \t") for h in case.get("headers") or []
                    if str(h["name"]).lower() == "transfer-encoding"]
         if sent_te:
-            te = [v for k, _, v in (l.partition(b": ") for l in head.split(b"\r\n")[1:])
+            te = [v for k, _, v in (line.partition(b": ") for line in head.split(b"\r\n")[1:])
                   if k.lower() == b"transfer-encoding"]
             assert te == [b", ".join(sent_te)], head
             assert body.startswith(b"5\r\nhello\r\n0\r\n\r\n")

@@ -3,12 +3,14 @@ plugins in tests/support/plugins.py (loaded by import path)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, base_config, http_get as get, raw_exchange
+from tests.support.gateway import GatewayProcess, base_config, raw_exchange
+from tests.support.gateway import http_get as get
 from tests.support.upstream import Upstream, free_port
 
 P = "tests.support.plugins:"

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.gateway import GatewayProcess, base_config, http_get as get
+from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import http_get as get
 from tests.support.upstream import Upstream, free_port
 
 P = "tests.support.plugins:"

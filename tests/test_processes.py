@@ -192,7 +192,8 @@ def test_check_command_reports_every_error_with_its_path(tmp_path: Path) -> None
 
 def test_invalid_config_at_start_exits_with_errors(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
-    config.write_text("routes:\n  - id: r\n    uri: /x\n    plugins: {mocking: {response_status: 999, response_example: x}}\n")
+    config.write_text("routes:\n  - id: r\n    uri: /x\n"
+                      "    plugins: {mocking: {response_status: 999, response_example: x}}\n")
     result = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(config)],
                             capture_output=True, text=True, timeout=30,
                             env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})

@@ -7,8 +7,9 @@ import http.client
 import json
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -275,7 +276,8 @@ def test_limits_414_431_413(tmp_path: Path, upstream: Upstream) -> None:
         assert raw.startswith(b"HTTP/1.1 413") and raw.endswith(b"<EOF>")
         # chunked bodies are counted as they stream
         chunk = b"3e8\r\n" + b"d" * 1000 + b"\r\n"
-        raw = raw_exchange(port, b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n")
+        head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        raw = raw_exchange(port, head + chunk * 3 + b"0\r\n\r\n")
         assert raw.startswith(b"HTTP/1.1 413") or raw in (b"<EOF>", b"<RST>")
         response, _ = request(port, "POST", "/upload", body=b"e" * 1000)
         assert response.status == 200

@@ -3,8 +3,9 @@ the longest matching pattern wins, so ``/routes/*`` and ``/routes`` can coexist.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 @dataclass
@@ -26,12 +27,12 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def json(cls, status: int, payload: Any) -> "Reply":
+    def json(cls, status: int, payload: Any) -> Reply:
         return cls(status, json.dumps(payload).encode() + b"\n",
                    [("Content-Type", "application/json")])
 
     @classmethod
-    def error(cls, status: int, message: str) -> "Reply":
+    def error(cls, status: int, message: str) -> Reply:
         # APISIX's admin API answers errors as {"error_msg": ...}
         return cls.json(status, {"error_msg": message})
 

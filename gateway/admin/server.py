@@ -14,8 +14,9 @@ import contextlib
 import http
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -40,8 +41,8 @@ SLOW_RENDER_SECONDS = 0.25
 
 
 class AdminServer:
-    def __init__(self, settings: Callable[[], "AdminSettings"], state_dir: Path,
-                 metrics: "SharedMetrics | None" = None) -> None:
+    def __init__(self, settings: Callable[[], AdminSettings], state_dir: Path,
+                 metrics: SharedMetrics | None = None) -> None:
         self.settings = settings
         self.state_dir = state_dir
         self.router = Router()
@@ -140,7 +141,7 @@ class AdminServer:
         self.render_seconds = time.monotonic() - started
         return body, started
 
-    def _scrape_done(self, future: "asyncio.Future[tuple[bytes, float]]") -> None:
+    def _scrape_done(self, future: asyncio.Future[tuple[bytes, float]]) -> None:
         self.scrape = None
         if not future.cancelled() and future.exception() is None:
             self.last_render = future.result()
@@ -226,7 +227,7 @@ class AdminServer:
                 await self.send(writer, reply, keep_alive, is_head)
                 if not keep_alive:
                     return
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
             with contextlib.suppress(Exception):

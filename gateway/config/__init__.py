@@ -13,8 +13,8 @@ from .loader import (
     load_config,
     parse_config_file,
     parse_config_text,
-    read_config_file,
     parse_listen,
+    read_config_file,
     validate_config,
 )
 from .schema import (

@@ -81,7 +81,7 @@ ExtraCheck = Callable[[Config, str], list[ConfigIssue]]
 #: How much of a file's own checks apply to a text (see parse_config_text).
 FileChecks = Literal["none", "file", "reload"]
 
-Segment = Union[str, int]
+Segment = str | int
 Path = tuple[Segment, ...]
 
 # ------------------------------------------------------------------------ paths
@@ -432,6 +432,7 @@ def _resolve_msgspec_path(text: str, data: Any) -> tuple[Path, Any]:
 def _validation_issue(exc: msgspec.ValidationError, data: Any) -> tuple[Path, str]:
     text = str(exc)
     m = _MSGSPEC_AT.match(text)
+    path: tuple[Segment, ...]
     if m is None:
         # Errors at the document root come without a " - at `$`" suffix.
         path, tp, msg, key_error = (), Config, text, False

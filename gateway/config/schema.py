@@ -66,7 +66,7 @@ def _set(obj: msgspec.Struct, name: str, value: Any) -> None:
 # --------------------------------------------------------------------------- node
 
 
-class AdminSettings(_Struct, kw_only=True):
+class AdminSettings(_Struct, kw_only=True, frozen=True):
     #: host:port of the Admin API; loopback by default so it is never exposed by accident.
     listen: str = "127.0.0.1:9180"
     #: API key. None or "" = generated once and kept in <state dir>/admin.key (mode 0600).
@@ -80,7 +80,7 @@ class AdminSettings(_Struct, kw_only=True):
     max_connections: PositiveInt = 256
 
 
-class GatewaySettings(_Struct, kw_only=True):
+class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Proxy listen addresses, "host:port" or "[v6addr]:port". A single string is accepted.
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
     #: Worker processes: an int >= 1, or "auto" for one per CPU.
@@ -124,7 +124,7 @@ class GatewaySettings(_Struct, kw_only=True):
 # ----------------------------------------------------------------------- upstream
 
 
-class Node(_Struct, kw_only=True):
+class Node(_Struct, kw_only=True, frozen=True):
     host: str
     port: Port
     #: 0 keeps the node defined but sends it no traffic.
@@ -133,13 +133,13 @@ class Node(_Struct, kw_only=True):
     priority: int = 0
 
 
-class Timeout(_Struct, kw_only=True):
+class Timeout(_Struct, kw_only=True, frozen=True):
     connect: PositiveSeconds = 6.0
     send: PositiveSeconds = 60.0
     read: PositiveSeconds = 60.0
 
 
-class Keepalive(_Struct, kw_only=True):
+class Keepalive(_Struct, kw_only=True, frozen=True):
     #: Idle connections kept per upstream per worker.
     size: NonNegInt = 320
     #: Seconds an idle pooled connection is kept.
@@ -148,7 +148,7 @@ class Keepalive(_Struct, kw_only=True):
     requests: PositiveInt = 1000
 
 
-class Upstream(_Struct, kw_only=True):
+class Upstream(_Struct, kw_only=True, frozen=True):
     #: None only for an upstream given inline in a route.
     id: str | None = None
     name: str | None = None
@@ -181,7 +181,7 @@ class Upstream(_Struct, kw_only=True):
 # -------------------------------------------------------------------------- route
 
 
-class Route(_Struct, kw_only=True):
+class Route(_Struct, kw_only=True, frozen=True):
     id: str
     name: str | None = None
     desc: str | None = None
@@ -232,7 +232,7 @@ class Route(_Struct, kw_only=True):
 # ---------------------------------------------------------------------- consumers
 
 
-class Consumer(_Struct, kw_only=True):
+class Consumer(_Struct, kw_only=True, frozen=True):
     username: str
     desc: str | None = None
     group_id: str | None = None
@@ -240,7 +240,7 @@ class Consumer(_Struct, kw_only=True):
     plugins: PluginMap = {}
 
 
-class GlobalRules(_Struct, kw_only=True):
+class GlobalRules(_Struct, kw_only=True, frozen=True):
     #: Plugins run on every route.
     plugins: PluginMap = {}
 
@@ -251,7 +251,7 @@ class GlobalRules(_Struct, kw_only=True):
 _canonical_encoder = msgspec.json.Encoder(order="deterministic")
 
 
-class Config(_Struct, kw_only=True):
+class Config(_Struct, kw_only=True, frozen=True):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     upstreams: list[Upstream] = []
     routes: list[Route] = []

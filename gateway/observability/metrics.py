@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -58,7 +59,7 @@ def status_label(code: int, route: str | None, consumer: str | None, node: str |
 class SharedMetricsCollector(Collector):
     """Yields the metric families of one SharedMetrics store (one snapshot per scrape)."""
 
-    def __init__(self, store: "SharedMetrics", prefix: str = PREFIX) -> None:
+    def __init__(self, store: SharedMetrics, prefix: str = PREFIX) -> None:
         self.store = store
         self.prefix = prefix
         bounds = [floatToGoString(ms) for ms in store.latency_buckets_ms] + ["+Inf"]
@@ -135,7 +136,7 @@ def _labels(route: str, consumer: str, node: str, **first: str) -> dict[str, str
 class MetricsExporter:
     """Renders a store in the Prometheus text format through prometheus_client."""
 
-    def __init__(self, store: "SharedMetrics", prefix: str = PREFIX) -> None:
+    def __init__(self, store: SharedMetrics, prefix: str = PREFIX) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SharedMetricsCollector(store, prefix))
 

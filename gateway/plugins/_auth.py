@@ -10,9 +10,10 @@ default to ``UNSET``; ``bind`` knows where the instance sits and refuses the wro
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -39,11 +40,11 @@ class CredentialIndex:
 
     __slots__ = ("by_value", "owner_of", "duplicates", "__weakref__")
 
-    def __init__(self, consumers: "ConsumerIndex", plugin_name: str,
+    def __init__(self, consumers: ConsumerIndex, plugin_name: str,
                  value_of: Callable[[Any], Any]) -> None:
-        self.by_value: dict[Any, "ConsumerEntry"] = {}
+        self.by_value: dict[Any, ConsumerEntry] = {}
         #: id(plugin instance) -> the consumer it belongs to
-        self.owner_of: dict[int, "ConsumerEntry"] = {}
+        self.owner_of: dict[int, ConsumerEntry] = {}
         #: id(plugin instance) -> username of the consumer that already has the same credential
         self.duplicates: dict[int, str] = {}
         for entry in consumers.entries:
@@ -61,11 +62,11 @@ class CredentialIndex:
 
 # One index per (ConsumerIndex, plugin name): every route's instance of the plugin and every
 # consumer's shares it, and it goes away with the config version.
-_indexes: "weakref.WeakKeyDictionary[ConsumerIndex, dict[str, CredentialIndex]]" = \
+_indexes: weakref.WeakKeyDictionary[ConsumerIndex, dict[str, CredentialIndex]] = \
     weakref.WeakKeyDictionary()
 
 
-def credential_index(consumers: "ConsumerIndex", plugin_name: str,
+def credential_index(consumers: ConsumerIndex, plugin_name: str,
                      value_of: Callable[[Any], Any]) -> CredentialIndex:
     per_plugin = _indexes.setdefault(consumers, {})
     index = per_plugin.get(plugin_name)
@@ -116,7 +117,7 @@ class AuthPlugin(Plugin, ABC):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self.index: CredentialIndex | None = None
-        self.anonymous: "ConsumerEntry | None" = None
+        self.anonymous: ConsumerEntry | None = None
         self._responses: dict[str, Response] = {}
         self.challenge_scheme: str = self.CHALLENGE_SCHEME
 
@@ -130,7 +131,7 @@ class AuthPlugin(Plugin, ABC):
         else:
             self.bind_route(env, index)
 
-    def bind_consumer(self, owner: "ConsumerEntry", index: CredentialIndex) -> None:
+    def bind_consumer(self, owner: ConsumerEntry, index: CredentialIndex) -> None:
         defaults = type(self.config)()  # the route shape with nothing set is always valid
         route_only = [name for name in type(self.config).__struct_fields__
                       if name not in self.CREDENTIAL_FIELDS
@@ -143,6 +144,12 @@ class AuthPlugin(Plugin, ABC):
         if first is not None:
             raise ValueError(f"consumer '{owner.username}' has the same {self.LOOKUP_FIELD} as "
                              f"consumer '{first}': a credential must identify one consumer")
+
+    def credential_of(self, entry: ConsumerEntry) -> Self:
+        """This plugin as configured on ``entry``: the consumer's credential."""
+        plugin = entry.plugins[self.name]
+        assert isinstance(plugin, type(self))
+        return plugin
 
     def bind_route(self, env: PluginEnv, index: CredentialIndex) -> None:
         on_consumer_only = [name for name in self.CREDENTIAL_FIELDS
@@ -170,7 +177,7 @@ class AuthPlugin(Plugin, ABC):
         return None
 
     @abstractmethod
-    def authenticate(self, ctx: Any) -> tuple["ConsumerEntry | None", str]:
+    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
         """The request's consumer, or None and the message of the 401."""
 
     def reject(self, message: str) -> Response:
@@ -183,7 +190,7 @@ class AuthPlugin(Plugin, ABC):
         return response
 
     @staticmethod
-    def attach(ctx: Any, entry: "ConsumerEntry") -> None:
+    def attach(ctx: Any, entry: ConsumerEntry) -> None:
         ctx.attach_consumer(entry)
         # Set (not added): a client cannot pose as a consumer by sending these itself.
         ctx.set_upstream_header("X-Consumer-Username", entry.username)

@@ -9,7 +9,8 @@ request header ``<name>`` with ``_`` read as ``-`` (``http_x_api_key`` is ``X-Ap
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 VarGetter = Callable[[Any], "str | None"]
 

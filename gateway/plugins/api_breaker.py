@@ -25,7 +25,8 @@ values in ``break_response_headers`` may use ``$variables`` from the set the gat
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import msgspec
 

@@ -50,11 +50,11 @@ class PluginEnv:
     config version."""
 
     #: Token buckets and window counters in shared memory, exact across the worker processes.
-    limiter: "SharedLimiter"
+    limiter: SharedLimiter
     #: Consumers and their plugin configs (credentials), by plugin name.
-    consumers: "ConsumerIndex"
+    consumers: ConsumerIndex
     #: Compiled upstream groups by ``upstreams[].id``.
-    upstreams: dict[str, "UpstreamGroup"] = field(default_factory=dict)
+    upstreams: dict[str, UpstreamGroup] = field(default_factory=dict)
     #: Shared-memory metrics store (gateway._native.SharedMetrics) when the process has one.
     metrics: Any = None
     #: The route this plugin instance is configured on (None: a global rule or a consumer).
@@ -62,7 +62,7 @@ class PluginEnv:
     #: Index of this worker (0..N-1); -1 in the master / ``gateway check``.
     worker_id: int = -1
 
-    def compile_upstream(self, upstream: Any, label: str) -> "UpstreamGroup":
+    def compile_upstream(self, upstream: Any, label: str) -> UpstreamGroup:
         """An inline upstream (a dict in APISIX's shape or a config ``Upstream``) compiled to a
         group the data plane can proxy to (``ctx.set_upstream(group)``)."""
         from gateway.config.schema import Upstream

@@ -58,12 +58,12 @@ class BasicAuth(AuthPlugin):
         super().__init__(config)
         self.password = config.password.encode() if isinstance(config.password, str) else b""
 
-    def bind_consumer(self, owner: "ConsumerEntry", index: Any) -> None:
+    def bind_consumer(self, owner: ConsumerEntry, index: Any) -> None:
         super().bind_consumer(owner, index)
         if not self.password:
             raise ValueError("a consumer's basic-auth needs 'password'")
 
-    def authenticate(self, ctx: Any) -> tuple["ConsumerEntry | None", str]:
+    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
         header = ctx.headers.get("authorization")
         if header is None:
             return None, "Missing authorization in request"
@@ -83,7 +83,7 @@ class BasicAuth(AuthPlugin):
             username = username_bytes.decode("latin-1")
         assert self.index is not None
         entry = self.index.by_value.get(username)
-        expected = entry.plugins[self.name].password if entry is not None else _NO_PASSWORD
+        expected = self.credential_of(entry).password if entry is not None else _NO_PASSWORD
         if not hmac.compare_digest(password, expected) or entry is None:
             return None, "Invalid user authorization"
         if self.config.hide_credentials:

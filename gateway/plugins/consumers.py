@@ -9,7 +9,9 @@ with the route's remaining ``access`` hooks; their later phases run after the ro
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from types import MethodType
+from typing import Any
 
 from gateway.plugins.base import Plugin
 
@@ -32,22 +34,22 @@ class ConsumerEntry:
         runnable = sorted((p for p in plugins.values() if not p.credential),
                           key=lambda p: -p.priority)
         #: phase -> bound hooks of the consumer's runnable plugins (priority order)
-        self.phase_hooks: dict[str, tuple[Callable[..., Any], ...]] = {
+        self.phase_hooks: dict[str, tuple[MethodType, ...]] = {
             phase: tuple(getattr(p, phase) for p in runnable if phase in p.phases())
             for phase in ("access", "before_proxy", "header_filter", "body_filter", "log")}
-        self._merged: dict[tuple[Any, ...], tuple[Callable[..., Any], ...]] = {}
+        self._merged: dict[tuple[Any, ...], tuple[MethodType, ...]] = {}
 
-    def merge_access(self, rest: tuple[Callable[..., Any], ...]) -> tuple[Callable[..., Any], ...]:
+    def merge_access(self, rest: tuple[MethodType, ...]) -> tuple[MethodType, ...]:
         """The route's remaining access hooks with this consumer's merged in by priority; a
         route plugin the consumer also configures is replaced by the consumer's."""
         merged = self._merged.get(rest)
         if merged is None:
             mine = self.phase_hooks["access"]
-            names = {h.__self__.name for h in mine}
-            route_hooks = [h for h in rest if h.__self__.name not in names]
+            names = {_plugin_of(h).name for h in mine}
+            route_hooks = [h for h in rest if _plugin_of(h).name not in names]
             # Every consumer plugin runs, even one that outranks the auth plugin that attached
             # the consumer (APISIX authenticates before its access phase, so all of them do).
-            merged = tuple(sorted(route_hooks + list(mine), key=lambda h: -h.__self__.priority))
+            merged = tuple(sorted(route_hooks + list(mine), key=lambda h: -_plugin_of(h).priority))
             self._merged[rest] = merged
         return merged
 
@@ -68,3 +70,9 @@ class ConsumerIndex:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def _plugin_of(hook: MethodType) -> Plugin:
+    plugin = hook.__self__
+    assert isinstance(plugin, Plugin)
+    return plugin

@@ -22,8 +22,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import msgspec
-
 from gateway._proto import Response
 from gateway.plugins.base import Plugin, PluginConfig
 

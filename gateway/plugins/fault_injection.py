@@ -9,7 +9,8 @@ to requests matching a lua-resty-expr style condition: a list of alternatives, e
 ``[variable, operator, value]`` rules that must all hold, e.g.
 ``[[["arg_name", "==", "jack"], ["http_x_env", "~=", "prod"]], [["arg_debug", "==", "1"]]]``.
 A bare rule in place of an alternative is an alternative of that one rule
-(``[["arg_name", "==", "jack"]]``). Both ``percentage`` and ``vars`` must match. ``body`` and header values may use ``$variables``.
+(``[["arg_name", "==", "jack"]]``). Both ``percentage`` and ``vars`` must match. ``body`` and
+header values may use ``$variables``.
 
 Supported operators: ``==``, ``~=``, ``>``, ``>=``, ``<``, ``<=`` (numbers when the value is a
 number), ``~~`` (regex search), ``~*`` (case-insensitive regex), ``in`` (value is a list),
@@ -26,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import msgspec
 

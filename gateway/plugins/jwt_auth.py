@@ -157,9 +157,9 @@ class JwtAuth(AuthPlugin):
         self.check_exp = "exp" in config.claims_to_verify
         self.check_nbf = "nbf" in config.claims_to_verify
         #: token -> (consumer, payload) for tokens whose signature verified
-        self.verified: dict[str, tuple["ConsumerEntry", dict[str, Any]]] = {}
+        self.verified: dict[str, tuple[ConsumerEntry, dict[str, Any]]] = {}
 
-    def authenticate(self, ctx: Any) -> tuple["ConsumerEntry | None", str]:
+    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
         token = self.fetch_token(ctx)
         if not token:
             return None, "Missing JWT token in request"
@@ -171,7 +171,8 @@ class JwtAuth(AuthPlugin):
             if isinstance(found, str):
                 return None, found
             entry, payload = found
-        verifier: _Verifier = entry.plugins[self.name].verifier
+        verifier = self.credential_of(entry).verifier
+        assert verifier is not None  # a consumer's jwt-auth always has a key (bind_consumer)
         problem = self.claims_problem(payload, verifier.grace)
         if problem:
             log.info("jwt-auth: token of consumer '%s' refused: %s", entry.username, problem)
@@ -215,7 +216,7 @@ class JwtAuth(AuthPlugin):
         else:
             ctx.remove_upstream_header("Cookie")
 
-    def verify_signature(self, token: str) -> tuple["ConsumerEntry", dict[str, Any]] | str:
+    def verify_signature(self, token: str) -> tuple[ConsumerEntry, dict[str, Any]] | str:
         """The consumer and payload of a token whose signature verifies, or the 401 message."""
         parts = token.split(".")
         if len(parts) != 3:
@@ -235,7 +236,8 @@ class JwtAuth(AuthPlugin):
         entry = self.index.by_value.get(user_key) if isinstance(user_key, str) else None
         if entry is None:
             return "Invalid user key in JWT token"
-        verifier: _Verifier = entry.plugins[self.name].verifier
+        verifier = self.credential_of(entry).verifier
+        assert verifier is not None  # a consumer's jwt-auth always has a key (bind_consumer)
         if header.get("alg") != verifier.algorithm_name:
             log.info("jwt-auth: token of consumer '%s' refused: algorithm %r, expected %s",
                      entry.username, header.get("alg"), verifier.algorithm_name)

@@ -49,7 +49,7 @@ class KeyAuth(AuthPlugin):
         self.header = "authorization" if config.bearer_token else config.header.lower()
         self.challenge_scheme = "Bearer" if config.bearer_token else "apikey"
 
-    def authenticate(self, ctx: Any) -> tuple["ConsumerEntry | None", str]:
+    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
         config = self.config
         key = ctx.headers.get(self.header)
         from_header = key is not None

@@ -18,10 +18,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import quote
 
-import msgspec
-
-from gateway.plugins._match import (Template, check_header_name, check_header_value,
-                                    compile_template, render)
+from gateway.plugins._match import Template, check_header_name, check_header_value, compile_template, render
 from gateway.plugins.base import Plugin, PluginConfig
 
 Method = Literal["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE",

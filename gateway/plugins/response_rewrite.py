@@ -26,8 +26,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.plugins._match import (Predicate, Template, check_header_name, check_header_value,
-                                    compile_template, compile_vars, render)
+from gateway.plugins._match import (
+    Predicate,
+    Template,
+    check_header_name,
+    check_header_value,
+    compile_template,
+    compile_vars,
+    render,
+)
 from gateway.plugins.base import Plugin, PluginConfig
 
 _ACTIONS = {"add", "set", "remove"}

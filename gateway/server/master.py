@@ -15,11 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import (Config, ConfigError, ConfigIssue, config_to_bytes, default_config,
-                            dump_config, parse_config_file)
-from gateway.plugins.registry import check_plugin_configs
 from gateway._native import SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
+from gateway.config import (
+    Config,
+    ConfigError,
+    ConfigIssue,
+    config_to_bytes,
+    default_config,
+    dump_config,
+    parse_config_file,
+)
+from gateway.plugins.registry import check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
@@ -396,7 +403,7 @@ class Master:
 
         assert self.config_file is not None
         target = self.config_file.path
-        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
+        async for _changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
                                     yield_on_timeout=True,
                                     watch_filter=lambda _c, p: Path(p) == target):
             if self.stopping:
@@ -428,7 +435,7 @@ class Master:
         grace = (self.config.gateway.graceful_shutdown_timeout if self.config else 10.0) + 5.0
         try:
             await asyncio.wait_for(self.done.wait(), timeout=0.5 if fast else grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for handle in list(self.workers.values()):
                 with contextlib.suppress(ProcessLookupError):
                     handle.process.kill()

@@ -14,10 +14,10 @@ from typing import Any
 
 import uvloop
 
+from gateway._native import SharedLimiter, SharedMetrics
 from gateway._proto import Server
 from gateway.config import Config, config_from_bytes
 from gateway.observability.access_log import AccessLog
-from gateway._native import SharedLimiter, SharedMetrics
 from gateway.proxy.runtime import compile_runtime
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame

@@ -8,8 +8,9 @@ import base64
 import http.client
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jwt
 import pytest

@@ -9,8 +9,9 @@ import gzip
 import http.client
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -346,8 +347,8 @@ def test_response_rewrite_config_errors(tmp_path: Path) -> None:
 
 def test_gzip_body_is_filtered_decompressed() -> None:
     # a unit check of the decompression step: the upstream test server has no gzip endpoint
-    from gateway.plugins.response_rewrite import ResponseRewrite, ResponseRewriteConfig, _Buffer
     from gateway.plugins.registry import build_config
+    from gateway.plugins.response_rewrite import ResponseRewrite, ResponseRewriteConfig, _Buffer
     config = build_config("response-rewrite", {"filters": [{"regex": "cat", "replace": "dog",
                                                             "scope": "global"}]})
     assert isinstance(config, ResponseRewriteConfig)

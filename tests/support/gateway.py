@@ -47,7 +47,7 @@ class GatewayProcess:
         return int(config["gateway"]["listen"][0].rsplit(":", 1)[1])
 
     # -- process --
-    def start(self, wait: bool = True) -> "GatewayProcess":
+    def start(self, wait: bool = True) -> GatewayProcess:
         env = {**os.environ, "XDG_STATE_HOME": str(self.state_dir),
                "GATEWAY_LOG_LEVEL": "INFO", **self.env}
         self.log = open(self.log_path, "ab")
@@ -126,7 +126,7 @@ class GatewayProcess:
         for marker in LOST_EXCEPTION_MARKERS:
             assert marker not in logs, f"{marker!r} in the gateway's log:\n{logs}"
 
-    def __enter__(self) -> "GatewayProcess":
+    def __enter__(self) -> GatewayProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -170,7 +170,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, half_close: bool 
         while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except ConnectionResetError:
                 chunks.append(b"<RST>")

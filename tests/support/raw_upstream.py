@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Answer = Callable[[bytes], bytes]
 
@@ -35,7 +35,7 @@ class RawUpstream:
         self.held: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
 
-    def __enter__(self) -> "RawUpstream":
+    def __enter__(self) -> RawUpstream:
         self.thread.start()
         return self
 
@@ -51,7 +51,7 @@ class RawUpstream:
         while not self.stopped.is_set():
             try:
                 conn, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -9,7 +9,7 @@ import hashlib
 import json
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,7 +40,7 @@ class Received:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, upstream: "Upstream") -> None:
+    def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.conn = h11.Connection(h11.SERVER)
         self.transport: asyncio.Transport | None = None
@@ -127,7 +127,7 @@ class _Connection(asyncio.Protocol):
     async def handle(self, request: h11.Request) -> None:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
         framing = "none"
-        for k, v in headers:
+        for k, _v in headers:
             if k == "transfer-encoding":
                 framing = "chunked"
             elif k == "content-length" and framing == "none":
@@ -238,7 +238,7 @@ class Upstream:
         self.sock = sock
         self.server: asyncio.AbstractServer | None = None
 
-    def __enter__(self) -> "Upstream":
+    def __enter__(self) -> Upstream:
         self.thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
         future.result(5)
