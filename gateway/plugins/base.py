@@ -66,7 +66,7 @@ class PluginEnv:
         """An inline upstream (a dict in APISIX's shape or a config ``Upstream``) compiled to a
         group the data plane can proxy to (``ctx.set_upstream(group)``)."""
         from gateway.config.schema import Upstream
-        from gateway.proxy.runtime import compile_upstream
+        from gateway.upstream.compile import compile_upstream
         if not isinstance(upstream, Upstream):
             upstream = msgspec.convert(upstream, Upstream, strict=False)
         return compile_upstream(upstream, label)

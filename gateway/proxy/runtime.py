@@ -7,18 +7,13 @@ from dataclasses import replace
 from typing import Any
 
 from gateway._native import Router, SharedLimiter
-from gateway._proto import RouteEntry, Runtime, UpstreamGroup, UpstreamNode
+from gateway._proto import RouteEntry, Runtime, UpstreamGroup
 from gateway.config import Config, Route, Upstream
 from gateway.plugins import PHASES, Plugin
 from gateway.plugins.base import PluginEnv
 from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
-
-PASS_HOST = {"pass": 0, "node": 1, "rewrite": 2}
-
-# Balancers the data plane implements; the others in the schema belong to a later issue and are
-# refused by name instead of being silently treated as round robin.
-SUPPORTED_BALANCERS = {"roundrobin"}
+from gateway.upstream.compile import UnsupportedBalancer, compile_upstream, with_timeout
 
 
 class CompileError(ValueError):
@@ -30,6 +25,13 @@ class CompileError(ValueError):
         self.path = path
 
 
+def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
+    try:
+        return compile_upstream(upstream, label, route_timeout)
+    except UnsupportedBalancer as exc:
+        raise CompileError(str(exc)) from None
+
+
 def bind_plugin(plugin: Plugin, env: PluginEnv, path: str) -> None:
     """A plugin's ``bind`` sees other parts of the config (upstream ids, consumers): what it
     refuses there is a config error at the plugin's place in the document."""
@@ -38,38 +40,6 @@ def bind_plugin(plugin: Plugin, env: PluginEnv, path: str) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         raise CompileError(str(message), f"{path}.{plugin.config_key}") from None
-
-
-def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
-    if upstream.type not in SUPPORTED_BALANCERS:
-        raise CompileError(f"{label}: balancer type '{upstream.type}' is not supported yet "
-                           f"(supported: {', '.join(sorted(SUPPORTED_BALANCERS))})")
-    nodes = [UpstreamNode(n.host, n.port, n.weight) for n in upstream.nodes]
-    timeout = route_timeout or upstream.timeout
-    retries = upstream.retries if upstream.retries is not None else max(len(nodes) - 1, 0)
-    return UpstreamGroup(
-        upstream.id or label,
-        nodes,
-        upstream.type,
-        retries,
-        float(timeout.connect),
-        float(timeout.send),
-        float(timeout.read),
-        upstream.keepalive.size,
-        float(upstream.keepalive.idle_timeout),
-        upstream.keepalive.requests,
-        PASS_HOST[upstream.pass_host],
-        (upstream.upstream_host or "").encode(),
-    )
-
-
-def with_timeout(group: UpstreamGroup, timeout: Any) -> UpstreamGroup:
-    """A route's own timeouts over a shared upstream: same nodes (and balancer state)."""
-    copy = UpstreamGroup(group.id, group.nodes, group.type, group.retries, float(timeout.connect),
-                         float(timeout.send), float(timeout.read), group.keepalive_size,
-                         group.keepalive_idle, group.keepalive_requests, group.pass_host,
-                         group.upstream_host)
-    return copy
 
 
 def plugin_chain(plugins: list[Plugin]) -> dict[str, tuple[Any, ...]]:
@@ -104,7 +74,7 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
                     metrics: Any = None, worker_id: int = -1) -> Runtime:
     groups: dict[str, UpstreamGroup] = {}
     for i, upstream in enumerate(config.upstreams):
-        groups[upstream.id or f"upstreams[{i}]"] = compile_upstream(upstream, f"upstreams[{i}]")
+        groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(upstream, f"upstreams[{i}]")
     consumers = ConsumerIndex(
         ConsumerEntry(c.username, c.group_id, dict(c.labels), {p.name: p for p in build_plugins(c.plugins)})
         for c in config.consumers)
@@ -155,7 +125,7 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
     label = f"routes[{config_index}]"
     group: UpstreamGroup | None = None
     if route.upstream is not None:
-        group = compile_upstream(route.upstream, f"{label}.upstream", route.timeout)
+        group = _compile_upstream(route.upstream, f"{label}.upstream", route.timeout)
     elif route.upstream_id is not None:
         group = groups[route.upstream_id]
         if route.timeout is not None:

@@ -1,0 +1,1 @@
+"""Upstream groups: compiling them (balancers, health checks and resolution belong here too)."""
