@@ -166,3 +166,5 @@ class SharedMetrics:
                                 list[tuple[str, HistogramSnapshot, HistogramSnapshot, int, int]]]:
         """(requests, dropped, used, counters as (label, value), series as (label, request,
         upstream, bytes_in, bytes_out))."""
+    def render_exposition(self, prefix: str, hostname: str) -> bytes:
+        """The Prometheus text exposition of a snapshot (rendered without the GIL)."""

@@ -42,8 +42,10 @@ SLOW_RENDER_SECONDS = 0.25
 
 class AdminServer:
     def __init__(self, settings: Callable[[], AdminSettings], state_dir: Path,
-                 metrics: SharedMetrics | None = None) -> None:
+                 metrics: SharedMetrics | None = None,
+                 slow_render_seconds: float = SLOW_RENDER_SECONDS) -> None:
         self.settings = settings
+        self.slow_render_seconds = slow_render_seconds
         self.state_dir = state_dir
         self.router = Router()
         self.server: asyncio.AbstractServer | None = None
@@ -127,7 +129,7 @@ class AdminServer:
         if self.scrape is None:
             self.scrape = asyncio.get_running_loop().run_in_executor(None, self._render)
             self.scrape.add_done_callback(self._scrape_done)
-        if self.last_render is not None and self.render_seconds >= SLOW_RENDER_SECONDS:
+        if self.last_render is not None and self.render_seconds >= self.slow_render_seconds:
             body, made_at = self.last_render
         else:
             body, made_at = await asyncio.shield(self.scrape)

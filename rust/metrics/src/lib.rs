@@ -65,6 +65,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub use gateway_limiter::ShmRegion;
 
+pub mod exposition;
 #[cfg(feature = "python")]
 pub mod python;
 

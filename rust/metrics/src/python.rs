@@ -16,6 +16,7 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use crate::exposition::{self, ExpositionOptions};
 use crate::{seconds_to_us, Histogram, Kind, MetricsStore, BUCKETS, LABEL_MAX, LATENCY_BUCKETS_MS};
 
 fn label_bytes<'a>(label: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
@@ -166,6 +167,19 @@ impl SharedMetrics {
             ))?;
         }
         (snap.requests, snap.dropped, snap.used, counters, series).into_pyobject(py)
+    }
+
+    /// The Prometheus text exposition of a snapshot, rendered in Rust without the GIL.
+    #[pyo3(signature = (prefix, hostname))]
+    fn render_exposition<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &str,
+        hostname: &str,
+    ) -> Bound<'py, PyBytes> {
+        let opts = ExpositionOptions { prefix, hostname, capacity: self.inner.capacity() as u64 };
+        let text = py.detach(|| exposition::render(&self.inner.snapshot(), &opts));
+        PyBytes::new(py, &text)
     }
 
     fn __repr__(&self) -> String {

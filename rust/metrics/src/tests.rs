@@ -192,3 +192,39 @@ fn snapshot_of_many_slots_reads_only_claimed_ones() {
     assert_eq!(snap.counters.len(), 10_000);
     assert_eq!(snap.dropped, 0);
 }
+
+mod exposition {
+    use crate::exposition::{go_float, render, ExpositionOptions};
+    use crate::{Kind, MetricsStore};
+
+    fn text(m: &MetricsStore) -> String {
+        let opts = ExpositionOptions { prefix: "gw_", hostname: "h\"1", capacity: 64 };
+        String::from_utf8(render(&m.snapshot(), &opts)).unwrap()
+    }
+
+    #[test]
+    fn bucket_bounds_are_spelled_as_go_does() {
+        assert_eq!(go_float(1), "1.0");
+        assert_eq!(go_float(60000), "60000.0");
+        assert_eq!(go_float(999_999), "999999.0");
+        assert_eq!(go_float(1_000_000), "1e+06");
+        assert_eq!(go_float(2_500_000), "2.5e+06");
+    }
+
+    #[test]
+    fn counters_series_and_totals() {
+        let m = MetricsStore::create(64).unwrap();
+        let c = m.slot(Kind::Counter, b"200\x1fr\"1\x1f\x1fn:80").unwrap();
+        m.add(Some(c), 3);
+        let text = text(&m);
+        assert!(text.contains("# TYPE gw_http_status_total counter\n"), "{text}");
+        // the empty consumer is left out; quotes are escaped
+        assert!(
+            text.contains("gw_http_status_total{code=\"200\",route=\"r\\\"1\",node=\"n:80\"} 3\n")
+        );
+        assert!(text.contains("gw_metrics_slots{state=\"capacity\"} 64\n"));
+        assert!(text.contains("gw_node_info{hostname=\"h\\\"1\"} 1\n"));
+        assert!(text.contains("# TYPE gw_http_latency histogram\n"));
+        assert!(!text.contains("gw_http_latency_bucket"), "no traffic, no histogram");
+    }
+}
