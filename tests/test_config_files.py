@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.gateway import GatewayProcess, base_config, http_get
+from tests.support.gateway import GatewayProcess, base_config, http_get, wait_until
 from tests.support.upstream import Upstream, free_port
 
 
@@ -37,10 +37,7 @@ def write_in_place(path: Path, pieces: list[str], pause: float) -> None:
 
 
 def wait_for_log(gw: GatewayProcess, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in gw.logs():
-        assert time.monotonic() < deadline, f"{text!r} not logged:\n{gw.logs()}"
-        time.sleep(0.05)
+    wait_until(lambda: text in gw.logs(), timeout, lambda: f"{text!r} not logged:\n{gw.logs()}")
 
 
 def test_a_file_written_in_pieces_is_applied_only_once_complete(tmp_path: Path) -> None:

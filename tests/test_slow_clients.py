@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.raw_upstream import RawUpstream
 from tests.support.upstream import Upstream, free_port
 
@@ -17,13 +17,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def test_pipelining_client_that_never_reads_is_bounded_and_cut(tmp_path: Path) -> None:
@@ -48,7 +41,7 @@ def test_pipelining_client_that_never_reads_is_bounded_and_cut(tmp_path: Path) -
             assert answered < 200, f"the gateway fetched {answered} responses nobody reads"
             assert grown_mib < 24, f"worker RSS grew {grown_mib:.1f} MiB"
             # No progress for send_timeout: the connection is closed and it is logged like nginx.
-            wait_for(lambda: "client timed out while sending" in gw.logs(), 10, gw.logs())
+            wait_until(lambda: "client timed out while sending" in gw.logs(), 10, gw.logs)
             sock.settimeout(5)
             closed = False
             try:

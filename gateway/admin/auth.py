@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from gateway.atomic_file import write_atomically
+
 log = logging.getLogger("gateway.admin")
 
 KEY_FILE = "admin.key"
@@ -33,12 +35,7 @@ def generated_key(state_dir: Path) -> str:
         log.info("admin API: no key configured; using the generated key kept in %s", path)
         return key
     key = secrets.token_urlsafe(32)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, (key + "\n").encode(), 0o600)
     log.warning("admin API: no key configured; generated one and wrote it to %s (send it as "
                 "X-API-KEY or Authorization: Bearer)", path)
     return key

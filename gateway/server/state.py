@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gateway.atomic_file import write_atomically
+
 log = logging.getLogger("gateway.master")
 
 DEFAULT_INSTANCE = "default"
@@ -37,23 +39,6 @@ def instance_name(config_path: str | None) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(absolute).stem)[:40] or "config"
     digest = hashlib.sha256(absolute.encode()).hexdigest()[:12]
     return f"{stem}-{digest}"
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Temp file, fsync, rename: a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class InstanceState:

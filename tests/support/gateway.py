@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,12 @@ def parse_responses(raw: bytes, head_requests: int = 0) -> list[tuple[int, dict[
         out.append((status, headers, rest[:size]))
         raw = rest[size:]
     return out
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> None:
+    """Polls ``predicate`` until it holds; fails with ``what`` (or what it returns) after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.05)
