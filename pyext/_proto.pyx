@@ -10,6 +10,7 @@ back-pressure. Python objects are only built when a plugin asks for them.
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeLatin1
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcpy, memchr
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
@@ -36,3 +37,7 @@ include "connections/upstream_connection.pyx"
 include "connections/context.pyx"
 include "connections/exchange.pyx"
 include "connections/client_connection.pyx"
+include "plugins/native_hook.pyx"
+include "plugins/prometheus_hook.pyx"
+include "plugins/limit_hooks.pyx"
+include "plugins/key_auth_hook.pyx"

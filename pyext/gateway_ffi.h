@@ -97,4 +97,14 @@ uint32_t gw_params_count(const gw_params *params);
 int32_t gw_params_item(const gw_params *params, uint32_t index, const uint8_t **name,
                        size_t *name_len, const uint8_t **value, size_t *value_len);
 
+/* Shared-memory limits and metrics for the built-in plugins' native hooks. A handle is the
+ * `_handle` of a live SharedLimiter / SharedMetrics object, kept referenced by the caller. */
+int32_t gw_limiter_count(const void *limiter, const uint8_t *key, size_t key_len, uint64_t limit,
+                         uint64_t window_ns, uint64_t cost, uint8_t sliding, uint64_t *remaining,
+                         uint64_t *reset_ns);
+int32_t gw_limiter_acquire(const void *limiter, const uint8_t *key, size_t key_len, double rate,
+                           double burst, double cost, uint64_t *delay_ns);
+void gw_metrics_record(const void *store, int64_t series, int64_t status, double request_seconds,
+                       double upstream_seconds, uint64_t bytes_in, uint64_t bytes_out);
+
 #endif

@@ -287,3 +287,100 @@ pub unsafe extern "C" fn gw_params_item(
         None => -1,
     }
 }
+
+// ---- shared-memory limiter and metrics, for the built-in plugins' native hooks ----
+//
+// The handles are the addresses of the `Limiter` / `MetricsStore` inside a live
+// `SharedLimiter` / `SharedMetrics` Python object (their `_handle`); the Cython hook keeps that
+// object referenced for as long as it keeps the address. Keys are hashed exactly as the Python
+// methods hash a str key's UTF-8 bytes, so both paths count the same key together.
+
+/// Window counter decision (`SharedLimiter.count`): returns 1 admitted, 0 rejected; `remaining`
+/// and `reset_ns` as in [`gateway_limiter::CountDecision`].
+///
+/// # Safety
+/// `limiter` must be a live `_handle` of a `SharedLimiter`; `key` must point at `key_len`
+/// readable bytes; `remaining` and `reset_ns` must be valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn gw_limiter_count(
+    limiter: *const gateway_limiter::Limiter,
+    key: *const u8,
+    key_len: usize,
+    limit: u64,
+    window_ns: u64,
+    cost: u64,
+    sliding: u8,
+    remaining: *mut u64,
+    reset_ns: *mut u64,
+) -> i32 {
+    let limiter = &*limiter;
+    let key = std::slice::from_raw_parts(key, key_len);
+    let d = limiter.count(
+        gateway_limiter::hash_key(key),
+        limit,
+        window_ns,
+        cost,
+        gateway_limiter::monotonic_ns(),
+        sliding != 0,
+    );
+    *remaining = d.remaining;
+    *reset_ns = d.reset_ns;
+    i32::from(d.allowed)
+}
+
+/// Token-bucket decision (`SharedLimiter.acquire`): returns 1 admitted, 0 rejected; `delay_ns`
+/// as in [`gateway_limiter::Decision`] (`u64::MAX`: never).
+///
+/// # Safety
+/// As for [`gw_limiter_count`].
+#[no_mangle]
+pub unsafe extern "C" fn gw_limiter_acquire(
+    limiter: *const gateway_limiter::Limiter,
+    key: *const u8,
+    key_len: usize,
+    rate: f64,
+    burst: f64,
+    cost: f64,
+    delay_ns: *mut u64,
+) -> i32 {
+    let limiter = &*limiter;
+    let key = std::slice::from_raw_parts(key, key_len);
+    let d = limiter.acquire(
+        gateway_limiter::hash_key(key),
+        rate,
+        burst,
+        cost,
+        gateway_limiter::monotonic_ns(),
+    );
+    *delay_ns = d.delay_ns;
+    i32::from(d.allowed)
+}
+
+/// One request into the metrics store (`SharedMetrics.record`): slots < 0 count a dropped
+/// observation; an upstream latency <= 0 means nothing was proxied.
+///
+/// # Safety
+/// `store` must be a live `_handle` of a `SharedMetrics`.
+#[no_mangle]
+pub unsafe extern "C" fn gw_metrics_record(
+    store: *const gateway_metrics::MetricsStore,
+    series: i64,
+    status: i64,
+    request_seconds: f64,
+    upstream_seconds: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
+    let store = &*store;
+    let slot = |i: i64| usize::try_from(i).ok();
+    let upstream =
+        (upstream_seconds > 0.0).then(|| gateway_metrics::seconds_to_us(upstream_seconds));
+    store.record(
+        slot(series),
+        slot(status),
+        gateway_metrics::seconds_to_us(request_seconds),
+        upstream,
+        bytes_in,
+        bytes_out,
+    );
+}

@@ -163,6 +163,12 @@ class LimitKey:
         else:
             self.scope = None  # a global rule or a consumer's plugin: decided per request
 
+    def bind_native(self, hook: Any, limiter: Any) -> None:
+        """Gives a plugin's native access hook (gateway._proto.LimitAccess) this key: the fixed
+        scope, and the client address built in C or else the key function."""
+        hook.bind_limiter(limiter, self.scope, self.request_key,
+                          self.request_key is _remote_addr)
+
     def __call__(self, ctx: Any) -> str:
         scope = self.scope
         if scope is None:

@@ -25,7 +25,9 @@ plugin off without deleting its config (APISIX's keys).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -81,6 +83,9 @@ class Plugin:
     #: True for authentication plugins: on a consumer their config is a credential that
     #: identifies the consumer (e.g. key-auth's key), not a plugin to run.
     credential: ClassVar[bool] = False
+    #: Compiled hooks by phase (built-in plugins set their own in ``__init__``): each runs the
+    #: phase's common case in C and hands the rest to the plugin's method for that phase.
+    native_hooks: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -89,6 +94,13 @@ class Plugin:
 
     def bind(self, env: PluginEnv) -> None:
         """Called once per config version after every plugin is built."""
+
+    def hook(self, phase: str) -> Callable[..., Any]:
+        """What the exchange calls for ``phase``: the plugin's compiled hook for it when it has
+        one (a ``gateway._proto.NativeHook`` in ``native_hooks``, called without a Python
+        call), else the bound method."""
+        native = self.native_hooks.get(phase)
+        return native if native is not None else getattr(self, phase)
 
     @classmethod
     def phases(cls) -> dict[str, str]:

@@ -9,11 +9,13 @@ with the route's remaining ``access`` hooks; their later phases run after the ro
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from types import MethodType
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from gateway._proto import NativeHook
 from gateway.plugins.base import Plugin
+
+Hook = Callable[..., Any]
 
 
 class ConsumerEntry:
@@ -34,12 +36,12 @@ class ConsumerEntry:
         runnable = sorted((p for p in plugins.values() if not p.credential),
                           key=lambda p: -p.priority)
         #: phase -> bound hooks of the consumer's runnable plugins (priority order)
-        self.phase_hooks: dict[str, tuple[MethodType, ...]] = {
-            phase: tuple(getattr(p, phase) for p in runnable if phase in p.phases())
+        self.phase_hooks: dict[str, tuple[Hook, ...]] = {
+            phase: tuple(p.hook(phase) for p in runnable if phase in p.phases())
             for phase in ("access", "before_proxy", "header_filter", "body_filter", "log")}
-        self._merged: dict[tuple[Any, ...], tuple[MethodType, ...]] = {}
+        self._merged: dict[tuple[Any, ...], tuple[Hook, ...]] = {}
 
-    def merge_access(self, rest: tuple[MethodType, ...]) -> tuple[MethodType, ...]:
+    def merge_access(self, rest: tuple[Hook, ...]) -> tuple[Hook, ...]:
         """The route's remaining access hooks with this consumer's merged in by priority; a
         route plugin the consumer also configures is replaced by the consumer's."""
         merged = self._merged.get(rest)
@@ -72,7 +74,7 @@ class ConsumerIndex:
         return len(self.entries)
 
 
-def _plugin_of(hook: MethodType) -> Plugin:
-    plugin = hook.__self__
+def _plugin_of(hook: Hook) -> Plugin:
+    plugin = hook.plugin if isinstance(hook, NativeHook) else getattr(hook, "__self__", None)
     assert isinstance(plugin, Plugin)
     return plugin

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from gateway.plugins._auth import AuthPlugin, hide_query_arg
-from gateway.plugins.base import PluginConfig
+from gateway._proto import KeyAuthAccess
+from gateway.plugins._auth import AuthPlugin, CredentialIndex, hide_query_arg
+from gateway.plugins.base import PluginConfig, PluginEnv
 
 if TYPE_CHECKING:
     from gateway.plugins.consumers import ConsumerEntry
@@ -48,6 +49,13 @@ class KeyAuth(AuthPlugin):
         super().__init__(config)
         self.header = "authorization" if config.bearer_token else config.header.lower()
         self.challenge_scheme = "Bearer" if config.bearer_token else "apikey"
+        self.native_access = KeyAuthAccess(self, "access")
+        self.native_hooks = {"access": self.native_access}
+
+    def bind_route(self, env: PluginEnv, index: CredentialIndex) -> None:
+        super().bind_route(env, index)
+        if not self.config.bearer_token and not self.config.hide_credentials:
+            self.native_access.bind_index(self.header, index.by_value)
 
     def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
         config = self.config

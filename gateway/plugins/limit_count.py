@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway._proto import LimitCountAccess
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 from gateway.plugins.limit_req import Status, check_policy, rejection
@@ -64,10 +65,15 @@ class LimitCount(Plugin):
         self.limit_header = str(config.count)
         self.rejected = rejection(config.rejected_code, config.rejected_msg)
         self.limiter: Any = None
+        self.native_access = LimitCountAccess(self, "access")
+        self.native_access.rejected = self.rejected
+        self.native_access.configure(config.count, self.window, self.sliding, self.headers)
+        self.native_hooks = {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
+        self.limit_key.bind_native(self.native_access, env.limiter)
 
     def access(self, ctx: Any) -> Any:
         try:

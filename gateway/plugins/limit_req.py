@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway._proto import Response
+from gateway._proto import LimitReqAccess, Response
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
@@ -74,10 +74,15 @@ class LimitReq(Plugin):
         self.burst = config.burst
         self.nodelay = config.nodelay
         self.limiter: Any = None
+        self.native_access = LimitReqAccess(self, "access")
+        self.native_access.rejected = self.rejected
+        self.native_access.configure(self.rate, self.burst, self.nodelay)
+        self.native_hooks = {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
+        self.limit_key.bind_native(self.native_access, env.limiter)
 
     def access(self, ctx: Any) -> Any:
         try:

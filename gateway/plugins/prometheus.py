@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway._proto import PrometheusLog
 from gateway.observability.metrics import series_label, status_label
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
@@ -58,27 +59,34 @@ class Prometheus(Plugin):
         # (route id, consumer, node, status) -> (series slot, status slot). Consumer and node
         # objects belong to this config version, like this instance, so identity keys are safe.
         self.slots: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self.native_log = PrometheusLog(self, "log")
+        self.native_hooks = {"log": self.native_log}
 
     def bind(self, env: PluginEnv) -> None:
         self.store = env.metrics
+        self.native_log.bind_store(env.metrics)
 
     def log(self, ctx: Any) -> None:
+        """The reference path (the native hook records the same, in C): also what runs
+        outside a worker, into a process-local store."""
         store = self.store
         if store is None:
             store = self.store = local_store()
-        key = (ctx.route_id, ctx.consumer, ctx.node, ctx.status)
-        slots = self.slots.get(key)
-        if slots is None:
-            slots = self._claim(store, key)
+        slots = self.claim_slots(store, ctx.route_id, ctx.consumer, ctx.node, ctx.status)
         store.record(slots[0], slots[1], ctx.elapsed, ctx.upstream_latency, ctx.request_bytes,
                      ctx.bytes_sent)
 
-    def _claim(self, store: Any, key: tuple[Any, ...]) -> tuple[int, int]:
-        route, consumer, node, status = key
+    def claim_slots(self, store: Any, route_id: str | None, consumer: Any, node: Any,
+                    status: int) -> tuple[int, int]:
+        """The (series, status) slots of a label set, claimed in the store when new."""
+        key = (route_id, consumer, node, status)
+        slots = self.slots.get(key)
+        if slots is not None:
+            return slots
         consumer_name = consumer.username if consumer is not None else None
         node_name = f"{node.host}:{node.port}" if node is not None else None
-        slots = (store.slot(series_label(route, consumer_name, node_name), series=True),
-                 store.slot(status_label(status, route, consumer_name, node_name)))
+        slots = (store.slot(series_label(route_id, consumer_name, node_name), series=True),
+                 store.slot(status_label(status, route_id, consumer_name, node_name)))
         if len(self.slots) < CACHE_MAX:
             self.slots[key] = slots
         return slots

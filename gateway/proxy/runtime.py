@@ -45,7 +45,7 @@ def bind_plugin(plugin: Plugin, env: PluginEnv, path: str) -> None:
 def plugin_chain(plugins: list[Plugin]) -> dict[str, tuple[Any, ...]]:
     """Bound phase methods per phase, highest priority first (ties keep config order)."""
     ordered = sorted(plugins, key=lambda p: -p.priority)
-    return {phase: tuple(getattr(p, phase) for p in ordered if phase in p.phases())
+    return {phase: tuple(p.hook(phase) for p in ordered if phase in p.phases())
             for phase in PHASES}
 
 

@@ -43,6 +43,10 @@ cdef class RequestContext:
     def attach_consumer(self, consumer):
         """Called by an authentication plugin: the request belongs to ``consumer`` (a
         gateway.plugins.consumers.ConsumerEntry). Its non-credential plugins join the chain."""
+        self.attach(consumer)
+
+    cdef void attach(self, object consumer) except *:
+        cdef dict hooks
         self.consumer = consumer
         hooks = getattr(consumer, "phase_hooks", None)
         if hooks:
@@ -69,11 +73,14 @@ cdef class RequestContext:
     def add_response_header(self, name, value):
         """Adds a header to the response this request gets, proxied or answered by the gateway
         (e.g. rate-limit headers set in ``access``). Call before the response head is sent."""
+        self.add_response_header_bytes(
+            name.encode("latin-1") if isinstance(name, str) else name,
+            value.encode("latin-1") if isinstance(value, str) else value)
+
+    cdef void add_response_header_bytes(self, bytes name, bytes value) except *:
         if self.extra_response_headers is None:
             self.extra_response_headers = []
-        self.extra_response_headers.append(
-            (name.encode("latin-1") if isinstance(name, str) else name,
-             value.encode("latin-1") if isinstance(value, str) else value))
+        self.extra_response_headers.append((name, value))
 
     def set_body_limit(self, uint64_t limit):
         """Caps this request's body: a larger one is answered 413 (or cut if already answered)."""
@@ -163,20 +170,26 @@ cdef class RequestContext:
         return self.headers.get(name.lower(), default)
 
     def set_upstream_header(self, name, value):
-        if self.upstream_header_set is None:
-            self.upstream_header_set = []
-        if self.upstream_header_remove is None:
-            self.upstream_header_remove = set()
         n = name.encode("latin-1") if isinstance(name, str) else name
         v = value.encode("latin-1") if isinstance(value, str) else value
-        self.upstream_header_remove.add(n.lower())
-        self.upstream_header_set.append((n, v))
+        self.set_upstream_header_bytes(n, n.lower(), v)
 
     def remove_upstream_header(self, name):
+        n = name.encode("latin-1") if isinstance(name, str) else name
+        self.remove_upstream_header_bytes(n.lower())
+
+    cdef void set_upstream_header_bytes(self, bytes name, bytes lower_name, bytes value) except *:
+        """Replaces the client's header ``name`` (and any earlier plugin's) with ``value``."""
+        self.remove_upstream_header_bytes(lower_name)
+        if self.upstream_header_set is None:
+            self.upstream_header_set = []
+        self.upstream_header_set.append((name, value))
+
+    cdef void remove_upstream_header_bytes(self, bytes lower_name) except *:
         if self.upstream_header_remove is None:
             self.upstream_header_remove = set()
-        n = name.encode("latin-1") if isinstance(name, str) else name
-        self.upstream_header_remove.add(n.lower())
+        self.upstream_header_remove.add(lower_name)
+        self.removed_name_lengths |= name_length_bit(PyBytes_GET_SIZE(lower_name))
 
     def set_upstream_uri(self, uri):
         self.upstream_path = uri.encode("latin-1") if isinstance(uri, str) else uri
@@ -252,7 +265,8 @@ cdef class RequestContext:
                     xff[n_xff] = i
                     n_xff += 1
                 continue
-            if custom and self.data[e.name.off:e.name.off + e.name.len].lower() in self.upstream_header_remove:
+            if custom and (self.removed_name_lengths & name_length_bit(e.name.len)) and \
+                    self.data[e.name.off:e.name.off + e.name.len].lower() in self.upstream_header_remove:
                 continue
             hb.add_parsed_header(d, dlen, e)
         # X-Forwarded-For keeps the chain (earlier proxies' addresses), then adds the client's
@@ -306,3 +320,9 @@ cdef class RequestContext:
             hb.add_span(d, dlen, e.value)
             seen += 1
         return hb.add("\r\n", 2)
+
+
+cdef inline uint64_t name_length_bit(size_t length):
+    """A header name length's bit in a 64-bit set (longer names share the top bit): most
+    request headers are ruled out of a removal set without slicing their names."""
+    return (<uint64_t>1) << (length if length < 63 else 63)

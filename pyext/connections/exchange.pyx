@@ -14,7 +14,7 @@ cdef class Exchange(RequestContext):
         cdef Py_ssize_t i
         try:
             for i in range(len(hooks)):
-                result = hooks[i](self)
+                result = call_hook(hooks[i], self)
                 if result is not None:
                     if asyncio.iscoroutine(result):
                         self.task = asyncio.ensure_future(
@@ -508,8 +508,9 @@ cdef class Exchange(RequestContext):
     cdef void run_log_hooks(self, tuple hooks):
         for hook in hooks:
             try:
-                result = hook(self)
-                if asyncio.iscoroutine(result):
+                result = call_hook(hook, self)
+                # asyncio.iscoroutine(None) costs an ABC isinstance check: test None first
+                if result is not None and asyncio.iscoroutine(result):
                     asyncio.ensure_future(result)
             except Exception:
                 log.exception("log plugin failed on route %s", self.route.id)

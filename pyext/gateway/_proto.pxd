@@ -15,6 +15,12 @@ cdef class UpstreamConnection
 cdef class RequestContext
 cdef class Exchange
 cdef class ClientConnection
+cdef class NativeHook
+cdef class PrometheusLog
+cdef class LimitAccess
+cdef class LimitCountAccess
+cdef class LimitReqAccess
+cdef class KeyAuthAccess
 
 include "http/head_buffer.pxd"
 include "http/local_response.pxd"
@@ -25,3 +31,7 @@ include "connections/upstream_connection.pxd"
 include "connections/context.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"
+include "plugins/native_hook.pxd"
+include "plugins/prometheus_hook.pxd"
+include "plugins/limit_hooks.pxd"
+include "plugins/key_auth_hook.pxd"

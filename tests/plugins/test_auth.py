@@ -190,6 +190,28 @@ def test_key_auth_header_attaches_the_consumer(gateway: tuple[int, Upstream]) ->
     assert "x-consumer-custom-id" not in echo["headers"]
 
 
+def test_key_auth_repeated_header_is_one_joined_value(gateway: tuple[int, Upstream]) -> None:
+    """Two apikey fields read as their comma-joined value (RFC 9110 5.3), which is no key:
+    the compiled hook hands a repeated header to the Python path rather than taking the first."""
+    port, _ = gateway
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("GET", "/key/x")
+    conn.putheader("apikey", "alice-key")
+    conn.putheader("APIKEY", "alice-key")
+    conn.endheaders()
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status == 401, body
+    assert json.loads(body) == {"message": "Invalid API key in request"}
+
+
+def test_key_auth_header_name_is_case_insensitive(gateway: tuple[int, Upstream]) -> None:
+    port, _ = gateway
+    echo = proxied(port, "/key/x", {"ApiKey": "bob-key"})
+    assert echo["headers"]["x-consumer-username"] == "bob"
+
+
 def test_key_auth_query_argument(gateway: tuple[int, Upstream]) -> None:
     port, _ = gateway
     echo = proxied(port, "/key/x?a=1&apikey=bob-key")

@@ -95,6 +95,13 @@ impl SharedLimiter {
         self.inner.fd()
     }
 
+    /// Address of the limiter for the C ABI (`gw_limiter_count`, `gw_limiter_acquire`), valid
+    /// while this object lives: the Cython hooks keep the object beside the address.
+    #[getter]
+    fn _handle(&self) -> usize {
+        &self.inner as *const Limiter as usize
+    }
+
     /// Number of decisions that failed open because a table window was full.
     #[getter]
     fn overflow(&self) -> u64 {

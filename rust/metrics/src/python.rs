@@ -103,6 +103,13 @@ impl SharedMetrics {
         LABEL_MAX
     }
 
+    /// Address of the store for the C ABI (`gw_metrics_record`), valid while this object
+    /// lives: the Cython hook keeps the object beside the address.
+    #[getter]
+    fn _handle(&self) -> usize {
+        &self.inner as *const MetricsStore as usize
+    }
+
     /// The index of the slot for ``label`` (a counter, or with ``series=True`` a pair of
     /// latency histograms plus bandwidth), claimed if new; -1 when the table is full. Stable
     /// for the life of the region: cache it.

@@ -1,0 +1,51 @@
+"""The built-in plugins' compiled hooks: which phases run natively, and that a third-party
+plugin keeps the plain Python call. What the hooks do is asserted through real requests in
+test_auth.py, test_limits.py and test_prometheus.py (every request there takes these hooks)."""
+from __future__ import annotations
+
+from typing import Any
+
+from gateway._proto import (
+    KeyAuthAccess,
+    LimitCountAccess,
+    LimitReqAccess,
+    NativeHook,
+    PrometheusLog,
+)
+from gateway.config import decode_config
+from gateway.proxy.runtime import compile_runtime
+
+
+def compiled_route(plugins: dict[str, Any], consumers: list[dict[str, Any]] | None = None) -> Any:
+    config = decode_config({
+        "upstreams": [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": 9}]}],
+        "routes": [{"id": "r", "uri": "/*", "upstream_id": "up", "plugins": plugins}],
+        "consumers": consumers or [],
+    })
+    return compile_runtime(config, 1).routes[0]
+
+
+def test_hot_builtins_run_as_native_hooks() -> None:
+    route = compiled_route(
+        {"key-auth": {}, "limit-count": {"count": 5, "time_window": 60},
+         "limit-req": {"rate": 10, "burst": 5}, "prometheus": {}},
+        [{"username": "alice", "plugins": {"key-auth": {"key": "k"}}}])
+    assert [type(h) for h in route.access] == [KeyAuthAccess, LimitCountAccess, LimitReqAccess]
+    assert [type(h) for h in route.log] == [PrometheusLog]
+    assert [h.plugin.name for h in route.access] == ["key-auth", "limit-count", "limit-req"]
+
+
+def test_third_party_plugins_keep_the_python_call() -> None:
+    route = compiled_route({"tests.support.plugins:Tag": {"tag": "t"}})
+    hooks = route.rewrite + route.before_proxy + route.header_filter
+    assert len(hooks) == 3 and not any(isinstance(h, NativeHook) for h in hooks)
+    assert all(h.__self__.name == "test-tag" for h in hooks)
+
+
+def test_consumer_plugins_use_the_same_hooks() -> None:
+    route = compiled_route(
+        {"key-auth": {}},
+        [{"username": "alice", "plugins": {"key-auth": {"key": "k"},
+                                           "limit-count": {"count": 1, "time_window": 60}}}])
+    consumer = route.plugins["key-auth"].index.by_value["k"]
+    assert [type(h) for h in consumer.phase_hooks["access"]] == [LimitCountAccess]
