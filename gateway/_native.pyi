@@ -1,6 +1,20 @@
 """Type stubs for gateway._native: PyO3 bindings of the rust/ crates (the Cython module
 gateway._proto lives in the same shared object; see _proto.pyi)."""
-from typing import Literal
+from typing import Literal, Self, final
+
+from gateway import _proto as _proto
+
+# The classes below are `#[pyclass]`es without `subclass`, so Python cannot subclass them: @final
+# (not HttpParseError: an exception class, which can be subclassed).
+# `python -m mypy.stubtest gateway._native gateway._proto` (tests/test_sourcecode.py) checks this
+# file against the built module.
+
+__all__ = [
+    "HttpParseError", "parse_request", "parse_response", "RequestHead", "ResponseHead",
+    "ChunkedScanner", "Router", "normalize_path", "NOT_FOUND", "METHOD_NOT_ALLOWED", "BAD_PATH",
+    "SharedLimiter", "BREAKER_HEALTHY", "BREAKER_UNHEALTHY", "BREAKER_TRIP", "hash_key",
+    "SharedMetrics", "ABI_REQUEST_HEAD_SIZE", "_proto",
+]
 
 ABI_REQUEST_HEAD_SIZE: int
 NOT_FOUND: int
@@ -13,6 +27,7 @@ class HttpParseError(ValueError):
     status: int
     reason: str
 
+@final
 class RequestHead:
     @property
     def head_len(self) -> int: ...
@@ -43,6 +58,7 @@ class RequestHead:
     @property
     def hop_by_hop(self) -> list[bytes]: ...
 
+@final
 class ResponseHead:
     @property
     def head_len(self) -> int: ...
@@ -61,8 +77,9 @@ class ResponseHead:
     @property
     def headers(self) -> list[tuple[bytes, bytes]]: ...
 
+@final
 class ChunkedScanner:
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Self: ...
     def feed(self, data: bytes) -> tuple[int, bool]:
         """Bytes of this message in ``data`` and whether the message ended; raises
         HttpParseError on invalid framing."""
@@ -79,9 +96,10 @@ def parse_response(data: bytes, request_was_head: bool = False) -> ResponseHead 
 
 # ---- rust/router --------------------------------------------------------------------------
 
+@final
 class Router:
     """Routes as (paths, hosts, methods, priority); the route index is the list position."""
-    def __init__(self, routes: list[tuple[list[str], list[str], list[str], int]]) -> None: ...
+    def __new__(cls, routes: list[tuple[list[str], list[str], list[str], int]]) -> Self: ...
     def match(self, method: bytes, host: bytes, path: bytes
               ) -> tuple[int, list[tuple[str, str]], bytes | None]:
         """(route index or NOT_FOUND / METHOD_NOT_ALLOWED / BAD_PATH, params, the normalised
@@ -92,6 +110,7 @@ def normalize_path(path: bytes) -> bytes: ...
 
 # ---- rust/limiter -------------------------------------------------------------------------
 
+@final
 class SharedLimiter:
     """Token buckets (GCRA) and window counters in shared memory, exact across processes."""
     @staticmethod
@@ -119,10 +138,12 @@ class SharedLimiter:
         """Circuit breaker (api-breaker), read-only: (open, retry_after_seconds, generation,
         unhealthy, healthy)."""
     def breaker_report(self, key: str | bytes, outcome: int, failures: int, successes: int,
-                       max_open_seconds: float, expected_generation: int = -1
+                       max_open_seconds: float, expected_generation: int = ...
                        ) -> tuple[bool, float, int, int, int]:
         """Records BREAKER_HEALTHY / BREAKER_UNHEALTHY / BREAKER_TRIP; the state after it.
-        A TRIP with ``expected_generation`` >= 0 applies only to that generation."""
+        A TRIP with ``expected_generation`` >= 0 applies only to that generation (default -1:
+        any; PyO3 cannot show a negative default in the runtime signature, so it is not
+        written here either)."""
 
 BREAKER_HEALTHY: int
 BREAKER_UNHEALTHY: int
@@ -132,9 +153,11 @@ def hash_key(key: str | bytes) -> int: ...
 
 # ---- rust/metrics -------------------------------------------------------------------------
 
-HistogramSnapshot = tuple[tuple[int, ...], float]
-"""(cumulative bucket counts, +Inf last; sum in milliseconds)"""
+# (cumulative bucket counts, +Inf last; sum in milliseconds). A stub-only alias: private, so
+# stubtest does not look for it in the module.
+_HistogramSnapshot = tuple[tuple[int, ...], float]
 
+@final
 class SharedMetrics:
     """Request metrics in shared memory (memfd + atomics): workers record, the master scrapes
     without talking to them."""
@@ -163,7 +186,7 @@ class SharedMetrics:
         not observed) and bytes into the ``series`` slot. -1 slots count as dropped."""
     def add(self, slot: int, n: int = 1) -> None: ...
     def snapshot(self) -> tuple[int, int, int, list[tuple[str, int]],
-                                list[tuple[str, HistogramSnapshot, HistogramSnapshot, int, int]]]:
+                                list[tuple[str, _HistogramSnapshot, _HistogramSnapshot, int, int]]]:
         """(requests, dropped, used, counters as (label, value), series as (label, request,
         upstream, bytes_in, bytes_out))."""
     def render_exposition(self, prefix: str, hostname: str) -> bytes:

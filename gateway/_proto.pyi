@@ -1,7 +1,14 @@
 """Type stubs for gateway._proto (pyext/_proto.pyx): the data plane's connection protocol."""
 import asyncio
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Self
+
+from typing_extensions import disjoint_base
+
+# Cython `cdef class`es can be subclassed, but each has its own C layout, so a class cannot
+# inherit from two of them: @disjoint_base (PEP 800). `python -m mypy.stubtest gateway._native
+# gateway._proto` (tests/test_sourcecode.py) checks this file against the built module;
+# tests/stubtest-allowlist.txt lists what Cython generates and no stub should declare.
 
 PASS_HOST_PASS: int
 PASS_HOST_NODE: int
@@ -9,6 +16,16 @@ PASS_HOST_REWRITE: int
 
 def reason_phrase(status: int) -> str: ...
 
+JSON_HEADERS: tuple[tuple[str, str], ...]
+
+class HeadSpanError(ValueError):
+    """A span handed to the head writer lies outside its buffer: the response is refused."""
+
+@disjoint_base
+class HeadBuffer:
+    """The head writer's growable buffer (its methods are C-only; one per Server)."""
+
+@disjoint_base
 class Response:
     status: int
     body: bytes
@@ -16,6 +33,7 @@ class Response:
     def __init__(self, status: int = 200, body: bytes | str = b"",
                  headers: Iterable[tuple[str, str]] | dict[str, str] | None = None) -> None: ...
 
+@disjoint_base
 class UpstreamNode:
     host: str
     port: int
@@ -25,6 +43,7 @@ class UpstreamNode:
     active: int
     def __init__(self, host: str, port: int, weight: int = 1) -> None: ...
 
+@disjoint_base
 class UpstreamGroup:
     id: str
     nodes: list[UpstreamNode]
@@ -45,6 +64,7 @@ class UpstreamGroup:
                  pass_host: int = 0, upstream_host: bytes = b"") -> None: ...
     def pick(self, exclude: set[UpstreamNode] | None = None) -> UpstreamNode | None: ...
 
+@disjoint_base
 class RouteEntry:
     index: int
     id: str
@@ -68,6 +88,7 @@ class RouteEntry:
                  log: tuple[Callable[..., Any], ...] = (),
                  plugins: dict[str, Any] | None = None, websocket: bool = False) -> None: ...
 
+@disjoint_base
 class Runtime:
     version: int
     router: Any
@@ -77,12 +98,14 @@ class Runtime:
     keepalive_timeout: float
     send_timeout: float
     max_body: int
+    timed: bool
     def __init__(self, version: int, router: Any, routes: list[RouteEntry],
                  max_request_line: int = 8192, max_header_size: int = 32768,
                  max_headers: int = 100, header_timeout: float = 10.0,
                  body_timeout: float = 60.0, keepalive_timeout: float = 60.0,
                  send_timeout: float = 60.0, max_body: int = 0) -> None: ...
 
+@disjoint_base
 class Server:
     loop: Any
     runtime: Runtime
@@ -91,6 +114,7 @@ class Server:
     on_log: Callable[[Exchange], None] | None
     requests_total: int
     connections_total: int
+    clock: float
     @property
     def stats(self) -> dict[str, int]: ...
     scheme: str
@@ -104,32 +128,40 @@ class Server:
     def start_draining(self) -> None: ...
     def close_all(self) -> None: ...
 
+@disjoint_base
 class UpstreamConnection:
+    """A pooled connection to an upstream node (made by the Exchange, never by Python code)."""
     node: UpstreamNode
     state: int
     requests: int
+    def __init__(self, server: Server, node: UpstreamNode) -> None: ...
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
+    def eof_received(self) -> bool | None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def pause_reading_for_client(self) -> None: ...
+    def resume_reading_for_client(self) -> None: ...
 
+# Not an asyncio.Protocol subclass at runtime (a cdef class cannot derive from a Python class),
+# but it implements every Protocol method: declared one so `loop.create_server(
+# server.protocol_factory)` type-checks without a cast.
+@disjoint_base
 class ClientConnection(asyncio.Protocol):
     client_ip: bytes
     client_port: int
     state: int
     requests: int
+    def __init__(self, server: Server) -> None: ...
 
-class Exchange:
-    """One proxied request; the context object every plugin phase receives."""
-    runtime: Runtime
+@disjoint_base
+class RequestContext:
+    """What plugins see of one request, and the choices they make for its upstream request."""
     route: RouteEntry | None
-    method_id: int
-    is_head: bool
-    keep_alive: bool
-    upgrading: bool
     node: UpstreamNode | None
-    response_started: bool
-    status: int
+    upgrading: bool
     start_time: float
-    upstream_start: float
-    upstream_latency: float
-    bytes_sent: int
     consumer: Any
     extra_response_headers: list[tuple[bytes, bytes]] | None
     body_limit: int
@@ -197,28 +229,53 @@ class Exchange:
     def set_response_header(self, name: str, value: str) -> None: ...
     def remove_response_header(self, name: str) -> None: ...
 
+@disjoint_base
+class Exchange(RequestContext):
+    """One proxied request; the context object every plugin phase receives."""
+    runtime: Runtime
+    method_id: int
+    is_head: bool
+    keep_alive: bool
+    response_started: bool
+    status: int
+    timed: bool
+    upstream_start: float
+    upstream_latency: float
+    bytes_sent: int
+    async def run_phases_async(self, first: Awaitable[Any],
+                               rest: tuple[Callable[..., Any], ...]) -> None:
+        """Internal: the phases after a hook that returned a coroutine."""
+    async def open_connection(self, node: UpstreamNode) -> None:
+        """Internal: connects to ``node`` (no idle pooled connection) and sends the request."""
+
+@disjoint_base
 class NativeHook:
     """A built-in plugin's phase compiled to C; calling it runs the same code."""
     @property
     def plugin(self) -> Any: ...
     @property
     def phase(self) -> str: ...
-    def __init__(self, plugin: Any, phase: str) -> None: ...
+    def __new__(cls, plugin: Any, phase: str) -> Self: ...
     def __call__(self, ctx: Exchange) -> Any: ...
 
+@disjoint_base
 class PrometheusLog(NativeHook):
     def bind_store(self, store: Any) -> None: ...
 
+@disjoint_base
 class LimitAccess(NativeHook):
     rejected: Any
     def bind_limiter(self, limiter: Any, scope: str | None, request_key: Callable[[Any], str],
                      by_remote_addr: bool) -> None: ...
 
+@disjoint_base
 class LimitCountAccess(LimitAccess):
     def configure(self, count: int, window: float, sliding: bool, quota_headers: bool) -> None: ...
 
+@disjoint_base
 class LimitReqAccess(LimitAccess):
     def configure(self, rate: float, burst: float, nodelay: bool) -> None: ...
 
+@disjoint_base
 class KeyAuthAccess(NativeHook):
     def bind_index(self, header: str, by_value: dict[str, Any]) -> None: ...

@@ -1,6 +1,6 @@
 """The checks that keep the code the way it is written (uvloop keeps the same file): lint, types,
-Rust formatting and clippy. They run with the test suite, so the README's test command enforces
-them; each skips with a reason when its tool is not installed."""
+the native modules' stubs, Rust formatting and clippy. They run with the test suite, so the
+README's test command enforces them; each skips with a reason when its tool is not installed."""
 from __future__ import annotations
 
 import os
@@ -35,6 +35,14 @@ def test_ruff() -> None:
 def test_mypy() -> None:
     python_tool("mypy")
     run(sys.executable, "-m", "mypy")  # files and settings: [tool.mypy] in pyproject.toml
+
+
+def test_stubtest() -> None:
+    """gateway/_native.pyi and gateway/_proto.pyi say what the built modules define: every public
+    name, signature, @final (PyO3 classes) and @disjoint_base (Cython cdef classes)."""
+    python_tool("mypy")
+    run(sys.executable, "-m", "mypy.stubtest", "gateway._native", "gateway._proto",
+        "--allowlist", "tests/stubtest-allowlist.txt")
 
 
 def test_cargo_fmt() -> None:

@@ -13,24 +13,20 @@
 //! * [`Limiter::breaker_check`] / [`Limiter::breaker_report`]: circuit-breaker state
 //!   (`api-breaker`). Gauges and breakers live in a third table, the *cells* (see `cells`).
 //!
-//! # Region layout (all little-endian native words, offsets in bytes)
+//! # Region layout (native-endian words, offsets in bytes)
 //!
 //! ```text
-//! 0    magic            u64  = "GWLIMIT1"
-//! 8    version          u32  = 2
-//! 12   header_size      u32  = 128
-//! 16   slot_size        u32  = 16
-//! 20   probe_window     u32  = 16
-//! 24   bucket_slots     u64  (power of two)
-//! 32   counter_slots    u64  (power of two)
-//! 40   bucket_offset    u64  = 128
-//! 48   counter_offset   u64  = 128 + 16 * bucket_slots
-//! 56   total_len        u64  (size the region was created with, page-rounded)
-//! 64   overflow_buckets   AtomicU64 (decisions that failed open, bucket table)
-//! 72   overflow_counters  AtomicU64 (decisions that failed open, counter table)
-//! 80   cell_slots       u64  (power of two)
-//! 88   cell_offset      u64  = counter_offset + 16 * counter_slots
-//! 96   overflow_cells   AtomicU64 (decisions that failed open, cell table)
+//! 0    stamp            32 bytes (gateway_shm::Stamp): magic "GWLIMIT1", version 3, header
+//!                       size 128, fingerprint of the slot size and probe window, total length
+//! 32   bucket_slots     u64  (power of two)
+//! 40   counter_slots    u64  (power of two)
+//! 48   cell_slots       u64  (power of two)
+//! 56   bucket_offset    u64  = 128
+//! 64   counter_offset   u64  = 128 + 16 * bucket_slots
+//! 72   cell_offset      u64  = counter_offset + 16 * counter_slots
+//! 80   overflow_buckets   AtomicU64 (decisions that failed open, bucket table)
+//! 88   overflow_counters  AtomicU64 (decisions that failed open, counter table)
+//! 96   overflow_cells     AtomicU64 (decisions that failed open, cell table)
 //! 104.. reserved (zero) up to 128
 //! 128  bucket slots:  { key: AtomicU64, state: AtomicU64 } x bucket_slots
 //! ...  counter slots: { key: AtomicU64, state: AtomicU64 } x counter_slots
@@ -43,8 +39,9 @@
 //!
 //! # Keys
 //!
-//! Keys are 64-bit hashes. [`hash_key`] is FNV-1a 64 followed by the murmur3 `fmix64`
-//! finaliser, with a fixed seed, so every process computes the same value for the same bytes.
+//! Keys are 64-bit hashes. [`hash_key`] (from `gateway-shm`, re-exported) is FNV-1a 64 followed
+//! by the murmur3 `fmix64` finaliser, with a fixed seed, so every process computes the same value
+//! for the same bytes.
 //! Hash 0 marks an empty slot and is therefore mapped to 1. Two different keys that collide on
 //! all 64 bits share a bucket (probability ~2^-64 per pair).
 //!
@@ -68,8 +65,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use gateway_shm::{fmix64, nonzero, Layout, Stamp};
+
 mod cells;
-mod shm;
 mod table;
 
 #[cfg(feature = "python")]
@@ -79,17 +77,22 @@ pub mod python;
 mod tests;
 
 pub use cells::{BreakerOutcome, BreakerState, GaugeDecision};
-pub use shm::ShmRegion;
+pub use gateway_shm::{hash_key, ShmRegion};
 pub use table::PROBE_WINDOW;
 
 use table::{Probe, Slot, Table, TOMB, VALUE_MASK};
 
-/// `"GWLIMIT1"` read as a native-endian u64.
-pub const MAGIC: u64 = u64::from_ne_bytes(*b"GWLIMIT1");
 /// Layout version; bumped on any incompatible change of the header or slot formats.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Bytes reserved for the header at the start of the region.
 pub const HEADER_SIZE: usize = 128;
+/// The stamp of a limiter region (written by [`Limiter::create`], checked by
+/// [`Limiter::attach`]).
+pub const LAYOUT: Layout = Layout::new(*b"GWLIMIT1", VERSION, HEADER_SIZE).with(&[
+    std::mem::size_of::<Header>() as u64,
+    std::mem::size_of::<Slot>() as u64,
+    PROBE_WINDOW as u64,
+]);
 /// An idle slot may be taken over by another key only after its state has been "as good as
 /// fresh" for this long. This keeps in-flight requests with slightly older `now_ns` readings
 /// from seeing their bucket disappear, and avoids ping-pong between two keys.
@@ -107,53 +110,20 @@ const MAX_RESTARTS: u32 = 64;
 
 #[repr(C)]
 struct Header {
-    magic: u64,
-    version: u32,
-    header_size: u32,
-    slot_size: u32,
-    probe_window: u32,
+    stamp: Stamp,
     bucket_slots: u64,
     counter_slots: u64,
+    cell_slots: u64,
     bucket_offset: u64,
     counter_offset: u64,
-    total_len: u64,
+    cell_offset: u64,
     overflow_buckets: AtomicU64,
     overflow_counters: AtomicU64,
-    cell_slots: u64,
-    cell_offset: u64,
     overflow_cells: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 const _: () = assert!(std::mem::size_of::<Slot>() == 16);
-
-/// FNV-1a 64 of `key`, finalised with murmur3's `fmix64`; never 0.
-pub fn hash_key(key: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    nonzero(fmix64(h))
-}
-
-#[inline]
-fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-#[inline]
-fn nonzero(h: u64) -> u64 {
-    if h == 0 {
-        1
-    } else {
-        h
-    }
-}
 
 /// `CLOCK_MONOTONIC` in nanoseconds (system-wide, so comparable across processes).
 pub fn monotonic_ns() -> u64 {
@@ -236,23 +206,18 @@ impl Limiter {
         let end = cell_offset + ncell * slot;
         let page = 4096;
         let total = end.div_ceil(page) * page;
-        let region = ShmRegion::create("gateway-limiter", total)?;
-        // SAFETY: the region is fresh, zero-filled, at least HEADER_SIZE bytes, page aligned, and
-        // no other process has it yet; writing the immutable header fields here is race-free.
+        let region = LAYOUT.create("gateway-limiter", total)?;
+        // SAFETY: the region is fresh, stamped, zero-filled after the stamp, at least HEADER_SIZE
+        // bytes, page aligned, and no other process has it yet; writing the immutable header
+        // fields here is race-free.
         unsafe {
             let h = &mut *(region.as_ptr() as *mut Header);
-            h.magic = MAGIC;
-            h.version = VERSION;
-            h.header_size = HEADER_SIZE as u32;
-            h.slot_size = slot as u32;
-            h.probe_window = PROBE_WINDOW as u32;
             h.bucket_slots = nb as u64;
             h.counter_slots = nc as u64;
+            h.cell_slots = ncell as u64;
             h.bucket_offset = bucket_offset as u64;
             h.counter_offset = counter_offset as u64;
-            h.cell_slots = ncell as u64;
             h.cell_offset = cell_offset as u64;
-            h.total_len = total as u64;
         }
         Self::from_region(region)
     }
@@ -260,29 +225,17 @@ impl Limiter {
     /// Maps the region behind `fd` (created by [`Limiter::create`], possibly in another
     /// process) after validating its header. The fd is borrowed, not closed.
     pub fn attach(fd: RawFd) -> io::Result<Limiter> {
-        Self::from_region(ShmRegion::attach(fd)?)
+        Self::from_region(LAYOUT.attach(fd)?)
     }
 
+    /// Validates the header fields after the stamp (which [`LAYOUT`] has written or checked, so
+    /// at least HEADER_SIZE bytes are mapped and the region has the size it was created with).
     fn from_region(region: ShmRegion) -> io::Result<Limiter> {
-        if region.len() < HEADER_SIZE {
-            return Err(invalid("region smaller than the limiter header"));
-        }
+        debug_assert_eq!(LAYOUT.check(&region), Ok(()));
         // SAFETY: at least HEADER_SIZE bytes are mapped; the immutable fields were written
         // before the region was shared.
         let h = unsafe { &*(region.as_ptr() as *const Header) };
-        if h.magic != MAGIC {
-            return Err(invalid("not a gateway limiter region (bad magic)"));
-        }
-        if h.version != VERSION {
-            return Err(invalid("limiter region layout version mismatch"));
-        }
         let slot = std::mem::size_of::<Slot>() as u64;
-        if h.header_size as usize != HEADER_SIZE
-            || u64::from(h.slot_size) != slot
-            || h.probe_window as usize != PROBE_WINDOW
-        {
-            return Err(invalid("limiter region header/slot sizes mismatch"));
-        }
         let (nb, nc, ncell) = (h.bucket_slots, h.counter_slots, h.cell_slots);
         let ok_count = |n: u64| n.is_power_of_two() && n <= MAX_SLOTS as u64;
         if !ok_count(nb) || !ok_count(nc) || !ok_count(ncell) {
@@ -292,7 +245,6 @@ impl Limiter {
             || h.counter_offset != h.bucket_offset + nb * slot
             || h.cell_offset != h.counter_offset + nc * slot
             || h.cell_offset + ncell * slot > region.len() as u64
-            || h.total_len != region.len() as u64
         {
             return Err(invalid("limiter region offsets do not match its size"));
         }

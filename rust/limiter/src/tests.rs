@@ -14,16 +14,6 @@ fn lim() -> Limiter {
 // ---------------------------------------------------------------- hashing, clock, region
 
 #[test]
-fn hash_is_fixed_and_nonzero() {
-    // Fixed seed: the same value in every process and every run.
-    assert_eq!(hash_key(b"abc"), hash_key(b"abc"));
-    assert_ne!(hash_key(b"abc"), hash_key(b"abd"));
-    assert_ne!(hash_key(b""), 0);
-    // FNV-1a of "a" is the published 0xaf63dc4c8601ec8c; we finalise it.
-    assert_eq!(hash_key(b"a"), nonzero(fmix64(0xaf63_dc4c_8601_ec8c)));
-}
-
-#[test]
 fn monotonic_clock_advances() {
     let a = monotonic_ns();
     let b = monotonic_ns();
@@ -59,6 +49,32 @@ fn attach_shares_state_and_validates() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     // A bad fd.
     assert!(Limiter::attach(-1).is_err());
+}
+
+#[test]
+fn attach_refuses_regions_of_other_builds() {
+    // A limiter region stamped by a build with the previous layout version.
+    let older = gateway_shm::Layout::new(*b"GWLIMIT1", VERSION - 1, HEADER_SIZE);
+    let region = older.create("gateway-limiter", 8192).unwrap();
+    let err = Limiter::attach(region.fd()).err().expect("old version must fail");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("GWLIMIT1"), "{err}");
+    // The same version, other constants (say a different probe window).
+    let other = gateway_shm::Layout::new(*b"GWLIMIT1", VERSION, HEADER_SIZE).with(&[1, 2, 3]);
+    let region = other.create("gateway-limiter", 8192).unwrap();
+    assert!(Limiter::attach(region.fd()).is_err());
+    // A stamp that matches, over slot counts that do not fit the region.
+    let region = LAYOUT.create("gateway-limiter", 8192).unwrap();
+    // SAFETY: our fresh region; the header fields after the stamp are plain words.
+    unsafe {
+        let h = &mut *(region.as_ptr() as *mut Header);
+        (h.bucket_slots, h.counter_slots, h.cell_slots) = (1024, 1024, 1024);
+        h.bucket_offset = HEADER_SIZE as u64;
+        h.counter_offset = h.bucket_offset + 16 * 1024;
+        h.cell_offset = h.counter_offset + 16 * 1024;
+    }
+    let err = Limiter::attach(region.fd()).err().expect("offsets past the end must fail");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 }
 
 #[test]

@@ -23,15 +23,11 @@
 //! # Region layout (native-endian words, offsets in bytes)
 //!
 //! ```text
-//! 0    magic        u64 = "GWMETRC1"
-//! 8    version      u32 = 1
-//! 12   header_size  u32 = 128
-//! 16   slot_size    u32 = 512
-//! 20   label_max    u32 = 192
-//! 24   slots        u64 (power of two)
-//! 32   order_offset u64 = 128
-//! 40   slot_offset  u64 (order_offset + 4 * slots, rounded up to 512)
-//! 48   total_len    u64
+//! 0    stamp        32 bytes (gateway_shm::Stamp): magic "GWMETRC1", version 2, header size
+//!                   128, fingerprint of the slot size, label size and bucket bounds, total length
+//! 32   slots        u64 (power of two)
+//! 40   order_offset u64 = 128
+//! 48   slot_offset  u64 (order_offset + 4 * slots, rounded up to 512)
 //! 56   used         AtomicU64  claimed slots (entries reserved in the order array)
 //! 64   dropped      AtomicU64  observations lost because the table was full
 //! 72   requests     AtomicU64  requests recorded
@@ -63,7 +59,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub use gateway_limiter::ShmRegion;
+use gateway_shm::{hash_key, Layout, Stamp};
+
+pub use gateway_shm::ShmRegion;
 
 pub mod exposition;
 #[cfg(feature = "python")]
@@ -72,10 +70,8 @@ pub mod python;
 #[cfg(test)]
 mod tests;
 
-/// `"GWMETRC1"` read as a native-endian u64.
-pub const MAGIC: u64 = u64::from_ne_bytes(*b"GWMETRC1");
 /// Layout version; bumped on any incompatible change of the header or slot formats.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes reserved for the header at the start of the region.
 pub const HEADER_SIZE: usize = 128;
 /// Size of one slot in bytes.
@@ -90,6 +86,12 @@ pub const LATENCY_BUCKETS_MS: [u64; 15] =
     [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000];
 /// Number of histogram buckets including +Inf.
 pub const BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
+/// The stamp of a metrics region (written by [`MetricsStore::create`], checked by
+/// [`MetricsStore::attach`]). The bucket bounds are part of it: a build with other bounds would
+/// read the same counters as other histograms.
+pub const LAYOUT: Layout = Layout::new(*b"GWMETRC1", VERSION, HEADER_SIZE)
+    .with(&[std::mem::size_of::<Header>() as u64, SLOT_SIZE as u64, LABEL_MAX as u64])
+    .with(&LATENCY_BUCKETS_MS);
 
 const LABEL_WORDS: usize = LABEL_MAX / 8;
 const READY: u64 = 1 << 63;
@@ -123,15 +125,10 @@ impl Kind {
 
 #[repr(C)]
 struct Header {
-    magic: u64,
-    version: u32,
-    header_size: u32,
-    slot_size: u32,
-    label_max: u32,
+    stamp: Stamp,
     slots: u64,
     order_offset: u64,
     slot_offset: u64,
-    total_len: u64,
     used: AtomicU64,
     dropped: AtomicU64,
     requests: AtomicU64,
@@ -195,9 +192,9 @@ pub struct Snapshot {
     pub series: Vec<SeriesSnapshot>,
 }
 
-/// FNV-1a + fmix64 of the label (the limiter's key hash), mixed with the kind; never 0.
+/// FNV-1a + fmix64 of the label (the shared tables' key hash), mixed with the kind; never 0.
 pub fn label_hash(kind: Kind, label: &[u8]) -> u64 {
-    let h = gateway_limiter::hash_key(label) ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let h = hash_key(label) ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     if h == 0 {
         1
     } else {
@@ -253,47 +250,31 @@ impl MetricsStore {
         let order_offset = HEADER_SIZE;
         let slot_offset = (order_offset + 4 * n).div_ceil(SLOT_SIZE) * SLOT_SIZE;
         let total = (slot_offset + SLOT_SIZE * n).div_ceil(4096) * 4096;
-        let region = ShmRegion::create("gateway-metrics", total)?;
-        // SAFETY: the region is fresh, zero-filled, page aligned and larger than the header;
-        // nobody else can see it yet.
+        let region = LAYOUT.create("gateway-metrics", total)?;
+        // SAFETY: the region is fresh, stamped, zero-filled after the stamp, page aligned and
+        // larger than the header; nobody else can see it yet.
         unsafe {
             let h = &mut *(region.as_ptr() as *mut Header);
-            h.magic = MAGIC;
-            h.version = VERSION;
-            h.header_size = HEADER_SIZE as u32;
-            h.slot_size = SLOT_SIZE as u32;
-            h.label_max = LABEL_MAX as u32;
             h.slots = n as u64;
             h.order_offset = order_offset as u64;
             h.slot_offset = slot_offset as u64;
-            h.total_len = total as u64;
         }
         Self::from_region(region)
     }
 
     /// Maps the region behind `fd` (created by [`MetricsStore::create`], possibly in another
-    /// process). The fd is borrowed, not closed.
+    /// process) after validating its header. The fd is borrowed, not closed.
     pub fn attach(fd: RawFd) -> io::Result<MetricsStore> {
-        Self::from_region(ShmRegion::attach(fd)?)
+        Self::from_region(LAYOUT.attach(fd)?)
     }
 
+    /// Validates the header fields after the stamp (which [`LAYOUT`] has written or checked, so
+    /// at least HEADER_SIZE bytes are mapped and the region has the size it was created with).
     fn from_region(region: ShmRegion) -> io::Result<MetricsStore> {
-        if region.len() < HEADER_SIZE {
-            return Err(invalid("region smaller than the metrics header"));
-        }
+        debug_assert_eq!(LAYOUT.check(&region), Ok(()));
         // SAFETY: at least HEADER_SIZE bytes mapped; the plain fields were written before the
         // region was shared.
         let h = unsafe { &*(region.as_ptr() as *const Header) };
-        if h.magic != MAGIC {
-            return Err(invalid("not a gateway metrics region (bad magic)"));
-        }
-        if h.version != VERSION
-            || h.header_size as usize != HEADER_SIZE
-            || h.slot_size as usize != SLOT_SIZE
-            || h.label_max as usize != LABEL_MAX
-        {
-            return Err(invalid("metrics region layout version mismatch"));
-        }
         let n = h.slots as usize;
         if n == 0 || !n.is_power_of_two() || n > MAX_SLOTS {
             return Err(invalid("metrics region has an invalid slot count"));
@@ -302,7 +283,6 @@ impl MetricsStore {
             || (h.slot_offset as usize) < HEADER_SIZE + 4 * n
             || !(h.slot_offset as usize).is_multiple_of(SLOT_SIZE)
             || h.slot_offset as usize + SLOT_SIZE * n > region.len()
-            || h.total_len as usize != region.len()
         {
             return Err(invalid("metrics region offsets do not match its size"));
         }

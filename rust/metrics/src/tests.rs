@@ -141,6 +141,22 @@ fn attach_rejects_foreign_regions() {
     let region = ShmRegion::create("not-metrics", 8192).unwrap();
     assert!(MetricsStore::attach(region.fd()).is_err());
     assert!(MetricsStore::attach(-1).is_err());
+    // Another kind of stamped region, and a metrics region of an older layout version.
+    let limiter =
+        Layout::new(*b"GWLIMIT1", 3, HEADER_SIZE).create("gateway-limiter", 8192).unwrap();
+    let err = MetricsStore::attach(limiter.fd()).err().expect("another magic must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("not a GWMETRC1"), "{err}");
+    let older = Layout::new(*b"GWMETRC1", VERSION - 1, HEADER_SIZE);
+    let region = older.create("gateway-metrics", 8192).unwrap();
+    assert!(MetricsStore::attach(region.fd()).is_err());
+    // Other histogram bounds, the version not bumped: refused too.
+    let bounds = Layout::new(*b"GWMETRC1", VERSION, HEADER_SIZE)
+        .with(&[std::mem::size_of::<Header>() as u64, SLOT_SIZE as u64, LABEL_MAX as u64])
+        .with(&[1, 2, 3]);
+    assert_ne!(bounds, LAYOUT);
+    let region = bounds.create("gateway-metrics", 8192).unwrap();
+    assert!(MetricsStore::attach(region.fd()).is_err());
 }
 
 #[test]

@@ -13,6 +13,9 @@
 //!
 //! Both kinds unmap on drop. The region's size is fixed at creation (`ftruncate`) and read back
 //! with `fstat` on attach.
+//!
+//! A region knows nothing of its contents; [`crate::Layout`] stamps a header at its start and
+//! checks it on attach.
 
 use std::ffi::CString;
 use std::io;
@@ -29,8 +32,8 @@ pub struct ShmRegion {
 }
 
 // SAFETY: the mapping is plain shared memory; the region itself holds no thread-affine state.
-// All concurrent access to its contents goes through atomics (see the `Limiter`), and the
-// region's own fields are immutable after construction.
+// Its owners (the limiter, the metrics store) access the shared contents through atomics only,
+// and the region's own fields are immutable after construction.
 unsafe impl Send for ShmRegion {}
 // SAFETY: as above; `&ShmRegion` only hands out the base pointer and length.
 unsafe impl Sync for ShmRegion {}
