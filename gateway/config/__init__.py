@@ -1,21 +1,15 @@
 """Gateway configuration: typed schema, YAML loading and validation, snapshots."""
 
+from .addresses import parse_listen
+from .cross_checks import validate_config
+from .issues import ConfigError, ConfigIssue, format_path
 from .loader import (
-    ConfigError,
-    ConfigIssue,
     ExtraCheck,
-    config_from_bytes,
-    config_to_bytes,
     decode_config,
     default_config,
-    dump_config,
-    format_path,
     load_config,
     parse_config_file,
     parse_config_text,
-    parse_listen,
-    read_config_file,
-    validate_config,
 )
 from .schema import (
     HTTP_METHODS,
@@ -30,6 +24,8 @@ from .schema import (
     Timeout,
     Upstream,
 )
+from .snapshot import config_from_bytes, config_to_bytes, dump_config
+from .source import read_config_file
 
 __all__ = [
     "HTTP_METHODS",

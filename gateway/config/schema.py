@@ -5,7 +5,7 @@ users can carry their route/upstream definitions over.
 
 The structs only check what a type can express (types, ranges, enums).
 Everything that needs more than one field, or a grammar (addresses, host
-names, URI patterns, hash keys), lives in :func:`gateway.config.loader.validate_config`
+names, URI patterns, hash keys), lives in :func:`gateway.config.cross_checks.validate_config`
 so that a bad file reports every problem at once instead of the first one
 msgspec trips over.
 
