@@ -106,10 +106,17 @@ class Runtime:
                  send_timeout: float = 60.0, max_body: int = 0) -> None: ...
 
 @disjoint_base
+class UpstreamPool:
+    """One worker's keep-alive upstream connections (the server's ``pool``)."""
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+    def __len__(self) -> int: ...
+
+@disjoint_base
 class Server:
     loop: Any
     runtime: Runtime
-    draining: bool
+    @property
+    def draining(self) -> bool: ...
     sweep_interval: float
     on_log: Callable[[Exchange], None] | None
     requests_total: int
@@ -132,7 +139,9 @@ class Server:
 class UpstreamConnection:
     """A pooled connection to an upstream node (made by the Exchange, never by Python code)."""
     node: UpstreamNode
-    state: int
+    @property
+    def state(self) -> int:
+        """One of the U_* states (pyext/connections/states.pxd); changed only by the class."""
     requests: int
     def __init__(self, server: Server, node: UpstreamNode) -> None: ...
     def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
@@ -151,7 +160,9 @@ class UpstreamConnection:
 class ClientConnection(asyncio.Protocol):
     client_ip: bytes
     client_port: int
-    state: int
+    @property
+    def state(self) -> int:
+        """One of the C_* states (pyext/connections/states.pxd); changed only by the class."""
     requests: int
     def __init__(self, server: Server) -> None: ...
 

@@ -5,7 +5,7 @@ cdef class ClientConnection:
     cdef public int client_port
     cdef gw_request_head head
     cdef bytearray pending
-    cdef public int state
+    cdef readonly ClientState state
     cdef Exchange ex
     cdef double deadline
     cdef gw_chunked *chunked
@@ -20,6 +20,9 @@ cdef class ClientConnection:
     cdef public int requests
     cdef bytes held_head                   # response head waiting for its first body bytes
     cdef object write                      # transport.write, bound once per connection
+    cdef void set_state(self, ClientState new_state)
+    cdef void become_tunnel(self)
+    cdef void hold_reading_for_backlog(self, bint hold)
     cdef void on_send_timeout(self, double now)
     cdef void pause_reading_for_upstream(self)
     cdef void resume_reading_for_upstream(self)
@@ -29,6 +32,7 @@ cdef class ClientConnection:
     cdef bytes feed_body(self, bytes data)
     cdef void fail_request_body(self, int status, str message)
     cdef void write_head(self, bytes head)
+    cdef void hold_head(self, bytes head)
     cdef void write_body(self, bytes data)
     cdef void flush_head(self)
     cdef void on_exchange_done(self, Exchange ex)

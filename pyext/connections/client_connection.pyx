@@ -11,7 +11,7 @@ cdef class ClientConnection:
     def __init__(self, Server server):
         self.server = server
         self.pending = bytearray()
-        self.state = C_IDLE
+        self.set_state(C_IDLE)
         self.client_ip = b"unknown"
         self.client_port = 0
 
@@ -39,12 +39,12 @@ cdef class ClientConnection:
     def connection_lost(self, exc):
         cdef Exchange ex = self.ex
         if self.state == C_TUNNEL and ex is not None:
-            self.state = C_CLOSED
+            self.set_state(C_CLOSED)
             self.server.clients.discard(self)
             self.ex = None
             ex.end_tunnel()
             return
-        self.state = C_CLOSED
+        self.set_state(C_CLOSED)
         self.server.clients.discard(self)
         self.deadline = 0
         if ex is not None:
@@ -113,6 +113,22 @@ cdef class ClientConnection:
             self.deadline = now_monotonic() + self.ex.runtime.body_timeout
         self.update_reading()
 
+    cdef void set_state(self, ClientState new_state):
+        self.state = new_state
+
+    cdef void become_tunnel(self):
+        """The upstream accepted an upgrade: bytes flow both ways untouched, with no deadline
+        of the HTTP exchange (the tunnel's peers keep it alive or close it)."""
+        self.set_state(C_TUNNEL)
+        self.deadline = 0
+
+    cdef void hold_reading_for_backlog(self, bint hold):
+        """Request body is waiting for an upstream connection: stop reading above the buffer
+        limit, and go on once the exchange has sent what it held."""
+        if self.reading_paused_backlog != hold:
+            self.reading_paused_backlog = hold
+            self.update_reading()
+
     cdef void update_reading(self):
         cdef bint want_pause = (self.reading_paused_upstream or self.reading_paused_backlog or
                                 self.reading_paused_pipeline or self.writing_paused)
@@ -171,7 +187,7 @@ cdef class ClientConnection:
                                      PyBytes_GET_SIZE(data), &runtime.limits, &self.head, &reason)
                 if n == 0:
                     if self.state == C_IDLE:
-                        self.state = C_HEAD
+                        self.set_state(C_HEAD)
                         self.deadline = now_monotonic() + runtime.header_timeout
                     self.pending += data
                     return
@@ -209,23 +225,9 @@ cdef class ClientConnection:
         cdef const uint8_t *norm
         cdef size_t norm_len = 0
         cdef uint8_t changed = 0
-        ex.client = self
-        ex.runtime = runtime
-        ex.data = data
-        ex.head = h
-        ex.method_id = h.method_id
-        ex.is_head = h.method_id == GW_METHOD_HEAD
-        ex.keep_alive = h.keep_alive
-        ex.version_minor = h.version_minor
-        ex.body_kind = h.body_kind
-        ex.body_remaining = h.content_length
-        ex.body_done = h.body_kind == GW_BODY_NONE or (
-            h.body_kind == GW_BODY_LENGTH and h.content_length == 0)
-        # Precise clock reads only when something will report latencies (log hooks, access log).
-        ex.timed = runtime.timed or self.server.on_log is not None
-        ex.start_time = now_monotonic() if ex.timed else self.server.clock
+        ex.init_request(self, runtime, data, h)
         self.ex = ex
-        self.state = C_ACTIVE
+        self.set_state(C_ACTIVE)
         self.requests += 1
         self.server.requests_total += 1
         self.deadline = 0 if ex.body_done else now_monotonic() + runtime.body_timeout
@@ -234,7 +236,6 @@ cdef class ClientConnection:
         if runtime.max_body and h.body_kind == GW_BODY_LENGTH and h.content_length > runtime.max_body:
             ex.respond_error(413, "request body too large")
             return ex
-        ex.expect_continue = h.expect_continue and h.version_minor == 1 and not ex.body_done
         if h.path.len:
             code = gw_router_find(runtime.router_handle, <const uint8_t *>d + h.method.off,
                                   h.method.len, <const uint8_t *>d + h.host.off,
@@ -245,19 +246,15 @@ cdef class ClientConnection:
                                   h.method.len, <const uint8_t *>d + h.host.off,
                                   h.host.len if h.has_host else 0, <const uint8_t *>"/", 1, params)
         if code < 0:
-            ex.expect_continue = False
             if code == ROUTE_BAD_PATH:
                 ex.respond_error(400, "bad request path")
             else:
                 ex.respond_error(404, "404 Route Not Found")
             return ex
-        ex.route = <RouteEntry>runtime.routes[code]
-        ex.upgrading = h.upgrade and ex.route.websocket
-        if gw_params_count(params):
-            ex.raw_params = match_params(params)
         norm = gw_params_path(params, &norm_len, &changed)
-        if changed:
-            ex.normalized_path = PyBytes_FromStringAndSize(<const char *>norm, norm_len)
+        ex.set_route(<RouteEntry>runtime.routes[code],
+                     match_params(params) if gw_params_count(params) else None,
+                     PyBytes_FromStringAndSize(<const char *>norm, norm_len) if changed else None)
         return ex
 
     cdef bytes feed_body(self, bytes data):
@@ -310,6 +307,11 @@ cdef class ClientConnection:
         if self.state != C_CLOSED:
             self.transport.write(head)
 
+    cdef void hold_head(self, bytes head):
+        """A response head to send with the first body bytes (or at ``flush_head``); None
+        drops a held head that must not go out (the upstream's head was refused)."""
+        self.held_head = head
+
     cdef void write_body(self, bytes data):
         cdef bytes head = self.held_head
         if self.state == C_CLOSED:
@@ -344,7 +346,7 @@ cdef class ClientConnection:
         if not ex.keep_alive:
             self.close()
             return
-        self.state = C_IDLE
+        self.set_state(C_IDLE)
         self.deadline = now_monotonic() + ex.runtime.keepalive_timeout
         if self.reading_paused:
             self.reading_paused_pipeline = False
@@ -359,7 +361,7 @@ cdef class ClientConnection:
     cdef void reject(self, int status, str reason):
         """Malformed request: answer and close (RFC 9112: the framing can no longer be trusted)."""
         cdef bytes out = encode_local_response(
-            status, error_body(reason), (("Content-Type", "application/json"),), True, False)
+            self.server.scratch, status, error_body(reason), JSON_HEADERS, True, False)
         self.pending.clear()
         if self.state != C_CLOSED:
             self.transport.write(out)
@@ -370,7 +372,7 @@ cdef class ClientConnection:
         reads the response instead of a reset caused by unread request bytes."""
         if self.state == C_CLOSED:
             return
-        self.state = C_LINGER
+        self.set_state(C_LINGER)
         self.pending.clear()
         self.deadline = now_monotonic() + LINGER_SECONDS
         try:
@@ -395,14 +397,14 @@ cdef class ClientConnection:
 
     cdef void abort(self):
         if self.state != C_CLOSED:
-            self.state = C_CLOSED
+            self.set_state(C_CLOSED)
             self.server.clients.discard(self)
             if self.transport is not None:
                 self.transport.abort()
 
     cdef void close(self):
         if self.state != C_CLOSED:
-            self.state = C_CLOSED
+            self.set_state(C_CLOSED)
             self.server.clients.discard(self)
             if self.transport is not None:
                 self.transport.close()

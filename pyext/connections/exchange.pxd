@@ -24,6 +24,9 @@ cdef class Exchange(RequestContext):
     cdef bint expect_continue
     cdef object task
 
+    cdef void init_request(self, ClientConnection client, Runtime runtime, bytes data,
+                           gw_request_head *h)
+    cdef void set_route(self, RouteEntry route, list params, bytes normalized_path)
     cdef void start(self)
     cdef void run_request_phases(self, tuple hooks)
     cdef void respond_plugin(self, object result)
@@ -44,6 +47,7 @@ cdef class Exchange(RequestContext):
     cdef void end_filtered_body(self)
     cdef void on_response_complete(self, UpstreamConnection u, bint upstream_keep_alive)
     cdef void on_upstream_lost(self, UpstreamConnection u, bint got_bytes, object exc)
+    cdef void on_head_refused(self)
     cdef void on_upstream_failed(self, int status, str message)
     cdef void abort_client(self)
     cdef void respond_error(self, int status, str message)
@@ -52,5 +56,5 @@ cdef class Exchange(RequestContext):
     cdef void log_abandoned(self)
     cdef void run_header_filter_hooks(self)
     cdef void run_log_phase(self)
-    cdef void run_log_hooks(self, tuple hooks)
+    cdef bint run_hooks(self, tuple hooks, str phase, bint keep_going)
     cdef void finish(self)

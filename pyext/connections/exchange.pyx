@@ -4,6 +4,35 @@ cdef class Exchange(RequestContext):
 
     # -- request side --
 
+    cdef void init_request(self, ClientConnection client, Runtime runtime, bytes data,
+                           gw_request_head *h):
+        """A request head arrived on ``client``: ``data`` holds the bytes ``h``'s spans point
+        into."""
+        self.client = client
+        self.runtime = runtime
+        self.data = data
+        self.head = h
+        self.method_id = h.method_id
+        self.is_head = h.method_id == GW_METHOD_HEAD
+        self.keep_alive = h.keep_alive
+        self.version_minor = h.version_minor
+        self.body_kind = h.body_kind
+        self.body_remaining = h.content_length
+        self.body_done = h.body_kind == GW_BODY_NONE or (
+            h.body_kind == GW_BODY_LENGTH and h.content_length == 0)
+        # Precise clock reads only when something will report latencies (log hooks, access log).
+        self.timed = runtime.timed or client.server.on_log is not None
+        self.start_time = now_monotonic() if self.timed else client.server.clock
+
+    cdef void set_route(self, RouteEntry route, list params, bytes normalized_path):
+        """The router matched ``route``; a 100-continue is owed only to a routed request."""
+        self.route = route
+        self.upgrading = self.head.upgrade and route.websocket
+        self.raw_params = params
+        self.normalized_path = normalized_path
+        self.expect_continue = self.head.expect_continue and self.version_minor == 1 and \
+            not self.body_done
+
     cdef void start(self):
         if self.route.has_plugins:
             self.run_request_phases(self.route.request_hooks)
@@ -107,9 +136,8 @@ cdef class Exchange(RequestContext):
         if self.expect_continue:
             self.expect_continue = False
             self.client.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        u = self.client.server.pool_get(node)
+        u = self.client.server.pool.get(node)
         if u is not None:
-            u.reused = True
             self.send_request(u)
         else:
             self.task = asyncio.ensure_future(self.open_connection(node))
@@ -131,10 +159,8 @@ cdef class Exchange(RequestContext):
                 return
         else:
             if self.client.state == C_CLOSED:
-                u.state = U_IDLE
-                server.pool_put(u, self.group)
+                server.pool.put(u, self.group)
                 return
-            u.reused = False
             self.send_request(u)
             return
         log.warning("cannot connect to upstream %s:%d (%s)", node.host, node.port,
@@ -158,16 +184,9 @@ cdef class Exchange(RequestContext):
         cdef list parts
         self.upstream = u
         if self.route.before_proxy or self.consumer_before_proxy is not None:
-            try:
-                for hook in self.route.before_proxy:
-                    hook(self)
-                if self.consumer_before_proxy is not None:
-                    for hook in self.consumer_before_proxy:
-                        hook(self)
-            except Exception:
-                log.exception("plugin failed on route %s", self.route.id)
-                u.state = U_IDLE
-                self.client.server.pool_put(u, self.group)
+            if not (self.run_hooks(self.route.before_proxy, "before_proxy", False) and
+                    self.run_hooks(self.consumer_before_proxy, "before_proxy", False)):
+                self.client.server.pool.put(u, self.group)
                 self.upstream = None
                 self.respond_error(500, "plugin error")
                 return
@@ -179,26 +198,22 @@ cdef class Exchange(RequestContext):
             self.body_backlog = None
             self.backlog_size = 0
         u.send(self, parts, self.body_done)
-        if self.client.reading_paused_backlog:
-            self.client.reading_paused_backlog = False
-            self.client.update_reading()
+        self.client.hold_reading_for_backlog(False)
 
     cdef void on_request_body(self, bytes data):
         """Body bytes of this request from the client (already cut at the message end)."""
         self.body_bytes += PyBytes_GET_SIZE(data)
         if self.upstream is not None and self.upstream.state != U_CLOSED and self.upstream.ex is self:
             self.upstream.write(data)
-            if not self.upstream.got_response_bytes:
-                self.upstream.deadline = now_monotonic() + (
-                    self.read_timeout if self.body_done else self.group.send_timeout)
+            self.upstream.expect_response_within(
+                self.read_timeout if self.body_done else self.group.send_timeout)
         elif not self.response_done:
             if self.body_backlog is None:
                 self.body_backlog = []
             self.body_backlog.append(data)
             self.backlog_size += PyBytes_GET_SIZE(data)
             if self.backlog_size > CLIENT_BUFFER_HIGH:
-                self.client.reading_paused_backlog = True
-                self.client.update_reading()
+                self.client.hold_reading_for_backlog(True)
 
     # -- response side --
 
@@ -222,8 +237,7 @@ cdef class Exchange(RequestContext):
             elif not e.flags & GW_HF_HOP_BY_HOP:
                 hb.add_parsed_header(d, dlen, e)
         hb.add("Connection: upgrade\r\n\r\n", 23)
-        self.client.state = C_TUNNEL
-        self.client.deadline = 0
+        self.client.become_tunnel()
         self.client.write_body(hb.take())
         if n < PyBytes_GET_SIZE(buf):
             self.client.write_body(buf[n:])
@@ -293,20 +307,18 @@ cdef class Exchange(RequestContext):
             for name, value in self.extra_response_headers:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-        if self.version_minor == 1 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
-            hb.add("Transfer-Encoding: chunked\r\n", 28)
-        if close:
-            hb.add("Connection: close\r\n", 19)
-        elif self.version_minor == 0:
-            hb.add("Connection: keep-alive\r\n", 24)
-        hb.add("\r\n", 2)
+        hb.end_head(self.version_minor, self.version_minor == 1 and (
+            r.body_kind == GW_BODY_CHUNKED or self.filtering), close)
         if inline_body:
             hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
-        self.client.held_head = hb.take()
+        self.client.hold_head(hb.take())
 
     cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
                                 size_t inline_body, uint32_t drop):
         cdef gw_response_head *r = &u.head
+        cdef const char *d = PyBytes_AS_STRING(buf)
+        cdef size_t dlen = <size_t>n
+        cdef HeadBuffer hb
         cdef uint32_t i
         cdef gw_header *e
         cdef list headers = []
@@ -321,23 +333,23 @@ cdef class Exchange(RequestContext):
                 headers.append([name.decode("latin-1"), value.decode("latin-1")])
         self.response_headers = headers
         self.run_header_filter_hooks()
+        if self.status < 100 or self.status > 599:
+            log.error("header_filter plugin on route %s set status %r; the upstream's %d is sent",
+                      self.route.id, self.status, r.status)
+            self.status = r.status
+        hb = self.client.server.scratch
+        hb.length = 0
         if self.status == r.status:
-            reason = buf[r.reason.off:r.reason.off + r.reason.len]
+            hb.add_status_line(r.status, d, dlen, r.reason)
         else:
-            reason = reason_phrase(self.status).encode()
-        parts = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason)]
+            hb.add_own_status_line(self.status)
         for name, value in self.response_headers:
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if self.version_minor == 1 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        if close:
-            parts.append(b"Connection: close\r\n")
-        elif self.version_minor == 0:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
+            hb.add_field(name, value)
+        hb.end_head(self.version_minor, self.version_minor == 1 and (
+            r.body_kind == GW_BODY_CHUNKED or self.filtering), close)
         if inline_body:
-            parts.append(buf[n:n + inline_body])
-        self.client.held_head = b"".join(parts)
+            hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
+        self.client.hold_head(hb.take())
 
     cdef void send_response_body(self, bytes data):
         if self.filtering:
@@ -383,7 +395,7 @@ cdef class Exchange(RequestContext):
         if u is self.upstream:
             self.upstream = None
         if reusable:
-            self.client.server.pool_put(u, self.group)
+            self.client.server.pool.put(u, self.group)
         else:
             u.close()
         self.finish()
@@ -410,6 +422,13 @@ cdef class Exchange(RequestContext):
         log.warning("upstream %s:%d closed the connection before responding", self.node.host,
                     self.node.port)
         self.respond_error(502, "upstream closed the connection")
+
+    cdef void on_head_refused(self):
+        """The upstream's response head could not be relayed: nothing of it reached the
+        client, which gets a 502 instead."""
+        self.response_started = False
+        self.client.hold_head(None)
+        self.on_upstream_failed(502, "invalid response from upstream")
 
     cdef void on_upstream_failed(self, int status, str message):
         self.upstream = None
@@ -449,7 +468,8 @@ cdef class Exchange(RequestContext):
                 self.route.header_filter or self.consumer_header_filter is not None)):
             headers = self.filter_local_headers(headers)
             status = self.status
-        out = encode_local_response(status, body or b"", headers, close, self.is_head)
+        out = encode_local_response(self.client.server.scratch, status, body or b"", headers,
+                                    close, self.is_head)
         self.bytes_sent = len(body or b"")
         self.client.write_head(out)
         self.finish()
@@ -484,28 +504,28 @@ cdef class Exchange(RequestContext):
     cdef void run_header_filter_hooks(self):
         """The route's header_filter hooks, then the consumer's; a failing hook is logged and
         the response goes out as the hooks before it left it."""
-        try:
-            for hook in self.route.header_filter:
-                hook(self)
-            if self.consumer_header_filter is not None:
-                for hook in self.consumer_header_filter:
-                    hook(self)
-        except Exception:
-            log.exception("header_filter plugin failed on route %s", self.route.id)
+        if self.run_hooks(self.route.header_filter, "header_filter", False):
+            self.run_hooks(self.consumer_header_filter, "header_filter", False)
 
     cdef void run_log_phase(self):
         cdef RouteEntry route = self.route
-        if route is not None and route.log:
-            self.run_log_hooks(route.log)
-        if self.consumer_log is not None:
-            self.run_log_hooks(self.consumer_log)
+        if route is not None:
+            self.run_hooks(route.log, "log", True)
+        self.run_hooks(self.consumer_log, "log", True)
         if self.client.server.on_log is not None:
             try:
                 self.client.server.on_log(self)
             except Exception:
                 log.exception("access log failed")
 
-    cdef void run_log_hooks(self, tuple hooks):
+    cdef bint run_hooks(self, tuple hooks, str phase, bint keep_going):
+        """Runs one phase's hooks in order: the one place a hook's failure is caught and
+        logged (with the phase and route). Returns False when a hook failed; with
+        ``keep_going`` (the log phase) the hooks after it still run. A coroutine a hook
+        returns runs in the background: only rewrite and access are awaited."""
+        cdef bint ok = True
+        if hooks is None:
+            return True
         for hook in hooks:
             try:
                 result = call_hook(hook, self)
@@ -513,7 +533,11 @@ cdef class Exchange(RequestContext):
                 if result is not None and asyncio.iscoroutine(result):
                     asyncio.ensure_future(result)
             except Exception:
-                log.exception("log plugin failed on route %s", self.route.id)
+                log.exception("%s plugin failed on route %s", phase, self.route.id)
+                ok = False
+                if not keep_going:
+                    return False
+        return ok
 
     cdef void finish(self):
         cdef ClientConnection client = self.client

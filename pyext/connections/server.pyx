@@ -12,8 +12,7 @@ cdef class Server:
         self.loop = loop
         self.runtime = runtime
         self.clients = set()
-        self.pools = {}
-        self.upstreams = set()
+        self.pool = UpstreamPool()
         self.scratch = HeadBuffer()
         self.draining = False
         self.sweep_interval = sweep_interval
@@ -23,30 +22,19 @@ cdef class Server:
         self.clock = now_monotonic()
         self.scheme = "http"
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
-        self.adopt_pools(runtime)
+        self.pool.adopt(runtime)
 
     def protocol_factory(self):
         return ClientConnection(self)
 
     def set_runtime(self, Runtime runtime):
-        self.adopt_pools(runtime)
+        self.pool.adopt(runtime)
         self.runtime = runtime
-
-    cdef void adopt_pools(self, Runtime runtime):
-        """Nodes of a new config version share the idle pools of equal nodes (same host and
-        port) of the previous one, so a reload keeps the warm upstream connections."""
-        cdef RouteEntry route
-        cdef UpstreamNode node
-        for route in runtime.routes:
-            if route.upstream is None:
-                continue
-            for node in route.upstream.nodes:
-                node.idle = self.pools.setdefault(node.key, node.idle)
 
     @property
     def stats(self):
         return {"requests": self.requests_total, "connections": self.connections_total,
-                "clients": len(self.clients), "upstream_connections": len(self.upstreams)}
+                "clients": len(self.clients), "upstream_connections": len(self.pool)}
 
     @property
     def active_clients(self):
@@ -61,6 +49,7 @@ cdef class Server:
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""
         cdef ClientConnection c
         self.draining = True
+        self.pool.draining = True
         for c in list(self.clients):
             if c.state == C_IDLE:
                 c.close()
@@ -73,7 +62,7 @@ cdef class Server:
             self.sweeper = None
         for c in list(self.clients):
             c.close()
-        for u in list(self.upstreams):
+        for u in list(self.pool.connections):
             u.close()
 
     def _sweep(self):
@@ -88,7 +77,7 @@ cdef class Server:
                     c.on_timeout(now)
                 if c.send_deadline and now >= c.send_deadline and c.state != C_CLOSED:
                     c.on_send_timeout(now)
-            for u in list(self.upstreams):
+            for u in list(self.pool.connections):
                 if u.deadline and now >= u.deadline:
                     u.on_timeout(now)
         except Exception:
@@ -96,39 +85,3 @@ cdef class Server:
         finally:
             if self.sweeper is not None:
                 self.sweeper = self.loop.call_later(self.sweep_interval, self._sweep)
-
-    cdef UpstreamConnection pool_get(self, UpstreamNode node):
-        cdef list idle = node.idle
-        cdef UpstreamConnection u
-        while idle:
-            u = <UpstreamConnection>idle.pop()
-            if u.state == U_IDLE and not u.transport.is_closing():
-                return u
-        return None
-
-    cdef void pool_put(self, UpstreamConnection u, UpstreamGroup group):
-        cdef list idle
-        if (self.draining or u.requests >= group.keepalive_requests or group.keepalive_size <= 0
-                or u.transport is None or u.transport.is_closing()):
-            u.close()
-            return
-        idle = u.node.idle
-        if len(idle) >= group.keepalive_size:
-            u.close()
-            return
-        u.state = U_IDLE
-        u.ex = None
-        u.idle_timeout = group.keepalive_idle
-        u.deadline = now_monotonic() + group.keepalive_idle
-        if u.reading_paused:
-            u.reading_paused = False
-            u.transport.resume_reading()
-        idle.append(u)
-
-    cdef void pool_forget(self, UpstreamConnection u):
-        cdef list idle = u.node.idle if u.node is not None else None
-        if idle:
-            try:
-                idle.remove(u)
-            except ValueError:
-                pass

@@ -6,7 +6,7 @@ cdef class UpstreamConnection:
     cdef gw_response_head head
     cdef gw_chunked *chunked
     cdef bytearray pending
-    cdef public int state
+    cdef readonly UpstreamState state
     cdef int body_kind
     cdef uint64_t remaining
     cdef public int requests
@@ -16,6 +16,10 @@ cdef class UpstreamConnection:
     cdef bint reading_paused
     cdef bint reused
     cdef object write                     # transport.write, bound once per connection
+    cdef bint is_open(self)
+    cdef void set_state(self, UpstreamState new_state)
+    cdef void park(self, double idle_timeout)
+    cdef void expect_response_within(self, double seconds)
     cdef void on_head_data(self, bytes data)
     cdef void refuse_head(self, Exchange ex, object exc)
     cdef void forward_body(self, bytes data)

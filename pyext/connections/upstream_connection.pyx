@@ -11,7 +11,7 @@ cdef class UpstreamConnection:
     def __init__(self, Server server, UpstreamNode node):
         self.server = server
         self.node = node
-        self.state = U_CONNECTING
+        self.set_state(U_CONNECTING)
         self.pending = bytearray()
         self.requests = 0
         self.deadline = 0
@@ -22,7 +22,7 @@ cdef class UpstreamConnection:
         self.transport = transport
         self.write = transport.write
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        self.server.upstreams.add(self)
+        self.server.pool.track(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -33,10 +33,8 @@ cdef class UpstreamConnection:
     def connection_lost(self, exc):
         cdef Exchange ex = self.ex
         cdef int previous = self.state
-        self.state = U_CLOSED
-        self.server.upstreams.discard(self)
-        if previous == U_IDLE:
-            self.server.pool_forget(self)
+        self.set_state(U_CLOSED)
+        self.server.pool.untrack(self)
         self.ex = None
         if ex is None:
             return
@@ -94,19 +92,19 @@ cdef class UpstreamConnection:
             if n < 0:
                 log.warning("invalid response from upstream %s:%d: %s", self.node.host,
                             self.node.port, (<bytes>reason).decode(errors="replace"))
-                self.state = U_CLOSED
+                self.set_state(U_CLOSED)
                 self.transport.abort()
                 ex.on_upstream_failed(502, "invalid response from upstream")
                 return
             if self.head.status == 101:
                 if ex.upgrading:
-                    self.state = U_TUNNEL
+                    self.set_state(U_TUNNEL)
                     try:
                         ex.on_upgraded(self, buf, n)
                     except HeadSpanError as exc:
                         self.refuse_head(ex, exc)
                     return
-                self.state = U_CLOSED
+                self.set_state(U_CLOSED)
                 self.transport.abort()
                 ex.on_upstream_failed(502, "upstream switched protocols unasked")
                 return
@@ -117,7 +115,7 @@ cdef class UpstreamConnection:
                 data = buf[n:]
                 continue
             break
-        self.state = U_BODY
+        self.set_state(U_BODY)
         self.body_kind = self.head.body_kind
         self.remaining = self.head.content_length
         if self.body_kind == GW_BODY_CHUNKED:
@@ -150,11 +148,9 @@ cdef class UpstreamConnection:
     cdef void refuse_head(self, Exchange ex, object exc):
         log.error("cannot relay the response head of upstream %s:%d: %s", self.node.host,
                   self.node.port, exc)
-        self.state = U_CLOSED
+        self.set_state(U_CLOSED)
         self.transport.abort()
-        ex.response_started = False
-        ex.client.held_head = None
-        ex.on_upstream_failed(502, "invalid response from upstream")
+        ex.on_head_refused()
 
     cdef void forward_body(self, bytes data):
         cdef Exchange ex = self.ex
@@ -183,7 +179,7 @@ cdef class UpstreamConnection:
             if rc != 0:
                 log.warning("invalid chunked body from upstream %s:%d", self.node.host,
                             self.node.port)
-                self.state = U_CLOSED
+                self.set_state(U_CLOSED)
                 self.transport.abort()
                 ex.abort_client()
                 return
@@ -207,7 +203,7 @@ cdef class UpstreamConnection:
                                             size, <uint8_t *>PyBytes_AS_STRING(out), &consumed,
                                             &out_len, &done)
         if rc != 0:
-            self.state = U_CLOSED
+            self.set_state(U_CLOSED)
             self.transport.abort()
             ex.abort_client()
             return
@@ -232,17 +228,43 @@ cdef class UpstreamConnection:
             log.warning("upstream timed out while %s upstream %s:%d", phase, self.node.host,
                         self.node.port)
             self.ex = None
-            self.state = U_CLOSED
+            self.set_state(U_CLOSED)
             self.transport.abort()
             (<Exchange>ex).on_upstream_failed(504, "upstream timed out")
         else:
             self.close()
 
+    cdef bint is_open(self):
+        return self.transport is not None and not self.transport.is_closing()
+
+    cdef void set_state(self, UpstreamState new_state):
+        self.state = new_state
+
+    cdef void park(self, double idle_timeout):
+        """Into the pool: idle, owned by no exchange, closed by the sweep after
+        ``idle_timeout`` (or when the upstream closes it first)."""
+        self.set_state(U_IDLE)
+        self.ex = None
+        self.idle_timeout = idle_timeout
+        self.deadline = now_monotonic() + idle_timeout
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    cdef void expect_response_within(self, double seconds):
+        """More request body went out: the upstream has ``seconds`` from now to answer or
+        read on (only until its first response byte; then the read timeout runs)."""
+        if not self.got_response_bytes:
+            self.deadline = now_monotonic() + seconds
+
     cdef void send(self, Exchange ex, list parts, bint body_done):
         self.ex = ex
-        self.state = U_HEAD
+        self.set_state(U_HEAD)
         self.got_response_bytes = False
         self.pending.clear()
+        # a connection that carried a request before may have been closed by the upstream
+        # meanwhile: the exchange retries such a stale connection once
+        self.reused = self.requests > 0
         self.requests += 1
         self.deadline = now_monotonic() + (ex.read_timeout if body_done else ex.group.send_timeout)
         if len(parts) == 1:
@@ -252,9 +274,9 @@ cdef class UpstreamConnection:
 
     cdef void close(self):
         if self.state != U_CLOSED:
-            self.state = U_CLOSED
+            self.set_state(U_CLOSED)
             self.ex = None
-            self.server.pool_forget(self)
+            self.server.pool.forget(self)
             if self.transport is not None:
                 self.transport.close()
 

@@ -11,6 +11,7 @@ cdef class UpstreamGroup
 cdef class RouteEntry
 cdef class Runtime
 cdef class Server
+cdef class UpstreamPool
 cdef class UpstreamConnection
 cdef class RequestContext
 cdef class Exchange
@@ -22,10 +23,12 @@ cdef class LimitCountAccess
 cdef class LimitReqAccess
 cdef class KeyAuthAccess
 
+include "connections/states.pxd"
 include "http/head_buffer.pxd"
 include "http/local_response.pxd"
 include "runtime/upstream_group.pxd"
 include "runtime/runtime.pxd"
+include "connections/pool.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
 include "connections/context.pxd"

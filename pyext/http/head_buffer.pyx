@@ -50,9 +50,8 @@ cdef class HeadBuffer:
     cdef inline int add_bytes(self, bytes b) except -1:
         return self.add(PyBytes_AS_STRING(b), <size_t>PyBytes_GET_SIZE(b))
 
-    cdef inline int add_status_line(self, int status, const char *base, size_t base_len,
-                                    gw_span reason) except -1:
-        """``HTTP/1.1 NNN reason``: the code from the parser's value, the reason from its span."""
+    cdef inline int add_status_code(self, int status) except -1:
+        """``HTTP/1.1 NNN `` (the reason phrase follows)."""
         cdef char code[4]
         if status < 100 or status > 599:
             raise HeadSpanError(f"status {status} is not a three-digit HTTP status")
@@ -61,8 +60,39 @@ cdef class HeadBuffer:
         code[2] = <char>(48 + status % 10)
         code[3] = b' '
         self.add("HTTP/1.1 ", 9)
-        self.add(code, 4)
+        return self.add(code, 4)
+
+    cdef inline int add_status_line(self, int status, const char *base, size_t base_len,
+                                    gw_span reason) except -1:
+        """The upstream's status line: the code from the parser's value, the reason from its
+        span."""
+        self.add_status_code(status)
         self.add_span(base, base_len, reason)
+        return self.add("\r\n", 2)
+
+    cdef int add_own_status_line(self, int status) except -1:
+        """A status line the gateway chose: the registered reason phrase (or none)."""
+        self.add_status_code(status)
+        self.add_bytes(reason_phrase_bytes(status))
+        return self.add("\r\n", 2)
+
+    cdef int add_field(self, object name, object value) except -1:
+        """A header given by Python code (plugins, local responses): str is written as
+        latin-1, other values as their str()."""
+        self.add_bytes(field_bytes(name))
+        self.add(": ", 2)
+        self.add_bytes(field_bytes(value))
+        return self.add("\r\n", 2)
+
+    cdef int end_head(self, int version_minor, bint chunked, bint close) except -1:
+        """The framing and connection fields every response to a client ends with, then the
+        empty line. ``chunked`` is only ever set for HTTP/1.1 clients."""
+        if chunked:
+            self.add("Transfer-Encoding: chunked\r\n", 28)
+        if close:
+            self.add("Connection: close\r\n", 19)
+        elif version_minor == 0:
+            self.add("Connection: keep-alive\r\n", 24)
         return self.add("\r\n", 2)
 
     cdef inline int add_header(self, const char *name, size_t name_len, const char *value,
@@ -100,6 +130,14 @@ cdef class HeadBuffer:
         cdef bytes out = PyBytes_FromStringAndSize(self.data, self.length)
         self.length = 0
         return out
+
+
+cdef inline bytes field_bytes(object value):
+    if isinstance(value, bytes):
+        return <bytes>value
+    if isinstance(value, str):
+        return (<str>value).encode("latin-1")
+    return str(value).encode("latin-1")
 
 
 class HeadSpanError(ValueError):
