@@ -49,18 +49,12 @@ cdef class ClientConnection:
         self.deadline = 0
         if ex is not None:
             self.ex = None
-            if ex.task is not None and not ex.task.done():
-                ex.task.cancel()
-            if ex.upstream is not None:
-                ex.upstream.close()
-                ex.upstream = None
-            if not ex.response_done:
-                ex.log_abandoned()
+            ex.on_client_lost()
 
     def eof_received(self):
         # A half-closed client still gets its in-flight response; then the connection closes.
         if self.state == C_ACTIVE and self.ex is not None:
-            self.ex.keep_alive = False
+            self.ex.end_keep_alive()
             return True
         return False
 
@@ -267,14 +261,10 @@ cdef class ClientConnection:
         cdef bytes rest = None
         cdef Runtime runtime = ex.runtime
         if ex.body_kind == GW_BODY_LENGTH:
-            if size <= ex.body_remaining:
-                ex.body_remaining -= size
-            else:
-                rest = data[ex.body_remaining:]
-                data = data[:ex.body_remaining]
-                ex.body_remaining = 0
-            if ex.body_remaining == 0:
-                ex.body_done = True
+            consumed = ex.count_length_body(size)
+            if consumed < size:
+                rest = data[consumed:]
+                data = data[:consumed]
         else:
             rc = gw_chunked_feed(self.chunked, <const uint8_t *>PyBytes_AS_STRING(data), size,
                                  &consumed, &done)
@@ -289,7 +279,7 @@ cdef class ClientConnection:
                 self.fail_request_body(413, "request body too large")
                 return None
             if done:
-                ex.body_done = True
+                ex.count_chunked_body_end()
         self.deadline = 0 if ex.body_done else now_monotonic() + runtime.body_timeout
         if not ex.response_done:
             ex.on_request_body(data)
@@ -297,7 +287,7 @@ cdef class ClientConnection:
 
     cdef void fail_request_body(self, int status, str message):
         cdef Exchange ex = self.ex
-        ex.keep_alive = False
+        ex.end_keep_alive()
         if not ex.response_started:
             ex.respond_error(status, message)
         if self.state != C_LINGER:

@@ -27,6 +27,10 @@ cdef class Exchange(RequestContext):
     cdef void init_request(self, ClientConnection client, Runtime runtime, bytes data,
                            gw_request_head *h)
     cdef void set_route(self, RouteEntry route, list params, bytes normalized_path)
+    cdef size_t count_length_body(self, size_t size)
+    cdef void count_chunked_body_end(self)
+    cdef void end_keep_alive(self)
+    cdef void on_client_lost(self)
     cdef void start(self)
     cdef void run_request_phases(self, tuple hooks)
     cdef void respond_plugin(self, object result)

@@ -33,6 +33,34 @@ cdef class Exchange(RequestContext):
         self.expect_continue = self.head.expect_continue and self.version_minor == 1 and \
             not self.body_done
 
+    cdef size_t count_length_body(self, size_t size):
+        """``size`` more bytes arrived for a Content-Length body: how many of them are the
+        body's (the rest is the next pipelined request)."""
+        cdef size_t taken = size if size <= self.body_remaining else <size_t>self.body_remaining
+        self.body_remaining -= taken
+        if self.body_remaining == 0:
+            self.body_done = True
+        return taken
+
+    cdef void count_chunked_body_end(self):
+        self.body_done = True
+
+    cdef void end_keep_alive(self):
+        """The client's connection closes after this response (half-closed client, a broken
+        request body)."""
+        self.keep_alive = False
+
+    cdef void on_client_lost(self):
+        """The client's connection is gone: stop whatever is pending, and log the request
+        (499 when nothing was answered)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        if not self.response_done:
+            self.log_abandoned()
+
     cdef void start(self):
         if self.route.has_plugins:
             self.run_request_phases(self.route.request_hooks)
