@@ -126,6 +126,8 @@ class Exchange:
     node: UpstreamNode | None
     response_started: bool
     status: int
+    #: the status the upstream answered (502/504 when it could not be reached); 0: none
+    upstream_status: int
     start_time: float
     upstream_start: float
     upstream_latency: float
@@ -155,6 +157,15 @@ class Exchange:
     def client_port(self) -> int: ...
     @property
     def route_id(self) -> str | None: ...
+    @property
+    def scheme(self) -> str:
+        """"http", or "https" on a TLS listener."""
+    @property
+    def server_addr(self) -> str | None:
+        """The local address that accepted the connection."""
+    @property
+    def server_port(self) -> int | None:
+        """The local port that accepted the connection."""
     @property
     def http_version(self) -> str: ...
     @property

@@ -29,6 +29,8 @@ from typing import Any, Literal, Union
 import msgspec
 import yaml
 
+from gateway.requestvars.table import families, is_variable, variable_names
+
 from .schema import HTTP_METHODS, Config, Route, Upstream
 
 __all__ = [
@@ -485,11 +487,6 @@ _WILDCARD_HOST = re.compile(rf"\*(?:\.{_LABEL})+\Z")
 _PARAM = re.compile(r":[A-Za-z_][A-Za-z0-9_]*\Z")
 _WILDCARD_SEG = re.compile(r"\*(?:[A-Za-z_][A-Za-z0-9_]*)?\Z")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+\Z")  # RFC 9110 token: header and cookie names
-_CHASH_VARS = frozenset(
-    {"uri", "request_uri", "host", "hostname", "server_name", "server_addr", "server_port",
-     "remote_addr", "remote_port", "query_string", "scheme", "consumer"}
-)
-_CHASH_PREFIXED = re.compile(r"(?:arg|http|header|cookie)_[A-Za-z0-9_\-]+\Z")
 _VAR_REF = re.compile(r"\$([A-Za-z0-9_]+)")
 
 
@@ -563,14 +560,14 @@ def _check_chash(up: Upstream) -> str | None:
     if up.hash_on in ("header", "cookie"):
         return None if _TOKEN.match(key) else f"invalid {up.hash_on} name {key!r}"
     if up.hash_on == "vars":
-        if key in _CHASH_VARS or _CHASH_PREFIXED.match(key):
+        if is_variable(key):
             return None
-        return (f"invalid chash key {key!r}: expected one of {', '.join(sorted(_CHASH_VARS))}, "
-                "or arg_NAME, http_NAME/header_NAME, cookie_NAME")
+        return (f"invalid chash key {key!r}: expected a request variable: one of "
+                f"{', '.join(variable_names())}, or {', '.join(f + 'NAME' for f in families())}")
     refs = _VAR_REF.findall(key)
     if not refs:
         return f"vars_combinations key {key!r} must reference variables like '$remote_addr$uri'"
-    bad = [r for r in refs if r not in _CHASH_VARS and not _CHASH_PREFIXED.match(r)]
+    bad = [r for r in refs if not is_variable(r)]
     return f"unknown variable(s) in key: {', '.join('$' + b for b in bad)}" if bad else None
 
 

@@ -2,8 +2,9 @@
 ``include_in_response`` true, ``algorithm`` "uuid" | "nanoid" | "range_id" with
 ``range_id: {char_set, length}``). An id the client sent is kept; otherwise one is generated
 and sent upstream. The response gets it unless the upstream already answered with that
-header. Other plugins and the access log read it as ``ctx.vars["request_id"]`` (and the
-``$request_id`` variable of ``vars`` expressions and templates).
+header. Other plugins and the access log read it as the ``$request_id`` variable of
+``vars`` expressions, templates and keys (``gateway.requestvars``), which without this plugin
+is a random id made on first use, as nginx's is.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.plugins._match import check_header_name
+from gateway.plugins._headers import check_header_name
 from gateway.plugins.base import Plugin, PluginConfig
 
 NANOID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

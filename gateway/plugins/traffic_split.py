@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.plugins._match import Predicate, compile_vars
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
+from gateway.requestvars import Predicate, compile_vars
 
 
 def _nodes_as_list(upstream: dict[str, Any]) -> dict[str, Any]:

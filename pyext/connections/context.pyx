@@ -137,6 +137,25 @@ cdef class RequestContext:
         return self.route.id if self.route is not None else None
 
     @property
+    def scheme(self):
+        """"http", or "https" on a TLS listener (the server's scheme)."""
+        return self.client.server.scheme
+
+    @property
+    def server_addr(self):
+        """The local address that accepted the connection (nginx $server_addr)."""
+        sockname = self.client.transport.get_extra_info("sockname") \
+            if self.client.transport is not None else None
+        return str(sockname[0]) if isinstance(sockname, tuple) else None
+
+    @property
+    def server_port(self):
+        """The local port that accepted the connection (nginx $server_port)."""
+        sockname = self.client.transport.get_extra_info("sockname") \
+            if self.client.transport is not None else None
+        return sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+
+    @property
     def http_version(self):
         return "1.1" if self.version_minor == 1 else "1.0"
 

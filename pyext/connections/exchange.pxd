@@ -16,6 +16,7 @@ cdef class Exchange(RequestContext):
     cdef bint chunked_to_client          # upstream chunks are decoded before the client sees them
     cdef bint filtering                  # body_filter hooks see (and may change) the payload
     cdef public int status
+    cdef public int upstream_status        # the upstream's answer (502/504: unreachable), 0: none
     cdef public bint timed
     cdef public double upstream_start
     cdef public double upstream_latency

@@ -144,6 +144,7 @@ cdef class Exchange(RequestContext):
     cdef void retry_or_fail(self, int status, str message):
         if self.client.state == C_CLOSED:
             return
+        self.upstream_status = status  # nginx records 502/504 for an upstream it cannot reach
         if self.attempts <= self.group.retries and len(self.group.nodes) > 0:
             if self.failed_nodes is None:
                 self.failed_nodes = set()
@@ -212,6 +213,7 @@ cdef class Exchange(RequestContext):
         cdef gw_header *e
         self.response_started = True
         self.status = 101
+        self.upstream_status = 101
         self.keep_alive = False
         hb.length = 0
         hb.add_status_line(r.status, d, dlen, r.reason)
@@ -256,6 +258,7 @@ cdef class Exchange(RequestContext):
         cdef uint32_t drop = GW_HF_HOP_BY_HOP
         self.response_started = True
         self.status = r.status
+        self.upstream_status = r.status
         if self.timed:
             self.upstream_latency = now_monotonic() - self.upstream_start
         # The client keeps its connection only if both sides allow it and the body is delimited.
@@ -409,6 +412,7 @@ cdef class Exchange(RequestContext):
             return
         log.warning("upstream %s:%d closed the connection before responding", self.node.host,
                     self.node.port)
+        self.upstream_status = 502
         self.respond_error(502, "upstream closed the connection")
 
     cdef void on_upstream_failed(self, int status, str message):
@@ -418,6 +422,7 @@ cdef class Exchange(RequestContext):
         if self.response_started:
             self.abort_client()
             return
+        self.upstream_status = status
         self.respond_error(status, message)
 
     cdef void abort_client(self):
