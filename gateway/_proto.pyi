@@ -133,12 +133,22 @@ class Exchange:
     upstream_latency: float
     bytes_sent: int
     consumer: Any
-    extra_response_headers: list[tuple[bytes, bytes]] | None
-    body_limit: int
-    upstream_header_set: list[tuple[bytes, bytes]] | None
-    upstream_header_remove: set[bytes] | None
-    upstream_path: bytes | None
     response_headers: list[list[str]] | None
+    @property
+    def extra_response_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """Headers ``add_response_header`` added."""
+    @property
+    def body_limit(self) -> int:
+        """What ``set_body_limit`` set (0: the runtime's limit)."""
+    @property
+    def upstream_header_set(self) -> list[tuple[bytes, bytes]] | None:
+        """Lines plugins add to the upstream request (``set_``/``add_upstream_header``)."""
+    @property
+    def upstream_header_remove(self) -> set[bytes] | None:
+        """Lowercased names of the client's header lines not sent upstream."""
+    @property
+    def upstream_path(self) -> bytes | None:
+        """The upstream target ``set_upstream_uri`` set (None: the client's)."""
     @property
     def method(self) -> str: ...
     @property
@@ -175,8 +185,8 @@ class Exchange:
     def cookies(self) -> dict[str, str]:
         """Request cookies by name (parsed on first use)."""
     @property
-    def vars(self) -> dict[str, Any]:
-        """Per-request state shared between plugins (created on first use)."""
+    def state(self) -> dict[Any, Any]:
+        """Per-request plugin state shared between plugins (created on first use)."""
     @property
     def params(self) -> dict[str, str]:
         """Path parameters of the matched route."""
@@ -202,8 +212,12 @@ class Exchange:
         """Added to the response, proxied or generated; call before the head is sent."""
     def set_body_limit(self, limit: int) -> None:
         """Request bodies larger than ``limit`` bytes are answered 413."""
-    def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None: ...
-    def remove_upstream_header(self, name: str | bytes) -> None: ...
+    def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Sent upstream instead of the client's lines of that name and earlier added ones."""
+    def add_upstream_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Sent upstream in addition to the lines of that name already there."""
+    def remove_upstream_header(self, name: str | bytes) -> None:
+        """No line of that name is sent upstream (the client's nor added ones)."""
     def set_upstream_uri(self, uri: str | bytes) -> None: ...
     def set_response_header(self, name: str, value: str) -> None: ...
     def remove_response_header(self, name: str) -> None: ...

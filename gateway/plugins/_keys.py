@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gateway.plugins import Context
 from gateway.requestvars import Getter as VarGetter
 from gateway.requestvars import compile_template, var_getter
 
@@ -34,7 +35,7 @@ def key_function(key: str, key_type: str) -> Callable[[Any], str]:
         if getter is _remote_addr:
             return _remote_addr
 
-        def var_key(ctx: Any) -> str:
+        def var_key(ctx: Context) -> str:
             return getter(ctx) or ctx.client_ip
 
         return var_key
@@ -45,7 +46,7 @@ def key_function(key: str, key_type: str) -> Callable[[Any], str]:
                              "\"$remote_addr $http_x_api_key\"")
         render = compiled.render_found
 
-        def combined_key(ctx: Any) -> str:
+        def combined_key(ctx: Context) -> str:
             text, found = render(ctx)
             return text if found else ctx.client_ip
 
@@ -77,7 +78,7 @@ class LimitKey:
         else:
             self.scope = None  # a global rule or a consumer's plugin: decided per request
 
-    def __call__(self, ctx: Any) -> str:
+    def __call__(self, ctx: Context) -> str:
         scope = self.scope
         if scope is None:
             consumer = ctx.consumer

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway._native import BREAKER_HEALTHY, BREAKER_TRIP, BREAKER_UNHEALTHY
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 from gateway.requestvars import Template, compile_template
 
@@ -106,10 +106,10 @@ class ApiBreaker(Plugin):
         if env.route_id is not None:
             self.route_key = f"api-breaker\x00{env.route_id}"
 
-    def _key(self, ctx: Any) -> str:
+    def _key(self, ctx: Context) -> str:
         return self.route_key or f"api-breaker\x00{ctx.route_id}"
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         is_open = self.limiter.breaker_check(self._key(ctx), self.failures, self.max_open)[0]
         if not is_open:
             return None
@@ -118,7 +118,7 @@ class ApiBreaker(Plugin):
         headers = [(name, value.render(ctx)) for name, value in self.header_templates]
         return Response(self.config.break_response_code, self.body, headers)
 
-    def log(self, ctx: Any) -> None:
+    def log(self, ctx: Context) -> None:
         if ctx.node is None:
             return  # answered before the upstream stage: not the upstream's health
         status = ctx.status

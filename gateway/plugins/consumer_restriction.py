@@ -15,11 +15,11 @@ Differs from APISIX: there are no services here, so no ``service_id`` type.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins._auth import message_response
 from gateway.plugins.base import Plugin, PluginConfig
 from gateway.requestvars import var_getter
@@ -68,7 +68,7 @@ class ConsumerRestriction(Plugin):
         self.rejected = message_response(
             config.rejected_code, config.rejected_msg or f"The {config.type} is forbidden.")
 
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         value = self.value_of(ctx)
         if value is None:
             return self.missing

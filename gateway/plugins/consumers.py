@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from types import MethodType
 from typing import Any
 
-from gateway.plugins.base import Plugin
+from gateway.plugins.base import Hook, Plugin, hook_chains
 
 
 class ConsumerEntry:
@@ -31,15 +31,13 @@ class ConsumerEntry:
         self.plugins = plugins
         #: name -> config of the credential (authentication) plugins
         self.credentials = {n: p.config for n, p in plugins.items() if p.credential}
-        runnable = sorted((p for p in plugins.values() if not p.credential),
-                          key=lambda p: -p.priority)
-        #: phase -> bound hooks of the consumer's runnable plugins (priority order)
-        self.phase_hooks: dict[str, tuple[MethodType, ...]] = {
-            phase: tuple(getattr(p, phase) for p in runnable if phase in p.phases())
-            for phase in ("access", "before_proxy", "header_filter", "body_filter", "log")}
-        self._merged: dict[tuple[Any, ...], tuple[MethodType, ...]] = {}
+        #: phase -> bound hooks of the consumer's runnable plugins (priority order); they
+        #: join a request from its access phase on
+        self.phase_hooks: dict[str, tuple[Hook, ...]] = hook_chains(
+            p for p in plugins.values() if not p.credential)
+        self._merged: dict[tuple[Any, ...], tuple[Hook, ...]] = {}
 
-    def merge_access(self, rest: tuple[MethodType, ...]) -> tuple[MethodType, ...]:
+    def merge_access(self, rest: tuple[Hook, ...]) -> tuple[Hook, ...]:
         """The route's remaining access hooks with this consumer's merged in by priority; a
         route plugin the consumer also configures is replaced by the consumer's."""
         merged = self._merged.get(rest)
@@ -72,7 +70,8 @@ class ConsumerIndex:
         return len(self.entries)
 
 
-def _plugin_of(hook: MethodType) -> Plugin:
+def _plugin_of(hook: Hook) -> Plugin:
+    assert isinstance(hook, MethodType)
     plugin = hook.__self__
     assert isinstance(plugin, Plugin)
     return plugin

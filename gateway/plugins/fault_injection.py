@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig
 from gateway.requestvars import Predicate, Template, compile_template
 from gateway.requestvars import compile_vars as compile_expression
@@ -116,7 +116,7 @@ class FaultInjection(Plugin):
                 self.abort_response = Response(abort.http_status, abort.body.encode(),
                                                list(abort.headers.items()))
 
-    def _abort(self, ctx: Any) -> Response | None:
+    def _abort(self, ctx: Context) -> Response | None:
         if self.abort_hit is None or not self.abort_match(ctx) or not self.abort_hit():
             return None
         if self.abort_response is not None:
@@ -126,11 +126,11 @@ class FaultInjection(Plugin):
         return Response(self.config.abort.http_status, self.abort_body.render(ctx).encode(),
                         headers)
 
-    def rewrite(self, ctx: Any) -> Any:
+    def rewrite(self, ctx: Context) -> Any:
         if self.delay_hit is not None and self.delay_match(ctx) and self.delay_hit():
             return self._delayed(ctx)
         return self._abort(ctx)
 
-    async def _delayed(self, ctx: Any) -> Response | None:
+    async def _delayed(self, ctx: Context) -> Response | None:
         await asyncio.sleep(self.delay)
         return self._abort(ctx)

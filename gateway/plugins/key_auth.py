@@ -10,10 +10,11 @@ them win silently); keys are compared by a dict lookup built once per config ver
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins._auth import AuthPlugin, hide_query_arg
 from gateway.plugins.base import PluginConfig
 
@@ -49,7 +50,7 @@ class KeyAuth(AuthPlugin):
         self.header = "authorization" if config.bearer_token else config.header.lower()
         self.challenge_scheme = "Bearer" if config.bearer_token else "apikey"
 
-    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
+    def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
         config = self.config
         key = ctx.headers.get(self.header)
         from_header = key is not None

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 from gateway.plugins.limit_req import Status, check_policy, rejection
@@ -69,7 +70,7 @@ class LimitCount(Plugin):
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         try:
             admitted, remaining, reset = self.limiter.count(
                 self.limit_key(ctx), self.count, self.window, 1, self.sliding)

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
@@ -79,7 +79,7 @@ class LimitReq(Plugin):
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         try:
             admitted, delay = self.limiter.acquire(self.limit_key(ctx), self.rate, self.burst)
         except Exception:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.observability.metrics import series_label, status_label
+from gateway.plugins import Context
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
 #: Cached slot pairs per plugin instance; beyond this many label sets the slots are still found
@@ -62,7 +63,7 @@ class Prometheus(Plugin):
     def bind(self, env: PluginEnv) -> None:
         self.store = env.metrics
 
-    def log(self, ctx: Any) -> None:
+    def log(self, ctx: Context) -> None:
         store = self.store
         if store is None:
             store = self.store = local_store()

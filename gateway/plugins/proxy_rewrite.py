@@ -18,6 +18,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import quote
 
+from gateway.plugins import Context
 from gateway.plugins._headers import check_header_name, check_header_value
 from gateway.plugins.base import Plugin, PluginConfig
 from gateway.requestvars import Template, compile_template
@@ -100,13 +101,6 @@ def _replacement(text: str) -> Template:
     return compile_template(text, captures=True, variables=False)
 
 
-def _drop_added(ctx: Any, lname: bytes) -> None:
-    """Earlier plugins' (and our own ``add``) lines for this header are replaced too."""
-    added = ctx.upstream_header_set
-    if added:
-        added[:] = [(n, v) for n, v in added if n.lower() != lname]
-
-
 class ProxyRewrite(Plugin):
     name = "proxy-rewrite"
     priority = 1008
@@ -140,7 +134,7 @@ class ProxyRewrite(Plugin):
         self.unsafe = config.use_real_request_uri_unsafe
         self.rewrites_path = self.unsafe or self.uri is not None or bool(self.regexes)
 
-    def rewrite(self, ctx: Any) -> None:
+    def rewrite(self, ctx: Context) -> None:
         groups: tuple[str | None, ...] = ()
         if self.rewrites_path:
             groups = self._rewrite_path(ctx)
@@ -148,20 +142,14 @@ class ProxyRewrite(Plugin):
             ctx.set_upstream_method(self.method)
         if self.host is not None:
             ctx.set_upstream_host(self.host.render(ctx, groups))
-        if self.add:
-            if ctx.upstream_header_set is None:
-                ctx.upstream_header_set = []
-            for name, value in self.add:
-                ctx.upstream_header_set.append(
-                    (name, value.render(ctx, groups).encode("latin-1")))
+        for name, value in self.add:
+            ctx.add_upstream_header(name, value.render(ctx, groups))
         for lname in self.remove:
-            ctx.remove_upstream_header(lname)
-            _drop_added(ctx, lname)
+            ctx.remove_upstream_header(lname)  # earlier plugins' and our own added lines too
         for name, value in self.set:
-            _drop_added(ctx, name.lower())
             ctx.set_upstream_header(name, value.render(ctx, groups))
 
-    def _rewrite_path(self, ctx: Any) -> tuple[str | None, ...]:
+    def _rewrite_path(self, ctx: Context) -> tuple[str | None, ...]:
         if self.unsafe:
             ctx.set_upstream_uri(ctx.raw_target)
             return ()

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins._headers import check_header_name, check_header_value
 from gateway.plugins.base import Plugin, PluginConfig
 from gateway.requestvars import Predicate, Template, compile_template, compile_vars
@@ -172,10 +173,10 @@ class ResponseRewrite(Plugin):
             phases.pop("body_filter", None)
         return phases
 
-    def header_filter(self, ctx: Any) -> None:
-        if self.matcher is not None and not self.matcher(ctx):
-            return
+    def header_filter(self, ctx: Context) -> None:
         headers = ctx.response_headers
+        if headers is None or (self.matcher is not None and not self.matcher(ctx)):
+            return  # (headers are None only outside header_filter)
         if self.status is not None:
             if ctx.status in (204, 304) and not any(k.lower() == "content-length"
                                                     for k, _ in headers):
@@ -193,19 +194,19 @@ class ResponseRewrite(Plugin):
             # one still here means a response without a body to replace: HEAD, 204, length 0)
             ctx.remove_response_header("ETag")
             ctx.remove_response_header("Content-MD5")
-            encoding = next((v.strip().lower() for k, v in ctx.response_headers
+            encoding = next((v.strip().lower() for k, v in headers
                              if k.lower() == "content-encoding"), "")
             if self.body is not None:
                 ctx.remove_response_header("Content-Encoding")
-                ctx.vars[self.state_key] = True
+                ctx.state[self.state_key] = True
             elif encoding in ("", "identity", "gzip"):
                 if encoding == "gzip":
                     ctx.remove_response_header("Content-Encoding")
-                ctx.vars[self.state_key] = _Buffer(encoding == "gzip")
+                ctx.state[self.state_key] = _Buffer(encoding == "gzip")
             # any other coding (br, deflate) is passed through unfiltered: it cannot be read
 
-    def body_filter(self, ctx: Any, chunk: bytes, last: bool) -> bytes | None:
-        state = ctx.vars.get(self.state_key)
+    def body_filter(self, ctx: Context, chunk: bytes, last: bool) -> bytes | None:
+        state = ctx.state.get(self.state_key)
         if state is None:
             return None
         if state is True:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 from gateway.requestvars import Predicate, compile_vars
 
@@ -145,7 +146,7 @@ class TrafficSplit(Plugin):
             rules.append((self.matchers[i], SmoothWeightedRoundRobin(choices)))
         self.rules = rules
 
-    def access(self, ctx: Any) -> None:
+    def access(self, ctx: Context) -> None:
         for tests, balancer in self.rules:
             if tests is None or any(test(ctx) for test in tests):
                 group = balancer.pick()

@@ -96,7 +96,9 @@ class RequestView(Protocol):
     @property
     def consumer(self) -> Any: ...
     @property
-    def vars(self) -> dict[Any, Any]: ...
+    def state(self) -> dict[Any, Any]:
+        """Per-request plugin state: a dict the plugins of one request share (``request_id``
+        keeps the request's id there)."""
     @property
     def status(self) -> int: ...
     @property
@@ -203,7 +205,7 @@ def _server_protocol(ctx: RequestView) -> str:
 
 
 def _request_id(ctx: RequestView) -> str:
-    state = ctx.vars
+    state = ctx.state
     request_id = state.get(REQUEST_ID_KEY)
     if request_id is None:
         request_id = state[REQUEST_ID_KEY] = secrets.token_hex(16)
@@ -347,7 +349,7 @@ def register_var(name: str, getter: Getter) -> None:
     (APISIX's ``core.ctx.register_var``). Call it when the plugin's module is imported, so the
     name is known before any config that uses it is checked. ``getter(ctx)`` returns the value
     (text, a number, or a list for ``has``) or None; it runs each time the variable is read,
-    so it should be cheap or keep what it computes in the request's state.
+    so it should be cheap or keep what it computes in ``ctx.state``.
 
     A built-in name or one of the families (``http_...``, ``arg_...``, ...) cannot be
     replaced: its meaning is nginx's. Registering a name again replaces the earlier getter.

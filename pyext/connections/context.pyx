@@ -6,11 +6,17 @@ cdef class RequestContext:
 
     # -- plugin-facing accessors (built lazily; nothing here runs without a plugin) --
     @property
+    def state(self):
+        """Per-request plugin state: a dict the plugins of this request share (request
+        variables are not here: they are read through gateway.requestvars)."""
+        if self._state is None:
+            self._state = {}
+        return self._state
+
+    @property
     def vars(self):
-        """A dict for plugins to share state within this request."""
-        if self._vars is None:
-            self._vars = {}
-        return self._vars
+        """Deprecated name of ``state``, kept for plugins written against it."""
+        return self.state
 
     @property
     def params(self):
@@ -182,20 +188,29 @@ cdef class RequestContext:
         return self.headers.get(name.lower(), default)
 
     def set_upstream_header(self, name, value):
+        """``name: value`` is sent upstream instead of the client's lines of that name and those
+        plugins added before."""
+        n = name.encode("latin-1") if isinstance(name, str) else name
+        self.remove_upstream_header(n)
+        self.add_upstream_header(n, value)
+
+    def add_upstream_header(self, name, value):
+        """``name: value`` is sent upstream in addition to the lines of that name already there."""
         if self.upstream_header_set is None:
             self.upstream_header_set = []
-        if self.upstream_header_remove is None:
-            self.upstream_header_remove = set()
-        n = name.encode("latin-1") if isinstance(name, str) else name
-        v = value.encode("latin-1") if isinstance(value, str) else value
-        self.upstream_header_remove.add(n.lower())
-        self.upstream_header_set.append((n, v))
+        self.upstream_header_set.append(
+            (name.encode("latin-1") if isinstance(name, str) else name,
+             value.encode("latin-1") if isinstance(value, str) else value))
 
     def remove_upstream_header(self, name):
+        """No line of ``name`` is sent upstream: neither the client's nor one a plugin added."""
+        lname = (name.encode("latin-1") if isinstance(name, str) else name).lower()
         if self.upstream_header_remove is None:
             self.upstream_header_remove = set()
-        n = name.encode("latin-1") if isinstance(name, str) else name
-        self.upstream_header_remove.add(n.lower())
+        self.upstream_header_remove.add(lname)
+        if self.upstream_header_set:
+            self.upstream_header_set[:] = [
+                (n, v) for n, v in self.upstream_header_set if n.lower() != lname]
 
     def set_upstream_uri(self, uri):
         self.upstream_path = uri.encode("latin-1") if isinstance(uri, str) else uri

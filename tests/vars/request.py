@@ -35,7 +35,7 @@ class FakeRequest:
     upstream_latency: float = 0.0
     bytes_sent: int = 0
     request_bytes: int = 0
-    vars: dict[Any, Any] = field(default_factory=dict)
+    state: dict[Any, Any] = field(default_factory=dict)
     #: how many times each lazily built view was read (a variable must not build what it
     #: does not need)
     reads: dict[str, int] = field(default_factory=dict)

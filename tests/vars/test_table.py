@@ -127,7 +127,7 @@ def test_route_and_consumer() -> None:
 
 
 def test_request_id_is_the_plugins_else_one_made_once() -> None:
-    from_plugin = FakeRequest(vars={"request_id": "abc-123"})
+    from_plugin = FakeRequest(state={"request_id": "abc-123"})
     assert value("request_id", from_plugin) == "abc-123"
     request = FakeRequest()
     first = value("request_id", request)
@@ -174,7 +174,7 @@ def test_values_as_text(raw: object, text: str) -> None:
 
 @pytest.fixture
 def tenant() -> Iterator[None]:
-    register_var("tenant", lambda ctx: ctx.vars.get("tenant"))
+    register_var("tenant", lambda ctx: ctx.state.get("tenant"))
     register_var("roles", lambda ctx: ["reader", "writer"])
     yield
     unregister_var("tenant")
@@ -182,13 +182,13 @@ def tenant() -> Iterator[None]:
 
 
 def test_registered_variable_works_everywhere(tenant: None) -> None:
-    request = FakeRequest(vars={"tenant": "acme"})
+    request = FakeRequest(state={"tenant": "acme"})
     assert is_variable("tenant") and "tenant" in variable_names()
     assert var_getter("tenant")(request) == "acme"
     assert compile_template("t=$tenant").render(request) == "t=acme"
     match = compile_vars([["tenant", "==", "acme"], ["roles", "has", "writer"]])
     assert match is not None and match(request)
-    assert match(FakeRequest(vars={"tenant": "other"})) is False
+    assert match(FakeRequest(state={"tenant": "other"})) is False
 
 
 def test_unregistered_variable_is_unknown_again(tenant: None) -> None:
