@@ -11,7 +11,7 @@ only groups (proxy-rewrite's ``regex_uri``, response-rewrite's ``filters``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.requestvars.table import Getter, RequestView, to_text, var_getter
 
@@ -27,7 +27,7 @@ class Template:
     """Compiled text: ``render(ctx, groups)`` gives the text for one request. ``static`` is
     True when the text names nothing (``text`` is then the whole result, at no cost)."""
 
-    __slots__ = ("text", "pieces", "static", "names")
+    __slots__ = ("text", "pieces", "static", "names", "render_found")
 
     def __init__(self, text: str, pieces: tuple[str | int | Getter, ...], names: tuple[str, ...]):
         self.text = text
@@ -36,6 +36,9 @@ class Template:
         #: the variables the text names, in order
         self.names = names
         self.static = all(isinstance(piece, str) for piece in pieces)
+        #: ``render_found(ctx)``: the text, and whether any variable had a non-empty value
+        #: (for keys that fall back to another when every variable they name is missing)
+        self.render_found: Callable[[RequestView], tuple[str, bool]] = _found_renderer(self)
 
     def render(self, ctx: RequestView | None = None, groups: Groups = ()) -> str:
         """The text for this request (``ctx`` may be None when the template names no
@@ -54,30 +57,37 @@ class Template:
             else:
                 value = piece(ctx)  # type: ignore[arg-type]
                 if value is not None:
-                    out.append(to_text(value))
+                    out.append(value if value.__class__ is str else to_text(value))
         return "".join(out)
-
-    def render_found(self, ctx: RequestView) -> tuple[str, bool]:
-        """The text, and whether any variable had a non-empty value (for keys that fall back
-        to another when every variable they name is missing)."""
-        if self.static:
-            return self.text, True
-        out: list[str] = []
-        found = False
-        for piece in self.pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-            elif not isinstance(piece, int):
-                value = piece(ctx)
-                if value is not None:
-                    text = to_text(value)
-                    if text:
-                        found = True
-                        out.append(text)
-        return "".join(out), found
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
+
+
+def _found_renderer(template: Template) -> Callable[[RequestView], tuple[str, bool]]:
+    """``render_found`` of ``template`` as a closure: limit keys call it on every request."""
+    if template.static:
+        result = (template.text, True)
+        return lambda ctx: result
+    pieces = tuple(piece for piece in template.pieces if not isinstance(piece, int))
+
+    def render_found(ctx: RequestView) -> tuple[str, bool]:
+        out: list[str] = []
+        found = False
+        for piece in pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            value = piece(ctx)
+            if value.__class__ is not str:
+                if value is None:
+                    continue
+                value = to_text(value)
+            if value:
+                found = True
+                out.append(value)
+        return "".join(out), found
+    return render_found
 
 
 def compile_template(text: str, *, captures: bool = False, variables: bool = True) -> Template:

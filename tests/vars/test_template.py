@@ -79,8 +79,12 @@ def test_values_that_are_not_text() -> None:
     from gateway.requestvars import register_var, unregister_var
     register_var("t_number", lambda ctx: 5.0)
     register_var("t_flag", lambda ctx: True)
+    register_var("t_zero", lambda ctx: 0)
     try:
         assert compile_template("$t_number/$t_flag").render(FakeRequest()) == "5/true"
+        # 0 is a value ("0"), not a missing variable
+        assert compile_template("n=$t_zero").render_found(FakeRequest()) == ("n=0", True)
     finally:
         unregister_var("t_number")
         unregister_var("t_flag")
+        unregister_var("t_zero")
