@@ -3,7 +3,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Self
 
-from typing_extensions import disjoint_base
+from typing_extensions import deprecated, disjoint_base
 
 # Cython `cdef class`es can be subclassed, but each has its own C layout, so a class cannot
 # inherit from two of them: @disjoint_base (PEP 800). `python -m mypy.stubtest gateway._native
@@ -174,12 +174,22 @@ class RequestContext:
     upgrading: bool
     start_time: float
     consumer: Any
-    extra_response_headers: list[tuple[bytes, bytes]] | None
-    body_limit: int
-    upstream_header_set: list[tuple[bytes, bytes]] | None
-    upstream_header_remove: set[bytes] | None
-    upstream_path: bytes | None
     response_headers: list[list[str]] | None
+    @property
+    def extra_response_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """Headers ``add_response_header`` added."""
+    @property
+    def body_limit(self) -> int:
+        """What ``set_body_limit`` set (0: the runtime's limit)."""
+    @property
+    def upstream_header_set(self) -> list[tuple[bytes, bytes]] | None:
+        """Lines plugins add to the upstream request (``set_``/``add_upstream_header``)."""
+    @property
+    def upstream_header_remove(self) -> set[bytes] | None:
+        """Lowercased names of the client's header lines not sent upstream."""
+    @property
+    def upstream_path(self) -> bytes | None:
+        """The upstream target ``set_upstream_uri`` set (None: the client's)."""
     @property
     def method(self) -> str: ...
     @property
@@ -199,6 +209,15 @@ class RequestContext:
     @property
     def route_id(self) -> str | None: ...
     @property
+    def scheme(self) -> str:
+        """"http", or "https" on a TLS listener."""
+    @property
+    def server_addr(self) -> str | None:
+        """The local address that accepted the connection."""
+    @property
+    def server_port(self) -> int | None:
+        """The local port that accepted the connection."""
+    @property
     def http_version(self) -> str: ...
     @property
     def headers(self) -> dict[str, str]: ...
@@ -207,8 +226,11 @@ class RequestContext:
     def cookies(self) -> dict[str, str]:
         """Request cookies by name (parsed on first use)."""
     @property
-    def vars(self) -> dict[str, Any]:
-        """Per-request state shared between plugins (created on first use)."""
+    def state(self) -> dict[Any, Any]:
+        """Per-request plugin state shared between plugins (created on first use)."""
+    @property
+    @deprecated("ctx.vars is the old name of ctx.state (per-request plugin state)")
+    def vars(self) -> dict[Any, Any]: ...
     @property
     def params(self) -> dict[str, str]:
         """Path parameters of the matched route."""
@@ -234,14 +256,25 @@ class RequestContext:
         """Added to the response, proxied or generated; call before the head is sent."""
     def set_body_limit(self, limit: int) -> None:
         """Request bodies larger than ``limit`` bytes are answered 413."""
-    def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None: ...
-    def remove_upstream_header(self, name: str | bytes) -> None: ...
+    def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Sent upstream instead of the client's lines of that name and earlier added ones."""
+    def add_upstream_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Sent upstream in addition to the lines of that name already there."""
+    def remove_upstream_header(self, name: str | bytes) -> None:
+        """No line of that name is sent upstream (the client's nor added ones)."""
     def set_upstream_uri(self, uri: str | bytes) -> None: ...
     def set_response_header(self, name: str, value: str) -> None: ...
     def remove_response_header(self, name: str) -> None: ...
 
 @disjoint_base
-class Exchange(RequestContext):
+class PhaseRunner(RequestContext):
+    """The plugin phases of one request (the layer between the context and the Exchange)."""
+    async def finish_phases_async(self, first: Awaitable[Any],
+                                  rest: tuple[Callable[..., Any], ...]) -> int:
+        """Internal: the phases after a hook that returned a coroutine; their outcome."""
+
+@disjoint_base
+class Exchange(PhaseRunner):
     """One proxied request; the context object every plugin phase receives."""
     runtime: Runtime
     method_id: int
@@ -249,13 +282,14 @@ class Exchange(RequestContext):
     keep_alive: bool
     response_started: bool
     status: int
+    #: the status the upstream answered (502/504 when it could not be reached); 0: none
+    upstream_status: int
     timed: bool
     upstream_start: float
     upstream_latency: float
     bytes_sent: int
-    async def run_phases_async(self, first: Awaitable[Any],
-                               rest: tuple[Callable[..., Any], ...]) -> None:
-        """Internal: the phases after a hook that returned a coroutine."""
+    async def continue_after(self, pending: Awaitable[int]) -> None:
+        """Internal: goes on with the exchange once asynchronous phases are done."""
     async def open_connection(self, node: UpstreamNode) -> None:
         """Internal: connects to ``node`` (no idle pooled connection) and sends the request."""
 

@@ -580,13 +580,17 @@ def test_many_issues_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_chash_accepted_keys(tmp_path: Path) -> None:
-    for hash_on, key in [("vars", "remote_addr"), ("vars", "uri"), ("vars", "header_x-user"),
+    for hash_on, key in [("vars", "remote_addr"), ("vars", "uri"), ("vars", "http_x-user"),
                          ("vars", "http_x_user"), ("vars", "cookie_sid"), ("vars", "arg_id"),
                          ("vars", "consumer"), ("header", "X-User"), ("cookie", "sid"),
                          ("consumer", None), ("vars_combinations", "$remote_addr$uri")]:
         up = Upstream(id="u", type="chash", hash_on=hash_on, key=key,  # type: ignore[arg-type]
                       nodes=[Node(host="a", port=1)])
         assert validate_config(Config(upstreams=[up])) == [], (hash_on, key)
+    # header_NAME is not a request variable: hash_on: header names the header
+    up = Upstream(id="u", type="chash", hash_on="vars", key="header_x-user",
+                  nodes=[Node(host="a", port=1)])
+    assert "invalid chash key 'header_x-user'" in validate_config(Config(upstreams=[up]))[0].message
 
 
 def test_extra_checks(tmp_path: Path) -> None:

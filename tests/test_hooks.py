@@ -28,6 +28,8 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upst
             {"id": "boom", "uri": "/boom", "upstream_id": "up", "plugins": {P + "Boom": {}}},
             {"id": "slow", "uri": "/slow-deny/*", "upstream_id": "up", "plugins": {P + "SlowDeny": {}}},
             {"id": "params", "uri": "/users/:id/items/:item", "plugins": {P + "Params": {}}},
+            {"id": "headers", "uri": "/shaped/*", "upstream_id": "up",
+             "plugins": {P + "UpstreamHeaders": {}}},
         ]
         with GatewayProcess(tmp_path_factory.mktemp("hooks"), config):
             yield port, upstream
@@ -47,6 +49,17 @@ def test_rewrite_before_proxy_and_header_filter(hooked: tuple[int, Upstream]) ->
     assert json.loads(body)["target"] == "/echo/renamed?by=hello"
     response, _ = get(port, "/status/200")
     assert response.status == 299
+
+
+def test_upstream_headers_through_context_methods(hooked: tuple[int, Upstream]) -> None:
+    port, upstream = hooked
+    _, body = get(port, "/shaped/echo", {"X-Set": "client", "X-Gone": "client", "X-Multi": "c"})
+    pairs = [(name, value) for name, value in json.loads(body)["headers"]]
+    assert [v for n, v in pairs if n == "x-multi"] == ["c", "a", "b"]  # add keeps the others
+    assert [v for n, v in pairs if n == "x-set"] == ["2"]  # set replaces client's and added
+    assert [v for n, v in pairs if n == "x-gone"] == []  # remove drops both
+    assert ("x-state", "/shaped/echo") in pairs  # per-request state from rewrite
+    assert ("x-deprecated-alias", "True") in pairs  # ctx.vars is ctx.state
 
 
 @pytest.mark.parametrize("path", ["/upper/bytes/100000", "/upper/chunked/100000", "/upper/close/5000"])

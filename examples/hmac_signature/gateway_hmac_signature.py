@@ -9,7 +9,7 @@ request reaches the upstream, so the upstream only ever sees signed traffic.
 What it shows: a typed config schema checked when the config loads (a bad secret or skew is
 rejected with its document path before anything serves), an ``access`` phase that ends the
 request with a ``Response``, reading request headers lazily through the context, passing state
-to a later phase through ``ctx.vars``, and a ``before_proxy`` phase that edits the upstream
+to a later phase through ``ctx.state``, and a ``before_proxy`` phase that edits the upstream
 request. Install it (``pip install ./examples/hmac_signature``) and it is found by name through
 the ``gateway.plugins`` entry point; or name it by import path
 (``gateway_hmac_signature:HmacSignature``) without installing anything.
@@ -20,12 +20,11 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from gateway._proto import Response
-from gateway.plugins import Plugin, PluginConfig
+from gateway.plugins import Context, Plugin, PluginConfig, Response
 
 
 class HmacSignatureConfig(PluginConfig):
@@ -52,7 +51,7 @@ class HmacSignature(Plugin):
     priority = 2530  # before the built-in authentication plugins
     Config = HmacSignatureConfig
 
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         signature = ctx.header("x-signature")
         date = ctx.header("x-date")
         if not signature or not date:
@@ -66,10 +65,10 @@ class HmacSignature(Plugin):
         expected = sign(self.config.secret, ctx.method, ctx.path, date)
         if not hmac.compare_digest(expected, signature):
             return refuse("bad signature")
-        ctx.vars["signed_at"] = signed_at
+        ctx.state["signed_at"] = signed_at
         return None
 
-    def before_proxy(self, ctx: Any) -> None:
+    def before_proxy(self, ctx: Context) -> None:
         if self.config.hide_signature:
             ctx.remove_upstream_header("X-Signature")
-        ctx.set_upstream_header("X-Signature-Verified", "%.0f" % ctx.vars["signed_at"])
+        ctx.set_upstream_header("X-Signature-Verified", "%.0f" % ctx.state["signed_at"])

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.requestvars.table import families, is_variable, variable_names
+
 from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen
 from .issues import ConfigIssue, DocPath, issue_at
 from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, Route, Upstream
@@ -33,11 +35,6 @@ _USERNAME = re.compile(r"[A-Za-z0-9_\-]+\Z")
 _PARAM = re.compile(r":[A-Za-z_][A-Za-z0-9_]*\Z")
 _WILDCARD_SEG = re.compile(r"\*(?:[A-Za-z_][A-Za-z0-9_]*)?\Z")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+\Z")  # RFC 9110 token: header and cookie names
-_CHASH_VARS = frozenset(
-    {"uri", "request_uri", "host", "hostname", "server_name", "server_addr", "server_port",
-     "remote_addr", "remote_port", "query_string", "scheme", "consumer"}
-)
-_CHASH_PREFIXED = re.compile(r"(?:arg|http|header|cookie)_[A-Za-z0-9_\-]+\Z")
 _VAR_REF = re.compile(r"\$([A-Za-z0-9_]+)")
 
 
@@ -154,14 +151,14 @@ def check_chash_key(up: Upstream) -> str | None:
     if up.hash_on in ("header", "cookie"):
         return None if _TOKEN.match(key) else f"invalid {up.hash_on} name {key!r}"
     if up.hash_on == "vars":
-        if key in _CHASH_VARS or _CHASH_PREFIXED.match(key):
+        if is_variable(key):
             return None
-        return (f"invalid chash key {key!r}: expected one of {', '.join(sorted(_CHASH_VARS))}, "
-                "or arg_NAME, http_NAME/header_NAME, cookie_NAME")
+        return (f"invalid chash key {key!r}: expected a request variable: one of "
+                f"{', '.join(variable_names())}, or {', '.join(f + 'NAME' for f in families())}")
     refs = _VAR_REF.findall(key)
     if not refs:
         return f"vars_combinations key {key!r} must reference variables like '$remote_addr$uri'"
-    bad = [r for r in refs if r not in _CHASH_VARS and not _CHASH_PREFIXED.match(r)]
+    bad = [r for r in refs if not is_variable(r)]
     return f"unknown variable(s) in key: {', '.join('$' + b for b in bad)}" if bad else None
 
 

@@ -156,7 +156,8 @@ class Upstream(_Struct, kw_only=True, frozen=True):
     type: Literal["roundrobin", "least_conn", "chash", "ewma"] = "roundrobin"
     #: chash only: what `key` names (APISIX semantics).
     hash_on: Literal["vars", "header", "cookie", "consumer", "vars_combinations"] = "vars"
-    #: chash only: e.g. "remote_addr", "uri", "arg_x", "http_x"/"header_x", "cookie_x", "consumer".
+    #: chash only: a request variable (gateway.requestvars), e.g. "remote_addr", "uri", "arg_x",
+    #: "http_x", "cookie_x", "consumer_name"; with vars_combinations, text with "$var"s.
     key: str | None = None
     nodes: list[Node]
     timeout: Timeout = msgspec.field(default_factory=Timeout)

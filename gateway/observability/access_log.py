@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
+
+from gateway.requestvars import RequestView
 
 
 class AccessLog:
@@ -13,7 +15,7 @@ class AccessLog:
         self.stream: TextIO = sys.stdout if target == "stdout" else open(  # noqa: SIM115
             target, "a", buffering=1 << 16, encoding="utf-8")
 
-    def write(self, ctx: Any) -> None:
+    def write(self, ctx: RequestView) -> None:
         # Secrets (auth headers, query keys) are never logged: only method, path, status, timing.
         self.stream.write(
             f'{ctx.client_ip} - [{time.strftime("%d/%b/%Y:%H:%M:%S %z")}] "{ctx.method} '

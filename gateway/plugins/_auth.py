@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginEnv
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def without_query_arg(query: str, name: str) -> str:
     return "&".join(kept)
 
 
-def hide_query_arg(ctx: Any, name: str) -> None:
+def hide_query_arg(ctx: Context, name: str) -> None:
     """Rewrites the upstream target without the query argument ``name``, on top of whatever
     target an earlier plugin chose."""
     current = ctx.upstream_path
@@ -165,7 +165,7 @@ class AuthPlugin(Plugin, ABC):
                 raise ValueError(f"anonymous_consumer: no consumer named '{anonymous}'")
 
     # -- requests --
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         if self.index is None:
             return None  # a consumer's credential: nothing to run
         entry, error = self.authenticate(ctx)
@@ -177,7 +177,7 @@ class AuthPlugin(Plugin, ABC):
         return None
 
     @abstractmethod
-    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
+    def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
         """The request's consumer, or None and the message of the 401."""
 
     def reject(self, message: str) -> Response:
@@ -190,7 +190,7 @@ class AuthPlugin(Plugin, ABC):
         return response
 
     @staticmethod
-    def attach(ctx: Any, entry: ConsumerEntry) -> None:
+    def attach(ctx: Context, entry: ConsumerEntry) -> None:
         ctx.attach_consumer(entry)
         # Set (not added): a client cannot pose as a consumer by sending these itself.
         ctx.set_upstream_header("X-Consumer-Username", entry.username)

@@ -1,112 +1,26 @@
-"""Request variables by APISIX name (``remote_addr``, ``http_x_api_key``, ``arg_name``, ...) and
-the limit keys built from them (``key`` + ``key_type`` of limit-req/-count/-conn).
-
-Everything is resolved to a small function when the config loads, so a request only pays for
-the variables its plugins name. Variable names follow APISIX/nginx: ``http_<name>`` is the
-request header ``<name>`` with ``_`` read as ``-`` (``http_x_api_key`` is ``X-Api-Key``),
-``arg_<name>`` a query argument, ``cookie_<name>`` a cookie.
+"""Limit keys (``key`` + ``key_type`` of limit-req/-count/-conn), built from the request
+variables of :mod:`gateway.requestvars` (``remote_addr``, ``http_x_api_key``, ``consumer_name``,
+...). Everything is resolved to a small function when the config loads, so a request only pays
+for the variables its plugins name.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-VarGetter = Callable[[Any], "str | None"]
+from gateway.plugins import Context
+from gateway.requestvars import Getter as VarGetter
+from gateway.requestvars import compile_template, var_getter
 
+__all__ = ["LimitKey", "VarGetter", "key_function", "template", "var_getter"]
 
-def _remote_addr(ctx: Any) -> str:
-    return ctx.client_ip
-
-
-def _consumer_name(ctx: Any) -> str | None:
-    consumer = ctx.consumer
-    return consumer.username if consumer is not None else None
-
-
-def _consumer_group_id(ctx: Any) -> str | None:
-    consumer = ctx.consumer
-    return consumer.group_id if consumer is not None else None
-
-
-def _request_uri(ctx: Any) -> str:
-    return ctx.raw_target.decode("latin-1")
-
-
-_PLAIN_VARS: dict[str, VarGetter] = {
-    "remote_addr": _remote_addr,
-    "remote_port": lambda ctx: str(ctx.client_port),
-    "consumer_name": _consumer_name,
-    "consumer": _consumer_name,  # the name DESIGN.md's examples use
-    "consumer_group_id": _consumer_group_id,
-    "route_id": lambda ctx: ctx.route_id,
-    "uri": lambda ctx: ctx.path,
-    "request_uri": _request_uri,
-    "args": lambda ctx: ctx.query_string,
-    "query_string": lambda ctx: ctx.query_string,
-    "host": lambda ctx: ctx.host,
-    "request_method": lambda ctx: ctx.method,
-    "server_protocol": lambda ctx: "HTTP/" + ctx.http_version,
-}
-
-#: Variables APISIX has that the gateway does not expose to plugins (a config error, not a
-#: silently empty key).
-_UNAVAILABLE = {"server_addr", "server_port", "scheme", "binary_remote_addr"}
-
-
-def var_getter(name: str) -> VarGetter:
-    """The function reading variable ``name`` from a request; ValueError for unknown names."""
-    if name in _PLAIN_VARS:
-        return _PLAIN_VARS[name]
-    if name.startswith("http_") and len(name) > 5:
-        header = name[5:].replace("_", "-").lower()
-        return lambda ctx: ctx.headers.get(header)
-    if name.startswith("arg_") and len(name) > 4:
-        arg = name[4:]
-        return lambda ctx: ctx.args.get(arg) if ctx.query_string else None
-    if name.startswith("cookie_") and len(name) > 7:
-        cookie = name[7:]
-        return lambda ctx: ctx.cookies.get(cookie)
-    if name in _UNAVAILABLE:
-        raise ValueError(f"variable '{name}' is not available in this gateway")
-    known = ", ".join(sorted(_PLAIN_VARS))
-    raise ValueError(f"unknown variable '{name}' (known: {known}, http_<header>, arg_<name>, "
-                     "cookie_<name>)")
-
-
-_VAR_IN_TEXT = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_remote_addr = var_getter("remote_addr")
 
 
 def template(text: str) -> Callable[[Any], tuple[str, bool]]:
-    """``text`` with ``$name`` / ``${name}`` replaced by request variables (missing ones by
-    ""): returns (the string, whether any variable had a value). Text without variables costs
-    nothing per request."""
-    pieces: list[str | VarGetter] = []
-    pos = 0
-    for match in _VAR_IN_TEXT.finditer(text):
-        if match.start() > pos:
-            pieces.append(text[pos:match.start()])
-        pieces.append(var_getter(match.group(1) or match.group(2)))
-        pos = match.end()
-    if pos < len(text):
-        pieces.append(text[pos:])
-    if not any(callable(p) for p in pieces):
-        return lambda ctx: (text, True)
-
-    def render(ctx: Any) -> tuple[str, bool]:
-        out: list[str] = []
-        found = False
-        for piece in pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-            else:
-                value = piece(ctx)
-                if value:
-                    found = True
-                    out.append(value)
-        return "".join(out), found
-
-    return render
+    """``text`` with ``$name`` / ``${name}`` replaced by request variables: a function of the
+    request giving (the string, whether any variable had a value)."""
+    return compile_template(text).render_found
 
 
 def key_function(key: str, key_type: str) -> Callable[[Any], str]:
@@ -121,17 +35,18 @@ def key_function(key: str, key_type: str) -> Callable[[Any], str]:
         if getter is _remote_addr:
             return _remote_addr
 
-        def var_key(ctx: Any) -> str:
+        def var_key(ctx: Context) -> str:
             return getter(ctx) or ctx.client_ip
 
         return var_key
     if key_type == "var_combination":
-        if not _VAR_IN_TEXT.search(key):
+        compiled = compile_template(key)
+        if not compiled.names:
             raise ValueError("a var_combination key needs at least one $variable, e.g. "
                              "\"$remote_addr $http_x_api_key\"")
-        render = template(key)
+        render = compiled.render_found
 
-        def combined_key(ctx: Any) -> str:
+        def combined_key(ctx: Context) -> str:
             text, found = render(ctx)
             return text if found else ctx.client_ip
 
@@ -169,7 +84,7 @@ class LimitKey:
         hook.bind_limiter(limiter, self.scope, self.request_key,
                           self.request_key is _remote_addr)
 
-    def __call__(self, ctx: Any) -> str:
+    def __call__(self, ctx: Context) -> str:
         scope = self.scope
         if scope is None:
             consumer = ctx.consumer

@@ -20,20 +20,18 @@ sliding window of ``unhealthy.error_window`` seconds (default 10), at least
 had an unhealthy status. Counting restarts whenever the breaker opens or closes.
 
 Differs from APISIX: the breaker is per route (APISIX keys it by request host and URI); header
-values in ``break_response_headers`` may use ``$variables`` from the set the gateway knows
-(see ``gateway.plugins._keys``).
+values in ``break_response_headers`` may use ``$variables`` (see ``gateway.requestvars``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 
 from gateway._native import BREAKER_HEALTHY, BREAKER_TRIP, BREAKER_UNHEALTHY
-from gateway._proto import Response
-from gateway.plugins._keys import template
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
+from gateway.requestvars import Template, compile_template
 
 UnhealthyStatus = Annotated[int, msgspec.Meta(ge=500, le=599)]
 HealthyStatus = Annotated[int, msgspec.Meta(ge=200, le=499)]
@@ -92,11 +90,11 @@ class ApiBreaker(Plugin):
         self.error_window = float(config.unhealthy.error_window)
         self.body = (config.break_response_body or "").encode()
         try:
-            self.header_templates: list[tuple[str, Callable[[Any], tuple[str, bool]]]] = [
-                (h.key, template(h.value)) for h in config.break_response_headers]
+            self.header_templates: list[tuple[str, Template]] = [
+                (h.key, compile_template(h.value)) for h in config.break_response_headers]
         except ValueError as exc:
             raise ValueError(f"break_response_headers: {exc}") from None
-        static = all("$" not in h.value for h in config.break_response_headers)
+        static = all(value.static for _, value in self.header_templates)
         self.static_response: Response | None = Response(
             config.break_response_code, self.body,
             [(h.key, h.value) for h in config.break_response_headers]) if static else None
@@ -108,19 +106,19 @@ class ApiBreaker(Plugin):
         if env.route_id is not None:
             self.route_key = f"api-breaker\x00{env.route_id}"
 
-    def _key(self, ctx: Any) -> str:
+    def _key(self, ctx: Context) -> str:
         return self.route_key or f"api-breaker\x00{ctx.route_id}"
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         is_open = self.limiter.breaker_check(self._key(ctx), self.failures, self.max_open)[0]
         if not is_open:
             return None
         if self.static_response is not None:
             return self.static_response
-        headers = [(name, render(ctx)[0]) for name, render in self.header_templates]
+        headers = [(name, value.render(ctx)) for name, value in self.header_templates]
         return Response(self.config.break_response_code, self.body, headers)
 
-    def log(self, ctx: Any) -> None:
+    def log(self, ctx: Context) -> None:
         if ctx.node is None:
             return  # answered before the upstream stage: not the upstream's health
         status = ctx.status

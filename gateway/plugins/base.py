@@ -2,8 +2,9 @@
 
 A plugin is a class with a ``name``, a ``priority`` (higher runs first), a typed ``Config``
 schema (a :class:`PluginConfig`, validated when the config loads, never per request) and any of
-the phase methods below. Each phase method takes the request context ``ctx`` (a
-``gateway._proto.Exchange``; see ``gateway/_proto.pyi`` for everything it offers):
+the phase methods below. Each phase method takes the request context ``ctx``, typed
+:class:`gateway.plugins.Context` (what a plugin may read and call; the data plane's object
+implements it):
 
 ``rewrite(ctx)``        after routing: change the upstream path, headers, query
 ``access(ctx)``         auth, limits, ACLs; may return a response to end the request
@@ -14,8 +15,10 @@ the phase methods below. Each phase method takes the request context ``ctx`` (a
 
 ``rewrite``, ``access`` and ``log`` may be ``async def`` when they must wait; everything else is
 a plain function (it runs on the event loop, so it must not block). ``rewrite``/``access``
-answer the request by returning ``Response(status, body, headers)`` (``gateway._proto``), a
-``(status, body[, headers])`` tuple, or an int status. An exception in a phase answers that
+answer the request by returning ``Response(status, body, headers)`` (``gateway.plugins``), a
+``(status, body[, headers])`` tuple, or an int status. Plugins share per-request state in
+``ctx.state`` (a dict); request variables (``$host``, ``http_x_key``, ...) are read through
+``gateway.requestvars``, resolved once when the plugin is built. An exception in a phase answers that
 request 500 and logs the traceback; the worker keeps serving.
 
 A plugin instance is built per config version; ``bind(env)`` is called once after all of them
@@ -25,7 +28,7 @@ plugin off without deleting its config (APISIX's keys).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -109,3 +112,16 @@ class Plugin:
 
     def __repr__(self) -> str:
         return f"<plugin {self.name} priority={self.priority}>"
+
+
+#: A bound phase method: ``hook(ctx)`` (``hook(ctx, chunk, last)`` for body_filter).
+Hook = Callable[..., Any]
+
+
+def hook_chains(plugins: Iterable[Plugin]) -> dict[str, tuple[Hook, ...]]:
+    """The phase hooks of ``plugins``: for each phase, what the exchange calls for the plugins
+    that implement it (``Plugin.hook``: a compiled hook or the bound method), highest priority
+    first (ties keep the given order). The one builder of a route's chains and a consumer's."""
+    ordered = sorted(plugins, key=lambda p: -p.priority)
+    return {phase: tuple(p.hook(phase) for p in ordered if phase in p.phases())
+            for phase in PHASES}

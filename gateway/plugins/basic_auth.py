@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins._auth import AuthPlugin
 from gateway.plugins.base import PluginConfig
 
@@ -63,7 +64,7 @@ class BasicAuth(AuthPlugin):
         if not self.password:
             raise ValueError("a consumer's basic-auth needs 'password'")
 
-    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
+    def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
         header = ctx.headers.get("authorization")
         if header is None:
             return None, "Missing authorization in request"

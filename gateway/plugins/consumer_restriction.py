@@ -15,13 +15,14 @@ Differs from APISIX: there are no services here, so no ``service_id`` type.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins._auth import message_response
 from gateway.plugins.base import Plugin, PluginConfig
+from gateway.requestvars import var_getter
 
 Method = Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
                  "PURGE"]
@@ -45,24 +46,6 @@ class ConsumerRestrictionConfig(PluginConfig):
             raise ValueError("one of whitelist, blacklist or allowed_by_methods is required")
 
 
-def _consumer_name(ctx: Any) -> str | None:
-    consumer = ctx.consumer
-    return consumer.username if consumer is not None else None
-
-
-def _consumer_group_id(ctx: Any) -> str | None:
-    consumer = ctx.consumer
-    return consumer.group_id if consumer is not None else None
-
-
-def _route_id(ctx: Any) -> str | None:
-    return ctx.route_id
-
-
-_VALUE_OF = {"consumer_name": _consumer_name, "consumer_group_id": _consumer_group_id,
-             "route_id": _route_id}
-
-
 class ConsumerRestriction(Plugin):
     name = "consumer-restriction"
     priority = 2400
@@ -71,7 +54,8 @@ class ConsumerRestriction(Plugin):
 
     def __init__(self, config: ConsumerRestrictionConfig) -> None:
         super().__init__(config)
-        self.value_of = _VALUE_OF[config.type]
+        # the types are request variables of the same names
+        self.value_of = var_getter(config.type)
         self.whitelist = frozenset(config.whitelist) if config.whitelist is not None else None
         self.blacklist = frozenset(config.blacklist or ())
         self.methods_of: dict[str, frozenset[str]] | None = None
@@ -84,7 +68,7 @@ class ConsumerRestriction(Plugin):
         self.rejected = message_response(
             config.rejected_code, config.rejected_msg or f"The {config.type} is forbidden.")
 
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         value = self.value_of(ctx)
         if value is None:
             return self.missing

@@ -9,13 +9,11 @@ with the route's remaining ``access`` hooks; their later phases run after the ro
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from gateway._proto import NativeHook
-from gateway.plugins.base import Plugin
-
-Hook = Callable[..., Any]
+from gateway.plugins.base import Hook, Plugin, hook_chains
 
 
 class ConsumerEntry:
@@ -33,12 +31,10 @@ class ConsumerEntry:
         self.plugins = plugins
         #: name -> config of the credential (authentication) plugins
         self.credentials = {n: p.config for n, p in plugins.items() if p.credential}
-        runnable = sorted((p for p in plugins.values() if not p.credential),
-                          key=lambda p: -p.priority)
-        #: phase -> bound hooks of the consumer's runnable plugins (priority order)
-        self.phase_hooks: dict[str, tuple[Hook, ...]] = {
-            phase: tuple(p.hook(phase) for p in runnable if phase in p.phases())
-            for phase in ("access", "before_proxy", "header_filter", "body_filter", "log")}
+        #: phase -> bound hooks of the consumer's runnable plugins (priority order); they
+        #: join a request from its access phase on
+        self.phase_hooks: dict[str, tuple[Hook, ...]] = hook_chains(
+            p for p in plugins.values() if not p.credential)
         self._merged: dict[tuple[Any, ...], tuple[Hook, ...]] = {}
 
     def merge_access(self, rest: tuple[Hook, ...]) -> tuple[Hook, ...]:

@@ -20,9 +20,8 @@ not offered (no plugin metadata).
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig
 
 ALL_METHODS = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE"
@@ -126,14 +125,14 @@ class Cors(Plugin):
             return origin
         return None
 
-    def rewrite(self, ctx: Any) -> Response | None:
+    def rewrite(self, ctx: Context) -> Response | None:
         if ctx.method == "OPTIONS":
             headers = ctx.headers
             if "origin" in headers and "access-control-request-method" in headers:
                 return self.preflight  # header_filter adds the CORS headers
         return None
 
-    def header_filter(self, ctx: Any) -> None:
+    def header_filter(self, ctx: Context) -> None:
         request_headers = ctx.headers
         origin = request_headers.get("origin")
         allow = self.allowed_origin(origin)
@@ -153,6 +152,8 @@ class Cors(Plugin):
         # one pass: what we send replaces the upstream's own CORS headers of the same names
         replaced = {name.lower() for name, _ in out}
         headers = ctx.response_headers
+        if headers is None:
+            return  # (only outside header_filter)
         headers[:] = [h for h in headers if h[0].lower() not in replaced] + out
         if allow is not None and allow != "*":
             self._vary_origin(headers)

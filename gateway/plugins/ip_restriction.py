@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -84,7 +84,7 @@ class IpRestriction(Plugin):
             self.decisions[client_ip] = decision
         return decision
 
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         if self.allowed(ctx.client_ip):
             return None
         return self.refusal

@@ -11,7 +11,7 @@ On a route or global rule: where the token is read, in this order: ``header`` (d
 ``authorization``, with or without ``Bearer``), ``query`` (default ``jwt``), ``cookie`` (default
 ``jwt``); ``hide_credentials`` removes it before proxying; ``key_claim_name`` (default ``key``),
 ``claims_to_verify`` (default ``[exp, nbf]``), ``store_in_ctx`` (the payload goes to
-``ctx.vars["jwt_auth_payload"]``), ``realm`` (default ``jwt``) and ``anonymous_consumer``.
+``ctx.state["jwt_auth_payload"]``), ``realm`` (default ``jwt``) and ``anonymous_consumer``.
 
 The token's payload is read unverified only to find the consumer; its signature is then checked
 with that consumer's key and algorithm (the token's ``alg`` must be the consumer's: no algorithm
@@ -36,6 +36,7 @@ import msgspec
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidKeyError
 
+from gateway.plugins import Context
 from gateway.plugins._auth import AuthPlugin, field_error, hide_query_arg, is_set
 from gateway.plugins.base import PluginConfig
 
@@ -159,7 +160,7 @@ class JwtAuth(AuthPlugin):
         #: token -> (consumer, payload) for tokens whose signature verified
         self.verified: dict[str, tuple[ConsumerEntry, dict[str, Any]]] = {}
 
-    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
+    def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
         token = self.fetch_token(ctx)
         if not token:
             return None, "Missing JWT token in request"
@@ -182,10 +183,10 @@ class JwtAuth(AuthPlugin):
                 self.verified.clear()
             self.verified[token] = (entry, payload)
         if self.config.store_in_ctx:
-            ctx.vars["jwt_auth_payload"] = payload
+            ctx.state["jwt_auth_payload"] = payload
         return entry, ""
 
-    def fetch_token(self, ctx: Any) -> str | None:
+    def fetch_token(self, ctx: Context) -> str | None:
         config = self.config
         value = ctx.headers.get(self.header)
         if value is not None:
@@ -206,7 +207,7 @@ class JwtAuth(AuthPlugin):
             self.hide_cookie(ctx)
         return value
 
-    def hide_cookie(self, ctx: Any) -> None:
+    def hide_cookie(self, ctx: Context) -> None:
         # split like ctx.cookies does: several Cookie headers arrive joined by ", "
         parts = ctx.headers.get("cookie", "").replace(",", ";").split(";")
         kept = [part.strip() for part in parts

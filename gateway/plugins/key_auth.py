@@ -10,11 +10,12 @@ them win silently); keys are compared by a dict lookup built once per config ver
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
 from gateway._proto import KeyAuthAccess
+from gateway.plugins import Context
 from gateway.plugins._auth import AuthPlugin, CredentialIndex, hide_query_arg
 from gateway.plugins.base import PluginConfig, PluginEnv
 
@@ -57,7 +58,7 @@ class KeyAuth(AuthPlugin):
         if not self.config.bearer_token and not self.config.hide_credentials:
             self.native_access.bind_index(self.header, index.by_value)
 
-    def authenticate(self, ctx: Any) -> tuple[ConsumerEntry | None, str]:
+    def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
         config = self.config
         key = ctx.headers.get(self.header)
         from_header = key is not None

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 from gateway.plugins.limit_req import Status, check_policy, rejection
@@ -92,7 +93,7 @@ class LimitConn(Plugin):
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         key = self.limit_key(ctx)
         try:
             admitted, in_flight, slot = self.limiter.gauge_acquire(key, self.max_in_flight)
@@ -104,7 +105,7 @@ class LimitConn(Plugin):
             return self.rejected
         delay = self.unit_delay * ((in_flight - 1) // self.conn) if in_flight > self.conn else 0.0
         if slot >= 0:
-            ctx.vars[self] = _Lease(self.limiter, key, slot, delay)
+            ctx.state[self] = _Lease(self.limiter, key, slot, delay)
         if delay >= 0.001:
             return self._wait(delay)
         return None
@@ -113,8 +114,8 @@ class LimitConn(Plugin):
     async def _wait(delay: float) -> None:
         await asyncio.sleep(delay)
 
-    def log(self, ctx: Any) -> None:
-        lease = ctx.vars.pop(self, None)
+    def log(self, ctx: Context) -> None:
+        lease = ctx.state.pop(self, None)
         if lease is None:
             return
         lease.release()

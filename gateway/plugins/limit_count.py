@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gateway._proto import LimitCountAccess
+from gateway.plugins import Context
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 from gateway.plugins.limit_req import Status, check_policy, rejection
@@ -75,7 +76,7 @@ class LimitCount(Plugin):
         self.limit_key.bind(env.route_id)
         self.limit_key.bind_native(self.native_access, env.limiter)
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         try:
             admitted, remaining, reset = self.limiter.count(
                 self.limit_key(ctx), self.count, self.window, 1, self.sliding)

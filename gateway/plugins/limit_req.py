@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway._proto import LimitReqAccess, Response
+from gateway._proto import LimitReqAccess
+from gateway.plugins import Context, Response
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
@@ -84,7 +85,7 @@ class LimitReq(Plugin):
         self.limit_key.bind(env.route_id)
         self.limit_key.bind_native(self.native_access, env.limiter)
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         try:
             admitted, delay = self.limiter.acquire(self.limit_key(ctx), self.rate, self.burst)
         except Exception:

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig
 
 
@@ -70,7 +70,7 @@ class Mocking(Plugin):
         self.response = Response(config.response_status, body, list(headers.items()))
         self.delay = config.delay
 
-    def access(self, ctx: Any) -> Any:
+    def access(self, ctx: Context) -> Any:
         if self.delay:
             return self._delayed()
         return self.response

@@ -25,6 +25,7 @@ from typing import Any
 
 from gateway._proto import PrometheusLog
 from gateway.observability.metrics import series_label, status_label
+from gateway.plugins import Context
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
 #: Cached slot pairs per plugin instance; beyond this many label sets the slots are still found
@@ -66,7 +67,7 @@ class Prometheus(Plugin):
         self.store = env.metrics
         self.native_log.bind_store(env.metrics)
 
-    def log(self, ctx: Any) -> None:
+    def log(self, ctx: Context) -> None:
         """The reference path (the native hook records the same, in C): also what runs
         outside a worker, into a process-local store."""
         store = self.store

@@ -18,8 +18,10 @@ import re
 from typing import Any, Literal
 from urllib.parse import quote
 
-from gateway.plugins._match import Template, check_header_name, check_header_value, compile_template, render
+from gateway.plugins import Context
+from gateway.plugins._headers import check_header_name, check_header_value
 from gateway.plugins.base import Plugin, PluginConfig
+from gateway.requestvars import Template, compile_template
 
 Method = Literal["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE",
                  "PROPFIND", "LOCK", "UNLOCK", "PATCH", "TRACE"]
@@ -27,7 +29,6 @@ Method = Literal["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "CO
 #: characters left as they are when the new path is made safe to send (RFC 3986 pchar and "/",
 #: plus "%" so an already escaped path is not escaped twice)
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
-_GROUP = re.compile(r"\$(?:\{(\d+)\}|(\d))")
 _ACTIONS = {"add", "set", "remove"}
 
 
@@ -53,6 +54,7 @@ class ProxyRewriteConfig(PluginConfig):
                     re.compile(self.regex_uri[i])
                 except re.error as exc:
                     raise ValueError(f"regex_uri[{i}]: invalid regex: {exc}") from None
+                _replacement(self.regex_uri[i + 1])
         if self.host is not None:
             check_header_value(self.host, "host")
         header_actions(self.headers)
@@ -93,25 +95,10 @@ def header_actions(headers: dict[str, Any] | None) -> tuple[dict[str, str], list
     return out[0], [str(n) for n in remove], out[1]
 
 
-def _compile_replacement(template: str) -> list[str | int]:
-    """An nginx regex substitution template: ``$1`` or ``${1}`` are groups."""
-    pieces: list[str | int] = []
-    pos = 0
-    for match in _GROUP.finditer(template):
-        if match.start() > pos:
-            pieces.append(template[pos:match.start()])
-        pieces.append(int(match.group(1) or match.group(2)))
-        pos = match.end()
-    if pos < len(template):
-        pieces.append(template[pos:])
-    return pieces
-
-
-def _drop_added(ctx: Any, lname: bytes) -> None:
-    """Earlier plugins' (and our own ``add``) lines for this header are replaced too."""
-    added = ctx.upstream_header_set
-    if added:
-        added[:] = [(n, v) for n, v in added if n.lower() != lname]
+def _replacement(text: str) -> Template:
+    """A ``regex_uri`` replacement: nginx's regex substitution, where only the groups ``$1`` /
+    ``${1}`` (``$0`` the whole match) are references."""
+    return compile_template(text, captures=True, variables=False)
 
 
 class ProxyRewrite(Plugin):
@@ -121,61 +108,54 @@ class ProxyRewrite(Plugin):
 
     def __init__(self, config: ProxyRewriteConfig) -> None:
         super().__init__(config)
-        self.uri: Template | str | None = compile_template(config.uri) \
+        self.uri: Template | None = compile_template(config.uri) \
             if config.uri is not None else None
-        self.regexes: list[tuple[re.Pattern[str], list[str | int]]] = []
+        self.regexes: list[tuple[re.Pattern[str], Template]] = []
         captures = False
         if config.uri is None and config.regex_uri:
             pairs = config.regex_uri
-            self.regexes = [(re.compile(pairs[i]), _compile_replacement(pairs[i + 1]))
+            self.regexes = [(re.compile(pairs[i]), _replacement(pairs[i + 1]))
                             for i in range(0, len(pairs), 2)]
             captures = True
         add, remove, set_ = header_actions(config.headers)
-        self.host: Template | str | None = config.host
+        host = config.host
         # "Host" among the headers is the upstream Host, which the core sets on its own
         for mapping in (set_, add):
             for name in list(mapping):
                 if name.lower() == "host":
-                    self.host = mapping.pop(name)
-        if self.host is not None:
-            self.host = compile_template(self.host)
-        self.add = [(name.encode("latin-1"), compile_template(value, captures))
+                    host = mapping.pop(name)
+        self.host: Template | None = compile_template(host) if host is not None else None
+        self.add = [(name.encode("latin-1"), compile_template(value, captures=captures))
                     for name, value in add.items()]
         self.remove = [name.encode("latin-1").lower() for name in remove]
-        self.set = [(name.encode("latin-1"), compile_template(value, captures))
+        self.set = [(name.encode("latin-1"), compile_template(value, captures=captures))
                     for name, value in set_.items()]
         self.method = config.method
         self.unsafe = config.use_real_request_uri_unsafe
         self.rewrites_path = self.unsafe or self.uri is not None or bool(self.regexes)
 
-    def rewrite(self, ctx: Any) -> None:
+    def rewrite(self, ctx: Context) -> None:
         groups: tuple[str | None, ...] = ()
         if self.rewrites_path:
             groups = self._rewrite_path(ctx)
         if self.method is not None:
             ctx.set_upstream_method(self.method)
         if self.host is not None:
-            ctx.set_upstream_host(render(self.host, ctx, groups))
-        if self.add:
-            if ctx.upstream_header_set is None:
-                ctx.upstream_header_set = []
-            for name, value in self.add:
-                ctx.upstream_header_set.append(
-                    (name, render(value, ctx, groups).encode("latin-1")))
+            ctx.set_upstream_host(self.host.render(ctx, groups))
+        for name, value in self.add:
+            ctx.add_upstream_header(name, value.render(ctx, groups))
         for lname in self.remove:
-            ctx.remove_upstream_header(lname)
-            _drop_added(ctx, lname)
+            ctx.remove_upstream_header(lname)  # earlier plugins' and our own added lines too
         for name, value in self.set:
-            _drop_added(ctx, name.lower())
-            ctx.set_upstream_header(name, render(value, ctx, groups))
+            ctx.set_upstream_header(name, value.render(ctx, groups))
 
-    def _rewrite_path(self, ctx: Any) -> tuple[str | None, ...]:
+    def _rewrite_path(self, ctx: Context) -> tuple[str | None, ...]:
         if self.unsafe:
             ctx.set_upstream_uri(ctx.raw_target)
             return ()
         groups: tuple[str | None, ...] = ()
         if self.uri is not None:
-            path = render(self.uri, ctx)
+            path = self.uri.render(ctx)
         else:
             path = ctx.path
             for pattern, replacement in self.regexes:
@@ -183,9 +163,7 @@ class ProxyRewrite(Plugin):
                 if match is None:
                     continue
                 groups = (match.group(0),) + match.groups()
-                new = "".join(piece if isinstance(piece, str)
-                              else (groups[piece] or "") if piece < len(groups) else ""
-                              for piece in replacement)
+                new = replacement.render(None, groups)
                 path = path[:match.start()] + new + path[match.end():]
                 break
             else:

@@ -2,18 +2,20 @@
 ``include_in_response`` true, ``algorithm`` "uuid" | "nanoid" | "range_id" with
 ``range_id: {char_set, length}``). An id the client sent is kept; otherwise one is generated
 and sent upstream. The response gets it unless the upstream already answered with that
-header. Other plugins and the access log read it as ``ctx.vars["request_id"]`` (and the
-``$request_id`` variable of ``vars`` expressions and templates).
+header. Other plugins and the access log read it as the ``$request_id`` variable of
+``vars`` expressions, templates and keys (``gateway.requestvars``), which without this plugin
+is a random id made on first use, as nginx's is.
 """
 from __future__ import annotations
 
 import os
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from gateway.plugins._match import check_header_name
+from gateway.plugins import Context
+from gateway.plugins._headers import check_header_name
 from gateway.plugins.base import Plugin, PluginConfig
 
 NANOID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -73,17 +75,18 @@ class RequestId(Plugin):
             phases.pop("header_filter", None)
         return phases
 
-    def rewrite(self, ctx: Any) -> None:
+    def rewrite(self, ctx: Context) -> None:
         request_id = ctx.headers.get(self.lheader)
         if not request_id:
             request_id = self.generate()
             ctx.set_upstream_header(self.header, request_id)
-        ctx.vars["request_id"] = request_id
+        ctx.state["request_id"] = request_id
 
-    def header_filter(self, ctx: Any) -> None:
-        request_id = ctx.vars.get("request_id")
-        if request_id is None:
+    def header_filter(self, ctx: Context) -> None:
+        request_id = ctx.state.get("request_id")
+        headers = ctx.response_headers
+        if request_id is None or headers is None:
             return
         lname = self.lheader
-        if not any(name.lower() == lname for name, _ in ctx.response_headers):
-            ctx.response_headers.append([self.header, request_id])
+        if not any(name.lower() == lname for name, _ in headers):
+            headers.append([self.header, request_id])

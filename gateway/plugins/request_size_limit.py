@@ -19,10 +19,11 @@ limiters (1001-1005), so a body that will be refused does not use up a client's 
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
+from gateway.plugins import Context
 from gateway.plugins.base import Plugin, PluginConfig
 
 
@@ -40,7 +41,7 @@ class RequestSizeLimit(Plugin):
         super().__init__(config)
         self.limit = config.max_body_size
 
-    def access(self, ctx: Any) -> None:
+    def access(self, ctx: Context) -> None:
         # The data plane refuses a Content-Length over the limit before connecting upstream and
         # counts chunked bodies as they stream.
         ctx.set_body_limit(self.limit)

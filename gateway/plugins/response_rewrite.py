@@ -26,21 +26,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.plugins._match import (
-    Predicate,
-    Template,
-    check_header_name,
-    check_header_value,
-    compile_template,
-    compile_vars,
-    render,
-)
+from gateway.plugins import Context
+from gateway.plugins._headers import check_header_name, check_header_value
 from gateway.plugins.base import Plugin, PluginConfig
+from gateway.requestvars import Predicate, Template, compile_template, compile_vars
 
 _ACTIONS = {"add", "set", "remove"}
 _REGEX_OPTIONS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE,
                   "j": 0, "o": 0, "u": 0, "D": 0}
-_GROUP = re.compile(r"\$(?:\{(\d+)\}|(\d))")
 
 
 class Filter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -60,8 +53,23 @@ class Filter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         except re.error as exc:
             raise ValueError(f"filters: invalid regex {self.regex!r}: {exc}") from None
 
+    def replacement(self) -> str:
+        """``replace`` (nginx's ``$1``/``${1}`` groups) as a Python ``re.sub`` template."""
+        template = compile_template(self.replace, captures=True, variables=False)
+        out = []
+        for piece in template.pieces:
+            if isinstance(piece, str):
+                out.append(piece.replace("\\", "\\\\"))
+            else:
+                assert isinstance(piece, int)
+                if piece > self.compiled().groups:
+                    raise ValueError(f"filters: replace {self.replace!r} names group {piece}; "
+                                     f"the regex has {self.compiled().groups}")
+                out.append(f"\\g<{piece}>")
+        return "".join(out)
+
     def __post_init__(self) -> None:
-        self.compiled()
+        self.replacement()
 
 
 class ResponseRewriteConfig(PluginConfig):
@@ -137,12 +145,6 @@ def response_header_actions(headers: dict[str, Any] | None
     return add, remove, set_
 
 
-def _python_replacement(template: str) -> str:
-    """nginx's ``$1``/``${1}`` groups in a replacement, as Python's ``\\g<1>``."""
-    return _GROUP.sub(lambda m: f"\\g<{m.group(1) or m.group(2)}>",
-                      template.replace("\\", "\\\\"))
-
-
 class ResponseRewrite(Plugin):
     name = "response-rewrite"
     priority = 899
@@ -152,12 +154,12 @@ class ResponseRewrite(Plugin):
         super().__init__(config)
         self.matcher: Predicate | None = compile_vars(config.vars)
         add, remove, set_ = response_header_actions(config.headers)
-        self.add: list[tuple[str, Template | str]] = [(n, compile_template(v)) for n, v in add]
+        self.add: list[tuple[str, Template]] = [(n, compile_template(v)) for n, v in add]
         self.remove = remove
-        self.set: list[tuple[str, Template | str]] = [(n, compile_template(v)) for n, v in set_]
+        self.set: list[tuple[str, Template]] = [(n, compile_template(v)) for n, v in set_]
         self.status = config.status_code
         self.body = decoded_body(config)
-        self.filters = [(f.compiled(), _python_replacement(f.replace),
+        self.filters = [(f.compiled(), f.replacement(),
                          0 if f.scope == "global" else 1) for f in config.filters or ()]
         self.changes_body = self.body is not None or bool(self.filters)
         # per-request state of this instance (a route may be configured more than once through
@@ -171,10 +173,10 @@ class ResponseRewrite(Plugin):
             phases.pop("body_filter", None)
         return phases
 
-    def header_filter(self, ctx: Any) -> None:
-        if self.matcher is not None and not self.matcher(ctx):
-            return
+    def header_filter(self, ctx: Context) -> None:
         headers = ctx.response_headers
+        if headers is None or (self.matcher is not None and not self.matcher(ctx)):
+            return  # (headers are None only outside header_filter)
         if self.status is not None:
             if ctx.status in (204, 304) and not any(k.lower() == "content-length"
                                                     for k, _ in headers):
@@ -182,29 +184,29 @@ class ResponseRewrite(Plugin):
                 headers.append(["Content-Length", "0"])
             ctx.status = self.status
         for name, value in self.add:
-            headers.append([name, render(value, ctx)])
+            headers.append([name, value.render(ctx)])
         for name in self.remove:
             ctx.remove_response_header(name)
         for name, value in self.set:
-            ctx.set_response_header(name, render(value, ctx))
+            ctx.set_response_header(name, value.render(ctx))
         if self.changes_body and not any(k.lower() == "content-length" for k, _ in headers):
             # (the core drops Content-Length when it passes the body through body filters, so
             # one still here means a response without a body to replace: HEAD, 204, length 0)
             ctx.remove_response_header("ETag")
             ctx.remove_response_header("Content-MD5")
-            encoding = next((v.strip().lower() for k, v in ctx.response_headers
+            encoding = next((v.strip().lower() for k, v in headers
                              if k.lower() == "content-encoding"), "")
             if self.body is not None:
                 ctx.remove_response_header("Content-Encoding")
-                ctx.vars[self.state_key] = True
+                ctx.state[self.state_key] = True
             elif encoding in ("", "identity", "gzip"):
                 if encoding == "gzip":
                     ctx.remove_response_header("Content-Encoding")
-                ctx.vars[self.state_key] = _Buffer(encoding == "gzip")
+                ctx.state[self.state_key] = _Buffer(encoding == "gzip")
             # any other coding (br, deflate) is passed through unfiltered: it cannot be read
 
-    def body_filter(self, ctx: Any, chunk: bytes, last: bool) -> bytes | None:
-        state = ctx.vars.get(self.state_key)
+    def body_filter(self, ctx: Context, chunk: bytes, last: bool) -> bytes | None:
+        state = ctx.state.get(self.state_key)
         if state is None:
             return None
         if state is True:

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.plugins._match import Predicate, compile_vars
+from gateway.plugins import Context
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
+from gateway.requestvars import Predicate, compile_vars
 
 
 def _nodes_as_list(upstream: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +146,7 @@ class TrafficSplit(Plugin):
             rules.append((self.matchers[i], SmoothWeightedRoundRobin(choices)))
         self.rules = rules
 
-    def access(self, ctx: Any) -> None:
+    def access(self, ctx: Context) -> None:
         for tests, balancer in self.rules:
             if tests is None or any(test(ctx) for test in tests):
                 group = balancer.pick()

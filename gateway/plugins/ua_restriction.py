@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from gateway._proto import Response
+from gateway.plugins import Context, Response
 from gateway.plugins.base import Plugin, PluginConfig
 
 
@@ -52,7 +52,7 @@ class UaRestriction(Plugin):
         self.refusal = Response(403, json.dumps({"message": config.message}).encode(),
                                 [("Content-Type", "application/json")])
 
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         agent = ctx.headers.get("user-agent")
         if agent is None:
             return None if self.bypass_missing else self.refusal

@@ -9,7 +9,7 @@ from typing import Any
 from gateway._native import Router, SharedLimiter
 from gateway._proto import RouteEntry, Runtime, UpstreamGroup
 from gateway.config import Config, Route, Upstream
-from gateway.plugins import PHASES, Plugin
+from gateway.plugins import Plugin, hook_chains
 from gateway.plugins.base import PluginEnv
 from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
@@ -40,13 +40,6 @@ def bind_plugin(plugin: Plugin, env: PluginEnv, path: str) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         raise CompileError(str(message), f"{path}.{plugin.config_key}") from None
-
-
-def plugin_chain(plugins: list[Plugin]) -> dict[str, tuple[Any, ...]]:
-    """Bound phase methods per phase, highest priority first (ties keep config order)."""
-    ordered = sorted(plugins, key=lambda p: -p.priority)
-    return {phase: tuple(p.hook(phase) for p in ordered if phase in p.phases())
-            for phase in PHASES}
 
 
 _local_limiter: SharedLimiter | None = None
@@ -136,7 +129,7 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
         bind_plugin(plugin, route_env, f"{label}.plugins")
     names = {p.name for p in plugins}
     merged = plugins + [p for p in global_plugins if p.name not in names]
-    chain = plugin_chain(merged)
+    chain = hook_chains(merged)  # the builder of consumers' chains too
     return RouteEntry(index, route.id, group, chain["rewrite"], chain["access"],
                       chain["before_proxy"], chain["header_filter"], chain["body_filter"],
                       chain["log"], {p.name: p for p in merged}, route.enable_websocket)

@@ -13,7 +13,7 @@ cdef class RequestContext:
     cdef object raw_params               # [(name, value)] from the router
     cdef dict _params
     cdef bytes normalized_path
-    cdef dict _vars                      # per-request state shared between plugins
+    cdef dict _state                     # per-request state shared between plugins
     cdef public object consumer
     cdef bint consumer_attached          # the access chain must take in the consumer's plugins
     cdef tuple consumer_before_proxy
@@ -22,15 +22,15 @@ cdef class RequestContext:
     cdef UpstreamGroup upstream_override # set by a plugin (traffic-split) before proxying
     cdef bytes upstream_host_override
     cdef bytes upstream_method            # set by a plugin (proxy-rewrite) to change the method
-    cdef public list extra_response_headers  # (name, value) bytes added to whatever answers
-    cdef public uint64_t body_limit      # per-request cap on the request body (0: the runtime's)
+    cdef readonly list extra_response_headers  # (name, value) bytes added to whatever answers
+    cdef readonly uint64_t body_limit    # per-request cap on the request body (0: the runtime's)
     cdef object _headers
     cdef dict _args
     cdef dict _cookies
-    cdef public list upstream_header_set   # (name, value) set by plugins before proxying
-    cdef public set upstream_header_remove
+    cdef readonly list upstream_header_set   # (name, value) lines plugins add upstream
+    cdef readonly set upstream_header_remove # lowercased names of the client's lines not sent
     cdef uint64_t removed_name_lengths     # name_length_bit of each name in the removal set
-    cdef public bytes upstream_path        # set by plugins to rewrite the path (+query)
+    cdef readonly bytes upstream_path        # set by plugins to rewrite the path (+query)
     cdef public object response_headers    # header_filter view: list of [name, value]
 
     cdef void attach(self, object consumer) except *

@@ -6,11 +6,17 @@ cdef class RequestContext:
 
     # -- plugin-facing accessors (built lazily; nothing here runs without a plugin) --
     @property
+    def state(self):
+        """Per-request plugin state: a dict the plugins of this request share (request
+        variables are not here: they are read through gateway.requestvars)."""
+        if self._state is None:
+            self._state = {}
+        return self._state
+
+    @property
     def vars(self):
-        """A dict for plugins to share state within this request."""
-        if self._vars is None:
-            self._vars = {}
-        return self._vars
+        """Deprecated name of ``state``, kept for plugins written against it."""
+        return self.state
 
     @property
     def params(self):
@@ -144,6 +150,25 @@ cdef class RequestContext:
         return self.route.id if self.route is not None else None
 
     @property
+    def scheme(self):
+        """"http", or "https" on a TLS listener (the server's scheme)."""
+        return self.client.server.scheme
+
+    @property
+    def server_addr(self):
+        """The local address that accepted the connection (nginx $server_addr)."""
+        sockname = self.client.transport.get_extra_info("sockname") \
+            if self.client.transport is not None else None
+        return str(sockname[0]) if isinstance(sockname, tuple) else None
+
+    @property
+    def server_port(self):
+        """The local port that accepted the connection (nginx $server_port)."""
+        sockname = self.client.transport.get_extra_info("sockname") \
+            if self.client.transport is not None else None
+        return sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+
+    @property
     def http_version(self):
         return "1.1" if self.version_minor == 1 else "1.0"
 
@@ -170,16 +195,26 @@ cdef class RequestContext:
         return self.headers.get(name.lower(), default)
 
     def set_upstream_header(self, name, value):
+        """``name: value`` is sent upstream instead of the client's lines of that name and those
+        plugins added before."""
         n = name.encode("latin-1") if isinstance(name, str) else name
         v = value.encode("latin-1") if isinstance(value, str) else value
         self.set_upstream_header_bytes(n, n.lower(), v)
 
+    def add_upstream_header(self, name, value):
+        """``name: value`` is sent upstream in addition to the lines of that name already there."""
+        if self.upstream_header_set is None:
+            self.upstream_header_set = []
+        self.upstream_header_set.append(
+            (name.encode("latin-1") if isinstance(name, str) else name,
+             value.encode("latin-1") if isinstance(value, str) else value))
+
     def remove_upstream_header(self, name):
-        n = name.encode("latin-1") if isinstance(name, str) else name
-        self.remove_upstream_header_bytes(n.lower())
+        """No line of ``name`` is sent upstream: neither the client's nor one a plugin added."""
+        self.remove_upstream_header_bytes(
+            (name.encode("latin-1") if isinstance(name, str) else name).lower())
 
     cdef void set_upstream_header_bytes(self, bytes name, bytes lower_name, bytes value) except *:
-        """Replaces the client's header ``name`` (and any earlier plugin's) with ``value``."""
         self.remove_upstream_header_bytes(lower_name)
         if self.upstream_header_set is None:
             self.upstream_header_set = []
@@ -190,6 +225,9 @@ cdef class RequestContext:
             self.upstream_header_remove = set()
         self.upstream_header_remove.add(lower_name)
         self.removed_name_lengths |= name_length_bit(PyBytes_GET_SIZE(lower_name))
+        if self.upstream_header_set:
+            self.upstream_header_set[:] = [
+                (n, v) for n, v in self.upstream_header_set if n.lower() != lower_name]
 
     def set_upstream_uri(self, uri):
         self.upstream_path = uri.encode("latin-1") if isinstance(uri, str) else uri

@@ -1,4 +1,4 @@
-cdef class Exchange(RequestContext):
+cdef class Exchange(PhaseRunner):
     cdef public Runtime runtime
     cdef public int method_id
     cdef public bint is_head
@@ -16,6 +16,7 @@ cdef class Exchange(RequestContext):
     cdef bint chunked_to_client          # upstream chunks are decoded before the client sees them
     cdef bint filtering                  # body_filter hooks see (and may change) the payload
     cdef public int status
+    cdef public int upstream_status        # the upstream's answer (502/504: unreachable), 0: none
     cdef public bint timed
     cdef public double upstream_start
     cdef public double upstream_latency
@@ -32,8 +33,8 @@ cdef class Exchange(RequestContext):
     cdef void end_keep_alive(self)
     cdef void on_client_lost(self)
     cdef void start(self)
-    cdef void run_request_phases(self, tuple hooks)
-    cdef void respond_plugin(self, object result)
+    cdef void after_request_phases(self, PhaseOutcome outcome)
+    cdef void respond_plugin(self, Response answer)
     cdef void proceed_upstream(self)
     cdef void connect_to_upstream(self)
     cdef void retry_or_fail(self, int status, str message)
@@ -47,7 +48,6 @@ cdef class Exchange(RequestContext):
     cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
                                 size_t inline_body, uint32_t drop)
     cdef void send_response_body(self, bytes data)
-    cdef bytes filter_body(self, bytes chunk, bint last)
     cdef void end_filtered_body(self)
     cdef void on_response_complete(self, UpstreamConnection u, bint upstream_keep_alive)
     cdef void on_upstream_lost(self, UpstreamConnection u, bint got_bytes, object exc)
@@ -58,7 +58,4 @@ cdef class Exchange(RequestContext):
     cdef void respond_local(self, int status, bytes body, object headers, int mode)
     cdef list filter_local_headers(self, object headers)
     cdef void log_abandoned(self)
-    cdef void run_header_filter_hooks(self)
-    cdef void run_log_phase(self)
-    cdef bint run_hooks(self, tuple hooks, str phase, bint keep_going)
     cdef void finish(self)

@@ -1,6 +1,6 @@
-cdef class Exchange(RequestContext):
-    """One proxied request: runs the plugin phases and moves the request and response
-    between the client and upstream connections."""
+cdef class Exchange(PhaseRunner):
+    """One proxied request: acts on what the phases decided (proxy, answer, abort) and moves
+    the request and response between the client and upstream connections."""
 
     # -- request side --
 
@@ -63,75 +63,33 @@ cdef class Exchange(RequestContext):
 
     cdef void start(self):
         if self.route.has_plugins:
-            self.run_request_phases(self.route.request_hooks)
+            self.after_request_phases(self.run_request_phases(self.route.request_hooks))
         else:
             self.proceed_upstream()
 
-    cdef void run_request_phases(self, tuple hooks):
-        cdef Py_ssize_t i
-        try:
-            for i in range(len(hooks)):
-                result = call_hook(hooks[i], self)
-                if result is not None:
-                    if asyncio.iscoroutine(result):
-                        self.task = asyncio.ensure_future(
-                            self.run_phases_async(result, hooks[i + 1:]))
-                        return
-                    self.respond_plugin(result)
-                    return
-                if self.consumer_attached:
-                    self.consumer_attached = False
-                    self.run_request_phases(self.consumer.merge_access(hooks[i + 1:]))
-                    return
-        except Exception:
-            log.exception("plugin failed on route %s", self.route.id)
+    cdef void after_request_phases(self, PhaseOutcome outcome):
+        if outcome == PHASES_PASSED:
+            self.proceed_upstream()
+        elif outcome == PHASES_ANSWERED:
+            self.respond_plugin(self.take_answer())
+        elif outcome == PHASES_FAILED:
             self.respond_error(500, "plugin error")
-            return
-        self.proceed_upstream()
+        else:
+            self.task = asyncio.ensure_future(self.continue_after(self.take_pending()))
 
-    async def run_phases_async(self, first, tuple rest):
-        """The slow path, taken only when a hook is a coroutine: finishes the phases in order."""
-        cdef Py_ssize_t i = 0
-        try:
-            result = await first
-            if result is None and self.consumer_attached:
-                self.consumer_attached = False
-                rest = self.consumer.merge_access(rest)
-            while result is None and i < len(rest):
-                result = rest[i](self)
-                i += 1
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result is None and self.consumer_attached:
-                    self.consumer_attached = False
-                    rest = self.consumer.merge_access(rest[i:])
-                    i = 0
-        except Exception:
-            log.exception("plugin failed on route %s", self.route.id)
-            self.respond_error(500, "plugin error")
-            return
+    async def continue_after(self, pending):
+        """The request phases went asynchronous (a hook returned a coroutine): the exchange
+        goes on once they are done, if its client is still there for it."""
+        cdef PhaseOutcome outcome = await pending
         if self.client.state == C_CLOSED or self.client.ex is not self:
             return
-        if result is not None:
-            self.respond_plugin(result)
-        else:
-            self.proceed_upstream()
+        self.after_request_phases(outcome)
 
-    cdef void respond_plugin(self, object result):
-        cdef Response r
-        if isinstance(result, Response):
-            r = <Response>result
-            self.respond_local(r.status, r.body, r.headers, KEEP)
-        elif isinstance(result, tuple):
-            status = result[0]
-            body = result[1] if len(result) > 1 else b""
-            headers = result[2] if len(result) > 2 else None
-            self.respond_local(int(status), body.encode() if isinstance(body, str) else body, headers, KEEP)
-        elif isinstance(result, int):
-            self.respond_local(result, b"", None, KEEP)
-        else:
-            log.error("plugin on route %s returned %r; expected a Response", self.route.id, result)
+    cdef void respond_plugin(self, Response answer):
+        if answer is None:
             self.respond_error(500, "plugin error")
+        else:
+            self.respond_local(answer.status, answer.body, answer.headers, KEEP)
 
     cdef void proceed_upstream(self):
         cdef UpstreamGroup group = self.upstream_override
@@ -198,6 +156,7 @@ cdef class Exchange(RequestContext):
     cdef void retry_or_fail(self, int status, str message):
         if self.client.state == C_CLOSED:
             return
+        self.upstream_status = status  # nginx records 502/504 for an upstream it cannot reach
         if self.attempts <= self.group.retries and len(self.group.nodes) > 0:
             if self.failed_nodes is None:
                 self.failed_nodes = set()
@@ -255,6 +214,7 @@ cdef class Exchange(RequestContext):
         cdef gw_header *e
         self.response_started = True
         self.status = 101
+        self.upstream_status = 101
         self.keep_alive = False
         hb.length = 0
         hb.add_status_line(r.status, d, dlen, r.reason)
@@ -298,6 +258,7 @@ cdef class Exchange(RequestContext):
         cdef uint32_t drop = GW_HF_HOP_BY_HOP
         self.response_started = True
         self.status = r.status
+        self.upstream_status = r.status
         if self.timed:
             self.upstream_latency = now_monotonic() - self.upstream_start
         # The client keeps its connection only if both sides allow it and the body is delimited.
@@ -382,6 +343,9 @@ cdef class Exchange(RequestContext):
     cdef void send_response_body(self, bytes data):
         if self.filtering:
             data = self.filter_body(data, False)
+            if data is None:
+                self.abort_client()
+                return
             if not data:
                 return
             if self.version_minor == 1:
@@ -389,21 +353,11 @@ cdef class Exchange(RequestContext):
         self.bytes_sent += PyBytes_GET_SIZE(data)
         self.client.write_body(data)
 
-    cdef bytes filter_body(self, bytes chunk, bint last):
-        """Runs the body_filter hooks in order; a hook returns the new chunk (None keeps it)."""
-        try:
-            for hook in self.route.body_filter:
-                result = hook(self, chunk, last)
-                if result is not None:
-                    chunk = result.encode() if isinstance(result, str) else bytes(result)
-        except Exception:
-            log.exception("body_filter plugin failed on route %s", self.route.id)
-            self.abort_client()
-            return None
-        return chunk
-
     cdef void end_filtered_body(self):
         cdef bytes tail = self.filter_body(b"", True)
+        if tail is None:
+            self.abort_client()
+            return
         if self.client.state == C_CLOSED:
             return
         if self.version_minor == 1:
@@ -449,6 +403,7 @@ cdef class Exchange(RequestContext):
             return
         log.warning("upstream %s:%d closed the connection before responding", self.node.host,
                     self.node.port)
+        self.upstream_status = 502
         self.respond_error(502, "upstream closed the connection")
 
     cdef void on_head_refused(self):
@@ -465,6 +420,7 @@ cdef class Exchange(RequestContext):
         if self.response_started:
             self.abort_client()
             return
+        self.upstream_status = status
         self.respond_error(status, message)
 
     cdef void abort_client(self):
@@ -528,44 +484,6 @@ cdef class Exchange(RequestContext):
         if not self.response_started:
             self.status = 499
         self.run_log_phase()
-
-    cdef void run_header_filter_hooks(self):
-        """The route's header_filter hooks, then the consumer's; a failing hook is logged and
-        the response goes out as the hooks before it left it."""
-        if self.run_hooks(self.route.header_filter, "header_filter", False):
-            self.run_hooks(self.consumer_header_filter, "header_filter", False)
-
-    cdef void run_log_phase(self):
-        cdef RouteEntry route = self.route
-        if route is not None:
-            self.run_hooks(route.log, "log", True)
-        self.run_hooks(self.consumer_log, "log", True)
-        if self.client.server.on_log is not None:
-            try:
-                self.client.server.on_log(self)
-            except Exception:
-                log.exception("access log failed")
-
-    cdef bint run_hooks(self, tuple hooks, str phase, bint keep_going):
-        """Runs one phase's hooks in order: the one place a hook's failure is caught and
-        logged (with the phase and route). Returns False when a hook failed; with
-        ``keep_going`` (the log phase) the hooks after it still run. A coroutine a hook
-        returns runs in the background: only rewrite and access are awaited."""
-        cdef bint ok = True
-        if hooks is None:
-            return True
-        for hook in hooks:
-            try:
-                result = call_hook(hook, self)
-                # asyncio.iscoroutine(None) costs an ABC isinstance check: test None first
-                if result is not None and asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
-            except Exception:
-                log.exception("%s plugin failed on route %s", phase, self.route.id)
-                ok = False
-                if not keep_going:
-                    return False
-        return ok
 
     cdef void finish(self):
         cdef ClientConnection client = self.client

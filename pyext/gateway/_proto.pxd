@@ -14,6 +14,7 @@ cdef class Server
 cdef class UpstreamPool
 cdef class UpstreamConnection
 cdef class RequestContext
+cdef class PhaseRunner
 cdef class Exchange
 cdef class ClientConnection
 cdef class NativeHook
@@ -32,6 +33,7 @@ include "connections/pool.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
 include "connections/context.pxd"
+include "connections/phases.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"
 include "plugins/native_hook.pxd"

@@ -481,7 +481,7 @@ def check(tmp_path: Path, plugins: dict[str, Any]) -> str:
      "routes[0].plugins.fault-injection.abort.percentage", "<= 100"),
     ({"fault-injection": {}}, "routes[0].plugins.fault-injection", "one of abort or delay"),
     ({"fault-injection": {"delay": {"duration": 1, "vars": [[["arg_a", "ipmatch", "x"]]]}}},
-     "routes[0].plugins.fault-injection", "'ipmatch' is not supported"),
+     "routes[0].plugins.fault-injection", "'x' is not an IP address or CIDR"),
     ({"limit-count": {"count": 1, "time_window": 1, "policy": "redis"}},
      "routes[0].plugins.limit-count", "policy 'redis' is not supported"),
     ({"limit-req": {"rate": 1, "key": "no_such_var"}},

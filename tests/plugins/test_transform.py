@@ -355,7 +355,7 @@ def test_gzip_body_is_filtered_decompressed() -> None:
     plugin = ResponseRewrite(config)
 
     class Ctx:
-        vars = {plugin.state_key: _Buffer(True)}
+        state = {plugin.state_key: _Buffer(True)}
     payload = gzip.compress(b"cat and cat")
     assert plugin.body_filter(Ctx, payload[:5], False) == b""
     assert plugin.body_filter(Ctx, payload[5:], True) == b"dog and dog"

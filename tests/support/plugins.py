@@ -4,8 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway._proto import Response
-from gateway.plugins import Plugin, PluginConfig
+from gateway.plugins import Context, Plugin, PluginConfig, Response
 
 
 class TagConfig(PluginConfig):
@@ -18,16 +17,16 @@ class Tag(Plugin):
     priority = 100
     Config = TagConfig
 
-    def rewrite(self, ctx: Any) -> None:
+    def rewrite(self, ctx: Context) -> None:
         ctx.set_upstream_header("X-Rewritten", self.config.tag)
         ctx.remove_upstream_header("X-Secret")
         if ctx.path == "/rename":
             ctx.set_upstream_uri("/echo/renamed?by=" + self.config.tag)
 
-    def before_proxy(self, ctx: Any) -> None:
+    def before_proxy(self, ctx: Context) -> None:
         ctx.set_upstream_header("X-Node", f"{ctx.node.host}:{ctx.node.port}")
 
-    def header_filter(self, ctx: Any) -> None:
+    def header_filter(self, ctx: Context) -> None:
         ctx.set_response_header("X-Tag", self.config.tag)
         ctx.remove_response_header("X-Upstream")
         if ctx.path.startswith("/status/"):
@@ -38,17 +37,17 @@ class Upper(Plugin):
     """Serves /upper/<path> from the upstream's /<path>, upper-cased, with a "!" at the end."""
     name = "test-upper"
 
-    def rewrite(self, ctx: Any) -> None:
+    def rewrite(self, ctx: Context) -> None:
         ctx.set_upstream_uri(ctx.path.removeprefix("/upper"))
 
-    def body_filter(self, ctx: Any, chunk: bytes, last: bool) -> bytes:
+    def body_filter(self, ctx: Context, chunk: bytes, last: bool) -> bytes:
         return chunk.upper() + (b"!" if last else b"")
 
 
 class Boom(Plugin):
     name = "test-boom"
 
-    def access(self, ctx: Any) -> None:
+    def access(self, ctx: Context) -> None:
         raise RuntimeError("plugin bug")
 
 
@@ -56,7 +55,7 @@ class SlowDeny(Plugin):
     """An async access phase: waits, then answers when the header asks for it."""
     name = "test-slow-deny"
 
-    async def access(self, ctx: Any) -> Response | None:
+    async def access(self, ctx: Context) -> Response | None:
         await asyncio.sleep(0.01)
         if ctx.header("x-deny"):
             return Response(403, b"denied\n", [("X-Denied-By", "test")])
@@ -67,7 +66,7 @@ class Params(Plugin):
     """Answers with the route params and request details the context exposes."""
     name = "test-params"
 
-    def access(self, ctx: Any) -> Response:
+    def access(self, ctx: Context) -> Response:
         body = f"{ctx.route_id} {dict(ctx.params)} {ctx.method} {ctx.path} {ctx.query_string} {ctx.client_ip}"
         return Response(200, body.encode())
 
@@ -80,11 +79,11 @@ class _Trail(Plugin):
     """Records the order plugins ran in; the response says it (X-Trail)."""
     Config = TrailConfig
 
-    def access(self, ctx: Any) -> None:
-        ctx.vars.setdefault("trail", []).append(self.config.mark)
+    def access(self, ctx: Context) -> None:
+        ctx.state.setdefault("trail", []).append(self.config.mark)
 
-    def header_filter(self, ctx: Any) -> None:
-        ctx.set_response_header("X-Trail", ",".join(ctx.vars.get("trail", [])))
+    def header_filter(self, ctx: Context) -> None:
+        ctx.set_response_header("X-Trail", ",".join(ctx.state.get("trail", [])))
 
 
 class TrailLow(_Trail):
@@ -102,7 +101,7 @@ class AddHeaders(Plugin):
     name = "test-add-headers"
     priority = 50
 
-    def access(self, ctx: Any) -> Response | None:
+    def access(self, ctx: Context) -> Response | None:
         ctx.add_response_header("X-Added", "yes")
         if ctx.header("x-refuse"):
             return Response(401, b"no\n", [("Content-Type", "text/plain")])
@@ -123,7 +122,7 @@ class Reroute(Plugin):
             raise ValueError(f"no upstream with id '{self.config.upstream_id}'")
         self.group = env.upstreams[self.config.upstream_id]
 
-    def access(self, ctx: Any) -> None:
+    def access(self, ctx: Context) -> None:
         if ctx.header("x-reroute"):
             ctx.set_upstream(self.group)
 
@@ -137,6 +136,27 @@ class LogStatus(Plugin):
     name = "test-log-status"
     Config = LogStatusConfig
 
-    def log(self, ctx: Any) -> None:
+    def log(self, ctx: Context) -> None:
         with open(self.config.path, "a") as out:
             out.write(f"{ctx.route_id} {ctx.status}\n")
+
+
+class UpstreamHeaders(Plugin):
+    """Shapes the upstream request through the context's methods only, and passes state from
+    rewrite to before_proxy."""
+
+    name = "test-upstream-headers"
+    priority = 90
+
+    def rewrite(self, ctx: Context) -> None:
+        ctx.add_upstream_header("X-Multi", "a")
+        ctx.add_upstream_header("X-Multi", "b")
+        ctx.set_upstream_header("X-Set", "1")
+        ctx.set_upstream_header("x-set", "2")  # replaces the line set before, any case
+        ctx.add_upstream_header("X-Gone", "added")
+        ctx.remove_upstream_header("X-Gone")  # the client's and the added line
+        ctx.state["seen"] = ctx.path
+
+    def before_proxy(self, ctx: Context) -> None:
+        ctx.set_upstream_header("X-State", ctx.state["seen"])
+        ctx.set_upstream_header("X-Deprecated-Alias", str(ctx.vars is ctx.state))  # type: ignore[attr-defined]
