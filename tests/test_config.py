@@ -14,6 +14,7 @@ from gateway.config import (
     Config,
     ConfigError,
     ConfigIssue,
+    FileChecks,
     GatewaySettings,
     Node,
     Route,
@@ -768,9 +769,9 @@ def test_a_reload_needs_a_gateway_or_routes_section() -> None:
     cut_short = b"upstreams: []\nconsumers: []\n"
     parse_config_file(cut_short, "g.yaml")  # as a file of its own: valid, if useless
     with pytest.raises(ConfigError) as caught:
-        parse_config_file(cut_short, "g.yaml", replaces_running=True)
+        parse_config_file(cut_short, "g.yaml", file_checks=FileChecks.RELOAD)
     assert "no `gateway` or `routes` section" in str(caught.value)
-    parse_config_file(b"routes: []\n", "g.yaml", replaces_running=True)
+    parse_config_file(b"routes: []\n", "g.yaml", file_checks=FileChecks.RELOAD)
 
 
 def test_end_marker_is_required_only_when_asked_for() -> None:

@@ -2,6 +2,7 @@
 
 from .addresses import parse_listen
 from .cross_checks import validate_config
+from .file_checks import FileChecks
 from .issues import ConfigError, ConfigIssue, format_path
 from .loader import (
     ExtraCheck,
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigIssue",
     "Consumer",
     "ExtraCheck",
+    "FileChecks",
     "GatewaySettings",
     "GlobalRules",
     "Keepalive",

@@ -3,7 +3,8 @@ finished. A string in code is none of that, so the caller says which checks appl
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import enum
+from typing import Any
 
 from .issues import ConfigIssue
 
@@ -13,11 +14,15 @@ __all__ = ["END_MARKER", "FileChecks", "file_issues"]
 END_MARKER = "#END"
 
 
-#: Which file checks a YAML text must pass: "none" for a text that is not a config file (a
-#: string in code, the embedded default), "file" for a whole config file (it must hold a
-#: document, and honour `require_end_marker`), "reload" for a file about to replace the
-#: running config (also, it must not drop every route).
-FileChecks = Literal["none", "file", "reload"]
+class FileChecks(enum.Enum):
+    """Which of the file checks a YAML text must pass."""
+
+    #: A text that is not a config file (a string in code, the embedded default).
+    NONE = "none"
+    #: A whole config file: it must hold a document, and honour `require_end_marker`.
+    FILE = "file"
+    #: A file about to replace the running config: also, it must not drop every route.
+    RELOAD = "reload"
 
 
 def file_issues(text: str, data: Any, name: str, checks: FileChecks) -> list[ConfigIssue]:
@@ -26,11 +31,11 @@ def file_issues(text: str, data: Any, name: str, checks: FileChecks) -> list[Con
     A reload to a config with no `gateway` and no `routes` section is never what anybody
     meant: it would drop every route (and the admin key) of the running gateway.
     """
-    if checks == "none":
+    if checks is FileChecks.NONE:
         return []
     if data is None:
         return [ConfigIssue(file=name, path="", message="the config file is empty (no YAML document in it)")]
-    if checks == "reload" and isinstance(data, dict) and "gateway" not in data and "routes" not in data:
+    if checks is FileChecks.RELOAD and isinstance(data, dict) and "gateway" not in data and "routes" not in data:
         message = ("no `gateway` or `routes` section: an incomplete file? "
                    "(write a temp file and rename it over the config)")
         return [ConfigIssue(file=name, path="", message=message)]

@@ -56,11 +56,13 @@ def parse_config_text(
     source: str = "<string>",
     env: Mapping[str, str] | None = None,
     extra_checks: Sequence[ExtraCheck] = (),
-    file_checks: FileChecks = "none",
+    file_checks: FileChecks = FileChecks.NONE,
 ) -> Config:
     """Parse and validate a YAML document; raise ConfigError listing every issue.
-    ``file_checks``: "file" when the text is a whole config file (an empty one is an error),
-    "reload" when it is also about to replace a running config."""
+
+    `file_checks` says whether the text is a whole config file, or one about to replace the
+    running config; a string in code (the default) is neither.
+    """
     env = os.environ if env is None else env
     with YamlDocument(text, source) as doc:
         issues: list[ConfigIssue] = []
@@ -79,10 +81,9 @@ def parse_config_file(
     name: str,
     env: Mapping[str, str] | None = None,
     extra_checks: Sequence[ExtraCheck] = (),
-    replaces_running: bool = False,
+    file_checks: FileChecks = FileChecks.FILE,
 ) -> Config:
     """Validate the bytes of a config file (read once by the caller, who may hash them)."""
-    file_checks: FileChecks = "reload" if replaces_running else "file"
     return parse_config_text(decode_file(raw, name), name, env, extra_checks, file_checks)
 
 

@@ -21,6 +21,7 @@ from gateway.config import (
     Config,
     ConfigError,
     ConfigIssue,
+    FileChecks,
     config_to_bytes,
     default_config,
     dump_config,
@@ -70,8 +71,8 @@ def load_and_check(path: str) -> Config:
     return parse_config_file(raw, path, extra_checks=CHECKS)
 
 
-def check_bytes(raw: bytes, path: str, replaces_running: bool = False) -> Config:
-    return parse_config_file(raw, path, extra_checks=CHECKS, replaces_running=replaces_running)
+def check_bytes(raw: bytes, path: str, file_checks: FileChecks = FileChecks.FILE) -> Config:
+    return parse_config_file(raw, path, extra_checks=CHECKS, file_checks=file_checks)
 
 
 @dataclass
@@ -372,7 +373,7 @@ class Master:
             self.reloads.checked += 1
             started = time.monotonic()
             try:
-                config = check_bytes(raw, str(self.config_file.path), replaces_running=True)
+                config = check_bytes(raw, str(self.config_file.path), file_checks=FileChecks.RELOAD)
             except ConfigError as exc:
                 self.reloads.rejected += 1
                 log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
