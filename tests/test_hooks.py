@@ -30,6 +30,8 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upst
             {"id": "params", "uri": "/users/:id/items/:item", "plugins": {P + "Params": {}}},
             {"id": "headers", "uri": "/shaped/*", "upstream_id": "up",
              "plugins": {P + "UpstreamHeaders": {}}},
+            {"id": "lookup", "uri": "/lookup/*", "upstream_id": "up",
+             "plugins": {P + "HeaderLookup": {}}},
         ]
         with GatewayProcess(tmp_path_factory.mktemp("hooks"), config):
             yield port, upstream
@@ -60,6 +62,21 @@ def test_upstream_headers_through_context_methods(hooked: tuple[int, Upstream]) 
     assert [v for n, v in pairs if n == "x-gone"] == []  # remove drops both
     assert ("x-state", "/shaped/echo") in pairs  # per-request state from rewrite
     assert ("x-deprecated-alias", "True") in pairs  # ctx.vars is ctx.state
+
+
+def test_header_lookup_without_the_mapping_agrees_with_it(hooked: tuple[int, Upstream]) -> None:
+    """ctx.header scans the parsed head (no mapping built): any case, repeated lines joined
+    with ", " (RFC 9110 5.3), the default when absent or for a name no line can have."""
+    port, _ = hooked
+    raw = raw_exchange(port, b"GET /lookup/echo HTTP/1.1\r\nHost: t\r\nX-ONE: 1\r\n"
+                             b"x-many: a\r\nX-Many: b, c\r\n"
+                             b"Connection: close\r\n\r\n")
+    echo = json.loads(raw.partition(b"\r\n\r\n")[2].split(b"<EOF>")[0])
+    headers = dict(echo["headers"])
+    lookup, mapping = json.loads(headers["x-lookup"]), json.loads(headers["x-mapping"])
+    assert lookup == {"x-one": "1", "X-Many": "a, b, c", "x-missing": "<absent>",
+                      "x-\u20ac": "<absent>"}
+    assert lookup == mapping
 
 
 @pytest.mark.parametrize("path", ["/upper/bytes/100000", "/upper/chunked/100000", "/upper/close/5000"])

@@ -76,7 +76,7 @@ class RequestId(Plugin):
         return phases
 
     def rewrite(self, ctx: Context) -> None:
-        request_id = ctx.headers.get(self.lheader)
+        request_id = ctx.header(self.lheader)
         if not request_id:
             request_id = self.generate()
             ctx.set_upstream_header(self.header, request_id)

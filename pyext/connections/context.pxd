@@ -33,6 +33,7 @@ cdef class RequestContext:
     cdef readonly bytes upstream_path        # set by plugins to rewrite the path (+query)
     cdef public object response_headers    # header_filter view: list of [name, value]
 
+    cdef object header_value(self, bytes lower_name)
     cdef void attach(self, object consumer) except *
     cdef void add_response_header_bytes(self, bytes name, bytes value) except *
     cdef void set_upstream_header_bytes(self, bytes name, bytes lower_name, bytes value) except *

@@ -192,7 +192,42 @@ cdef class RequestContext:
         return self._headers
 
     def header(self, str name, default=None):
-        return self.headers.get(name.lower(), default)
+        """One request header's value (repeated lines joined with ", "), found in the parsed
+        head without building the whole mapping."""
+        cdef object value
+        if self._headers is not None:
+            return self._headers.get(name.lower(), default)
+        try:
+            value = self.header_value(name.lower().encode("latin-1"))
+        except UnicodeEncodeError:
+            return default  # no header line can have that name
+        return default if value is None else value
+
+    cdef object header_value(self, bytes lower_name):
+        """The value of the header ``lower_name`` (lowercase) as str, repeated lines joined
+        with ", " as the ``headers`` mapping joins them; None when absent."""
+        cdef gw_request_head *h = self.head
+        cdef const char *d = PyBytes_AS_STRING(self.data)
+        cdef const char *want = PyBytes_AS_STRING(lower_name)
+        cdef Py_ssize_t want_len = PyBytes_GET_SIZE(lower_name)
+        cdef uint32_t i, j
+        cdef gw_header *e
+        cdef char c
+        cdef object value = None
+        for i in range(h.n_headers):
+            e = &h.headers[i]
+            if e.name.len != want_len:
+                continue
+            for j in range(e.name.len):
+                c = d[e.name.off + j]
+                if c >= 65 and c <= 90:
+                    c = c + 32
+                if c != want[j]:
+                    break
+            else:
+                line = PyUnicode_DecodeLatin1(d + e.value.off, e.value.len, NULL)
+                value = line if value is None else value + ", " + line
+        return value
 
     def set_upstream_header(self, name, value):
         """``name: value`` is sent upstream instead of the client's lines of that name and those
