@@ -19,6 +19,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 import asyncio
 from urllib.parse import parse_qs
 import errno
+import os
 import logging
 import socket
 import sys
@@ -43,3 +44,4 @@ include "plugins/native_hook.pyx"
 include "plugins/prometheus_hook.pyx"
 include "plugins/limit_hooks.pyx"
 include "plugins/key_auth_hook.pyx"
+include "plugins/request_id_hook.pyx"

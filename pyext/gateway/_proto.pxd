@@ -23,6 +23,7 @@ cdef class LimitAccess
 cdef class LimitCountAccess
 cdef class LimitReqAccess
 cdef class KeyAuthAccess
+cdef class RequestIdRewrite
 
 include "connections/states.pxd"
 include "http/head_buffer.pxd"
@@ -40,3 +41,4 @@ include "plugins/native_hook.pxd"
 include "plugins/prometheus_hook.pxd"
 include "plugins/limit_hooks.pxd"
 include "plugins/key_auth_hook.pxd"
+include "plugins/request_id_hook.pxd"

@@ -11,6 +11,7 @@ from gateway._proto import (
     LimitReqAccess,
     NativeHook,
     PrometheusLog,
+    RequestIdRewrite,
 )
 from gateway.config import decode_config
 from gateway.proxy.runtime import compile_runtime
@@ -33,6 +34,9 @@ def test_hot_builtins_run_as_native_hooks() -> None:
     assert [type(h) for h in route.access] == [KeyAuthAccess, LimitCountAccess, LimitReqAccess]
     assert [type(h) for h in route.log] == [PrometheusLog]
     assert [h.plugin.name for h in route.access] == ["key-auth", "limit-count", "limit-req"]
+    route = compiled_route({"request-id": {}})
+    assert [type(h) for h in route.rewrite] == [RequestIdRewrite]
+    assert route.header_filter == ()  # the response header is a default, not a filter
 
 
 def test_third_party_plugins_keep_the_python_call() -> None:

@@ -175,3 +175,19 @@ class HeaderLookup(Plugin):
         mapping = ctx.headers
         ctx.set_upstream_header("X-Mapping", json.dumps(
             {name: mapping.get(name.lower(), "<absent>") for name in found}))
+
+
+class DefaultHeaders(Plugin):
+    """Response headers only for a response that lacks them: the upstream's X-Upstream wins,
+    X-Default is filled in; ``/deny/...`` is answered here, with the defaults too."""
+    name = "test-default-headers"
+    priority = 50
+
+    def rewrite(self, ctx: Context) -> Response | None:
+        ctx.set_default_response_header("X-Upstream", "from-plugin")
+        ctx.set_default_response_header("X-Default", "filled")
+        ctx.add_response_header("X-Added", "added")
+        ctx.set_default_response_header("x-added", "not-twice")
+        if "/deny/" in ctx.path:
+            return Response(403, b"no\n")
+        return None
