@@ -334,3 +334,18 @@ class KeyAuthAccess(NativeHook):
 @disjoint_base
 class RequestIdRewrite(NativeHook):
     def configure(self, header: str, in_response: bool, uuid: bool) -> None: ...
+
+@disjoint_base
+class ConnLease:
+    """A unit of a limit-conn gauge held by a request (given back once)."""
+    @property
+    def delay(self) -> float: ...
+    def release(self) -> None: ...
+
+@disjoint_base
+class LimitConnAccess(LimitAccess):
+    def configure(self, conn: int, burst: int) -> None: ...
+
+@disjoint_base
+class LimitConnLog(NativeHook):
+    def configure(self, adapt_delay: bool) -> None: ...
