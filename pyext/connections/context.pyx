@@ -307,7 +307,7 @@ cdef class RequestContext:
         cdef bint custom = self.upstream_header_remove is not None
         cdef ClientConnection client = self.client
         cdef UpstreamGroup group = self.group
-        hb.length = 0
+        hb.start()
         # request line; the path is the normalised one the router matched
         if self.upstream_method is not None:
             hb.add_bytes(self.upstream_method)

@@ -216,7 +216,7 @@ cdef class Exchange(PhaseRunner):
         self.status = 101
         self.upstream_status = 101
         self.keep_alive = False
-        hb.length = 0
+        hb.start()
         hb.add_status_line(r.status, d, dlen, r.reason)
         for i in range(r.n_headers):
             e = &r.headers[i]
@@ -285,7 +285,7 @@ cdef class Exchange(PhaseRunner):
             self.run_header_filter(u, buf, n, close, inline_body, drop)
             return
         hb = self.client.server.scratch
-        hb.length = 0
+        hb.start()
         hb.add_status_line(r.status, d, dlen, r.reason)
         for i in range(r.n_headers):
             e = &r.headers[i]
@@ -362,7 +362,7 @@ cdef class Exchange(PhaseRunner):
                       self.route.id, self.status, r.status)
             self.status = r.status
         hb = self.client.server.scratch
-        hb.length = 0
+        hb.start()
         if self.status == r.status:
             hb.add_status_line(r.status, d, dlen, r.reason)
         else:

@@ -8,6 +8,8 @@ cdef class UpstreamNode:
     cdef public int active               # requests in flight (least_conn)
     cdef list idle                       # this worker's pooled connections to the node
 
+    cdef void share_idle(self, dict idle_by_key)
+
 cdef class UpstreamGroup:
     cdef public str id
     cdef public list nodes

@@ -13,6 +13,11 @@ cdef class UpstreamNode:
         self.active = 0
         self.idle = []
 
+    cdef void share_idle(self, dict idle_by_key):
+        """Takes the idle-connection list an equal node (same host and port) of an earlier
+        config version had, or offers its own: a reload keeps the warm connections."""
+        self.idle = idle_by_key.setdefault(self.key, self.idle)
+
     def __repr__(self):
         return f"UpstreamNode({self.host}:{self.port}, weight={self.weight})"
 
