@@ -321,6 +321,12 @@ cdef class RequestContext:
         hb.add("X-Forwarded-Proto: http\r\n", 25)
         if h.has_host:
             hb.add_header_span("X-Forwarded-Host", 16, d, dlen, h.host)
+        # RFC 9110 section 7.6.3: an HTTP-to-HTTP gateway MUST send Via in each inbound request,
+        # naming the protocol it received; a Via the client sent stays before it (one list)
+        if h.version_minor == 0:
+            hb.add("Via: 1.0 gateway\r\n", 18)
+        else:
+            hb.add("Via: 1.1 gateway\r\n", 18)
         if self.upstream_header_set is not None:
             for name, value in self.upstream_header_set:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
