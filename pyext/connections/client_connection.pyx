@@ -243,6 +243,16 @@ cdef class ClientConnection:
             ex.end_keep_alive()
             ex.respond_error(400, "TRACE with content")
             return ex
+        if (h.method_id == GW_METHOD_OPTIONS or h.method_id == GW_METHOD_TRACE) and \
+                max_forwards_left(h, d) == 0:
+            # RFC 9110 section 7.6.2: with Max-Forwards 0 an intermediary MUST NOT forward an
+            # OPTIONS or TRACE; it MUST respond as the final recipient (TRACE: the request it
+            # received, as message/http, RFC 9110 section 9.3.8)
+            if h.method_id == GW_METHOD_OPTIONS:
+                ex.respond_local(200, b"", None, KEEP)
+            else:
+                ex.respond_local(200, data[:h.head_len], MESSAGE_HTTP_HEADERS, KEEP)
+            return ex
         if h.method_id == GW_METHOD_OPTIONS and h.target.len == 1 and d[h.target.off] == b'*':
             # OPTIONS * asks about the server itself (RFC 9110 section 9.3.7): answered here, with
             # no content and so Content-Length: 0, which that section requires
@@ -416,3 +426,6 @@ cdef class ClientConnection:
             self.server.clients.discard(self)
             if self.transport is not None:
                 self.transport.close()
+
+
+MESSAGE_HTTP_HEADERS = (("Content-Type", "message/http"),)

@@ -260,6 +260,8 @@ cdef class RequestContext:
         cdef uint32_t skip = GW_HF_HOP_BY_HOP | GW_HF_HOST | GW_HF_X_FORWARDED_FOR | \
             GW_HF_X_FORWARDED_PROTO | GW_HF_X_FORWARDED_HOST | GW_HF_X_REAL_IP | GW_HF_EXPECT
         cdef uint32_t xff[16]
+        cdef bint mf = self.upstream_method is None and (
+            h.method_id == GW_METHOD_OPTIONS or h.method_id == GW_METHOD_TRACE)
         cdef int n_xff = 0, k
         cdef bint custom = self.upstream_header_remove is not None
         cdef ClientConnection client = self.client
@@ -305,6 +307,10 @@ cdef class RequestContext:
                 continue
             if custom and (self.removed_name_lengths & name_length_bit(e.name.len)) and \
                     self.data[e.name.off:e.name.off + e.name.len].lower() in self.upstream_header_remove:
+                continue
+            if mf and max_forwards(d, e) > 0:
+                # RFC 9110 section 7.6.2: an intermediary MUST decrement it on OPTIONS and TRACE
+                hb.add_bytes(b"Max-Forwards: %d\r\n" % (max_forwards(d, e) - 1))
                 continue
             hb.add_parsed_header(d, dlen, e)
         # X-Forwarded-For keeps the chain (earlier proxies' addresses), then adds the client's
