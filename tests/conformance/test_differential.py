@@ -264,3 +264,13 @@ def test_differential_forwarded_bytes_read_alike(wire: Wire, case: Case) -> None
     assert len(hosts) == 1
     if head.host is not None:
         assert hosts == [head.host]
+
+
+def test_differential_corpus_holds_the_shared_vectors() -> None:
+    # without this, a loader that found nothing would leave the test above passing on the
+    # hand-written cases alone
+    if not GUARDIAN.is_dir() or not LLHTTP.is_dir():
+        pytest.skip(f"conformance data not found at {CONFORMANCE} (../shared/conformance is "
+                    "absent): the differential test runs on its hand-written cases only")
+    assert len(guardian_cases()) == 159  # desync-guardian's tests/*.yaml at 7dd6f37
+    assert len(llhttp_cases()) >= 100  # llhttp v9.4.2's strict request vectors
