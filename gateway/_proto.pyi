@@ -17,6 +17,7 @@ PASS_HOST_REWRITE: int
 def reason_phrase(status: int) -> str: ...
 
 JSON_HEADERS: tuple[tuple[str, str], ...]
+MESSAGE_HTTP_HEADERS: tuple[tuple[str, str], ...]
 
 class HeadSpanError(ValueError):
     """A span handed to the head writer lies outside its buffer: the response is refused."""

@@ -14,12 +14,14 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcpy, memchr
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
+from posix.types cimport time_t
 
 import asyncio
 from urllib.parse import parse_qs
 import errno
 import os
+from email.utils import formatdate
 import logging
 import socket
 import sys

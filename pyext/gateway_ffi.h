@@ -18,6 +18,7 @@
 #define GW_HF_X_FORWARDED_HOST 256u
 #define GW_HF_X_REAL_IP 512u
 #define GW_HF_UPGRADE 1024u
+#define GW_HF_DATE 2048u
 
 #define GW_BODY_NONE 0
 #define GW_BODY_LENGTH 1

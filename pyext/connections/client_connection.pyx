@@ -230,6 +230,34 @@ cdef class ClientConnection:
         if runtime.max_body and h.body_kind == GW_BODY_LENGTH and h.content_length > runtime.max_body:
             ex.respond_error(413, "request body too large")
             return ex
+        if h.method_id == GW_METHOD_CONNECT:
+            # No tunnels through the gateway: RFC 9110 section 9.1 (a method the server does not
+            # implement: 501); forwarding it would send an origin-form CONNECT no server can read.
+            # Closed after: the client may already be sending tunnel bytes.
+            ex.end_keep_alive()
+            ex.respond_error(501, "CONNECT is not supported")
+            return ex
+        if h.method_id == GW_METHOD_TRACE and h.body_kind != GW_BODY_NONE:
+            # RFC 9110 section 9.3.8: a client MUST NOT send content in TRACE, and the gateway
+            # would be that client to its upstream
+            ex.end_keep_alive()
+            ex.respond_error(400, "TRACE with content")
+            return ex
+        if (h.method_id == GW_METHOD_OPTIONS or h.method_id == GW_METHOD_TRACE) and \
+                max_forwards_left(h, d) == 0:
+            # RFC 9110 section 7.6.2: with Max-Forwards 0 an intermediary MUST NOT forward an
+            # OPTIONS or TRACE; it MUST respond as the final recipient (TRACE: the request it
+            # received, as message/http, RFC 9110 section 9.3.8)
+            if h.method_id == GW_METHOD_OPTIONS:
+                ex.respond_local(200, b"", None, KEEP)
+            else:
+                ex.respond_local(200, data[:h.head_len], MESSAGE_HTTP_HEADERS, KEEP)
+            return ex
+        if h.method_id == GW_METHOD_OPTIONS and h.target.len == 1 and d[h.target.off] == b'*':
+            # OPTIONS * asks about the server itself (RFC 9110 section 9.3.7): answered here, with
+            # no content and so Content-Length: 0, which that section requires
+            ex.respond_local(200, b"", None, KEEP)
+            return ex
         if h.path.len:
             code = gw_router_find(runtime.router_handle, <const uint8_t *>d + h.method.off,
                                   h.method.len, <const uint8_t *>d + h.host.off,
@@ -398,3 +426,6 @@ cdef class ClientConnection:
             self.server.clients.discard(self)
             if self.transport is not None:
                 self.transport.close()
+
+
+MESSAGE_HTTP_HEADERS = (("Content-Type", "message/http"),)

@@ -303,6 +303,8 @@ cdef class RequestContext:
         cdef uint32_t skip = GW_HF_HOP_BY_HOP | GW_HF_HOST | GW_HF_X_FORWARDED_FOR | \
             GW_HF_X_FORWARDED_PROTO | GW_HF_X_FORWARDED_HOST | GW_HF_X_REAL_IP | GW_HF_EXPECT
         cdef uint32_t xff[16]
+        cdef bint mf = self.upstream_method is None and (
+            h.method_id == GW_METHOD_OPTIONS or h.method_id == GW_METHOD_TRACE)
         cdef int n_xff = 0, k
         cdef bint custom = self.upstream_header_remove is not None
         cdef ClientConnection client = self.client
@@ -349,6 +351,10 @@ cdef class RequestContext:
             if custom and (self.removed_name_lengths & name_length_bit(e.name.len)) and \
                     self.data[e.name.off:e.name.off + e.name.len].lower() in self.upstream_header_remove:
                 continue
+            if mf and max_forwards(d, e) > 0:
+                # RFC 9110 section 7.6.2: an intermediary MUST decrement it on OPTIONS and TRACE
+                hb.add_bytes(b"Max-Forwards: %d\r\n" % (max_forwards(d, e) - 1))
+                continue
             hb.add_parsed_header(d, dlen, e)
         # X-Forwarded-For keeps the chain (earlier proxies' addresses), then adds the client's
         hb.add("X-Forwarded-For: ", 17)
@@ -364,6 +370,12 @@ cdef class RequestContext:
         hb.add("X-Forwarded-Proto: http\r\n", 25)
         if h.has_host:
             hb.add_header_span("X-Forwarded-Host", 16, d, dlen, h.host)
+        # RFC 9110 section 7.6.3: an HTTP-to-HTTP gateway MUST send Via in each inbound request,
+        # naming the protocol it received; a Via the client sent stays before it (one list)
+        if h.version_minor == 0:
+            hb.add("Via: 1.0 gateway\r\n", 18)
+        else:
+            hb.add("Via: 1.1 gateway\r\n", 18)
         if self.upstream_header_set is not None:
             for name, value in self.upstream_header_set:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),

@@ -256,6 +256,7 @@ cdef class Exchange(PhaseRunner):
         cdef gw_header *e
         cdef bint close
         cdef uint32_t drop = GW_HF_HOP_BY_HOP
+        cdef bint has_date = False
         self.response_started = True
         self.status = r.status
         self.upstream_status = r.status
@@ -291,7 +292,11 @@ cdef class Exchange(PhaseRunner):
             e = &r.headers[i]
             if e.flags & drop:
                 continue
+            if e.flags & GW_HF_DATE:
+                has_date = True
             hb.add_parsed_header(d, dlen, e)
+        if not has_date:
+            hb.add_date()  # RFC 9110 section 6.6.1: a forwarded response without Date gets one
         if self.extra_response_headers is not None:
             for name, value in self.extra_response_headers:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
@@ -345,6 +350,7 @@ cdef class Exchange(PhaseRunner):
         cdef uint32_t i
         cdef gw_header *e
         cdef list headers = []
+        cdef bint has_date = False
         for i in range(r.n_headers):
             e = &r.headers[i]
             if e.flags & drop:
@@ -368,7 +374,11 @@ cdef class Exchange(PhaseRunner):
         else:
             hb.add_own_status_line(self.status)
         for name, value in self.response_headers:
+            if not has_date and len(name) == 4 and field_bytes(name).lower() == b"date":
+                has_date = True
             hb.add_field(name, value)
+        if not has_date:
+            hb.add_date()
         hb.end_head(self.version_minor, self.version_minor == 1 and (
             r.body_kind == GW_BODY_CHUNKED or self.filtering), close)
         if inline_body:

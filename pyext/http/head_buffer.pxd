@@ -11,6 +11,7 @@ cdef class HeadBuffer:
     cdef int add_own_status_line(self, int status) except -1
     cdef int add_field(self, object name, object value) except -1
     cdef int end_head(self, int version_minor, bint chunked, bint close) except -1
+    cdef int add_date(self) except -1
     cdef inline int add_status_line(self, int status, const char *base, size_t base_len,
                                     gw_span reason) except -1
     cdef inline int add_header(self, const char *name, size_t name_len, const char *value,

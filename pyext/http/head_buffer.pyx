@@ -99,6 +99,12 @@ cdef class HeadBuffer:
             self.add("Connection: keep-alive\r\n", 24)
         return self.add("\r\n", 2)
 
+    cdef int add_date(self) except -1:
+        """``Date: <now>``, the IMF-fixdate of the current second (RFC 9110 section 6.6.1: an
+        origin server with a clock MUST send it in 2xx-4xx responses, and a recipient that
+        forwards a response without one MUST add it)."""
+        return self.add_bytes(date_field())
+
     cdef inline int add_header(self, const char *name, size_t name_len, const char *value,
                                size_t value_len) except -1:
         self.reserve(name_len + value_len + 4)
@@ -147,3 +153,18 @@ cdef inline bytes field_bytes(object value):
 class HeadSpanError(ValueError):
     """A span handed to the head writer does not lie inside its buffer (a parser bug): the
     response is refused instead of copying memory that is not the head's."""
+
+
+cdef time_t _date_second = -1
+cdef bytes _date_field = b""
+
+
+cdef bytes date_field():
+    """The Date field line for this second, formatted once per second."""
+    global _date_second, _date_field
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    if ts.tv_sec != _date_second:
+        _date_second = ts.tv_sec
+        _date_field = b"Date: " + formatdate(ts.tv_sec, usegmt=True).encode("ascii") + b"\r\n"
+    return _date_field

@@ -28,6 +28,7 @@ cdef bytes encode_local_response(HeadBuffer hb, int status, bytes body, object h
     the one head writer. The gateway frames the body itself: a plugin's Content-Length,
     Transfer-Encoding or Connection is dropped."""
     cdef bint has_type = False
+    cdef bint has_date = False
     cdef bint has_body = status != 204 and status != 304
     hb.start()
     hb.add_own_status_line(status)
@@ -38,7 +39,11 @@ cdef bytes encode_local_response(HeadBuffer hb, int status, bytes body, object h
                 continue
             if lname == b"content-type":
                 has_type = True
+            elif lname == b"date":
+                has_date = True
             hb.add_field(name, value)
+    if not has_date and status >= 200:
+        hb.add_date()  # the gateway answers as the origin server here (RFC 9110 section 6.6.1)
     if body and not has_type:
         hb.add("Content-Type: text/plain; charset=utf-8\r\n", 40)
     if status >= 200 and has_body:

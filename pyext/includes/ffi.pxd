@@ -12,6 +12,7 @@ cdef extern from "gateway_ffi.h":
         GW_HF_X_FORWARDED_HOST
         GW_HF_X_REAL_IP
         GW_HF_UPGRADE
+        GW_HF_DATE
         GW_BODY_NONE
         GW_BODY_LENGTH
         GW_BODY_CHUNKED

@@ -10,6 +10,40 @@ cdef inline bint idempotent(int method_id):
             method_id == GW_METHOD_OPTIONS or method_id == GW_METHOD_TRACE)
 
 
+cdef inline int64_t max_forwards(const char *d, gw_header *e):
+    """The number in a Max-Forwards field line (RFC 9110 section 7.6.2); -1 if ``e`` is another
+    field or its value is not a plain decimal number."""
+    cdef const char *name = "max-forwards"
+    cdef uint32_t k
+    cdef char c
+    cdef int64_t value = 0
+    if e.name.len != 12 or e.value.len == 0 or e.value.len > 18:
+        return -1
+    for k in range(12):
+        c = d[e.name.off + k]
+        if b'A' <= c <= b'Z':
+            c = c + 32
+        if c != name[k]:
+            return -1
+    for k in range(e.value.len):
+        c = d[e.value.off + k]
+        if not (b'0' <= c <= b'9'):
+            return -1
+        value = value * 10 + (c - 48)
+    return value
+
+
+cdef int64_t max_forwards_left(gw_request_head *h, const char *d):
+    """The first Max-Forwards value of the request; -1 without a valid one."""
+    cdef uint32_t i
+    cdef int64_t value
+    for i in range(h.n_headers):
+        value = max_forwards(d, &h.headers[i])
+        if value >= 0:
+            return value
+    return -1
+
+
 cdef inline gw_span span_of(size_t off, size_t length):
     cdef gw_span span
     span.off = <uint32_t>off

@@ -9,6 +9,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -50,6 +51,7 @@ class _Connection(asyncio.Protocol):
         self.can_write.set()
         self.raw = bytearray()  # what arrived on this connection (first 64 MiB), for byte checks
         upstream.raw_connections.append(self.raw)
+        upstream.accepted += 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -221,6 +223,12 @@ class _Connection(asyncio.Protocol):
             sent += n
 
 
+@dataclass(frozen=True)
+class ByteMark:
+    accepted: int
+    sizes: list[int]
+
+
 class Upstream:
     """Start with ``with Upstream() as up:``; ``up.port`` is the listening port."""
 
@@ -230,6 +238,7 @@ class Upstream:
         self.errors: list[str] = []
         self.raw_connections: list[bytearray] = []
         self.connections = 0
+        self.accepted = 0  # connections accepted, counted before any byte is read
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         sock = socket.socket()
@@ -237,6 +246,30 @@ class Upstream:
         self.port: int = sock.getsockname()[1]
         self.sock = sock
         self.server: asyncio.AbstractServer | None = None
+
+    def mark(self) -> ByteMark:
+        """Where every connection's byte record stands now: ``bytes_since(mark)`` is what
+        arrived after it, whether or not h11 could parse it."""
+        return ByteMark(self.accepted, [len(c) for c in list(self.raw_connections)])
+
+    def bytes_since(self, mark: ByteMark) -> list[bytes]:
+        """The bytes each connection received after ``mark`` (only connections that got any)."""
+        out = []
+        for i, conn in enumerate(list(self.raw_connections)):
+            start = mark.sizes[i] if i < len(mark.sizes) else 0
+            if len(conn) > start:
+                out.append(bytes(conn[start:]))
+        return out
+
+    def assert_nothing_forwarded(self, mark: ByteMark, grace: float = 0.2) -> None:
+        """Fails if any byte reached this upstream after ``mark``, or a connection was opened to
+        it: checked on the raw connections, not on what h11 parsed (a smuggled request h11
+        rejects is never in ``received``). ``grace`` lets bytes already in flight land first."""
+        time.sleep(grace)
+        got = self.bytes_since(mark)
+        assert not got, f"bytes reached the upstream: {got!r}"
+        assert self.accepted == mark.accepted, \
+            f"{self.accepted - mark.accepted} connection(s) opened to the upstream"
 
     def __enter__(self) -> Upstream:
         self.thread.start()

@@ -76,6 +76,8 @@ pub const HF_X_FORWARDED_PROTO: u32 = 128;
 pub const HF_X_FORWARDED_HOST: u32 = 256;
 pub const HF_X_REAL_IP: u32 = 512;
 pub const HF_UPGRADE: u32 = 1024;
+/// `Date`: a response without one gets the gateway's (RFC 9110 section 6.6.1).
+pub const HF_DATE: u32 = 2048;
 
 /// Capacity of the header arrays in [`RequestHead`] / [`ResponseHead`].
 pub const MAX_HEADERS: usize = 128;
@@ -339,7 +341,36 @@ fn is_token(s: &[u8]) -> bool {
 
 #[inline]
 fn valid_host(s: &[u8]) -> bool {
-    s.iter().all(|&b| CLASS[b as usize] & C_HOST != 0)
+    if !s.iter().all(|&b| CLASS[b as usize] & C_HOST != 0) {
+        return false;
+    }
+    // Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP-literal in
+    // brackets or a name without ':' or brackets, then at most one ':' and a port of digits.
+    // Anything else is an invalid Host value, which a server MUST answer with 400.
+    let port = if let Some(rest) = s.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &rest[..end];
+        let future = matches!(inner.first(), Some(b'v' | b'V'));
+        if inner.is_empty()
+            || !(future || inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.'))
+        {
+            return false;
+        }
+        &rest[end + 1..]
+    } else {
+        let i = s.iter().position(|&b| b == b':').unwrap_or(s.len());
+        if s[..i].iter().any(|&b| b == b'[' || b == b']') {
+            return false;
+        }
+        &s[i..]
+    };
+    match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 #[inline]
@@ -370,6 +401,7 @@ fn classify_name(n: &[u8]) -> u32 {
     match n.len() {
         2 if eq("te") => HF_HOP_BY_HOP,
         4 if eq("host") => HF_HOST,
+        4 if eq("date") => HF_DATE,
         6 if eq("expect") => HF_EXPECT,
         7 if eq("upgrade") => HF_UPGRADE | HF_HOP_BY_HOP,
         7 if eq("trailer") => HF_HOP_BY_HOP,
@@ -428,7 +460,7 @@ fn skip_empty_lines(buf: &[u8]) -> usize {
 
 const TE_NONE: u8 = 0;
 const TE_CHUNKED: u8 = 1;
-/// A single, known coding we do not decode (gzip, ...): 501 for requests.
+/// Known codings without a final chunked (gzip, ...): 400 for requests (RFC 9112 §6.3).
 const TE_UNSUPPORTED: u8 = 2;
 
 /// What the header section says about framing and connection handling.
@@ -584,7 +616,7 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
 
 /// Transfer-Encoding, over every TE header in order (RFC 9112 §6.1, §6.3): a list of known
 /// codings whose last (and only) `chunked` is final is accepted: the body is chunked, and the
-/// proxy forwards the other codings untouched. A list of known codings without `chunked` → 501
+/// proxy forwards the other codings untouched. A list of known codings without `chunked` → 400
 /// (we cannot find the end of such a body). Anything else → 400: unknown tokens, parameters
 /// (`chunked` defines none and the RFC says to treat them as an error), empty elements,
 /// `chunked` twice or not last.
@@ -742,7 +774,10 @@ pub fn parse_request(
             return Err(bad("Transfer-Encoding in HTTP/1.0 request"));
         }
         if info.te == TE_UNSUPPORTED {
-            return Err(HttpError { status: 501, reason: "unsupported Transfer-Encoding" });
+            // RFC 9112 section 6.3 (4): chunked is not the final coding, so the body's length
+            // cannot be determined: a server MUST answer 400 and close (6.1's 501 is a SHOULD
+            // for codings it does not understand; this rule is the framing one and wins).
+            return Err(bad("chunked must be the final transfer coding"));
         }
         BODY_CHUNKED
     } else if info.content_length > 0 {
