@@ -20,6 +20,7 @@ import asyncio
 from urllib.parse import parse_qs
 import errno
 import logging
+import math
 import socket
 import sys
 

@@ -10,7 +10,7 @@ cdef class Exchange(PhaseRunner):
     cdef UpstreamConnection upstream
     cdef int attempts
     cdef set failed_nodes
-    cdef bint node_held                  # self.node counts this request in its `active`
+    cdef UpstreamNode held_node          # the node counting this request in its `active`
     cdef bint retried_stale
     cdef public bint response_started
     cdef bint response_done

@@ -134,14 +134,15 @@ cdef class Exchange(PhaseRunner):
         self.release_node()
         self.node = node
         node.acquire()
-        self.node_held = True
+        self.held_node = node  # its own field: `node` is writable by plugins
 
     cdef void release_node(self):
         """The request is done with its node, however it ended (answered, failed, retried
         elsewhere, abandoned by the client): called from each of those paths, counted once."""
-        if self.node_held:
-            self.node_held = False
-            self.node.release()
+        cdef UpstreamNode node = self.held_node
+        if node is not None:
+            self.held_node = None
+            node.release()
 
     async def open_connection(self, UpstreamNode node):
         cdef Server server = self.client.server
