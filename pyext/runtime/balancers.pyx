@@ -13,7 +13,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 # 4th node sometimes takes 30% of the keys. 640 halves that spread for 4x the (small) memory.
 cdef enum:
     CHASH_POINTS = 640
-    CHASH_MAX_POINTS = 1 << 18
+    CHASH_MAX_POINTS = 1 << 16
 # Peak-EWMA: the decay time constant (APISIX and Finagle use 10 s), and the cost given to a node
 # with requests in flight but no measured latency yet (Finagle's penalty), in seconds.
 cdef double EWMA_DECAY_TIME = 10.0
