@@ -232,6 +232,9 @@ class RequestContext:
     def extra_response_headers(self) -> list[tuple[bytes, bytes]] | None:
         """Headers ``add_response_header`` added."""
     @property
+    def default_response_headers(self) -> list[tuple[bytes, bytes, bytes]] | None:
+        """(name, lowercased name, value) ``set_default_response_header`` recorded."""
+    @property
     def body_limit(self) -> int:
         """What ``set_body_limit`` set (0: the runtime's limit)."""
     @property
@@ -307,6 +310,9 @@ class RequestContext:
         """The method sent upstream (an uppercase token); raises ValueError otherwise."""
     def add_response_header(self, name: str | bytes, value: str | bytes) -> None:
         """Added to the response, proxied or generated; call before the head is sent."""
+    def set_default_response_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Sent with the response unless it already has a header of that name (the
+        upstream's or an added one); needs no header_filter hook."""
     def set_body_limit(self, limit: int) -> None:
         """Request bodies larger than ``limit`` bytes are answered 413."""
     def set_upstream_header(self, name: str | bytes, value: str | bytes) -> None:
@@ -377,3 +383,22 @@ class LimitReqAccess(LimitAccess):
 @disjoint_base
 class KeyAuthAccess(NativeHook):
     def bind_index(self, header: str, by_value: dict[str, Any]) -> None: ...
+
+@disjoint_base
+class RequestIdRewrite(NativeHook):
+    def configure(self, header: str, in_response: bool, uuid: bool) -> None: ...
+
+@disjoint_base
+class ConnLease:
+    """A unit of a limit-conn gauge held by a request (given back once)."""
+    @property
+    def delay(self) -> float: ...
+    def release(self) -> None: ...
+
+@disjoint_base
+class LimitConnAccess(LimitAccess):
+    def configure(self, conn: int, burst: int) -> None: ...
+
+@disjoint_base
+class LimitConnLog(NativeHook):
+    def configure(self, adapt_delay: bool) -> None: ...

@@ -19,6 +19,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 import asyncio
 from urllib.parse import parse_qs
 import errno
+import os
 import logging
 import math
 import socket
@@ -44,4 +45,6 @@ include "connections/client_connection.pyx"
 include "plugins/native_hook.pyx"
 include "plugins/prometheus_hook.pyx"
 include "plugins/limit_hooks.pyx"
+include "plugins/limit_conn_hooks.pyx"
 include "plugins/key_auth_hook.pyx"
+include "plugins/request_id_hook.pyx"

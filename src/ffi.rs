@@ -384,3 +384,42 @@ pub unsafe extern "C" fn gw_metrics_record(
         bytes_out,
     );
 }
+
+/// In-flight gauge (`SharedLimiter.gauge_acquire`, limit-conn): returns 1 admitted, 0
+/// rejected; `count` is the count after the decision, `slot` the slot to release (-1: nothing
+/// counted) and `key_hash` the hash to release it with.
+///
+/// # Safety
+/// As for [`gw_limiter_count`]; `count`, `slot` and `key_hash` must be valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn gw_limiter_gauge_acquire(
+    limiter: *const gateway_limiter::Limiter,
+    key: *const u8,
+    key_len: usize,
+    max: u64,
+    count: *mut u64,
+    slot: *mut i64,
+    key_hash: *mut u64,
+) -> i32 {
+    let limiter = &*limiter;
+    let hash = gateway_limiter::hash_key(std::slice::from_raw_parts(key, key_len));
+    let d = limiter.gauge_acquire(hash, max);
+    *count = d.count;
+    *slot = d.slot.map_or(-1, |s| s as i64);
+    *key_hash = hash;
+    i32::from(d.allowed)
+}
+
+/// Gives back one admission of [`gw_limiter_gauge_acquire`]; 0 when that slot held none.
+///
+/// # Safety
+/// `limiter` must be a live `_handle` of a `SharedLimiter`.
+#[no_mangle]
+pub unsafe extern "C" fn gw_limiter_gauge_release(
+    limiter: *const gateway_limiter::Limiter,
+    key_hash: u64,
+    slot: i64,
+) -> i32 {
+    let limiter = &*limiter;
+    i32::from(slot >= 0 && limiter.gauge_release(key_hash, slot as usize))
+}

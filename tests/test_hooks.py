@@ -30,6 +30,12 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upst
             {"id": "params", "uri": "/users/:id/items/:item", "plugins": {P + "Params": {}}},
             {"id": "headers", "uri": "/shaped/*", "upstream_id": "up",
              "plugins": {P + "UpstreamHeaders": {}}},
+            {"id": "lookup", "uri": "/lookup/*", "upstream_id": "up",
+             "plugins": {P + "HeaderLookup": {}}},
+            {"id": "defaults", "uri": "/defaults/*", "upstream_id": "up",
+             "plugins": {P + "DefaultHeaders": {}}},
+            {"id": "defaults-filtered", "uri": "/defaults-filtered/*", "upstream_id": "up",
+             "plugins": {P + "DefaultHeaders": {}, P + "Tag": {"tag": "t"}}},
         ]
         with GatewayProcess(tmp_path_factory.mktemp("hooks"), config):
             yield port, upstream
@@ -60,6 +66,47 @@ def test_upstream_headers_through_context_methods(hooked: tuple[int, Upstream]) 
     assert [v for n, v in pairs if n == "x-gone"] == []  # remove drops both
     assert ("x-state", "/shaped/echo") in pairs  # per-request state from rewrite
     assert ("x-deprecated-alias", "True") in pairs  # ctx.vars is ctx.state
+
+
+def test_header_lookup_without_the_mapping_agrees_with_it(hooked: tuple[int, Upstream]) -> None:
+    """ctx.header scans the parsed head (no mapping built): any case, repeated lines joined
+    with ", " (RFC 9110 5.3), the default when absent or for a name no line can have."""
+    port, _ = hooked
+    raw = raw_exchange(port, b"GET /lookup/echo HTTP/1.1\r\nHost: t\r\nX-ONE: 1\r\n"
+                             b"x-many: a\r\nX-Many: b, c\r\n"
+                             b"Connection: close\r\n\r\n")
+    echo = json.loads(raw.partition(b"\r\n\r\n")[2].split(b"<EOF>")[0])
+    headers = dict(echo["headers"])
+    lookup, mapping = json.loads(headers["x-lookup"]), json.loads(headers["x-mapping"])
+    assert lookup == {"x-one": "1", "X-Many": "a, b, c", "x-missing": "<absent>",
+                      "x-\u20ac": "<absent>"}
+    assert lookup == mapping
+
+
+@pytest.mark.parametrize("prefix", ["/defaults", "/defaults-filtered"])
+def test_default_response_headers_fill_only_what_is_missing(hooked: tuple[int, Upstream],
+                                                            prefix: str) -> None:
+    """Proxied (with and without a header_filter hook on the route) and answered locally."""
+    port, _ = hooked
+    raw = raw_exchange(port, f"GET {prefix}/echo HTTP/1.1\r\nHost: t\r\nConnection: close"
+                             "\r\n\r\n".encode())
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1").lower().split("\r\n")
+    assert head[0].startswith("http/1.1 200")
+    fields = [line.split(": ", 1) for line in head[1:]]
+    # the upstream's is kept; with Tag's header_filter it is removed there, defaults included
+    expected_upstream = ["up"] if prefix == "/defaults" else []
+    assert [v for n, v in fields if n == "x-upstream"] == expected_upstream
+    assert [v for n, v in fields if n == "x-default"] == ["filled"]
+    assert [v for n, v in fields if n == "x-added"] == ["added"]  # an added one counts too
+    raw = raw_exchange(port, f"GET {prefix}/deny/x HTTP/1.1\r\nHost: t\r\nConnection: "
+                             "close\r\n\r\n".encode())
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1").lower().split("\r\n")
+    assert head[0].startswith("http/1.1 403")
+    fields = [line.split(": ", 1) for line in head[1:]]
+    assert [v for n, v in fields if n == "x-default"] == ["filled"]
+    # nothing to yield to here: the default is sent (unless header_filter removes it)
+    expected_upstream = ["from-plugin"] if prefix == "/defaults" else []
+    assert [v for n, v in fields if n == "x-upstream"] == expected_upstream
 
 
 @pytest.mark.parametrize("path", ["/upper/bytes/100000", "/upper/chunked/100000", "/upper/close/5000"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -296,6 +297,13 @@ def test_slow_client_header_gets_408_and_idle_keepalive_closes(tmp_path: Path, u
             sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
             first = sock.recv(65536)
             assert first.startswith(b"HTTP/1.1 200")
+            # the whole response first (it may come in more than one read on a busy machine)
+            head, _, body = first.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+            while len(body) < length:
+                more = sock.recv(65536)
+                assert more, "closed mid-response"
+                body += more
             started = time.monotonic()
             rest = sock.recv(65536)  # idle: closed quietly, no 408 on a keep-alive connection
             assert rest == b"" and time.monotonic() - started < 4

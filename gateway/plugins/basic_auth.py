@@ -65,7 +65,7 @@ class BasicAuth(AuthPlugin):
             raise ValueError("a consumer's basic-auth needs 'password'")
 
     def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
-        header = ctx.headers.get("authorization")
+        header = ctx.header("authorization")
         if header is None:
             return None, "Missing authorization in request"
         scheme, _, encoded = header.strip().partition(" ")

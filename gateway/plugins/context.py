@@ -74,6 +74,9 @@ class Context(RequestView, Protocol):
         """No line of ``name`` is sent upstream (the client's nor ones plugins added)."""
     def add_response_header(self, name: str | bytes, value: str | bytes) -> None:
         """Added to the response, proxied or generated; call before the head is sent."""
+    def set_default_response_header(self, name: str | bytes, value: str | bytes) -> None:
+        """Sent with the response unless it already has a header of that name (the
+        upstream's or an added one); needs no header_filter hook."""
     def set_response_header(self, name: str, value: str) -> None:
         """header_filter: replaces (or adds) a response header."""
     def remove_response_header(self, name: str) -> None:

@@ -133,8 +133,7 @@ class Cors(Plugin):
         return None
 
     def header_filter(self, ctx: Context) -> None:
-        request_headers = ctx.headers
-        origin = request_headers.get("origin")
+        origin = ctx.header("origin")
         allow = self.allowed_origin(origin)
         timing = self.timing_origin(origin)
         if allow is None and timing is None:
@@ -144,7 +143,7 @@ class Cors(Plugin):
             out.append(["Access-Control-Allow-Origin", allow])
             out.extend([name, value] for name, value in self.fixed)
             if self.echo_headers:
-                requested = request_headers.get("access-control-request-headers")
+                requested = ctx.header("access-control-request-headers")
                 if requested:
                     out.append(["Access-Control-Allow-Headers", requested])
         if timing is not None:

@@ -188,7 +188,7 @@ class JwtAuth(AuthPlugin):
 
     def fetch_token(self, ctx: Context) -> str | None:
         config = self.config
-        value = ctx.headers.get(self.header)
+        value = ctx.header(self.header)
         if value is not None:
             if config.hide_credentials:
                 ctx.remove_upstream_header(self.header)
@@ -209,7 +209,7 @@ class JwtAuth(AuthPlugin):
 
     def hide_cookie(self, ctx: Context) -> None:
         # split like ctx.cookies does: several Cookie headers arrive joined by ", "
-        parts = ctx.headers.get("cookie", "").replace(",", ";").split(";")
+        parts = (ctx.header("cookie") or "").replace(",", ";").split(";")
         kept = [part.strip() for part in parts
                 if part.strip() and part.strip().partition("=")[0] != self.config.cookie]
         if kept:

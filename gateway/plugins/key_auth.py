@@ -60,7 +60,7 @@ class KeyAuth(AuthPlugin):
 
     def authenticate(self, ctx: Context) -> tuple[ConsumerEntry | None, str]:
         config = self.config
-        key = ctx.headers.get(self.header)
+        key = ctx.header(self.header)
         from_header = key is not None
         if key is None and ctx.query_string:
             key = ctx.args.get(config.query)

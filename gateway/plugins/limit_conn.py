@@ -13,7 +13,9 @@ latency (each finished request moves it halfway towards its latency, per worker)
 ``conn + burst`` requests are rejected with ``rejected_code``.
 
 A request whose client goes away before the response (no log phase) gives its unit back when
-the gateway drops the request context.
+the gateway drops the request context. Both phases run as compiled hooks
+(``gateway._proto.LimitConnAccess``/``LimitConnLog``); the methods here are the reference and
+take the requests whose key has no fixed scope (a global rule's or a consumer's instance).
 
 Differs from APISIX: ``policy`` redis/redis-cluster are not supported (a config error);
 ``rules`` and variable-valued ``conn``/``burst`` are not supported; ``key`` defaults to
@@ -27,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway._proto import LimitConnAccess, LimitConnLog
 from gateway.plugins import Context
 from gateway.plugins._keys import LimitKey
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
@@ -88,10 +91,17 @@ class LimitConn(Plugin):
         self.unit_delay = config.default_conn_delay
         self.adapt_delay = not config.only_use_default_delay
         self.limiter: Any = None
+        self.native_access = LimitConnAccess(self, "access")
+        self.native_access.rejected = self.rejected
+        self.native_access.configure(config.conn, config.burst)
+        native_log = LimitConnLog(self, "log")
+        native_log.configure(self.adapt_delay)
+        self.native_hooks = {"access": self.native_access, "log": native_log}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
+        self.limit_key.bind_native(self.native_access, env.limiter)
 
     def access(self, ctx: Context) -> Any:
         key = self.limit_key(ctx)

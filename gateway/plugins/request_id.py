@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gateway._proto import RequestIdRewrite
 from gateway.plugins import Context
 from gateway.plugins._headers import check_header_name
 from gateway.plugins.base import Plugin, PluginConfig
@@ -68,25 +69,17 @@ class RequestId(Plugin):
         else:
             char_set, length = config.range_id.char_set, config.range_id.length
             self.generate = lambda: random_string(char_set, length)
-
-    def phases(self) -> dict[str, str]:  # type: ignore[override]
-        phases = super().phases()
-        if not self.config.include_in_response:
-            phases.pop("header_filter", None)
-        return phases
+        native = RequestIdRewrite(self, "rewrite")
+        native.configure(config.header_name, config.include_in_response,
+                         config.algorithm == "uuid")
+        self.native_hooks = {"rewrite": native}
 
     def rewrite(self, ctx: Context) -> None:
-        request_id = ctx.headers.get(self.lheader)
+        request_id = ctx.header(self.lheader)
         if not request_id:
             request_id = self.generate()
             ctx.set_upstream_header(self.header, request_id)
         ctx.state["request_id"] = request_id
-
-    def header_filter(self, ctx: Context) -> None:
-        request_id = ctx.state.get("request_id")
-        headers = ctx.response_headers
-        if request_id is None or headers is None:
-            return
-        lname = self.lheader
-        if not any(name.lower() == lname for name, _ in headers):
-            headers.append([self.header, request_id])
+        if self.config.include_in_response:
+            # the upstream's own id header, if it sends one, is kept (as before)
+            ctx.set_default_response_header(self.header, request_id)

@@ -53,7 +53,7 @@ class UaRestriction(Plugin):
                                 [("Content-Type", "application/json")])
 
     def access(self, ctx: Context) -> Response | None:
-        agent = ctx.headers.get("user-agent")
+        agent = ctx.header("user-agent")
         if agent is None:
             return None if self.bypass_missing else self.refusal
         if (self.pattern.search(agent) is not None) == self.allow_listed:

@@ -23,6 +23,7 @@ cdef class RequestContext:
     cdef bytes upstream_host_override
     cdef bytes upstream_method            # set by a plugin (proxy-rewrite) to change the method
     cdef readonly list extra_response_headers  # (name, value) bytes added to whatever answers
+    cdef readonly list default_response_headers  # (name, lower name, value): only if absent
     cdef readonly uint64_t body_limit    # per-request cap on the request body (0: the runtime's)
     cdef object _headers
     cdef dict _args
@@ -35,8 +36,12 @@ cdef class RequestContext:
     cdef uint64_t key_hash                 # the balancing key's ring position (chash)
     cdef object hashed_by                  # the key function key_hash was computed with
 
+    cdef dict state_dict(self)
+    cdef object header_value(self, bytes lower_name)
     cdef void attach(self, object consumer) except *
     cdef void add_response_header_bytes(self, bytes name, bytes value) except *
+    cdef void set_default_response_header_bytes(self, bytes name, bytes lower_name,
+                                                bytes value) except *
     cdef void set_upstream_header_bytes(self, bytes name, bytes lower_name, bytes value) except *
     cdef void remove_upstream_header_bytes(self, bytes lower_name) except *
     cdef uint64_t balance_hash(self, object key_of) except? 0

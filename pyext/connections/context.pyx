@@ -9,6 +9,9 @@ cdef class RequestContext:
     def state(self):
         """Per-request plugin state: a dict the plugins of this request share (request
         variables are not here: they are read through gateway.requestvars)."""
+        return self.state_dict()
+
+    cdef dict state_dict(self):
         if self._state is None:
             self._state = {}
         return self._state
@@ -87,6 +90,20 @@ cdef class RequestContext:
         if self.extra_response_headers is None:
             self.extra_response_headers = []
         self.extra_response_headers.append((name, value))
+
+    def set_default_response_header(self, name, value):
+        """The response carries ``name: value`` unless it has a header of that name already
+        (the upstream's, or one a plugin added): a plugin that only fills a gap needs no
+        header_filter hook (which costs every response a Python list of its headers)."""
+        n = name.encode("latin-1") if isinstance(name, str) else name
+        self.set_default_response_header_bytes(
+            n, n.lower(), value.encode("latin-1") if isinstance(value, str) else value)
+
+    cdef void set_default_response_header_bytes(self, bytes name, bytes lower_name,
+                                                bytes value) except *:
+        if self.default_response_headers is None:
+            self.default_response_headers = []
+        self.default_response_headers.append((name, lower_name, value))
 
     def set_body_limit(self, uint64_t limit):
         """Caps this request's body: a larger one is answered 413 (or cut if already answered)."""
@@ -192,7 +209,33 @@ cdef class RequestContext:
         return self._headers
 
     def header(self, str name, default=None):
-        return self.headers.get(name.lower(), default)
+        """One request header's value (repeated lines joined with ", "), found in the parsed
+        head without building the whole mapping."""
+        cdef object value
+        if self._headers is not None:
+            return self._headers.get(name.lower(), default)
+        try:
+            value = self.header_value(name.lower().encode("latin-1"))
+        except UnicodeEncodeError:
+            return default  # no header line can have that name
+        return default if value is None else value
+
+    cdef object header_value(self, bytes lower_name):
+        """The value of the header ``lower_name`` (lowercase) as str, repeated lines joined
+        with ", " as the ``headers`` mapping joins them; None when absent."""
+        cdef gw_request_head *h = self.head
+        cdef const char *d = PyBytes_AS_STRING(self.data)
+        cdef const char *want = PyBytes_AS_STRING(lower_name)
+        cdef size_t want_len = <size_t>PyBytes_GET_SIZE(lower_name)
+        cdef uint32_t i
+        cdef gw_header *e
+        cdef object value = None
+        for i in range(h.n_headers):
+            e = &h.headers[i]
+            if field_name_is(d, e.name, want, want_len):
+                line = PyUnicode_DecodeLatin1(d + e.value.off, e.value.len, NULL)
+                value = line if value is None else value + ", " + line
+        return value
 
     def set_upstream_header(self, name, value):
         """``name: value`` is sent upstream instead of the client's lines of that name and those
@@ -272,7 +315,7 @@ cdef class RequestContext:
         cdef bint custom = self.upstream_header_remove is not None
         cdef ClientConnection client = self.client
         cdef UpstreamGroup group = self.group
-        hb.length = 0
+        hb.start()
         # request line; the path is the normalised one the router matched
         if self.upstream_method is not None:
             hb.add_bytes(self.upstream_method)

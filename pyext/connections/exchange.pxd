@@ -48,6 +48,9 @@ cdef class Exchange(PhaseRunner):
     cdef void relay_informational(self, bytes buf, int32_t n)
     cdef void on_response_head(self, UpstreamConnection u, bytes buf, int32_t n,
                                size_t inline_body)
+    cdef int add_missing_defaults(self, HeadBuffer hb, const char *d, gw_response_head *r,
+                                  uint32_t drop) except -1
+    cdef void add_missing_default_fields(self, list fields)
     cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
                                 size_t inline_body, uint32_t drop)
     cdef void send_response_body(self, bytes data)

@@ -232,7 +232,7 @@ cdef class Exchange(PhaseRunner):
         self.status = 101
         self.upstream_status = 101
         self.keep_alive = False
-        hb.length = 0
+        hb.start()
         hb.add_status_line(r.status, d, dlen, r.reason)
         for i in range(r.n_headers):
             e = &r.headers[i]
@@ -303,7 +303,7 @@ cdef class Exchange(PhaseRunner):
             self.run_header_filter(u, buf, n, close, inline_body, drop)
             return
         hb = self.client.server.scratch
-        hb.length = 0
+        hb.start()
         hb.add_status_line(r.status, d, dlen, r.reason)
         for i in range(r.n_headers):
             e = &r.headers[i]
@@ -314,11 +314,45 @@ cdef class Exchange(PhaseRunner):
             for name, value in self.extra_response_headers:
                 hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+        if self.default_response_headers is not None:
+            self.add_missing_defaults(hb, d, r, drop)
         hb.end_head(self.version_minor, self.version_minor == 1 and (
             r.body_kind == GW_BODY_CHUNKED or self.filtering), close)
         if inline_body:
             hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
         self.client.hold_head(hb.take())
+
+    cdef int add_missing_defaults(self, HeadBuffer hb, const char *d, gw_response_head *r,
+                                  uint32_t drop) except -1:
+        """The default response headers the upstream's head (less what is dropped) and the
+        added headers do not already have."""
+        cdef uint32_t i
+        cdef bytes lower
+        cdef bint present
+        for name, lower, value in self.default_response_headers:
+            present = False
+            for i in range(r.n_headers):
+                if not (r.headers[i].flags & drop) and field_name_is(
+                        d, r.headers[i].name, PyBytes_AS_STRING(lower),
+                        <size_t>PyBytes_GET_SIZE(lower)):
+                    present = True
+                    break
+            if not present and self.extra_response_headers is not None:
+                present = any(n.lower() == lower for n, _ in self.extra_response_headers)
+            if not present:
+                hb.add_header(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
+                              PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+        return 0
+
+    cdef void add_missing_default_fields(self, list fields):
+        """The same for a header list in the Python shape ([name, value] str pairs)."""
+        cdef set names
+        if self.default_response_headers is None:
+            return
+        names = {str(f[0]).lower() for f in fields}
+        for name, lower, value in self.default_response_headers:
+            if lower.decode("latin-1") not in names:
+                fields.append([name.decode("latin-1"), value.decode("latin-1")])
 
     cdef void run_header_filter(self, UpstreamConnection u, bytes buf, int32_t n, bint close,
                                 size_t inline_body, uint32_t drop):
@@ -338,6 +372,7 @@ cdef class Exchange(PhaseRunner):
         if self.extra_response_headers is not None:
             for name, value in self.extra_response_headers:
                 headers.append([name.decode("latin-1"), value.decode("latin-1")])
+        self.add_missing_default_fields(headers)
         self.response_headers = headers
         self.run_header_filter_hooks()
         if self.status < 100 or self.status > 599:
@@ -345,7 +380,7 @@ cdef class Exchange(PhaseRunner):
                       self.route.id, self.status, r.status)
             self.status = r.status
         hb = self.client.server.scratch
-        hb.length = 0
+        hb.start()
         if self.status == r.status:
             hb.add_status_line(r.status, d, dlen, r.reason)
         else:
@@ -466,7 +501,8 @@ cdef class Exchange(PhaseRunner):
         close = mode == CLOSE or not self.keep_alive or not self.body_done or \
             self.client.server.draining
         self.keep_alive = not close
-        if self.extra_response_headers is not None or (self.route is not None and (
+        if self.extra_response_headers is not None or self.default_response_headers is not None \
+                or (self.route is not None and (
                 self.route.header_filter or self.consumer_header_filter is not None)):
             headers = self.filter_local_headers(headers)
             status = self.status
@@ -487,6 +523,7 @@ cdef class Exchange(PhaseRunner):
         if self.extra_response_headers is not None:
             for name, value in self.extra_response_headers:
                 out.append([name.decode("latin-1"), value.decode("latin-1")])
+        self.add_missing_default_fields(out)
         if self.route is None or self.response_headers is not None:
             return out  # no hooks, or already inside them (a hook answering from header_filter)
         if self.route.header_filter or self.consumer_header_filter is not None:

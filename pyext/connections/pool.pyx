@@ -17,7 +17,7 @@ cdef class UpstreamPool:
             if route.upstream is None:
                 continue
             for node in route.upstream.nodes:
-                node.idle = self.idle_by_key.setdefault(node.key, node.idle)
+                node.share_idle(self.idle_by_key)
 
     cdef void track(self, UpstreamConnection u):
         self.connections.add(u)

@@ -28,6 +28,10 @@ cdef class LimitAccess
 cdef class LimitCountAccess
 cdef class LimitReqAccess
 cdef class KeyAuthAccess
+cdef class RequestIdRewrite
+cdef class ConnLease
+cdef class LimitConnAccess
+cdef class LimitConnLog
 
 include "connections/states.pxd"
 include "http/head_buffer.pxd"
@@ -45,4 +49,6 @@ include "connections/client_connection.pxd"
 include "plugins/native_hook.pxd"
 include "plugins/prometheus_hook.pxd"
 include "plugins/limit_hooks.pxd"
+include "plugins/limit_conn_hooks.pxd"
 include "plugins/key_auth_hook.pxd"
+include "plugins/request_id_hook.pxd"

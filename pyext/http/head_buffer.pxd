@@ -2,6 +2,7 @@ cdef class HeadBuffer:
     cdef char *data
     cdef size_t length
     cdef size_t capacity
+    cdef inline void start(self)
     cdef inline int reserve(self, size_t extra) except -1
     cdef inline int add(self, const char *src, size_t n) except -1
     cdef inline int add_span(self, const char *base, size_t base_len, gw_span span) except -1

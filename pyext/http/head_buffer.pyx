@@ -34,6 +34,10 @@ cdef class HeadBuffer:
         self.capacity = capacity
         return 0
 
+    cdef inline void start(self):
+        """Begins a new head (dropping whatever a build that raised half-way left)."""
+        self.length = 0
+
     cdef inline int add(self, const char *src, size_t n) except -1:
         if self.length + n > self.capacity:
             self.reserve(n)

@@ -29,7 +29,7 @@ cdef bytes encode_local_response(HeadBuffer hb, int status, bytes body, object h
     Transfer-Encoding or Connection is dropped."""
     cdef bint has_type = False
     cdef bint has_body = status != 204 and status != 304
-    hb.length = 0
+    hb.start()
     hb.add_own_status_line(status)
     if headers:
         for name, value in (headers.items() if hasattr(headers, "items") else headers):

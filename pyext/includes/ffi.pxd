@@ -105,6 +105,10 @@ cdef extern from "gateway_ffi.h":
                              uint64_t *remaining, uint64_t *reset_ns) nogil
     int32_t gw_limiter_acquire(const void *limiter, const uint8_t *key, size_t key_len,
                                double rate, double burst, double cost, uint64_t *delay_ns) nogil
+    int32_t gw_limiter_gauge_acquire(const void *limiter, const uint8_t *key, size_t key_len,
+                                     uint64_t max, uint64_t *count, int64_t *slot,
+                                     uint64_t *key_hash) nogil
+    int32_t gw_limiter_gauge_release(const void *limiter, uint64_t key_hash, int64_t slot) nogil
     void gw_metrics_record(const void *store, int64_t series, int64_t status,
                            double request_seconds, double upstream_seconds, uint64_t bytes_in,
                            uint64_t bytes_out) nogil

@@ -29,3 +29,18 @@ cdef list match_params(gw_params *params):
         out.append(((<const char *>name)[:name_len].decode("utf-8", "replace"),
                     (<const char *>value)[:value_len].decode("utf-8", "replace")))
     return out
+
+
+cdef inline bint field_name_is(const char *d, gw_span name, const char *lower, size_t lower_len):
+    """The parsed field name at ``d[name]`` equals ``lower`` (lowercase), ignoring ASCII case."""
+    cdef size_t j
+    cdef char c
+    if name.len != lower_len:
+        return False
+    for j in range(lower_len):
+        c = d[name.off + j]
+        if c >= 65 and c <= 90:
+            c = c + 32
+        if c != lower[j]:
+            return False
+    return True

@@ -3,4 +3,3 @@ cdef class KeyAuthAccess(NativeHook):
     cdef dict by_value                   # key -> ConsumerEntry; None: not a route's instance
     cdef dict upstream_names             # ConsumerEntry -> (username, custom id or None) bytes
 
-    cdef object find_key(self, Exchange ex)

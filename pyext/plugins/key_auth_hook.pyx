@@ -19,7 +19,7 @@ cdef class KeyAuthAccess(NativeHook):
         cdef tuple names
         if self.by_value is None:
             return self.method(ex)
-        key = self.find_key(ex)
+        key = ex.header_value(self.header)
         if key is None:
             return self.method(ex)
         entry = self.by_value.get(key)
@@ -40,32 +40,3 @@ cdef class KeyAuthAccess(NativeHook):
         else:
             ex.remove_upstream_header_bytes(b"x-consumer-custom-id")
         return None
-
-    cdef object find_key(self, Exchange ex):
-        """The header's value as str, or None when it is absent or repeated (a repeated
-        header is joined with ", " by the Python path, which then answers it)."""
-        cdef gw_request_head *h = ex.head
-        cdef const char *d = PyBytes_AS_STRING(ex.data)
-        cdef const char *want = PyBytes_AS_STRING(self.header)
-        cdef Py_ssize_t want_len = PyBytes_GET_SIZE(self.header)
-        cdef uint32_t i, j
-        cdef gw_header *e
-        cdef gw_header *found = NULL
-        cdef char c
-        for i in range(h.n_headers):
-            e = &h.headers[i]
-            if e.name.len != want_len:
-                continue
-            for j in range(e.name.len):
-                c = d[e.name.off + j]
-                if c >= 65 and c <= 90:
-                    c = c + 32
-                if c != want[j]:
-                    break
-            else:
-                if found != NULL:
-                    return None
-                found = e
-        if found == NULL:
-            return None
-        return PyUnicode_DecodeLatin1(d + found.value.off, found.value.len, NULL)

@@ -8,6 +8,7 @@ cdef class UpstreamNode:
     cdef readonly int active             # this worker's requests in flight to the node
     cdef list idle                       # this worker's pooled connections to the node
 
+    cdef void share_idle(self, dict idle_by_key)
     cdef void acquire(self)
     cdef void release(self)
 

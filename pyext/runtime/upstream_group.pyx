@@ -13,6 +13,11 @@ cdef class UpstreamNode:
         self.active = 0
         self.idle = []
 
+    cdef void share_idle(self, dict idle_by_key):
+        """Takes the idle-connection list an equal node (same host and port) of an earlier
+        config version had, or offers its own: a reload keeps the warm connections."""
+        self.idle = idle_by_key.setdefault(self.key, self.idle)
+
     cdef void acquire(self):
         """A request of this worker is now going to the node (least_conn and ewma count it)."""
         self.active += 1

@@ -191,8 +191,8 @@ def test_key_auth_header_attaches_the_consumer(gateway: tuple[int, Upstream]) ->
 
 
 def test_key_auth_repeated_header_is_one_joined_value(gateway: tuple[int, Upstream]) -> None:
-    """Two apikey fields read as their comma-joined value (RFC 9110 5.3), which is no key:
-    the compiled hook hands a repeated header to the Python path rather than taking the first."""
+    """Two apikey fields read as their comma-joined value (RFC 9110 5.3), which is no key: the
+    compiled hook joins repeated lines as the Python path does rather than taking the first."""
     port, _ = gateway
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.putrequest("GET", "/key/x")

@@ -7,10 +7,13 @@ from typing import Any
 
 from gateway._proto import (
     KeyAuthAccess,
+    LimitConnAccess,
+    LimitConnLog,
     LimitCountAccess,
     LimitReqAccess,
     NativeHook,
     PrometheusLog,
+    RequestIdRewrite,
 )
 from gateway.config import decode_config
 from gateway.proxy.runtime import compile_runtime
@@ -33,6 +36,12 @@ def test_hot_builtins_run_as_native_hooks() -> None:
     assert [type(h) for h in route.access] == [KeyAuthAccess, LimitCountAccess, LimitReqAccess]
     assert [type(h) for h in route.log] == [PrometheusLog]
     assert [h.plugin.name for h in route.access] == ["key-auth", "limit-count", "limit-req"]
+    route = compiled_route({"limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1}})
+    assert [type(h) for h in route.access] == [LimitConnAccess]
+    assert [type(h) for h in route.log] == [LimitConnLog]
+    route = compiled_route({"request-id": {}})
+    assert [type(h) for h in route.rewrite] == [RequestIdRewrite]
+    assert route.header_filter == ()  # the response header is a default, not a filter
 
 
 def test_third_party_plugins_keep_the_python_call() -> None:

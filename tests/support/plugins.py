@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from gateway.plugins import Context, Plugin, PluginConfig, Response
@@ -160,3 +161,33 @@ class UpstreamHeaders(Plugin):
     def before_proxy(self, ctx: Context) -> None:
         ctx.set_upstream_header("X-State", ctx.state["seen"])
         ctx.set_upstream_header("X-Deprecated-Alias", str(ctx.vars is ctx.state))  # type: ignore[attr-defined]
+
+
+class HeaderLookup(Plugin):
+    """Reports what ``ctx.header`` finds (before anything built the header mapping) and what
+    the mapping says, as upstream headers: the two must agree."""
+    name = "test-header-lookup"
+
+    def rewrite(self, ctx: Context) -> None:
+        found = {name: ctx.header(name, "<absent>")
+                 for name in ("x-one", "X-Many", "x-missing", "x-\u20ac")}
+        ctx.set_upstream_header("X-Lookup", json.dumps(found))
+        mapping = ctx.headers
+        ctx.set_upstream_header("X-Mapping", json.dumps(
+            {name: mapping.get(name.lower(), "<absent>") for name in found}))
+
+
+class DefaultHeaders(Plugin):
+    """Response headers only for a response that lacks them: the upstream's X-Upstream wins,
+    X-Default is filled in; ``/deny/...`` is answered here, with the defaults too."""
+    name = "test-default-headers"
+    priority = 50
+
+    def rewrite(self, ctx: Context) -> Response | None:
+        ctx.set_default_response_header("X-Upstream", "from-plugin")
+        ctx.set_default_response_header("X-Default", "filled")
+        ctx.add_response_header("X-Added", "added")
+        ctx.set_default_response_header("x-added", "not-twice")
+        if "/deny/" in ctx.path:
+            return Response(403, b"no\n")
+        return None
