@@ -39,10 +39,50 @@ class UpstreamNode:
     host: str
     port: int
     weight: int
+    @property
+    def priority(self) -> int: ...
     host_header: bytes
     key: tuple[str, int]
-    active: int
-    def __init__(self, host: str, port: int, weight: int = 1) -> None: ...
+    @property
+    def active(self) -> int:
+        """This worker's requests in flight to the node."""
+    def __init__(self, host: str, port: int, weight: int = 1, priority: int = 0) -> None: ...
+
+@disjoint_base
+class Balancer:
+    """Chooses a node among the nodes of one priority level (pyext/runtime/balancers.pyx)."""
+    @property
+    def nodes(self) -> tuple[UpstreamNode, ...]: ...
+    def __init__(self, nodes: Iterable[UpstreamNode]) -> None: ...
+    def choose(self, exclude: set[UpstreamNode] | None = None) -> UpstreamNode | None: ...
+
+@disjoint_base
+class RoundRobinBalancer(Balancer): ...
+
+@disjoint_base
+class LeastConnBalancer(Balancer): ...
+
+@disjoint_base
+class ChashBalancer(Balancer):
+    @property
+    def size(self) -> int:
+        """Points on the ring."""
+    @property
+    def key_of(self) -> Callable[[Any], str] | None: ...
+    def __init__(self, nodes: Iterable[UpstreamNode],
+                 key_of: Callable[[Any], str] | None = None) -> None: ...
+    def node_for(self, key: str | bytes,
+                 exclude: set[UpstreamNode] | None = None) -> UpstreamNode | None: ...
+
+@disjoint_base
+class EwmaBalancer(Balancer):
+    @property
+    def decay_time(self) -> float: ...
+    def __init__(self, nodes: Iterable[UpstreamNode], decay_time: float = 10.0) -> None: ...
+    def cost(self, node: UpstreamNode) -> float | None: ...
+    def record(self, node: UpstreamNode, seconds: float) -> None: ...
+
+BALANCERS: dict[str, type[Balancer]]
 
 @disjoint_base
 class UpstreamGroup:
@@ -58,12 +98,25 @@ class UpstreamGroup:
     keepalive_requests: int
     pass_host: int
     upstream_host: bytes
+    @property
+    def balancers(self) -> tuple[Balancer, ...]:
+        """One per priority level, highest first."""
+    @property
+    def observes(self) -> bool: ...
+    @property
+    def key_of(self) -> Callable[[Any], str] | None: ...
     def __init__(self, id: str, nodes: list[UpstreamNode], type: str = "roundrobin",
                  retries: int = 1, connect_timeout: float = 6.0, send_timeout: float = 60.0,
                  read_timeout: float = 60.0, keepalive_size: int = 320,
                  keepalive_idle: float = 60.0, keepalive_requests: int = 1000,
-                 pass_host: int = 0, upstream_host: bytes = b"") -> None: ...
-    def pick(self, exclude: set[UpstreamNode] | None = None) -> UpstreamNode | None: ...
+                 pass_host: int = 0, upstream_host: bytes = b"",
+                 key_of: Callable[[Any], str] | None = None,
+                 balancers: tuple[Balancer, ...] | None = None) -> None: ...
+    def with_timeouts(self, connect_timeout: float, send_timeout: float,
+                      read_timeout: float) -> UpstreamGroup: ...
+    def pick(self, ex: Exchange | None = None,
+             exclude: set[UpstreamNode] | None = None) -> UpstreamNode | None: ...
+    def report(self, node: UpstreamNode, seconds: float) -> None: ...
 
 @disjoint_base
 class RouteEntry:

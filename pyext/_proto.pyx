@@ -23,6 +23,7 @@ import errno
 import os
 from email.utils import formatdate
 import logging
+import math
 import socket
 import sys
 
@@ -33,6 +34,7 @@ include "includes/consts.pxi"
 include "includes/helpers.pyx"
 include "http/head_buffer.pyx"
 include "http/local_response.pyx"
+include "runtime/balancers.pyx"
 include "runtime/upstream_group.pyx"
 include "runtime/runtime.pyx"
 include "connections/pool.pyx"

@@ -447,6 +447,13 @@ CROSS_CASES: list[tuple[str, str, str, int, str]] = [
             key: "$remote_addr$nonsense"
             nodes: [{host: a, port: 1}]
     """, "upstreams[0].key", 5, "$nonsense"),
+    ("chash on a response variable", """\
+        upstreams:
+          - id: u
+            type: chash
+            key: upstream_status
+            nodes: [{host: a, port: 1}]
+    """, "upstreams[0].key", 4, "no value until the response"),
     ("rewrite without upstream_host", """\
         upstreams:
           - id: u

@@ -35,7 +35,12 @@ _USERNAME = re.compile(r"[A-Za-z0-9_\-]+\Z")
 _PARAM = re.compile(r":[A-Za-z_][A-Za-z0-9_]*\Z")
 _WILDCARD_SEG = re.compile(r"\*(?:[A-Za-z_][A-Za-z0-9_]*)?\Z")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+\Z")  # RFC 9110 token: header and cookie names
-_VAR_REF = re.compile(r"\$([A-Za-z0-9_]+)")
+_VAR_REF = re.compile(r"\$\{?([A-Za-z0-9_]+)")
+#: Variables that have no value yet when the balancer chooses a node (response-side ones):
+#: hashing on them would send every request to the node of the empty key.
+_AFTER_BALANCING = frozenset({"status", "upstream_status", "upstream_response_time", "bytes_sent",
+                              "request_time"})
+_AFTER_BALANCING_FAMILIES = ("sent_http_", "upstream_http_")
 
 
 def validate_config(config: Config, file: str = "<config>") -> list[ConfigIssue]:
@@ -149,17 +154,31 @@ def check_chash_key(up: Upstream) -> str | None:
     if not key:
         return f"chash with hash_on {up.hash_on!r} requires `key`"
     if up.hash_on in ("header", "cookie"):
-        return None if _TOKEN.match(key) else f"invalid {up.hash_on} name {key!r}"
-    if up.hash_on == "vars":
-        if is_variable(key):
+        # read as the variable http_<key> / cookie_<key>, as APISIX does
+        prefix = "http_" if up.hash_on == "header" else "cookie_"
+        if _TOKEN.match(key) and is_variable(prefix + key):
             return None
-        return (f"invalid chash key {key!r}: expected a request variable: one of "
-                f"{', '.join(variable_names())}, or {', '.join(f + 'NAME' for f in families())}")
+        return f"invalid {up.hash_on} name {key!r}"
+    if up.hash_on == "vars":
+        if not is_variable(key):
+            return (f"invalid chash key {key!r}: expected a request variable: one of "
+                    f"{', '.join(variable_names())}, or {', '.join(f + 'NAME' for f in families())}")
+        return _known_after_balancing([key])
     refs = _VAR_REF.findall(key)
     if not refs:
         return f"vars_combinations key {key!r} must reference variables like '$remote_addr$uri'"
     bad = [r for r in refs if not is_variable(r)]
-    return f"unknown variable(s) in key: {', '.join('$' + b for b in bad)}" if bad else None
+    if bad:
+        return f"unknown variable(s) in key: {', '.join('$' + b for b in bad)}"
+    return _known_after_balancing(refs)
+
+
+def _known_after_balancing(names: Sequence[str]) -> str | None:
+    late = [n for n in names if n in _AFTER_BALANCING or n.startswith(_AFTER_BALANCING_FAMILIES)]
+    if not late:
+        return None
+    return (f"chash key variable(s) {', '.join(late)} have no value until the response: "
+            "the node is chosen before it")
 
 
 def check_route(r: Route, path: DocPath, file: str, upstream_ids: Mapping[str, int]) -> list[ConfigIssue]:

@@ -13,7 +13,7 @@ from gateway.plugins import Plugin, hook_chains
 from gateway.plugins.base import PluginEnv
 from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
-from gateway.upstream.compile import UnsupportedBalancer, compile_upstream, with_timeout
+from gateway.upstream.compile import compile_upstream, with_timeout
 
 
 class CompileError(ValueError):
@@ -28,8 +28,8 @@ class CompileError(ValueError):
 def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
     try:
         return compile_upstream(upstream, label, route_timeout)
-    except UnsupportedBalancer as exc:
-        raise CompileError(str(exc)) from None
+    except ValueError as exc:  # a chash key the loader let through but no getter exists for
+        raise CompileError(str(exc), f"{label}.key") from None
 
 
 def bind_plugin(plugin: Plugin, env: PluginEnv, path: str) -> None:

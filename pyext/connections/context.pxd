@@ -33,6 +33,8 @@ cdef class RequestContext:
     cdef uint64_t removed_name_lengths     # name_length_bit of each name in the removal set
     cdef readonly bytes upstream_path        # set by plugins to rewrite the path (+query)
     cdef public object response_headers    # header_filter view: list of [name, value]
+    cdef uint64_t key_hash                 # the balancing key's ring position (chash)
+    cdef object hashed_by                  # the key function key_hash was computed with
 
     cdef dict state_dict(self)
     cdef object header_value(self, bytes lower_name)
@@ -42,5 +44,6 @@ cdef class RequestContext:
                                                 bytes value) except *
     cdef void set_upstream_header_bytes(self, bytes name, bytes lower_name, bytes value) except *
     cdef void remove_upstream_header_bytes(self, bytes lower_name) except *
+    cdef uint64_t balance_hash(self, object key_of) except? 0
     cdef bytes build_upstream_head(self)
     cdef int add_transfer_encoding(self, HeadBuffer hb, const char *d, size_t dlen) except -1

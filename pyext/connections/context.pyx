@@ -293,6 +293,14 @@ cdef class RequestContext:
 
     # -- the upstream request head this context implies --
 
+    cdef uint64_t balance_hash(self, object key_of) except? 0:
+        """The ring position of this request's balancing key (chash): ``key_of(self)`` runs
+        once per request, a retry on the same ring reuses it."""
+        if key_of is not self.hashed_by:
+            self.key_hash = hash_text(key_of(self)) if key_of is not None else 0
+            self.hashed_by = key_of
+        return self.key_hash
+
     cdef bytes build_upstream_head(self):
         cdef HeadBuffer hb = self.client.server.scratch
         cdef const char *d = PyBytes_AS_STRING(self.data)

@@ -10,6 +10,7 @@ cdef class Exchange(PhaseRunner):
     cdef UpstreamConnection upstream
     cdef int attempts
     cdef set failed_nodes
+    cdef UpstreamNode held_node          # the node counting this request in its `active`
     cdef bint retried_stale
     cdef public bint response_started
     cdef bint response_done
@@ -37,6 +38,8 @@ cdef class Exchange(PhaseRunner):
     cdef void respond_plugin(self, Response answer)
     cdef void proceed_upstream(self)
     cdef void connect_to_upstream(self)
+    cdef void take_node(self, UpstreamNode node)
+    cdef void release_node(self)
     cdef void retry_or_fail(self, int status, str message)
     cdef void send_request(self, UpstreamConnection u)
     cdef void on_request_body(self, bytes data)

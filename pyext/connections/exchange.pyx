@@ -112,12 +112,12 @@ cdef class Exchange(PhaseRunner):
 
     cdef void connect_to_upstream(self):
         cdef UpstreamGroup group = self.group
-        cdef UpstreamNode node = group.pick(self.failed_nodes)
+        cdef UpstreamNode node = group.pick(self, self.failed_nodes)
         cdef UpstreamConnection u
         if node is None:
             self.respond_error(502, "no upstream node available")
             return
-        self.node = node
+        self.take_node(node)
         self.attempts += 1
         if self.expect_continue:
             self.expect_continue = False
@@ -127,6 +127,22 @@ cdef class Exchange(PhaseRunner):
             self.send_request(u)
         else:
             self.task = asyncio.ensure_future(self.open_connection(node))
+
+    cdef void take_node(self, UpstreamNode node):
+        """The request goes to ``node`` (a retry: instead of the one before): it counts as in
+        flight there until ``release_node``."""
+        self.release_node()
+        self.node = node
+        node.acquire()
+        self.held_node = node  # its own field: `node` is writable by plugins
+
+    cdef void release_node(self):
+        """The request is done with its node, however it ended (answered, failed, retried
+        elsewhere, abandoned by the client): called from each of those paths, counted once."""
+        cdef UpstreamNode node = self.held_node
+        if node is not None:
+            self.held_node = None
+            node.release()
 
     async def open_connection(self, UpstreamNode node):
         cdef Server server = self.client.server
@@ -177,7 +193,7 @@ cdef class Exchange(PhaseRunner):
                 self.upstream = None
                 self.respond_error(500, "plugin error")
                 return
-        if self.timed:
+        if self.timed or self.group.observes:
             self.upstream_start = now_monotonic()
         parts = [self.build_upstream_head()]
         if self.body_backlog:
@@ -260,8 +276,10 @@ cdef class Exchange(PhaseRunner):
         self.response_started = True
         self.status = r.status
         self.upstream_status = r.status
-        if self.timed:
+        if self.timed or self.group.observes:
             self.upstream_latency = now_monotonic() - self.upstream_start
+            if self.group.observes:
+                self.group.observe(self.node, self.upstream_latency)
         # The client keeps its connection only if both sides allow it and the body is delimited.
         close = (not self.keep_alive) or self.client.server.draining or \
             (r.body_kind == GW_BODY_UNTIL_CLOSE) or (not self.body_done)
@@ -528,12 +546,14 @@ cdef class Exchange(PhaseRunner):
         """The client went away before its response was complete: the log phase still runs
         (metrics, limit-conn's release), with 499 when no response had started (nginx's code)."""
         self.response_done = True
+        self.release_node()
         if not self.response_started:
             self.status = 499
         self.run_log_phase()
 
     cdef void finish(self):
         cdef ClientConnection client = self.client
+        self.release_node()
         client.flush_head()
         self.run_log_phase()
         client.on_exchange_done(self)

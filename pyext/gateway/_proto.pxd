@@ -8,6 +8,11 @@ cdef class HeadBuffer
 cdef class Response
 cdef class UpstreamNode
 cdef class UpstreamGroup
+cdef class Balancer
+cdef class RoundRobinBalancer
+cdef class LeastConnBalancer
+cdef class ChashBalancer
+cdef class EwmaBalancer
 cdef class RouteEntry
 cdef class Runtime
 cdef class Server
@@ -32,6 +37,7 @@ include "connections/states.pxd"
 include "http/head_buffer.pxd"
 include "http/local_response.pxd"
 include "runtime/upstream_group.pxd"
+include "runtime/balancers.pxd"
 include "runtime/runtime.pxd"
 include "connections/pool.pxd"
 include "connections/server.pxd"

@@ -2,13 +2,15 @@ cdef class UpstreamNode:
     cdef public str host
     cdef public int port
     cdef public int weight
+    cdef readonly int priority           # higher first; lower ones only when those are unusable
     cdef public bytes host_header        # "host:port" as the Host header for pass_host=node
     cdef public tuple key                # pool key
-    cdef int current_weight              # smooth weighted round robin state
-    cdef public int active               # requests in flight (least_conn)
+    cdef readonly int active             # this worker's requests in flight to the node
     cdef list idle                       # this worker's pooled connections to the node
 
     cdef void share_idle(self, dict idle_by_key)
+    cdef void acquire(self)
+    cdef void release(self)
 
 cdef class UpstreamGroup:
     cdef public str id
@@ -23,5 +25,9 @@ cdef class UpstreamGroup:
     cdef public int keepalive_requests
     cdef public int pass_host
     cdef public bytes upstream_host
-    cdef int total_weight
-    cpdef UpstreamNode pick(self, object exclude=*)
+    cdef readonly tuple balancers        # one per priority level, highest first
+    cdef Balancer first                  # balancers[0]
+    cdef readonly bint observes          # the balancer wants each response time (ewma)
+    cdef readonly object key_of          # chash: request -> key text
+    cpdef UpstreamNode pick(self, Exchange ex=*, set exclude=*)
+    cdef void observe(self, UpstreamNode node, double seconds)

@@ -1,15 +1,15 @@
 cdef class UpstreamNode:
 
-    def __init__(self, str host, int port, int weight=1):
+    def __init__(self, str host, int port, int weight=1, int priority=0):
         self.host = host
         self.port = port
         self.weight = weight
+        self.priority = priority
         self.key = (host, port)
         if ":" in host:
             self.host_header = f"[{host}]:{port}".encode()
         else:
             self.host_header = f"{host}:{port}".encode() if port != 80 else host.encode()
-        self.current_weight = 0
         self.active = 0
         self.idle = []
 
@@ -17,6 +17,15 @@ cdef class UpstreamNode:
         """Takes the idle-connection list an equal node (same host and port) of an earlier
         config version had, or offers its own: a reload keeps the warm connections."""
         self.idle = idle_by_key.setdefault(self.key, self.idle)
+
+    cdef void acquire(self):
+        """A request of this worker is now going to the node (least_conn and ewma count it)."""
+        self.active += 1
+
+    cdef void release(self):
+        """That request is done with the node, whichever way it ended."""
+        if self.active > 0:
+            self.active -= 1
 
     def __repr__(self):
         return f"UpstreamNode({self.host}:{self.port}, weight={self.weight})"
@@ -26,13 +35,25 @@ PASS_HOST_PASS = 0
 PASS_HOST_NODE = 1
 PASS_HOST_REWRITE = 2
 
+#: balancer type (the config's `type`) -> its class
+BALANCERS = {
+    "roundrobin": RoundRobinBalancer,
+    "least_conn": LeastConnBalancer,
+    "chash": ChashBalancer,
+    "ewma": EwmaBalancer,
+}
+
 
 cdef class UpstreamGroup:
 
     def __init__(self, str id, list nodes, str type="roundrobin", int retries=1,
                  double connect_timeout=6.0, double send_timeout=60.0, double read_timeout=60.0,
                  int keepalive_size=320, double keepalive_idle=60.0, int keepalive_requests=1000,
-                 int pass_host=0, bytes upstream_host=b""):
+                 int pass_host=0, bytes upstream_host=b"", object key_of=None,
+                 tuple balancers=None):
+        cdef UpstreamNode node
+        if type not in BALANCERS:
+            raise ValueError(f"unknown balancer type {type!r} (known: {', '.join(BALANCERS)})")
         self.id = id
         self.nodes = [n for n in nodes if (<UpstreamNode>n).weight > 0] or list(nodes)
         self.type = type
@@ -45,23 +66,46 @@ cdef class UpstreamGroup:
         self.keepalive_requests = keepalive_requests
         self.pass_host = pass_host
         self.upstream_host = upstream_host
-        self.total_weight = sum((<UpstreamNode>n).weight for n in self.nodes)
+        self.key_of = key_of
+        if balancers is None:
+            # one balancer per priority level, highest first (APISIX's priority balancer)
+            levels = {}
+            for node in self.nodes:
+                levels.setdefault(node.priority, []).append(node)
+            make = BALANCERS[type]
+            balancers = tuple(make(levels[p], key_of) if type == "chash" else make(levels[p])
+                              for p in sorted(levels, reverse=True))
+        self.balancers = balancers or (RoundRobinBalancer([]),)
+        self.first = <Balancer>self.balancers[0]
+        self.observes = type == "ewma"
 
-    cpdef UpstreamNode pick(self, object exclude=None):
-        """Smooth weighted round robin (nginx's algorithm): even spread, exact weights."""
-        cdef UpstreamNode node, best = None
-        cdef int n = len(self.nodes)
-        if n == 1:
-            node = <UpstreamNode>self.nodes[0]
-            if exclude is None or node not in exclude:
+    def with_timeouts(self, double connect_timeout, double send_timeout, double read_timeout):
+        """The same nodes and balancer state (a route's own timeouts over a shared upstream)."""
+        return UpstreamGroup(self.id, self.nodes, self.type, self.retries, connect_timeout,
+                             send_timeout, read_timeout, self.keepalive_size, self.keepalive_idle,
+                             self.keepalive_requests, self.pass_host, self.upstream_host,
+                             self.key_of, self.balancers)
+
+    cpdef UpstreamNode pick(self, Exchange ex=None, set exclude=None):
+        """The node for this request, not one in ``exclude`` (the nodes it already failed on):
+        the highest priority level with a usable node decides."""
+        cdef UpstreamNode node = self.first.pick(ex, exclude)
+        cdef Py_ssize_t i
+        if node is not None:
+            return node
+        for i in range(1, len(self.balancers)):
+            node = (<Balancer>self.balancers[i]).pick(ex, exclude)
+            if node is not None:
                 return node
-            return None
-        for node in self.nodes:
-            if exclude is not None and node in exclude:
-                continue
-            node.current_weight += node.weight
-            if best is None or node.current_weight > best.current_weight:
-                best = node
-        if best is not None:
-            best.current_weight -= self.total_weight
-        return best
+        return None
+
+    cdef void observe(self, UpstreamNode node, double seconds):
+        """The response from ``node`` took ``seconds`` (to its head)."""
+        cdef double now = now_monotonic()
+        cdef Balancer balancer
+        for balancer in self.balancers:
+            balancer.observe(node, seconds, now)
+
+    def report(self, UpstreamNode node, double seconds):
+        """``observe`` from Python (tests)."""
+        self.observe(node, seconds)

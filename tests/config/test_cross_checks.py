@@ -153,6 +153,14 @@ def test_upstream_host_goes_with_pass_host_rewrite(fields: dict[str, Any], probl
         ("vars_combinations", "remote_addr", "vars_combinations key 'remote_addr' must reference variables like "
          "'$remote_addr$uri'"),
         ("vars_combinations", "$uri$nope$bad", "unknown variable(s) in key: $nope, $bad"),
+        ("vars_combinations", "${arg_user}-${uri}", None),
+        # read as http_<name>: a token that is no variable name cannot be hashed on
+        ("header", "X!User", "invalid header name 'X!User'"),
+        # the node is chosen before the response: response variables would be empty
+        ("vars", "status", "chash key variable(s) status have no value until the response: the node is "
+         "chosen before it"),
+        ("vars_combinations", "$uri$sent_http_x_id", "chash key variable(s) sent_http_x_id have no value until "
+         "the response: the node is chosen before it"),
     ],
 )
 def test_chash_keys(hash_on: str, key: str | None, problem: str | None) -> None:

@@ -156,6 +156,8 @@ class _Connection(asyncio.Protocol):
             elif isinstance(event, h11.EndOfMessage):
                 break
         received.body_sha256 = digest.hexdigest()
+        if self.upstream.delay:
+            await asyncio.sleep(self.upstream.delay)
         await self.respond(parts, query, received, request)
 
     async def respond(self, parts: list[str], query: dict[str, str], received: Received,
@@ -230,10 +232,13 @@ class ByteMark:
 
 
 class Upstream:
-    """Start with ``with Upstream() as up:``; ``up.port`` is the listening port."""
+    """Start with ``with Upstream() as up:``; ``up.port`` is the listening port (``port``: that
+    one, e.g. one a test kept refused until now). ``delay``: seconds every response waits
+    (settable while it runs: an upstream that turns slow)."""
 
-    def __init__(self, name: str = "up") -> None:
+    def __init__(self, name: str = "up", port: int = 0, delay: float = 0.0) -> None:
         self.name = name
+        self.delay = delay
         self.received: list[Received] = []
         self.errors: list[str] = []
         self.raw_connections: list[bytearray] = []
@@ -242,7 +247,9 @@ class Upstream:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        if port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
         self.port: int = sock.getsockname()[1]
         self.sock = sock
         self.server: asyncio.AbstractServer | None = None
