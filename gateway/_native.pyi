@@ -1,6 +1,6 @@
 """Type stubs for gateway._native: PyO3 bindings of the rust/ crates (the Cython module
 gateway._proto lives in the same shared object; see _proto.pyi)."""
-from typing import Literal, Self, final
+from typing import Any, Literal, Self, final
 
 from gateway import _proto as _proto
 
@@ -13,7 +13,7 @@ __all__ = [
     "HttpParseError", "parse_request", "parse_response", "RequestHead", "ResponseHead",
     "ChunkedScanner", "Router", "normalize_path", "NOT_FOUND", "METHOD_NOT_ALLOWED", "BAD_PATH",
     "SharedLimiter", "BREAKER_HEALTHY", "BREAKER_UNHEALTHY", "BREAKER_TRIP", "hash_key",
-    "SharedMetrics", "ABI_REQUEST_HEAD_SIZE", "_proto",
+    "SharedMetrics", "SharedHealth", "ABI_REQUEST_HEAD_SIZE", "_proto",
 ]
 
 ABI_REQUEST_HEAD_SIZE: int
@@ -191,3 +191,35 @@ class SharedMetrics:
         upstream, bytes_in, bytes_out))."""
     def render_exposition(self, prefix: str, hostname: str) -> bytes:
         """The Prometheus text exposition of a snapshot (rendered without the GIL)."""
+
+# ---- rust/health ---------------------------------------------------------------------------
+
+@final
+class SharedHealth:
+    """Upstream node health in shared memory (memfd + atomics): the master's active checks and
+    every worker's passive checks write it, the balancers read it."""
+    label_max: int
+    @staticmethod
+    def create(slots: int = 4096) -> SharedHealth: ...
+    @staticmethod
+    def attach(fd: int) -> SharedHealth: ...
+    @property
+    def fd(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def _handle(self) -> int: ...
+    def state_address(self, i: int) -> int:
+        """Address of slot ``i``'s state word; 0 if out of range."""
+    def slot(self, label: str | bytes) -> int:
+        """The node's slot, claimed if new; -1 when the table is full or the label too long."""
+    def report(self, i: int, source_name: str, outcome_name: str, status: int,
+               thresholds: tuple[int, int, int, int]) -> Literal["down", "up"] | None:
+        """One outcome (source: active | passive; outcome: success | http_status | tcp_failure
+        | timeout) against (successes, http_failures, tcp_failures, timeouts)."""
+    def reset(self, i: int) -> None: ...
+    def is_down(self, i: int) -> bool: ...
+    def node(self, i: int) -> dict[str, Any] | None:
+        """What /status shows of slot ``i``."""

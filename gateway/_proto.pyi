@@ -47,6 +47,20 @@ class UpstreamNode:
     def active(self) -> int:
         """This worker's requests in flight to the node."""
     def __init__(self, host: str, port: int, weight: int = 1, priority: int = 0) -> None: ...
+    def watch_health(self, table: Any, slot: int) -> None:
+        """The node's health is ``slot`` of ``table`` (a SharedHealth)."""
+    @property
+    def down(self) -> bool:
+        """Whether its health checks have marked the node down."""
+
+@disjoint_base
+class PassiveChecks:
+    """One upstream's passive health check settings (pyext/runtime/health.pyx)."""
+    @property
+    def upstream_id(self) -> str: ...
+    def __init__(self, upstream_id: str, healthy_statuses: Iterable[int],
+                 unhealthy_statuses: Iterable[int], successes: int, http_failures: int,
+                 tcp_failures: int, timeouts: int) -> None: ...
 
 @disjoint_base
 class Balancer:
@@ -105,13 +119,21 @@ class UpstreamGroup:
     def observes(self) -> bool: ...
     @property
     def key_of(self) -> Callable[[Any], str] | None: ...
+    @property
+    def checked(self) -> bool:
+        """Some node has health checks."""
+    @property
+    def fail_open(self) -> bool: ...
+    @property
+    def passive(self) -> PassiveChecks | None: ...
     def __init__(self, id: str, nodes: list[UpstreamNode], type: str = "roundrobin",
                  retries: int = 1, connect_timeout: float = 6.0, send_timeout: float = 60.0,
                  read_timeout: float = 60.0, keepalive_size: int = 320,
                  keepalive_idle: float = 60.0, keepalive_requests: int = 1000,
                  pass_host: int = 0, upstream_host: bytes = b"",
                  key_of: Callable[[Any], str] | None = None,
-                 balancers: tuple[Balancer, ...] | None = None) -> None: ...
+                 balancers: tuple[Balancer, ...] | None = None,
+                 passive: PassiveChecks | None = None, fail_open: bool = True) -> None: ...
     def with_timeouts(self, connect_timeout: float, send_timeout: float,
                       read_timeout: float) -> UpstreamGroup: ...
     def pick(self, ex: Exchange | None = None,

@@ -112,4 +112,10 @@ int32_t gw_limiter_gauge_release(const void *limiter, uint64_t key_hash, int64_t
 void gw_metrics_record(const void *store, int64_t series, int64_t status, double request_seconds,
                        double upstream_seconds, uint64_t bytes_in, uint64_t bytes_out);
 
+/* Passive health checks: one outcome of a request to a node (the `_handle` of a live
+ * SharedHealth, the node's slot; outcome 0 success, 1 HTTP failure, 2 TCP failure, 3 timeout).
+ * Returns 1 went down, 2 came back, 0 no change. */
+int32_t gw_health_report(const void *table, int64_t slot, uint8_t outcome, uint16_t status,
+                         uint32_t thresholds);
+
 #endif

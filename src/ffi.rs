@@ -423,3 +423,33 @@ pub unsafe extern "C" fn gw_limiter_gauge_release(
     let limiter = &*limiter;
     i32::from(slot >= 0 && limiter.gauge_release(key_hash, slot as usize))
 }
+
+// ---- upstream node health, for the passive checks of every worker ----
+
+/// One outcome of a real request to a node (`SharedHealth.report` with source "passive"):
+/// `outcome` 0 success, 1 HTTP failure, 2 TCP failure, 3 timeout; `thresholds` packed as
+/// successes | http_failures << 8 | tcp_failures << 16 | timeouts << 24. Returns 1 when the node
+/// went down, 2 when it came back, 0 otherwise (and for an unknown outcome).
+///
+/// # Safety
+/// `table` must be a live `_handle` of a `SharedHealth`.
+#[no_mangle]
+pub unsafe extern "C" fn gw_health_report(
+    table: *const gateway_health::HealthTable,
+    slot: i64,
+    outcome: u8,
+    status: u16,
+    thresholds: u32,
+) -> i32 {
+    let table = &*table;
+    let (Ok(slot), Some(outcome)) = (usize::try_from(slot), gateway_health::Outcome::from_u8(outcome))
+    else {
+        return 0;
+    };
+    let th = gateway_health::Thresholds::unpack(thresholds);
+    match table.report(slot, gateway_health::Source::Passive, outcome, status, th) {
+        Some(gateway_health::Transition::Down) => 1,
+        Some(gateway_health::Transition::Up) => 2,
+        None => 0,
+    }
+}

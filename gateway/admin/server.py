@@ -14,9 +14,9 @@ import contextlib
 import http
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -43,6 +43,7 @@ SLOW_RENDER_SECONDS = 0.25
 class AdminServer:
     def __init__(self, settings: Callable[[], AdminSettings], state_dir: Path,
                  metrics: SharedMetrics | None = None,
+                 status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
                  slow_render_seconds: float = SLOW_RENDER_SECONDS) -> None:
         self.settings = settings
         self.slow_render_seconds = slow_render_seconds
@@ -60,6 +61,9 @@ class AdminServer:
             self.last_render: tuple[bytes, float] | None = None
             self.render_seconds = 0.0
             self.router.add("GET", "/metrics", self.metrics)
+        if status is not None:
+            self.status = status
+            self.router.add("GET", "/status", self.status_reply)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -136,6 +140,9 @@ class AdminServer:
         age = max(time.monotonic() - made_at, 0.0)
         return Reply(200, body, [("Content-Type", CONTENT_TYPE_LATEST),
                                  ("X-Metrics-Age", "%.3f" % age)])
+
+    async def status_reply(self, request: Request) -> Reply:
+        return Reply.json(200, await self.status())
 
     def _render(self) -> tuple[bytes, float]:
         started = time.monotonic()

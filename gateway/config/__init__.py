@@ -14,13 +14,16 @@ from .loader import (
 )
 from .schema import (
     HTTP_METHODS,
+    ActiveCheck,
     AdminSettings,
+    Checks,
     Config,
     Consumer,
     GatewaySettings,
     GlobalRules,
     Keepalive,
     Node,
+    PassiveCheck,
     Route,
     Timeout,
     Upstream,
@@ -30,7 +33,9 @@ from .source import read_config_file
 
 __all__ = [
     "HTTP_METHODS",
+    "ActiveCheck",
     "AdminSettings",
+    "Checks",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -41,6 +46,7 @@ __all__ = [
     "GlobalRules",
     "Keepalive",
     "Node",
+    "PassiveCheck",
     "Route",
     "Timeout",
     "Upstream",

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.requestvars.table import families, is_variable, variable_names
 
 from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen
+from .health_checks import check_health_checks
 from .issues import ConfigIssue, DocPath, issue_at
 from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, Route, Upstream
 
@@ -143,6 +144,8 @@ def check_upstream(up: Upstream, path: DocPath, file: str, inline: bool) -> list
         out.append(issue_at(file, host_path, "only used when pass_host is 'rewrite'"))
     elif up.upstream_host is not None and (not up.upstream_host.strip() or any(c.isspace() for c in up.upstream_host)):
         out.append(issue_at(file, host_path, f"invalid host {up.upstream_host!r}"))
+    if up.checks is not None:
+        out.extend(check_health_checks(up.checks, path + ("checks",), file))
     return out
 
 

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "ActiveCheck",
     "AdminSettings",
+    "Checks",
     "Config",
     "Consumer",
     "GatewaySettings",
@@ -28,6 +30,7 @@ __all__ = [
     "HTTP_METHODS",
     "Keepalive",
     "Node",
+    "PassiveCheck",
     "Route",
     "Timeout",
     "Upstream",
@@ -148,6 +151,86 @@ class Keepalive(_Struct, kw_only=True, frozen=True):
     requests: PositiveInt = 1000
 
 
+HttpStatus = Annotated[int, msgspec.Meta(ge=200, le=599)]
+#: How many consecutive outcomes change an active check's verdict (APISIX: 1..254).
+ActiveCount = Annotated[int, msgspec.Meta(ge=1, le=254)]
+#: The same for passive checks; 0 = this kind of outcome never changes the state.
+PassiveCount = Annotated[int, msgspec.Meta(ge=0, le=254)]
+
+
+class ActiveHealthy(_Struct, kw_only=True, frozen=True):
+    #: Seconds between checks of a healthy node.
+    interval: PositiveSeconds = 1.0
+    #: Consecutive healthy answers that bring a down node back.
+    successes: ActiveCount = 2
+    http_statuses: list[HttpStatus] = msgspec.field(default_factory=lambda: [200, 302])
+
+
+class ActiveUnhealthy(_Struct, kw_only=True, frozen=True):
+    #: Seconds between checks of a down node.
+    interval: PositiveSeconds = 1.0
+    #: Consecutive answers with a status listed here that mark a node down.
+    http_failures: ActiveCount = 5
+    #: Consecutive refused or reset connections that mark a node down.
+    tcp_failures: ActiveCount = 2
+    #: Consecutive checks without an answer within `timeout` that mark a node down.
+    timeouts: ActiveCount = 3
+    http_statuses: list[HttpStatus] = msgspec.field(
+        default_factory=lambda: [429, 404, 500, 501, 502, 503, 504, 505])
+
+
+class ActiveCheck(_Struct, kw_only=True, frozen=True):
+    """Probes run by the master, once per node whatever the number of workers."""
+    #: http / https: a GET of `http_path` and its status; tcp: a connection is enough.
+    type: Literal["http", "https", "tcp"] = "http"
+    #: Seconds a check may take (connect, send, status line).
+    timeout: PositiveSeconds = 1.0
+    #: Accepted for APISIX compatibility: each node has its own check task here.
+    concurrency: PositiveInt = 10
+    http_path: str = "/"
+    #: Host header of the check (default: the node's host).
+    host: str | None = None
+    #: Port to check instead of the node's.
+    port: Port | None = None
+    https_verify_certificate: bool = True
+    #: Extra request headers, "Name: value" each.
+    req_headers: list[str] | None = None
+    healthy: ActiveHealthy = msgspec.field(default_factory=ActiveHealthy)
+    unhealthy: ActiveUnhealthy = msgspec.field(default_factory=ActiveUnhealthy)
+
+
+class PassiveHealthy(_Struct, kw_only=True, frozen=True):
+    http_statuses: list[HttpStatus] = msgspec.field(default_factory=lambda: [
+        200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
+        300, 301, 302, 303, 304, 305, 306, 307, 308])
+    #: Consecutive healthy responses that bring a down node back (0: only active checks do).
+    successes: PassiveCount = 5
+
+
+class PassiveUnhealthy(_Struct, kw_only=True, frozen=True):
+    http_statuses: list[HttpStatus] = msgspec.field(default_factory=lambda: [429, 500, 503])
+    http_failures: PassiveCount = 5
+    tcp_failures: PassiveCount = 2
+    timeouts: PassiveCount = 7
+
+
+class PassiveCheck(_Struct, kw_only=True, frozen=True):
+    """Outcomes of real requests, counted by every worker into the node's shared state."""
+    type: Literal["http"] = "http"
+    healthy: PassiveHealthy = msgspec.field(default_factory=PassiveHealthy)
+    unhealthy: PassiveUnhealthy = msgspec.field(default_factory=PassiveUnhealthy)
+
+
+class Checks(_Struct, kw_only=True, frozen=True):
+    """APISIX's `checks`. `active` is required: passive checks can mark a node down but only
+    traffic could bring it back, and a down node gets none."""
+    active: ActiveCheck | None = None
+    passive: PassiveCheck | None = None
+    #: When every node is down: true tries them anyway (APISIX's behaviour), false answers 502
+    #: at once without sending the request anywhere.
+    fail_open: bool = True
+
+
 class Upstream(_Struct, kw_only=True, frozen=True):
     #: None only for an upstream given inline in a route.
     id: str | None = None
@@ -170,6 +253,8 @@ class Upstream(_Struct, kw_only=True, frozen=True):
     #: Host header sent upstream: the client's, the node's, or `upstream_host`.
     pass_host: Literal["pass", "node", "rewrite"] = "pass"
     upstream_host: str | None = None
+    #: Health checks (APISIX's `checks`); None = every node is always taken as healthy.
+    checks: Checks | None = None
 
     @property
     def effective_retries(self) -> int:

@@ -14,6 +14,7 @@ from gateway.plugins.base import PluginEnv
 from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
 from gateway.upstream.compile import compile_upstream, with_timeout
+from gateway.upstream.health import inline_key
 
 
 class CompileError(ValueError):
@@ -25,9 +26,10 @@ class CompileError(ValueError):
         self.path = path
 
 
-def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
+def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
+                      health: Any = None, health_key: str | None = None) -> UpstreamGroup:
     try:
-        return compile_upstream(upstream, label, route_timeout)
+        return compile_upstream(upstream, label, route_timeout, health, health_key)
     except ValueError as exc:  # a chash key the loader let through but no getter exists for
         raise CompileError(str(exc), f"{label}.key") from None
 
@@ -64,10 +66,12 @@ def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
 
 
 def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None = None,
-                    metrics: Any = None, worker_id: int = -1) -> Runtime:
+                    metrics: Any = None, worker_id: int = -1, health: Any = None) -> Runtime:
+    """``health``: the shared node health table (a worker's); None compiles without it."""
     groups: dict[str, UpstreamGroup] = {}
     for i, upstream in enumerate(config.upstreams):
-        groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(upstream, f"upstreams[{i}]")
+        groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(
+            upstream, f"upstreams[{i}]", health=health, health_key=upstream.id)
     consumers = ConsumerIndex(
         ConsumerEntry(c.username, c.group_id, dict(c.labels), {p.name: p for p in build_plugins(c.plugins)})
         for c in config.consumers)
@@ -85,7 +89,7 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
     for i, route in enumerate(config.routes):
         if route.status == 0:
             continue
-        entries.append(compile_route(route, i, len(entries), groups, global_plugins, env))
+        entries.append(compile_route(route, i, len(entries), groups, global_plugins, env, health))
         specs.append(route_spec(route))
     try:
         router = Router(specs)
@@ -114,11 +118,12 @@ def route_spec(route: Route) -> tuple[list[str], list[str], list[str], int]:
 
 
 def compile_route(route: Route, config_index: int, index: int, groups: dict[str, UpstreamGroup],
-                  global_plugins: list[Plugin], env: PluginEnv) -> RouteEntry:
+                  global_plugins: list[Plugin], env: PluginEnv, health: Any = None) -> RouteEntry:
     label = f"routes[{config_index}]"
     group: UpstreamGroup | None = None
     if route.upstream is not None:
-        group = _compile_upstream(route.upstream, f"{label}.upstream", route.timeout)
+        group = _compile_upstream(route.upstream, f"{label}.upstream", route.timeout, health,
+                                  inline_key(route.id))
     elif route.upstream_id is not None:
         group = groups[route.upstream_id]
         if route.timeout is not None:

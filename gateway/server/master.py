@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway._native import SharedLimiter, SharedMetrics
+from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
 from gateway.config import (
     Config,
@@ -34,7 +34,9 @@ from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import check_bindable
 from gateway.server.state import InstanceState
+from gateway.server.status_report import WorkerPolls, gateway_status
 from gateway.server.worker_boot import worker_command
+from gateway.upstream.health_checker import HealthChecker
 
 log = logging.getLogger("gateway.master")
 
@@ -120,6 +122,11 @@ class Master:
         # Request metrics: workers write, the admin listener's /metrics reads; created once, so
         # counters survive worker restarts and reloads.
         self.metrics = SharedMetrics.create()
+        # Node health: the master's active checks and every worker's passive checks write it,
+        # the workers' balancers read it (see gateway/upstream/health_checker.py).
+        self.health = SharedHealth.create()
+        self.health_checker = HealthChecker(self.health)
+        self.worker_polls = WorkerPolls()
         self.admin: AdminServer | None = None
 
     # ---------------------------------------------------------------- config
@@ -145,6 +152,7 @@ class Master:
         self.config = config
         self.version += 1
         self.payload = config_to_bytes(config)
+        self.health_checker.apply(config)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         self.state.save_last_good(dump_config(config))
@@ -169,7 +177,7 @@ class Master:
                 raise StartupError(f"cannot listen on {address}: {exc.strerror or exc}") from None
         self.adopt(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
-                                 self.state.state_dir, self.metrics)
+                                 self.state.state_dir, self.metrics, self.status)
         await self.admin.start()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
@@ -248,9 +256,10 @@ class Master:
         try:
             argv, extra_env = worker_command([
                 "--id", str(index), "--control-fd", str(child.fileno()),
-                "--limiter-fd", str(self.limiter.fd), "--metrics-fd", str(self.metrics.fd)])
+                "--limiter-fd", str(self.limiter.fd), "--metrics-fd", str(self.metrics.fd),
+                "--health-fd", str(self.health.fd)])
             process = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(child.fileno(), self.limiter.fd, self.metrics.fd),
+                *argv, pass_fds=(child.fileno(), self.limiter.fd, self.metrics.fd, self.health.fd),
                 env={**os.environ, **extra_env})
         except BaseException:
             parent.close()
@@ -296,6 +305,8 @@ class Master:
                 if future is not None and not future.done():
                     future.set_result(True)
                 self.write_status()
+            elif kind == "pong":
+                self.worker_polls.answer(handle, message)
             elif kind == "fatal":
                 handle.fatal = str(message.get("message"))
                 self.set_ready(handle, handle.fatal)
@@ -425,6 +436,7 @@ class Master:
         self.stopping = True
         if self.admin is not None:
             self.admin.close()
+        await self.health_checker.close()
         sig = signal.SIGQUIT if fast else signal.SIGTERM
         log.info("stopping (%s): %d workers", "now" if fast else "draining", len(self.workers))
         for handle in list(self.workers.values()):
@@ -441,6 +453,11 @@ class Master:
                 with contextlib.suppress(ProcessLookupError):
                     handle.process.kill()
             self.done.set()
+
+    async def status(self) -> dict[str, Any]:
+        """The admin listener's ``GET /status``."""
+        return await gateway_status(self.config, self.version, list(self.workers.values()),
+                                    self.worker_polls, self.health_checker)
 
     def write_status(self) -> None:
         """A small JSON file describing the running processes (tests and tools read it)."""

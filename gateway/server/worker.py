@@ -14,7 +14,7 @@ from typing import Any
 
 import uvloop
 
-from gateway._native import SharedLimiter, SharedMetrics
+from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway._proto import Server
 from gateway.config import Config, config_from_bytes
 from gateway.observability.access_log import AccessLog
@@ -44,11 +44,13 @@ def sweep_interval(config: Config) -> float:
 
 class Worker:
     def __init__(self, worker_id: int, control: socket.socket,
-                 limiter: SharedLimiter | None = None, metrics: SharedMetrics | None = None) -> None:
+                 limiter: SharedLimiter | None = None, metrics: SharedMetrics | None = None,
+                 health: SharedHealth | None = None) -> None:
         self.worker_id = worker_id
         self.control = control
         self.limiter = limiter
         self.metrics = metrics
+        self.health = health
         self.loop = asyncio.get_running_loop()
         self.server: Server | None = None
         self.listeners: list[asyncio.AbstractServer] = []
@@ -131,7 +133,8 @@ class Worker:
         try:
             config = config_from_bytes(payload)
             runtime = compile_runtime(config, version, limiter=self.limiter,
-                                      metrics=self.metrics, worker_id=self.worker_id)
+                                      metrics=self.metrics, worker_id=self.worker_id,
+                                      health=self.health)
         except Exception as exc:  # the master validated it; say why if it still fails here
             if self.server is None:
                 log.exception("worker %d: config version %d rejected", self.worker_id, version)
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--limiter-fd", type=int, default=None)
     parser.add_argument("--metrics-fd", type=int, default=None)
+    parser.add_argument("--health-fd", type=int, default=None)
     args = parser.parse_args(argv)
     raise_fd_limit()
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
@@ -222,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     control = socket.socket(fileno=args.control_fd)
     limiter = SharedLimiter.attach(args.limiter_fd) if args.limiter_fd is not None else None
     metrics = SharedMetrics.attach(args.metrics_fd) if args.metrics_fd is not None else None
+    health = SharedHealth.attach(args.health_fd) if args.health_fd is not None else None
 
     async def run() -> int:
-        return await Worker(args.id, control, limiter, metrics).run()
+        return await Worker(args.id, control, limiter, metrics, health).run()
 
     return uvloop.run(run())
 

@@ -3,12 +3,16 @@ protocol's ``UpstreamGroup``. Used by the runtime compiler and by plugins that r
 of their own (traffic-split), so it depends on the config and the protocol only."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
-from gateway._proto import UpstreamGroup, UpstreamNode
+from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
 from gateway.config import Upstream
 from gateway.requestvars import RequestView, compile_template, to_text, var_getter
+from gateway.upstream.health import node_label
+
+log = logging.getLogger("gateway.upstream")
 
 PASS_HOST = {"pass": 0, "node": 1, "rewrite": 2}
 
@@ -49,8 +53,36 @@ def chash_key_function(hash_on: str, key: str | None) -> KeyFunction:
     return key_of
 
 
-def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
+def watch_health(upstream: Upstream, nodes: list[UpstreamNode], health: Any,
+                 health_key: str) -> PassiveChecks | None:
+    """Points each node at its slot in the shared health table; the passive check settings,
+    if the upstream has some."""
+    checks = upstream.checks
+    assert checks is not None
+    for node in nodes:
+        slot = health.slot(node_label(health_key, node.host, node.port))
+        if slot < 0:
+            log.error("upstream %s node %s:%d: no room in the health table (or the name is too "
+                      "long); it is taken as always healthy", health_key, node.host, node.port)
+            continue
+        node.watch_health(health, slot)
+    passive = checks.passive
+    if passive is None:
+        return None
+    return PassiveChecks(health_key, passive.healthy.http_statuses,
+                         passive.unhealthy.http_statuses, passive.healthy.successes,
+                         passive.unhealthy.http_failures, passive.unhealthy.tcp_failures,
+                         passive.unhealthy.timeouts)
+
+
+def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
+                     health: Any = None, health_key: str | None = None) -> UpstreamGroup:
+    """``health`` (a SharedHealth) and ``health_key`` (see gateway.upstream.health): where the
+    nodes' health lives, when the upstream has ``checks``; without them nodes are never down."""
     nodes = [UpstreamNode(n.host, n.port, n.weight, n.priority) for n in upstream.nodes]
+    passive = None
+    if upstream.checks is not None and health is not None and health_key is not None:
+        passive = watch_health(upstream, nodes, health, health_key)
     timeout = route_timeout or upstream.timeout
     retries = upstream.retries if upstream.retries is not None else max(len(nodes) - 1, 0)
     key_of = chash_key_function(upstream.hash_on, upstream.key) if upstream.type == "chash" else None
@@ -68,6 +100,8 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) 
         PASS_HOST[upstream.pass_host],
         (upstream.upstream_host or "").encode(),
         key_of,
+        passive=passive,
+        fail_open=upstream.checks.fail_open if upstream.checks is not None else True,
     )
 
 

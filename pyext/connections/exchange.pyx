@@ -165,6 +165,7 @@ cdef class Exchange(PhaseRunner):
                 return
             self.send_request(u)
             return
+        if self.group.passive is not None: self.group.passive.on_failure(node, status)
         log.warning("cannot connect to upstream %s:%d (%s)", node.host, node.port,
                     "timeout" if status == 504 else "refused or unreachable")
         self.retry_or_fail(status, "upstream connect " + ("timed out" if status == 504 else "failed"))
@@ -276,6 +277,7 @@ cdef class Exchange(PhaseRunner):
         self.response_started = True
         self.status = r.status
         self.upstream_status = r.status
+        if self.group.passive is not None: self.group.passive.on_status(self.node, r.status)
         if self.timed or self.group.observes:
             self.upstream_latency = now_monotonic() - self.upstream_start
             if self.group.observes:
@@ -464,6 +466,7 @@ cdef class Exchange(PhaseRunner):
             self.retried_stale = True
             self.task = asyncio.ensure_future(self.open_connection(self.node))
             return
+        if self.group.passive is not None: self.group.passive.on_failure(self.node, 502)
         log.warning("upstream %s:%d closed the connection before responding", self.node.host,
                     self.node.port)
         self.upstream_status = 502
@@ -480,6 +483,7 @@ cdef class Exchange(PhaseRunner):
         self.upstream = None
         if self.response_done:
             return
+        if self.group.passive is not None: self.group.passive.on_failure(self.node, status)
         if self.response_started:
             self.abort_client()
             return

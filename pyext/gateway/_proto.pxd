@@ -9,6 +9,7 @@ cdef class Response
 cdef class UpstreamNode
 cdef class UpstreamGroup
 cdef class Balancer
+cdef class PassiveChecks
 cdef class RoundRobinBalancer
 cdef class LeastConnBalancer
 cdef class ChashBalancer
@@ -36,6 +37,7 @@ cdef class LimitConnLog
 include "connections/states.pxd"
 include "http/head_buffer.pxd"
 include "http/local_response.pxd"
+include "runtime/health.pxd"
 include "runtime/upstream_group.pxd"
 include "runtime/balancers.pxd"
 include "runtime/runtime.pxd"

@@ -113,3 +113,5 @@ cdef extern from "gateway_ffi.h":
     void gw_metrics_record(const void *store, int64_t series, int64_t status,
                            double request_seconds, double upstream_seconds, uint64_t bytes_in,
                            uint64_t bytes_out) nogil
+    int32_t gw_health_report(const void *table, int64_t slot, uint8_t outcome, uint16_t status,
+                             uint32_t thresholds) nogil

@@ -1,6 +1,7 @@
 cdef class Balancer:
     cdef readonly tuple nodes            # the nodes of one priority level, in config order
     cdef Py_ssize_t count
+    cdef bint health_blind               # set only while an upstream fails open
 
     cdef UpstreamNode pick(self, Exchange ex, set exclude)
     cdef bint usable(self, UpstreamNode node, set exclude)

@@ -1,8 +1,8 @@
 # The load balancers of an upstream group (APISIX's names: roundrobin, least_conn, chash, ewma).
 # One balancer chooses among the nodes of one priority level; UpstreamGroup asks its levels in
 # order, highest priority first. Every balancer skips the nodes `usable` refuses: the one test of
-# whether a node may take a request (today: not already failed by this request; health checks
-# plug in there).
+# whether a node may take a request (not down by its health checks, not already failed by this
+# request).
 
 from libc.math cimport exp
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -67,8 +67,10 @@ cdef class Balancer:
         return None
 
     cdef bint usable(self, UpstreamNode node, set exclude):
-        """Whether ``node`` may take this request: the one place that decides it (the retry
-        logic's failed nodes today; node health plugs in here)."""
+        """Whether ``node`` may take this request: the one place that decides it (not down by
+        its health checks, one atomic load; not already failed by this request)."""
+        if node.health != NULL and gw_node_down(node.health) and not self.health_blind:
+            return False
         return exclude is None or node not in exclude
 
     cdef void observe(self, UpstreamNode node, double seconds, double now):

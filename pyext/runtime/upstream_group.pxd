@@ -7,6 +7,10 @@ cdef class UpstreamNode:
     cdef public tuple key                # pool key
     cdef readonly int active             # this worker's requests in flight to the node
     cdef list idle                       # this worker's pooled connections to the node
+    cdef const uint64_t *health          # the shared state word (health checks), else NULL
+    cdef const void *health_table        # the SharedHealth table it is in (passive reports)
+    cdef int64_t health_slot
+    cdef object health_owner             # keeps that table mapped while the node lives
 
     cdef void share_idle(self, dict idle_by_key)
     cdef void acquire(self)
@@ -29,5 +33,9 @@ cdef class UpstreamGroup:
     cdef Balancer first                  # balancers[0]
     cdef readonly bint observes          # the balancer wants each response time (ewma)
     cdef readonly object key_of          # chash: request -> key text
+    cdef readonly bint checked           # some node has health checks
+    cdef readonly bint fail_open         # every node down: try them anyway (else no node)
+    cdef readonly PassiveChecks passive  # None: real traffic is not counted
+    cdef UpstreamNode pick_failing_open(self, Exchange ex, set exclude)
     cpdef UpstreamNode pick(self, Exchange ex=*, set exclude=*)
     cdef void observe(self, UpstreamNode node, double seconds)

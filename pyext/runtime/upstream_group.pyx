@@ -13,6 +13,22 @@ cdef class UpstreamNode:
         self.active = 0
         self.idle = []
 
+    def watch_health(self, object table, int64_t slot):
+        """The node's health is the state of ``slot`` in ``table`` (a SharedHealth): the
+        balancer skips it while that says down, passive checks report into it."""
+        cdef size_t state = table.state_address(slot)
+        if state == 0:
+            raise ValueError(f"no health slot {slot}")
+        self.health_owner = table
+        self.health_table = <const void *><size_t>table._handle
+        self.health_slot = slot
+        self.health = <const uint64_t *>state
+
+    @property
+    def down(self):
+        """Whether its health checks have marked the node down (False without checks)."""
+        return self.health != NULL and gw_node_down(self.health)
+
     cdef void share_idle(self, dict idle_by_key):
         """Takes the idle-connection list an equal node (same host and port) of an earlier
         config version had, or offers its own: a reload keeps the warm connections."""
@@ -50,7 +66,7 @@ cdef class UpstreamGroup:
                  double connect_timeout=6.0, double send_timeout=60.0, double read_timeout=60.0,
                  int keepalive_size=320, double keepalive_idle=60.0, int keepalive_requests=1000,
                  int pass_host=0, bytes upstream_host=b"", object key_of=None,
-                 tuple balancers=None):
+                 tuple balancers=None, PassiveChecks passive=None, bint fail_open=True):
         cdef UpstreamNode node
         if type not in BALANCERS:
             raise ValueError(f"unknown balancer type {type!r} (known: {', '.join(BALANCERS)})")
@@ -78,17 +94,21 @@ cdef class UpstreamGroup:
         self.balancers = balancers or (RoundRobinBalancer([]),)
         self.first = <Balancer>self.balancers[0]
         self.observes = type == "ewma"
+        self.checked = any((<UpstreamNode>n).health != NULL for n in self.nodes)
+        self.passive = passive if self.checked else None
+        self.fail_open = fail_open
 
     def with_timeouts(self, double connect_timeout, double send_timeout, double read_timeout):
         """The same nodes and balancer state (a route's own timeouts over a shared upstream)."""
         return UpstreamGroup(self.id, self.nodes, self.type, self.retries, connect_timeout,
                              send_timeout, read_timeout, self.keepalive_size, self.keepalive_idle,
                              self.keepalive_requests, self.pass_host, self.upstream_host,
-                             self.key_of, self.balancers)
+                             self.key_of, self.balancers, self.passive, self.fail_open)
 
     cpdef UpstreamNode pick(self, Exchange ex=None, set exclude=None):
-        """The node for this request, not one in ``exclude`` (the nodes it already failed on):
-        the highest priority level with a usable node decides."""
+        """The node for this request, not one in ``exclude`` (the nodes it already failed on)
+        nor one its health checks marked down: the highest priority level with a usable node
+        decides. With every such node down, a group that fails open picks among them."""
         cdef UpstreamNode node = self.first.pick(ex, exclude)
         cdef Py_ssize_t i
         if node is not None:
@@ -97,7 +117,26 @@ cdef class UpstreamGroup:
             node = (<Balancer>self.balancers[i]).pick(ex, exclude)
             if node is not None:
                 return node
+        if self.checked and self.fail_open:
+            return self.pick_failing_open(ex, exclude)
         return None
+
+    cdef UpstreamNode pick_failing_open(self, Exchange ex, set exclude):
+        """Every node not yet tried is down: pick as if none were (APISIX's and nginx's
+        behaviour; a health check may be wrong, a request that is not sent always fails)."""
+        cdef Balancer balancer
+        cdef UpstreamNode node = None
+        for balancer in self.balancers:
+            balancer.health_blind = True
+        try:
+            for balancer in self.balancers:
+                node = balancer.pick(ex, exclude)
+                if node is not None:
+                    break
+        finally:
+            for balancer in self.balancers:
+                balancer.health_blind = False
+        return node
 
     cdef void observe(self, UpstreamNode node, double seconds):
         """The response from ``node`` took ``seconds`` (to its head)."""
