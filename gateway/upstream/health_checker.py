@@ -154,7 +154,7 @@ class HealthChecker:
 
     async def run(self, target: Target, slot: int) -> None:
         check = target.check
-        await asyncio.sleep(random.uniform(0, self.interval(check, slot)))
+        await self.pause(check, slot, random.uniform(0, 1))
         while True:
             try:
                 outcome, status = await probe(check, target.host, target.port)
@@ -170,8 +170,19 @@ class HealthChecker:
                 elif change == "up":
                     log.warning("upstream %s node %s:%d healthy again (active checks)",
                                 target.upstream, target.host, target.port)
-            interval = self.interval(check, slot)
-            await asyncio.sleep(interval * random.uniform(1 - JITTER, 1 + JITTER))
+            await self.pause(check, slot, random.uniform(1 - JITTER, 1 + JITTER))
+
+    async def pause(self, check: ActiveCheck, slot: int, factor: float) -> None:
+        """Waits ``factor`` times the interval of the node's state, re-read every
+        ``unhealthy.interval``: a node that passive checks mark down while it waits out a long
+        healthy interval is probed at the (shorter) unhealthy interval from then on."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            left = start + self.interval(check, slot) * factor - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, check.unhealthy.interval))
 
     def interval(self, check: ActiveCheck, slot: int) -> float:
         return check.unhealthy.interval if self.table.is_down(slot) else check.healthy.interval
