@@ -442,7 +442,8 @@ pub unsafe extern "C" fn gw_health_report(
     thresholds: u32,
 ) -> i32 {
     let table = &*table;
-    let (Ok(slot), Some(outcome)) = (usize::try_from(slot), gateway_health::Outcome::from_u8(outcome))
+    let (Ok(slot), Some(outcome)) =
+        (usize::try_from(slot), gateway_health::Outcome::from_u8(outcome))
     else {
         return 0;
     };
