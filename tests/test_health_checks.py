@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from gateway._native import SharedHealth
+from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
 from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.upstream import Upstream, UpstreamProcess, free_port
 
@@ -77,6 +81,48 @@ def spread(port: int, n: int, path: str = "/") -> Counter[tuple[int, str]]:
     return Counter(get(port, path)[:2] for _ in range(n))
 
 
+# -- the balancer and the shared table, in process ------------------------------------------
+
+def watched(table: SharedHealth, *specs: tuple[str, int]) -> list[UpstreamNode]:
+    nodes = [UpstreamNode(host, 80, 1, priority) for host, priority in specs]
+    for n in nodes:
+        n.watch_health(table, table.slot(f"up\x1f{n.host}:80"))
+    return nodes
+
+
+def mark(table: SharedHealth, node: UpstreamNode, outcome: str) -> str | None:
+    return table.report(table.slot(f"up\x1f{node.host}:80"), "active", outcome, 0, (1, 1, 1, 1))
+
+
+def test_the_balancer_skips_down_nodes_then_lower_priorities_then_fails_open() -> None:
+    table = SharedHealth.create(16)
+    a, b, low = watched(table, ("a", 1), ("b", 1), ("low", 0))
+    group = UpstreamGroup("up", [a, b, low])
+    strict = UpstreamGroup("up", [a, b, low], fail_open=False)
+    assert group.checked and {group.pick().host for _ in range(4)} == {"a", "b"}
+    assert mark(table, a, "tcp_failure") == "down" and a.down
+    assert {group.pick().host for _ in range(4)} == {"b"}
+    mark(table, b, "timeout")
+    assert {group.pick().host for _ in range(4)} == {"low"}
+    mark(table, low, "http_status")
+    assert {group.pick().host for _ in range(4)} == {"a", "b"}, "fail open: priority order"
+    assert strict.pick() is None
+    assert group.pick(exclude={a, b}).host == "low"
+    assert mark(table, low, "success") == "up"
+    assert strict.pick().host == "low"
+
+
+def test_nodes_without_checks_are_never_down() -> None:
+    group = UpstreamGroup("up", [UpstreamNode("a", 80), UpstreamNode("b", 80)], fail_open=False)
+    assert not group.checked and group.passive is None
+    assert {group.pick().host for _ in range(4)} == {"a", "b"}
+    # passive settings are dropped when no node has a slot to count into
+    passive = PassiveChecks("up", [200], [500], 1, 1, 1, 1)
+    assert UpstreamGroup("up", [UpstreamNode("a", 80)], passive=passive).passive is None
+
+
+# -- a real gateway ---------------------------------------------------------------------------
+
 def test_a_killed_node_gets_no_traffic_and_gets_it_again_when_back(tmp_path: Path) -> None:
     port, admin_port = free_port(), free_port()
     with ExitStack() as stack:
@@ -97,6 +143,48 @@ def test_a_killed_node_gets_no_traffic_and_gets_it_again_when_back(tmp_path: Pat
         b.start()
         wait_health(admin_port, "shop", b.port, healthy=True)
         assert set(spread(port, 20)) == {(200, "a"), (200, "b")}
+        gw.stop()
+
+
+def test_a_node_killed_under_load_gets_no_more_connections(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    with ExitStack() as stack:
+        a = stack.enter_context(Upstream("a"))
+        b = stack.enter_context(UpstreamProcess("b"))
+        c = stack.enter_context(Upstream("c"))
+        checks = {"active": {"type": "tcp", "healthy": FAST,
+                             "unhealthy": {**FAST, "tcp_failures": 2}},
+                  "passive": {"unhealthy": {"tcp_failures": 2}}}
+        upstream = {"id": "shop", "nodes": [node(a), node(b), node(c)], "checks": checks}
+        gw = stack.enter_context(GatewayProcess(tmp_path, config(port, admin_port, [upstream])))
+        results: list[tuple[float, int, str]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                code, server, _ = get(port)
+                results.append((time.monotonic(), code, server))
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            b.kill()
+            wait_health(admin_port, "shop", b.port, healthy=False)
+            marked = time.monotonic()
+            time.sleep(0.3)  # requests that picked b just before it was marked end first
+            failures = health_of(admin_port, "shop", b.port)["passive"]["failures"]
+            refusals = gw.logs().count(f"cannot connect to upstream 127.0.0.1:{b.port}")
+            time.sleep(1.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert health_of(admin_port, "shop", b.port)["passive"]["failures"] == failures
+        assert gw.logs().count(f"cannot connect to upstream 127.0.0.1:{b.port}") == refusals
+        after = [(code, server) for at, code, server in results if at > marked]
+        assert len(after) > 20 and set(after) <= {(200, "a"), (200, "c")}, Counter(after)
+        assert (200, "b") in {(code, server) for at, code, server in results if at < marked}
         gw.stop()
 
 
