@@ -49,6 +49,9 @@ class WeightedUpstream(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
         if self.upstream is not None:
             from gateway.config.schema import Upstream
             self.upstream = _nodes_as_list(self.upstream)
+            if "checks" in self.upstream:
+                raise ValueError("upstream.checks: health checks need an upstream of their own: "
+                                 "define it under `upstreams` and use upstream_id")
             try:
                 msgspec.convert(self.upstream, Upstream, strict=False)
             except msgspec.ValidationError as exc:

@@ -211,6 +211,9 @@ def config_issues(path: Path, full: bool = True) -> list[tuple[str, str]]:
     ({"traffic-split": {"rules": [{"weighted_upstreams": [
         {"upstream": {"nodes": [{"host": "127.0.0.1", "port": 0}]}}]}]}},
      "routes[0].plugins.traffic-split.rules[0].weighted_upstreams[0]", "upstream"),
+    ({"traffic-split": {"rules": [{"weighted_upstreams": [
+        {"upstream": {"nodes": [{"host": "127.0.0.1", "port": 1}], "checks": {"active": {}}}}]}]}},
+     "routes[0].plugins.traffic-split.rules[0].weighted_upstreams[0]", "use upstream_id"),
     ({"ip-restriction": {"whitelist": ["10.0.0.0/33"]}},
      "routes[0].plugins.ip-restriction", "'10.0.0.0/33' is not an IP address or CIDR"),
     ({"ip-restriction": {"whitelist": ["::1"], "blacklist": ["::2"]}},
