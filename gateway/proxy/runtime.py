@@ -14,6 +14,7 @@ from gateway.plugins.base import PluginEnv
 from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
 from gateway.upstream.compile import compile_upstream, with_timeout
+from gateway.upstream.names import Addresses
 
 
 class CompileError(ValueError):
@@ -25,9 +26,10 @@ class CompileError(ValueError):
         self.path = path
 
 
-def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
+def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
+                      addresses: Addresses | None = None) -> UpstreamGroup:
     try:
-        return compile_upstream(upstream, label, route_timeout)
+        return compile_upstream(upstream, label, route_timeout, addresses)
     except ValueError as exc:  # a chash key the loader let through but no getter exists for
         raise CompileError(str(exc), f"{label}.key") from None
 
@@ -64,15 +66,19 @@ def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
 
 
 def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None = None,
-                    metrics: Any = None, worker_id: int = -1) -> Runtime:
+                    metrics: Any = None, worker_id: int = -1,
+                    addresses: Addresses | None = None) -> Runtime:
+    """``addresses``: the current addresses of the host names in nodes (the master resolves
+    them); None keeps names as they are (``gateway check``)."""
     groups: dict[str, UpstreamGroup] = {}
     for i, upstream in enumerate(config.upstreams):
-        groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(upstream, f"upstreams[{i}]")
+        groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(upstream, f"upstreams[{i}]",
+                                                                     addresses=addresses)
     consumers = ConsumerIndex(
         ConsumerEntry(c.username, c.group_id, dict(c.labels), {p.name: p for p in build_plugins(c.plugins)})
         for c in config.consumers)
     env = PluginEnv(limiter=limiter or local_limiter(), consumers=consumers, upstreams=groups,
-                    metrics=metrics, worker_id=worker_id)
+                    metrics=metrics, worker_id=worker_id, addresses=addresses)
     global_plugins = build_plugins(config.global_rules.plugins)
     for plugin in global_plugins:
         bind_plugin(plugin, env, "global_rules.plugins")
@@ -118,7 +124,7 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
     label = f"routes[{config_index}]"
     group: UpstreamGroup | None = None
     if route.upstream is not None:
-        group = _compile_upstream(route.upstream, f"{label}.upstream", route.timeout)
+        group = _compile_upstream(route.upstream, f"{label}.upstream", route.timeout, env.addresses)
     elif route.upstream_id is not None:
         group = groups[route.upstream_id]
         if route.timeout is not None:

@@ -35,6 +35,8 @@ from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import check_bindable
 from gateway.server.state import InstanceState
 from gateway.server.worker_boot import worker_command
+from gateway.upstream.names import node_names
+from gateway.upstream.resolver import NodeResolver
 
 log = logging.getLogger("gateway.master")
 
@@ -121,6 +123,9 @@ class Master:
         # counters survive worker restarts and reloads.
         self.metrics = SharedMetrics.create()
         self.admin: AdminServer | None = None
+        # Host names in nodes are resolved here, once per machine; workers get the addresses.
+        self.resolver: NodeResolver | None = None
+        self.addresses: dict[str, list[str]] = {}
 
     # ---------------------------------------------------------------- config
 
@@ -167,6 +172,7 @@ class Master:
                 check_bindable(address)
             except OSError as exc:
                 raise StartupError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        await self.follow_names(config)
         self.adopt(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics)
@@ -270,8 +276,30 @@ class Master:
         handle.acks[self.version] = future
         if not handle.writer.is_closing():
             handle.writer.write(encode_frame({"type": "config", "version": self.version,
-                                              "config": self.payload}))
+                                              "config": self.payload,
+                                              "addresses": self.addresses}))
         return future
+
+    async def follow_names(self, config: Config) -> None:
+        """Resolves the host names of ``config``'s nodes before any worker compiles it (a name
+        that cannot be resolved is logged and its node left out until it resolves)."""
+        names = node_names(config)
+        if self.resolver is None:
+            if not names:
+                return  # no name, no resolver: an all-IP config costs nothing
+            self.resolver = NodeResolver(config.gateway.resolvers, self.addresses_changed)
+        else:
+            await self.resolver.set_nameservers(config.gateway.resolvers)
+        await self.resolver.update(names)
+        self.addresses = self.resolver.addresses()
+
+    def addresses_changed(self, addresses: dict[str, list[str]]) -> None:
+        """A name now resolves to other addresses: every worker recompiles its nodes."""
+        self.addresses = addresses
+        frame = encode_frame({"type": "addresses", "addresses": addresses})
+        for handle in list(self.workers.values()):
+            if not handle.writer.is_closing():
+                handle.writer.write(frame)
 
     @staticmethod
     def set_ready(handle: WorkerHandle, problem: str | None) -> None:
@@ -384,6 +412,7 @@ class Master:
                 return True
             if self.config is not None and list(config.gateway.listen) != list(self.config.gateway.listen):
                 log.warning("listen addresses changed: they apply at the next restart")
+            await self.follow_names(config)
             self.adopt(config)
             self.reloads.applied += 1
             for handle in list(self.workers.values()):
@@ -430,6 +459,9 @@ class Master:
         for handle in list(self.workers.values()):
             with contextlib.suppress(ProcessLookupError):
                 handle.process.send_signal(sig)
+        if self.resolver is not None:
+            resolver, self.resolver = self.resolver, None
+            await resolver.close()
         if not self.workers:
             self.done.set()
             return

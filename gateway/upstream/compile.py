@@ -9,6 +9,7 @@ from typing import Any
 from gateway._proto import UpstreamGroup, UpstreamNode
 from gateway.config import Upstream
 from gateway.requestvars import RequestView, compile_template, to_text, var_getter
+from gateway.upstream.names import Addresses, node_addresses
 
 PASS_HOST = {"pass": 0, "node": 1, "rewrite": 2}
 
@@ -49,8 +50,14 @@ def chash_key_function(hash_on: str, key: str | None) -> KeyFunction:
     return key_of
 
 
-def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
-    nodes = [UpstreamNode(n.host, n.port, n.weight, n.priority) for n in upstream.nodes]
+def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
+                     addresses: Addresses | None = None) -> UpstreamGroup:
+    """``addresses``: the resolver's current answers; a named node becomes one node per address
+    (see ``node_addresses``), so the data plane only ever connects to IP addresses."""
+    nodes = []
+    for config_node, entries in zip(upstream.nodes, node_addresses(upstream.nodes, addresses)):
+        for address, name, weight in entries:
+            nodes.append(UpstreamNode(address, config_node.port, weight, config_node.priority, name))
     timeout = route_timeout or upstream.timeout
     retries = upstream.retries if upstream.retries is not None else max(len(nodes) - 1, 0)
     key_of = chash_key_function(upstream.hash_on, upstream.key) if upstream.type == "chash" else None
