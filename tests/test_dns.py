@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import socket
 import time
 from collections import Counter
@@ -245,3 +247,35 @@ def test_a_name_with_an_aaaa_record_reaches_an_ipv6_upstream(tmp_path: Path) -> 
         config = named_config(port, dns, [{"host": "v6.test", "port": up.port}])
         with GatewayProcess(tmp_path, config):
             assert served_by(port)["upstream"] == "v6"
+
+
+def test_a_reload_that_adds_a_name_serves_it_at_once(tmp_path: Path) -> None:
+    """The master resolves a new name before the workers get the config that names it."""
+    port = free_port()
+    with DnsServer() as dns, Upstream("ip") as ip, Upstream("named") as named:
+        dns.set("new.test", ["127.0.0.1"], ttl=300)
+        config = named_config(port, dns, [{"host": "127.0.0.1", "port": ip.port}])
+        with GatewayProcess(tmp_path, config) as gw:
+            assert served_by(port)["upstream"] == "ip"
+            config["upstreams"][0]["nodes"] = [{"host": "new.test", "port": named.port}]
+            gw.write_config(config)
+            gw.wait_version(2)
+            assert [served_by(port)["upstream"] for _ in range(4)] == ["named"] * 4
+
+
+def test_a_restarted_worker_gets_the_current_addresses(tmp_path: Path) -> None:
+    port = free_port()
+    with DnsServer() as dns, Upstream("first") as first, \
+            Upstream("second", port=first.port, host="127.0.0.2"):
+        dns.set("svc.test", ["127.0.0.1"], ttl=1)
+        config = named_config(port, dns, [{"host": "svc.test", "port": first.port}])
+        with GatewayProcess(tmp_path, config, workers=1) as gw:
+            assert served_by(port)["upstream"] == "first"
+            dns.set("svc.test", ["127.0.0.2"], ttl=300)
+            until(lambda: served_by(port)["upstream"] == "second", 10, "the new address is used")
+            old = gw.worker_pids()
+            os.kill(old[0], signal.SIGKILL)
+            until(lambda: gw.worker_pids() not in ([], old), 10, "the worker is replaced")
+            gw.wait_version(1)
+            until(lambda: http_get(port, "/echo")[0].status == 200, 10, "the new worker serves")
+            assert [served_by(port)["upstream"] for _ in range(4)] == ["second"] * 4
