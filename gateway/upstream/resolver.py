@@ -90,7 +90,7 @@ class NodeResolver:
                 entry.task = asyncio.ensure_future(self._follow(entry))
                 new.append(entry.first)
         if new:
-            await asyncio.wait(new)
+            await asyncio.wait(new, timeout=QUERY_TIMEOUT + 1.0)
 
     async def close(self) -> None:
         await self.update({})
@@ -100,7 +100,7 @@ class NodeResolver:
 
     async def resolve(self, name: str) -> tuple[tuple[str, ...], float]:
         """The addresses of ``name`` (sorted: the order of answers is no change) and their
-        shortest TTL. Raises OSError (aiodns.error.DNSError included) when it cannot."""
+        shortest TTL. Raises (aiodns.error.DNSError, TimeoutError, OSError) when it cannot."""
         try:
             result = await asyncio.wait_for(
                 self.resolver.getaddrinfo(name, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM),
@@ -130,7 +130,7 @@ class NodeResolver:
         while True:
             try:
                 addresses, ttl = await self.resolve(entry.name)
-            except (TimeoutError, OSError, aiodns.error.DNSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure (c-ares's too) keeps the last addresses
                 self._failed(entry, exc)
                 delay = retry
                 retry = min(retry * 2, RETRY_MAX)
