@@ -279,3 +279,17 @@ def test_a_restarted_worker_gets_the_current_addresses(tmp_path: Path) -> None:
             gw.wait_version(1)
             until(lambda: http_get(port, "/echo")[0].status == 200, 10, "the new worker serves")
             assert [served_by(port)["upstream"] for _ in range(4)] == ["second"] * 4
+
+
+def test_a_name_in_a_traffic_split_upstream_is_resolved_too(tmp_path: Path) -> None:
+    port = free_port()
+    with DnsServer() as dns, Upstream("route") as route_up, Upstream("canary") as canary:
+        dns.set("canary.test", ["127.0.0.1"], ttl=300)
+        config = base_config(port, resolvers=[dns.address])
+        config["routes"].append({
+            "id": "split", "uri": "/*",
+            "upstream": {"nodes": [{"host": "127.0.0.1", "port": route_up.port}]},
+            "plugins": {"traffic-split": {"rules": [{"weighted_upstreams": [
+                {"upstream": {"nodes": {f"canary.test:{canary.port}": 1}}, "weight": 1}]}]}}})
+        with GatewayProcess(tmp_path, config):
+            assert [served_by(port)["upstream"] for _ in range(3)] == ["canary"] * 3
