@@ -41,12 +41,16 @@ class UpstreamNode:
     weight: int
     @property
     def priority(self) -> int: ...
+    @property
+    def name(self) -> str | None:
+        """The host name the node's address was resolved from (None: the config gave an IP)."""
     host_header: bytes
     key: tuple[str, int]
     @property
     def active(self) -> int:
         """This worker's requests in flight to the node."""
-    def __init__(self, host: str, port: int, weight: int = 1, priority: int = 0) -> None: ...
+    def __init__(self, host: str, port: int, weight: int = 1, priority: int = 0,
+                 name: str | None = None) -> None: ...
     def watch_health(self, table: Any, slot: int) -> None:
         """The node's health is ``slot`` of ``table`` (a SharedHealth)."""
     @property

@@ -1,6 +1,6 @@
 """Gateway configuration: typed schema, YAML loading and validation, snapshots."""
 
-from .addresses import parse_listen
+from .addresses import parse_listen, parse_nameserver
 from .cross_checks import validate_config
 from .file_checks import FileChecks
 from .issues import ConfigError, ConfigIssue, format_path
@@ -61,5 +61,6 @@ __all__ = [
     "parse_config_text",
     "read_config_file",
     "parse_listen",
+    "parse_nameserver",
     "validate_config",
 ]

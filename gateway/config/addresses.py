@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["is_hostname", "is_ip", "is_wildcard_host", "listen_overlaps", "parse_listen"]
+__all__ = ["is_hostname", "is_ip", "is_wildcard_host", "listen_overlaps", "parse_listen", "parse_nameserver"]
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z", re.I)
@@ -63,3 +63,26 @@ def listen_overlaps(a: tuple[str, int], b: tuple[str, int]) -> bool:
     except ValueError:
         return False
     return ia.version == ib.version and (ia.is_unspecified or ib.is_unspecified)
+
+
+def parse_nameserver(text: str) -> str:
+    """A ``gateway.resolvers`` entry in the form c-ares takes: "10.0.0.2", "10.0.0.2:53",
+    "fd00::2", "[fd00::2]:53". ValueError for anything else (a name cannot be a nameserver)."""
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"invalid nameserver {text!r}")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"invalid nameserver {text!r}: expected an IP address, optionally with "
+                         ":port ([v6addr]:port for IPv6)") from None
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"invalid nameserver {text!r}: port must be 1..65535")
+    if not port:
+        return str(address)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.requestvars.table import families, is_variable, variable_names
 
-from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen
+from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen, parse_nameserver
 from .health_checks import check_health_checks
 from .issues import ConfigIssue, DocPath, issue_at
 from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, Route, Upstream
@@ -101,6 +101,11 @@ def check_gateway(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
             if listen_overlaps(admin, other):
                 message = f"{gw.admin.listen!r} conflicts with proxy listen[{j}] {gw.listen[j]!r}"
                 out.append(issue_at(file, admin_path, message))
+    for i, server in enumerate(gw.resolvers):
+        try:
+            parse_nameserver(server)
+        except ValueError as exc:
+            out.append(issue_at(file, ("gateway", "resolvers", i), str(exc)))
     for i, cidr in enumerate(gw.admin.allow_admin):
         try:
             ipaddress.ip_network(cidr, strict=False)

@@ -122,6 +122,9 @@ class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Apply the file only when it ends with a `#END` line (APISIX standalone mode's marker), for
     #: writers that cannot write a temp file and rename it.
     require_end_marker: bool = False
+    #: Nameservers for the host names in upstream nodes, "ip" or "ip:port" ("[v6]:port");
+    #: empty = the system's (/etc/resolv.conf). /etc/hosts is read first either way.
+    resolvers: list[str] = msgspec.field(default_factory=list)
 
 
 # ----------------------------------------------------------------------- upstream

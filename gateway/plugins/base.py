@@ -28,7 +28,7 @@ plugin off without deleting its config (APISIX's keys).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,6 +66,8 @@ class PluginEnv:
     route_id: str | None = None
     #: Index of this worker (0..N-1); -1 in the master / ``gateway check``.
     worker_id: int = -1
+    #: The current addresses of the host names in nodes (None: names are kept as they are).
+    addresses: Mapping[str, Sequence[str]] | None = None
 
     def compile_upstream(self, upstream: Any, label: str) -> UpstreamGroup:
         """An inline upstream (a dict in APISIX's shape or a config ``Upstream``) compiled to a
@@ -74,7 +76,7 @@ class PluginEnv:
         from gateway.upstream.compile import compile_upstream
         if not isinstance(upstream, Upstream):
             upstream = msgspec.convert(upstream, Upstream, strict=False)
-        return compile_upstream(upstream, label)
+        return compile_upstream(upstream, label, addresses=self.addresses)
 
 
 class Plugin:

@@ -15,6 +15,7 @@ from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
 from gateway.plugins.registry import instantiate
 from gateway.upstream.compile import compile_upstream, with_timeout
 from gateway.upstream.health import inline_key
+from gateway.upstream.names import Addresses
 
 
 class CompileError(ValueError):
@@ -27,9 +28,10 @@ class CompileError(ValueError):
 
 
 def _compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
-                      health: Any = None, health_key: str | None = None) -> UpstreamGroup:
+                      health: Any = None, health_key: str | None = None,
+                      addresses: Addresses | None = None) -> UpstreamGroup:
     try:
-        return compile_upstream(upstream, label, route_timeout, health, health_key)
+        return compile_upstream(upstream, label, route_timeout, health, health_key, addresses)
     except ValueError as exc:  # a chash key the loader let through but no getter exists for
         raise CompileError(str(exc), f"{label}.key") from None
 
@@ -66,17 +68,21 @@ def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
 
 
 def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None = None,
-                    metrics: Any = None, worker_id: int = -1, health: Any = None) -> Runtime:
-    """``health``: the shared node health table (a worker's); None compiles without it."""
+                    metrics: Any = None, worker_id: int = -1, health: Any = None,
+                    addresses: Addresses | None = None) -> Runtime:
+    """``health``: the shared node health table (a worker's); None compiles without it.
+    ``addresses``: the current addresses of the host names in nodes (the master resolves
+    them); None keeps names as they are (``gateway check``)."""
     groups: dict[str, UpstreamGroup] = {}
     for i, upstream in enumerate(config.upstreams):
         groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(
-            upstream, f"upstreams[{i}]", health=health, health_key=upstream.id)
+            upstream, f"upstreams[{i}]", health=health, health_key=upstream.id,
+            addresses=addresses)
     consumers = ConsumerIndex(
         ConsumerEntry(c.username, c.group_id, dict(c.labels), {p.name: p for p in build_plugins(c.plugins)})
         for c in config.consumers)
     env = PluginEnv(limiter=limiter or local_limiter(), consumers=consumers, upstreams=groups,
-                    metrics=metrics, worker_id=worker_id)
+                    metrics=metrics, worker_id=worker_id, addresses=addresses)
     global_plugins = build_plugins(config.global_rules.plugins)
     for plugin in global_plugins:
         bind_plugin(plugin, env, "global_rules.plugins")
@@ -123,7 +129,7 @@ def compile_route(route: Route, config_index: int, index: int, groups: dict[str,
     group: UpstreamGroup | None = None
     if route.upstream is not None:
         group = _compile_upstream(route.upstream, f"{label}.upstream", route.timeout, health,
-                                  inline_key(route.id))
+                                  inline_key(route.id), env.addresses)
     elif route.upstream_id is not None:
         group = groups[route.upstream_id]
         if route.timeout is not None:

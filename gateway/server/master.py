@@ -37,6 +37,8 @@ from gateway.server.state import InstanceState
 from gateway.server.status_report import WorkerPolls, gateway_status
 from gateway.server.worker_boot import worker_command
 from gateway.upstream.health_checker import HealthChecker
+from gateway.upstream.names import node_names
+from gateway.upstream.resolver import NodeResolver
 
 log = logging.getLogger("gateway.master")
 
@@ -128,6 +130,9 @@ class Master:
         self.health_checker = HealthChecker(self.health)
         self.worker_polls = WorkerPolls()
         self.admin: AdminServer | None = None
+        # Host names in nodes are resolved here, once per machine; workers get the addresses.
+        self.resolver: NodeResolver | None = None
+        self.addresses: dict[str, list[str]] = {}
 
     # ---------------------------------------------------------------- config
 
@@ -152,7 +157,7 @@ class Master:
         self.config = config
         self.version += 1
         self.payload = config_to_bytes(config)
-        self.health_checker.apply(config)
+        self.health_checker.apply(config, self.addresses)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         self.state.save_last_good(dump_config(config))
@@ -175,6 +180,7 @@ class Master:
                 check_bindable(address)
             except OSError as exc:
                 raise StartupError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        await self.follow_names(config)
         self.adopt(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics, self.status)
@@ -279,8 +285,32 @@ class Master:
         handle.acks[self.version] = future
         if not handle.writer.is_closing():
             handle.writer.write(encode_frame({"type": "config", "version": self.version,
-                                              "config": self.payload}))
+                                              "config": self.payload,
+                                              "addresses": self.addresses}))
         return future
+
+    async def follow_names(self, config: Config) -> None:
+        """Resolves the host names of ``config``'s nodes before any worker compiles it (a name
+        that cannot be resolved is logged and its node left out until it resolves)."""
+        names = node_names(config)
+        if self.resolver is None:
+            if not names:
+                return  # no name, no resolver: an all-IP config costs nothing
+            self.resolver = NodeResolver(config.gateway.resolvers, self.addresses_changed)
+        else:
+            await self.resolver.set_nameservers(config.gateway.resolvers)
+        await self.resolver.update(names)
+        self.addresses = self.resolver.addresses()
+
+    def addresses_changed(self, addresses: dict[str, list[str]]) -> None:
+        """A name now resolves to other addresses: every worker recompiles its nodes."""
+        self.addresses = addresses
+        if self.config is not None:
+            self.health_checker.apply(self.config, addresses)
+        frame = encode_frame({"type": "addresses", "addresses": addresses})
+        for handle in list(self.workers.values()):
+            if not handle.writer.is_closing():
+                handle.writer.write(frame)
 
     @staticmethod
     def set_ready(handle: WorkerHandle, problem: str | None) -> None:
@@ -395,6 +425,7 @@ class Master:
                 return True
             if self.config is not None and list(config.gateway.listen) != list(self.config.gateway.listen):
                 log.warning("listen addresses changed: they apply at the next restart")
+            await self.follow_names(config)
             self.adopt(config)
             self.reloads.applied += 1
             for handle in list(self.workers.values()):
@@ -442,6 +473,9 @@ class Master:
         for handle in list(self.workers.values()):
             with contextlib.suppress(ProcessLookupError):
                 handle.process.send_signal(sig)
+        if self.resolver is not None:
+            resolver, self.resolver = self.resolver, None
+            await resolver.close()
         if not self.workers:
             self.done.set()
             return

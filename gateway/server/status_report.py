@@ -11,6 +11,7 @@ from gateway.config import Config
 from gateway.server.ipc import encode_frame
 from gateway.upstream.health import inline_key
 from gateway.upstream.health_checker import HealthChecker
+from gateway.upstream.names import node_addresses
 
 if TYPE_CHECKING:
     from gateway.server.master import WorkerHandle
@@ -67,10 +68,12 @@ def upstream_report(config: Config, checker: HealthChecker) -> list[dict[str, An
                 "passive": checks.passive is not None,
                 "fail_open": checks.fail_open,
             },
-            "nodes": [{"host": n.host, "port": n.port, "weight": n.weight,
+            "nodes": [{"host": n.host, "address": address, "port": n.port, "weight": n.weight,
                        "priority": n.priority,
-                       "health": checker.node_status(key, n.host, n.port) if checks else None}
-                      for n in upstream.nodes],
+                       "health": checker.node_status(key, address, n.port) if checks else None}
+                      for n, entries in zip(upstream.nodes,
+                                            node_addresses(upstream.nodes, checker.addresses))
+                      for address, _, _ in entries],
         })
     return out
 

@@ -63,6 +63,8 @@ class Worker:
         self.fatal: str | None = None
         self.fd_watch = FdWatch(log, f"worker {worker_id}")
         self.watcher: asyncio.TimerHandle | None = None
+        #: The master's current addresses of the host names in nodes (it resolves them).
+        self.addresses: dict[str, list[str]] = {}
 
     async def run(self) -> int:
         self.loop.set_exception_handler(self._loop_exception)
@@ -114,7 +116,10 @@ class Worker:
                 return
             kind = message.get("type")
             if kind == "config":
+                self.addresses = message.get("addresses") or {}
                 await self._apply(message["version"], message["config"])
+            elif kind == "addresses":
+                self._readdress(message.get("addresses") or {})
             elif kind == "drain":
                 self.stopping.set()
             elif kind == "ping":
@@ -134,7 +139,7 @@ class Worker:
             config = config_from_bytes(payload)
             runtime = compile_runtime(config, version, limiter=self.limiter,
                                       metrics=self.metrics, worker_id=self.worker_id,
-                                      health=self.health)
+                                      health=self.health, addresses=self.addresses)
         except Exception as exc:  # the master validated it; say why if it still fails here
             if self.server is None:
                 log.exception("worker %d: config version %d rejected", self.worker_id, version)
@@ -159,6 +164,21 @@ class Worker:
         self.config = config
         self.version = version
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
+
+    def _readdress(self, addresses: dict[str, list[str]]) -> None:
+        """A host name in the nodes resolves to other addresses: the running config is compiled
+        again with them, as a reload would (warm connections to unchanged addresses are kept)."""
+        self.addresses = addresses
+        if self.server is None or self.config is None:
+            return
+        try:
+            runtime = compile_runtime(self.config, self.version, limiter=self.limiter,
+                                      metrics=self.metrics, worker_id=self.worker_id,
+                                      addresses=addresses)
+        except Exception:  # the same config compiled before: only the node lists changed
+            log.exception("worker %d: new node addresses not applied", self.worker_id)
+            return
+        self.server.set_runtime(runtime)
 
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))

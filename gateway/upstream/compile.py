@@ -11,6 +11,7 @@ from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
 from gateway.config import Upstream
 from gateway.requestvars import RequestView, compile_template, to_text, var_getter
 from gateway.upstream.health import node_label
+from gateway.upstream.names import Addresses, node_addresses
 
 log = logging.getLogger("gateway.upstream")
 
@@ -76,10 +77,16 @@ def watch_health(upstream: Upstream, nodes: list[UpstreamNode], health: Any,
 
 
 def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
-                     health: Any = None, health_key: str | None = None) -> UpstreamGroup:
+                     health: Any = None, health_key: str | None = None,
+                     addresses: Addresses | None = None) -> UpstreamGroup:
     """``health`` (a SharedHealth) and ``health_key`` (see gateway.upstream.health): where the
-    nodes' health lives, when the upstream has ``checks``; without them nodes are never down."""
-    nodes = [UpstreamNode(n.host, n.port, n.weight, n.priority) for n in upstream.nodes]
+    nodes' health lives, when the upstream has ``checks``; without them nodes are never down.
+    ``addresses``: the resolver's current answers; a named node becomes one node per address
+    (see ``node_addresses``), so the data plane only ever connects to IP addresses."""
+    nodes = []
+    for config_node, entries in zip(upstream.nodes, node_addresses(upstream.nodes, addresses)):
+        for address, name, weight in entries:
+            nodes.append(UpstreamNode(address, config_node.port, weight, config_node.priority, name))
     passive = None
     if upstream.checks is not None and health is not None and health_key is not None:
         passive = watch_health(upstream, nodes, health, health_key)

@@ -29,6 +29,7 @@ from gateway.upstream.health import (
     checked_upstreams,
     node_label,
 )
+from gateway.upstream.names import Addresses, node_addresses
 
 log = logging.getLogger("gateway.health")
 
@@ -44,6 +45,8 @@ class Target:
     host: str
     port: int
     check: ActiveCheck
+    #: The node's host name when ``host`` is one of its resolved addresses.
+    name: str | None = None
 
     @property
     def thresholds(self) -> tuple[int, int, int, int]:
@@ -52,9 +55,9 @@ class Target:
                 check.unhealthy.tcp_failures, check.unhealthy.timeouts)
 
 
-def probe_request(check: ActiveCheck, host: str, port: int) -> bytes:
+def probe_request(check: ActiveCheck, host: str, port: int, name: str | None = None) -> bytes:
     """The check's GET: HTTP/1.0 so the node closes after answering."""
-    host_header = check.host or (f"[{host}]" if ":" in host else host)
+    host_header = check.host or name or (f"[{host}]" if ":" in host else host)
     if port not in (80, 443):
         host_header += f":{port}"
     lines = [f"GET {check.http_path} HTTP/1.0", f"Host: {host_header}",
@@ -80,7 +83,8 @@ def tls_context(check: ActiveCheck) -> ssl.SSLContext:
     return context
 
 
-async def probe(check: ActiveCheck, host: str, port: int) -> tuple[str | None, int]:
+async def probe(check: ActiveCheck, host: str, port: int,
+                name: str | None = None) -> tuple[str | None, int]:
     """One check of one node: (outcome, HTTP status or 0). The outcome is None for a status
     listed neither as healthy nor as unhealthy (not counted, as in APISIX)."""
     port = check.port or port
@@ -89,11 +93,11 @@ async def probe(check: ActiveCheck, host: str, port: int) -> tuple[str | None, i
     try:
         async with asyncio.timeout(check.timeout):
             reader, writer = await asyncio.open_connection(
-                host, port, ssl=tls, server_hostname=(check.host or host) if tls else None,
+                host, port, ssl=tls, server_hostname=(check.host or name or host) if tls else None,
                 limit=MAX_STATUS_LINE)
             if check.type == "tcp":
                 return SUCCESS, 0
-            writer.write(probe_request(check, host, port))
+            writer.write(probe_request(check, host, port, name))
             line = await reader.readline()
     except TimeoutError:
         return TIMEOUT, 0
@@ -120,9 +124,12 @@ class HealthChecker:
         self.tasks: dict[str, tuple[Target, asyncio.Task[None]]] = {}
         self.slots: dict[str, int] = {}
         self.upstreams: list[CheckedUpstream] = []
+        self.addresses: Addresses | None = None
 
-    def apply(self, config: Config) -> None:
-        """Checks exactly the nodes of ``config`` that have ``checks``."""
+    def apply(self, config: Config, addresses: Addresses | None = None) -> None:
+        """Checks exactly the nodes of ``config`` that have ``checks``; a named node at each of
+        its current ``addresses`` (the workers' nodes), under the same labels as the workers."""
+        self.addresses = addresses
         self.upstreams = checked_upstreams(config)
         targets: dict[str, Target] = {}
         for checked in self.upstreams:
@@ -130,9 +137,11 @@ class HealthChecker:
             active = checked.upstream.checks.active
             if active is None:
                 continue
-            for node in checked.upstream.nodes:
-                label = node_label(checked.key, node.host, node.port)
-                targets[label] = Target(checked.key, node.host, node.port, active)
+            nodes = checked.upstream.nodes
+            for node, entries in zip(nodes, node_addresses(nodes, addresses)):
+                for address, name, _ in entries:
+                    label = node_label(checked.key, address, node.port)
+                    targets[label] = Target(checked.key, address, node.port, active, name)
         for label, (target, task) in list(self.tasks.items()):
             if targets.get(label) != target:
                 task.cancel()
@@ -157,7 +166,7 @@ class HealthChecker:
         await self.pause(check, slot, random.uniform(0, 1))
         while True:
             try:
-                outcome, status = await probe(check, target.host, target.port)
+                outcome, status = await probe(check, target.host, target.port, target.name)
             except Exception:  # a probe must never end the node's checks
                 log.exception("health check of %s:%d failed", target.host, target.port)
                 outcome, status = None, 0

@@ -1,5 +1,6 @@
 cdef class UpstreamNode:
-    cdef public str host
+    cdef public str host                 # the IP address connected to
+    cdef readonly str name               # the host name it was resolved from (None: an IP node)
     cdef public int port
     cdef public int weight
     cdef readonly int priority           # higher first; lower ones only when those are unusable

@@ -1,15 +1,19 @@
 cdef class UpstreamNode:
 
-    def __init__(self, str host, int port, int weight=1, int priority=0):
+    def __init__(self, str host, int port, int weight=1, int priority=0, str name=None):
         self.host = host
         self.port = port
         self.weight = weight
         self.priority = priority
+        self.name = name
         self.key = (host, port)
-        if ":" in host:
-            self.host_header = f"[{host}]:{port}".encode()
+        # pass_host=node sends the node's name as the config wrote it, not the address it
+        # resolved to (virtual hosts behind one address)
+        shown = name or host
+        if ":" in shown:
+            self.host_header = f"[{shown}]:{port}".encode()
         else:
-            self.host_header = f"{host}:{port}".encode() if port != 80 else host.encode()
+            self.host_header = f"{shown}:{port}".encode() if port != 80 else shown.encode()
         self.active = 0
         self.idle = []
 
@@ -44,7 +48,8 @@ cdef class UpstreamNode:
             self.active -= 1
 
     def __repr__(self):
-        return f"UpstreamNode({self.host}:{self.port}, weight={self.weight})"
+        named = f" ({self.name})" if self.name else ""
+        return f"UpstreamNode({self.host}:{self.port}{named}, weight={self.weight})"
 
 
 PASS_HOST_PASS = 0

@@ -238,9 +238,11 @@ class ByteMark:
 class Upstream:
     """Start with ``with Upstream() as up:``; ``up.port`` is the listening port (``port``: that
     one, e.g. one a test kept refused until now). ``delay``: seconds every response waits
-    (settable while it runs: an upstream that turns slow)."""
+    (settable while it runs: an upstream that turns slow). ``host``: the loopback address to
+    listen on ("::1" for IPv6, "127.0.0.2" for a second address on the same port)."""
 
-    def __init__(self, name: str = "up", port: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, name: str = "up", port: int = 0, delay: float = 0.0,
+                 host: str = "127.0.0.1") -> None:
         self.name = name
         self.delay = delay
         self.received: list[Received] = []
@@ -250,10 +252,11 @@ class Upstream:
         self.accepted = 0  # connections accepted, counted before any byte is read
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        sock = socket.socket()
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         if port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
+        sock.bind((host, port))
+        self.host = host
         self.port: int = sock.getsockname()[1]
         self.sock = sock
         self.server: asyncio.AbstractServer | None = None
