@@ -318,3 +318,31 @@ def test_a_nameserver_that_never_answers_delays_the_first_answer_only_briefly(
     message = next(r.getMessage() for r in caplog.records if "cannot resolve" in r.getMessage())
     assert "quiet.test (upstreams[0].nodes[0].host)" in message
     assert "the node has no address" in message
+
+
+def test_other_resolvers_are_asked_at_once_and_keep_the_last_addresses(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that changes ``resolvers``: every name is asked the new servers straight away
+    (not when its TTL ends), and keeps its addresses if they cannot answer."""
+    async def scenario(first: DnsServer, second: DnsServer) -> None:
+        resolver = NodeResolver([first.address], lambda _: None)
+        try:
+            await resolver.update({"svc.test": "here"})
+            assert resolver.addresses() == {"svc.test": ["127.0.0.1"]}
+            await resolver.set_nameservers([second.address])
+            await resolver.update({"svc.test": "here"})
+            assert resolver.addresses() == {"svc.test": ["127.0.0.3"]}  # TTL 300 not waited for
+            first.failing = True
+            await resolver.set_nameservers([first.address])
+            await resolver.update({"svc.test": "here"})
+            assert resolver.addresses() == {"svc.test": ["127.0.0.3"]}
+        finally:
+            await resolver.close()
+
+    with DnsServer() as first, DnsServer() as second, \
+            caplog.at_level(logging.INFO, logger="gateway.resolver"):
+        first.set("svc.test", ["127.0.0.1"], ttl=300)
+        second.set("svc.test", ["127.0.0.3"], ttl=300)
+        asyncio.run(scenario(first, second))
+    failures = [r.getMessage() for r in caplog.records if "cannot resolve" in r.getMessage()]
+    assert len(failures) == 1 and "keeping its last addresses 127.0.0.3" in failures[0], failures
