@@ -25,7 +25,7 @@ log = logging.getLogger("gateway.resolver")
 #: make a busy loop, a TTL of days still notices a change within the hour.
 MIN_TTL = 1.0
 MAX_TTL = 3600.0
-#: c-ares keeps answers for their TTL: asking again just after it ends reaches the server.
+#: Asked again a little after the TTL, so that caches between us and the zone have let it go.
 _EXPIRY_MARGIN = 0.1
 #: A failing name is tried again after these delays (doubling up to the last).
 RETRY_FIRST = 1.0
