@@ -293,3 +293,56 @@ def test_a_name_in_a_traffic_split_upstream_is_resolved_too(tmp_path: Path) -> N
                 {"upstream": {"nodes": {f"canary.test:{canary.port}": 1}}, "weight": 1}]}]}}})
         with GatewayProcess(tmp_path, config):
             assert [served_by(port)["upstream"] for _ in range(3)] == ["canary"] * 3
+
+
+def test_a_nameserver_that_never_answers_delays_the_first_answer_only_briefly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A start, or a reload, waits for a new name's first answer: bounded when DNS is silent."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # receives, never answers
+    server = f"127.0.0.1:{silent.getsockname()[1]}"
+
+    async def scenario() -> float:
+        resolver = NodeResolver([server], lambda _: None)
+        started = time.monotonic()
+        try:
+            await resolver.update({"quiet.test": "upstreams[0].nodes[0].host"})
+            assert resolver.addresses() == {}
+            return time.monotonic() - started
+        finally:
+            await resolver.close()
+
+    with silent, caplog.at_level(logging.INFO, logger="gateway.resolver"):
+        waited = asyncio.run(scenario())
+    assert waited < 3.5  # QUERY_TIMEOUT (2 s), not c-ares's own retries for ever
+    message = next(r.getMessage() for r in caplog.records if "cannot resolve" in r.getMessage())
+    assert "quiet.test (upstreams[0].nodes[0].host)" in message
+    assert "the node has no address" in message
+
+
+def test_other_resolvers_are_asked_at_once_and_keep_the_last_addresses(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that changes ``resolvers``: every name is asked the new servers straight away
+    (not when its TTL ends), and keeps its addresses if they cannot answer."""
+    async def scenario(first: DnsServer, second: DnsServer) -> None:
+        resolver = NodeResolver([first.address], lambda _: None)
+        try:
+            await resolver.update({"svc.test": "here"})
+            assert resolver.addresses() == {"svc.test": ["127.0.0.1"]}
+            await resolver.set_nameservers([second.address])
+            await resolver.update({"svc.test": "here"})
+            assert resolver.addresses() == {"svc.test": ["127.0.0.3"]}  # TTL 300 not waited for
+            first.failing = True
+            await resolver.set_nameservers([first.address])
+            await resolver.update({"svc.test": "here"})
+            assert resolver.addresses() == {"svc.test": ["127.0.0.3"]}
+        finally:
+            await resolver.close()
+
+    with DnsServer() as first, DnsServer() as second, \
+            caplog.at_level(logging.INFO, logger="gateway.resolver"):
+        first.set("svc.test", ["127.0.0.1"], ttl=300)
+        second.set("svc.test", ["127.0.0.3"], ttl=300)
+        asyncio.run(scenario(first, second))
+    failures = [r.getMessage() for r in caplog.records if "cannot resolve" in r.getMessage()]
+    assert len(failures) == 1 and "keeping its last addresses 127.0.0.3" in failures[0], failures

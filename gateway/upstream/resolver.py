@@ -10,6 +10,7 @@ retried with a growing delay meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ log = logging.getLogger("gateway.resolver")
 #: make a busy loop, a TTL of days still notices a change within the hour.
 MIN_TTL = 1.0
 MAX_TTL = 3600.0
-#: c-ares keeps answers for their TTL: asking again just after it ends reaches the server.
+#: Asked again a little after the TTL, so that caches between us and the zone have let it go.
 _EXPIRY_MARGIN = 0.1
 #: A failing name is tried again after these delays (doubling up to the last).
 RETRY_FIRST = 1.0
@@ -56,6 +57,7 @@ class NodeResolver:
         self.nameservers = [parse_nameserver(s) for s in nameservers]
         self.on_change = on_change
         self.names: dict[str, _Name] = {}
+        self._kept: dict[str, tuple[str, ...] | None] = {}  # addresses across a nameserver change
         self._resolver: aiodns.DNSResolver | None = None
 
     @property
@@ -69,26 +71,37 @@ class NodeResolver:
         return {n.name: list(n.addresses) for n in self.names.values() if n.addresses}
 
     async def set_nameservers(self, nameservers: Sequence[str]) -> None:
+        """Other nameservers (a reload changed ``resolvers``): every name is asked them afresh
+        by the next ``update``, keeping its last good addresses if they cannot answer."""
         wanted = [parse_nameserver(s) for s in nameservers]
         if wanted == self.nameservers:
             return
         self.nameservers = wanted
+        kept = {name: entry.addresses for name, entry in self.names.items()}
+        await self.update({})
+        self._kept = kept
         old, self._resolver = self._resolver, None
         if old is not None:
             await old.close()
 
     async def update(self, names: Mapping[str, str]) -> None:
         """Follows exactly ``names``; returns once each new one has been tried once."""
+        stopped = []
         for gone in set(self.names) - set(names):
             task = self.names.pop(gone).task
             if task is not None:
                 task.cancel()
+                stopped.append(task)
+        if stopped:  # ended before their channel may be closed
+            await asyncio.gather(*stopped, return_exceptions=True)
         new = []
         for name, where in names.items():
             if name not in self.names:
                 entry = self.names[name] = _Name(name, where)
+                entry.addresses = self._kept.get(name)
                 entry.task = asyncio.ensure_future(self._follow(entry))
                 new.append(entry.first)
+        self._kept = {}
         if new:
             await asyncio.wait(new, timeout=QUERY_TIMEOUT + 1.0)
 
@@ -120,10 +133,11 @@ class NodeResolver:
         Re-initialising the channel empties that cache (it keeps the configured nameservers);
         done after each answer, as it completes in the background, so that the next question, a
         second or more later, finds it empty."""
-        channel = getattr(self.resolver, "_channel", None)
+        channel = getattr(self._resolver, "_channel", None)
         reinit = getattr(channel, "reinit", None)
         if reinit is not None:
-            reinit()
+            with contextlib.suppress(Exception):  # a closed channel: nothing to forget
+                reinit()
 
     async def _follow(self, entry: _Name) -> None:
         retry = RETRY_FIRST
