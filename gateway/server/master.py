@@ -531,6 +531,10 @@ class Master:
         for handle in everyone:
             with contextlib.suppress(ProcessLookupError):
                 handle.process.send_signal(sig)
+        # The workers close their copies as they stop accepting: with ours closed too, a new
+        # connection is refused at once (or goes to a gateway that took the sockets over)
+        # instead of waiting in a queue nobody reads.
+        self.listeners.close()
         if not everyone:
             self.done.set()
             return

@@ -44,16 +44,18 @@ def parse(output: str) -> WrkResult:
 class Load:
     """Two wrk runs against ``port`` for ``seconds``: keep-alive and new-connection."""
 
-    def __init__(self, port: int, seconds: int, path: str = "/echo", connections: int = 8) -> None:
+    def __init__(self, port: int, seconds: int, path: str = "/echo", keep_alive: int = 8,
+                 new_connections: int = 32) -> None:
         assert WRK is not None, "wrk is needed (Debian package wrk)"
         url = f"http://127.0.0.1:{port}{path}"
-        common = [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
+        common = [WRK, "-t1", f"-d{seconds}s", "--timeout", "5s"]
         self.runs = {
-            "keep-alive": subprocess.Popen([*common, url], stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True),
-            "new connections": subprocess.Popen([*common, "-H", "Connection: close", url],
-                                                stdout=subprocess.PIPE,
-                                                stderr=subprocess.STDOUT, text=True),
+            "keep-alive": subprocess.Popen([*common, f"-c{keep_alive}", url],
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           text=True),
+            "new connections": subprocess.Popen(
+                [*common, f"-c{new_connections}", "-H", "Connection: close", url],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
         }
 
     def running(self) -> bool:
