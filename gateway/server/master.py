@@ -558,6 +558,8 @@ class Master:
                         "rejected": self.reloads.rejected},
             "workers": [{"index": h.index, "pid": h.process.pid, "version": h.version}
                         for h in sorted(self.workers.values(), key=lambda h: h.index)],
+            "draining": [{"index": h.index, "pid": h.process.pid, "version": h.version}
+                         for h in sorted(self.retiring, key=lambda h: h.index)],
         })
 
 

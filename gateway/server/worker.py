@@ -155,8 +155,6 @@ class Worker:
             self.server.set_runtime(runtime)
             self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
-            if list(config.gateway.listen) != list(self.config.gateway.listen if self.config else []):
-                log.warning("worker %d: listen addresses change only on restart", self.worker_id)
         self.config = config
         self.version = version
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
