@@ -206,6 +206,51 @@ def test_plugin_code_change_restarts_workers_under_load(tmp_path: Path, upstream
         assert gw.worker_pids() == pids and seen_code() == "v2"
 
 
+WORKER_ONLY_FAILURE = """
+import os, sys
+# imports in the master, fails in a new worker while the marker file exists
+if sys.argv[0] == "gateway-worker" and os.path.exists({marker!r}):
+    raise RuntimeError("no such resource in a worker")
+"""
+
+
+def test_a_worker_that_cannot_start_stops_the_restart_and_the_old_workers_serve(
+        tmp_path: Path, upstream: Upstream) -> None:
+    port = free_port()
+    code = tmp_path / "code"
+    code.mkdir()
+    module = code / "rolling_stamp.py"
+    module.write_text(PLUGIN.format(version="v1"))
+    config = config_for(upstream, port)
+    config["routes"][0]["plugins"] = {"rolling_stamp:Stamp": {}}
+    with GatewayProcess(tmp_path, config, env={"PYTHONPATH": str(code)}) as gw:
+        old = gw.worker_pids()
+
+        def seen_code() -> str:
+            body = json.loads(http_get(port, "/echo")[1])
+            return dict(body["headers"]).get("x-code", "")
+
+        marker = tmp_path / "worker-cannot-start"
+
+        def fail_then_fix() -> None:
+            marker.touch()
+            module.write_text(WORKER_ONLY_FAILURE.format(marker=str(marker))
+                              + PLUGIN.format(version="v2"))
+            reload(gw)
+            wait_until(lambda: "rolling restart stopped at worker 0" in gw.logs(), 15, gw.logs)
+            assert gw.worker_pids() == old and seen_code() == "v1"
+            # nothing changed in the files, but the next reload finishes the restart
+            marker.unlink()
+            reload(gw)
+            wait_until(lambda: set(gw.worker_pids()).isdisjoint(old)
+                       and all(w["version"] == gw.status()["version"]
+                               for w in gw.status()["workers"]), 15, gw.logs)
+
+        under_load(port, fail_then_fix)
+        assert seen_code() == "v2"
+        assert "the last rolling restart did not finish" in gw.logs()
+
+
 def test_second_gateway_takes_over_while_the_first_drains_under_load(
         tmp_path: Path, upstream: Upstream) -> None:
     port = free_port()

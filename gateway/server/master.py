@@ -113,6 +113,7 @@ class Master:
         self.workers: dict[int, WorkerHandle] = {}
         self.retiring: set[WorkerHandle] = set()
         self.count = 0  # worker slots
+        self.restart_unfinished = False
         self.listeners = Listeners()
         self.handoffs: dict[str, HandoffServer] = {}
         self.plugin_code = PluginCode()
@@ -452,7 +453,7 @@ class Master:
                 self.write_status()
                 return False
             if self.config is not None and config.fingerprint() == self.config.fingerprint() \
-                    and not code_changed:
+                    and not code_changed and not self.restart_unfinished:
                 return True
             change = self.process_change(config, code_changed)
             if change.needed:
@@ -470,7 +471,8 @@ class Master:
                 log.info("config version %d needs new worker processes (%s): restarting them "
                          "one at a time", self.version, change.describe())
                 ok = await rolling.roll(self, change)
-                self.count = change.new_count
+                self.count = change.new_count if ok else len(self.workers)
+                self.restart_unfinished = not ok and change.restart_all
                 self.plugin_code.record(config)
                 self.listeners.drop_addresses(list(config.gateway.listen))
                 self.open_listeners(list(config.gateway.listen), change.new_count)
@@ -490,7 +492,8 @@ class Master:
         return rolling.ProcessChange(
             old_count=self.count, new_count=new_count,
             listen_changed=list(config.gateway.listen) != old_listen,
-            code_changed=[m for m in code_changed if m in self.plugin_code.files])
+            code_changed=[m for m in code_changed if m in self.plugin_code.files],
+            unfinished=self.restart_unfinished)
 
     def settle_time(self) -> float:
         return self.config.gateway.config_settle_time if self.config else 0.2

@@ -36,10 +36,12 @@ class ProcessChange:
     new_count: int
     listen_changed: bool = False
     code_changed: list[str] = field(default_factory=list)
+    #: The previous rolling restart stopped part-way: some workers still run older code.
+    unfinished: bool = False
 
     @property
     def restart_all(self) -> bool:
-        return self.listen_changed or bool(self.code_changed)
+        return self.listen_changed or bool(self.code_changed) or self.unfinished
 
     @property
     def needed(self) -> bool:
@@ -51,6 +53,8 @@ class ProcessChange:
             why.append("listen addresses changed")
         if self.code_changed:
             why.append("plugin code changed: " + ", ".join(self.code_changed))
+        if self.unfinished:
+            why.append("the last rolling restart did not finish")
         if self.old_count != self.new_count:
             why.append(f"workers {self.old_count} -> {self.new_count}")
         return "; ".join(why)
