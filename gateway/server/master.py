@@ -93,6 +93,8 @@ class WorkerHandle:
     fatal: str | None = None
     #: Replaced or removed: drains and exits, and is not restarted.
     retiring: bool = False
+    #: In place in Master.workers (a successor is not until it serves): only these restart.
+    registered: bool = True
 
 
 @dataclass
@@ -312,7 +314,7 @@ class Master:
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        handle = WorkerHandle(index, process, writer, time.monotonic())
+        handle = WorkerHandle(index, process, writer, time.monotonic(), registered=register)
         handle.ready = asyncio.get_running_loop().create_future()
         if register:
             self.workers[index] = handle
@@ -377,9 +379,10 @@ class Master:
             if not self.workers and not self.retiring:
                 self.done.set()
             return
-        if handle.retiring:
-            log.info("worker %d (pid %d) drained and exited with %s", handle.index,
-                     handle.process.pid, code)
+        if handle.retiring or not handle.registered:
+            log.info("worker %d (pid %d) %s exited with %s", handle.index, handle.process.pid,
+                     "drained and" if handle.retiring else "(a successor that never served)",
+                     code)
             return
         if not self.serving:
             return  # the first start failed: start_all reports it and stops

@@ -95,9 +95,13 @@ async def replace(master: Master, slot: int) -> bool:
     new = await start_serving(master, slot)
     if new is None:
         return False
+    if master.stopping:  # stopped while it started: it drains with the others
+        retire(master, new)
+        return False
     old = master.workers.get(slot)
     if old is not None:
         retire(master, old)
+    new.registered = True
     master.workers[slot] = new
     master.write_status()
     log.info("worker %d replaced: pid %d serves, pid %s drains", slot, new.process.pid,
