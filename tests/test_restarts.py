@@ -53,9 +53,9 @@ def config_for(upstream: Upstream, port: int, workers: int = 2) -> dict[str, Any
     return base_config(port, upstream.port, workers=workers, graceful_shutdown_timeout=5)
 
 
-def under_load(port: int, operation: Callable[[], None]) -> None:
+def under_load(port: int, operation: Callable[[], None], seconds: int = LOAD_SECONDS) -> None:
     """Runs ``operation`` while wrk loads ``port``; fails on any failed request."""
-    load = Load(port, LOAD_SECONDS)
+    load = Load(port, seconds)
     try:
         time.sleep(1.0)
         operation()
@@ -246,7 +246,7 @@ def test_a_worker_that_cannot_start_stops_the_restart_and_the_old_workers_serve(
                        and all(w["version"] == gw.status()["version"]
                                for w in gw.status()["workers"]), 15, gw.logs)
 
-        under_load(port, fail_then_fix)
+        under_load(port, fail_then_fix, seconds=15)
         assert seen_code() == "v2"
         assert "the last rolling restart did not finish" in gw.logs()
 
@@ -273,7 +273,7 @@ def test_second_gateway_takes_over_while_the_first_drains_under_load(
             assert all(gone(p) for p in old)
             wait_serving(second.worker_pids(), port)
 
-        under_load(port, take_over)
+        under_load(port, take_over, seconds=15)
         assert http_get(port, "/echo")[0].status == 200
         first.assert_no_lost_exceptions()
         # the new gateway answers takeover requests once the old one has let go: a third
