@@ -251,22 +251,24 @@ def test_a_worker_that_cannot_start_stops_the_restart_and_the_old_workers_serve(
         assert "the last rolling restart did not finish" in gw.logs()
 
 
+@pytest.mark.parametrize("before, after", [(2, 2), (3, 2)])
 def test_second_gateway_takes_over_while_the_first_drains_under_load(
-        tmp_path: Path, upstream: Upstream) -> None:
+        tmp_path: Path, upstream: Upstream, before: int, after: int) -> None:
+    """With fewer workers than sockets handed over, a worker accepts on several."""
     port = free_port()
     config = config_for(upstream, port)
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
-    first = GatewayProcess(tmp_path / "old", config).start()
+    first = GatewayProcess(tmp_path / "old", config, workers=before).start()
     second_config = copy.deepcopy(config)
     second_config["gateway"]["admin"]["listen"] = f"127.0.0.1:{free_port()}"
-    second = GatewayProcess(tmp_path / "new", second_config)
+    second = GatewayProcess(tmp_path / "new", second_config, workers=after)
     try:
         old = first.worker_pids()
 
         def take_over() -> None:
             second.start()
-            assert "taking over 2 listening socket(s) on" in second.logs()
+            assert f"taking over {before} listening socket(s) on" in second.logs()
             stopped = first.cli("stop", "--graceful")
             assert stopped.returncode == 0, stopped.stderr
             assert first.proc is not None and first.proc.wait(5) == 0
@@ -281,7 +283,7 @@ def test_second_gateway_takes_over_while_the_first_drains_under_load(
         handed: list[socket.socket] = []
         wait_until(lambda: bool(handed.extend(request_sockets(f"127.0.0.1:{port}")) or handed),
                    5, second.logs)
-        assert len(handed) == 2
+        assert len(handed) == before
         for sock in handed:
             sock.close()
     finally:
