@@ -477,7 +477,8 @@ class Master:
                 self.count = change.new_count if ok else len(self.workers)
                 self.restart_unfinished = not ok and change.restart_all
                 self.plugin_code.record(config)
-                self.listeners.drop_addresses(list(config.gateway.listen))
+                if ok:  # else workers not yet replaced still serve the old addresses
+                    self.listeners.drop_addresses(list(config.gateway.listen))
                 self.open_listeners(list(config.gateway.listen), change.new_count)
             else:
                 for handle in list(self.workers.values()):
