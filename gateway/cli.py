@@ -1,4 +1,5 @@
-"""Command line: ``gateway run`` serves, ``gateway check`` validates a config file."""
+"""Command line: ``gateway run`` serves, ``gateway check`` validates a config file,
+``gateway reload`` and ``gateway stop`` signal the running master of a config."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    import signal
+
+    from gateway.server.running import NotRunning, signal_master
+
+    try:
+        pid = signal_master(args.config, signal.SIGHUP)
+    except NotRunning as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    print(f"gateway: asked master {pid} to reload (its log says what applied)")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from gateway.server.running import STOP_SIGNALS, NotRunning, signal_master, wait_gone
+
+    try:
+        pid = signal_master(args.config, STOP_SIGNALS[args.graceful])
+    except NotRunning as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    if args.timeout > 0 and not wait_gone(pid, args.timeout):
+        print(f"gateway: master {pid} still runs after {args.timeout:g} s", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
@@ -58,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config file and print every error")
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check)
+    reload = sub.add_parser("reload", help="apply the config file now (SIGHUP); workers are "
+                            "restarted one at a time when the change needs new processes")
+    reload.add_argument("-c", "--config", help="the running gateway's config file")
+    reload.set_defaults(func=cmd_reload)
+    stop = sub.add_parser("stop", help="stop a running gateway (at once, or --graceful)")
+    stop.add_argument("-c", "--config", help="the running gateway's config file")
+    stop.add_argument("--graceful", action="store_true",
+                      help="drain (SIGTERM): stop accepting, finish in-flight requests up to "
+                           "graceful_shutdown_timeout, then exit")
+    stop.add_argument("--timeout", type=float, default=60.0,
+                      help="seconds to wait for the master to exit (0: do not wait)")
+    stop.set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

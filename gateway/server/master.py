@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import os
 import signal
@@ -29,10 +31,13 @@ from gateway.config import (
 )
 from gateway.plugins.registry import check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
+from gateway.server import rolling
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
+from gateway.server.handoff import HandoffServer, request_sockets
 from gateway.server.ipc import encode_frame, read_frame
-from gateway.server.sockets import check_bindable
+from gateway.server.listeners import Listeners
+from gateway.server.plugin_code import PluginCode
 from gateway.server.state import InstanceState
 from gateway.server.status_report import WorkerPolls, gateway_status
 from gateway.server.worker_boot import worker_command
@@ -79,7 +84,7 @@ def check_bytes(raw: bytes, path: str, file_checks: FileChecks = FileChecks.FILE
     return parse_config_file(raw, path, extra_checks=CHECKS, file_checks=file_checks)
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: kept in sets while retiring
 class WorkerHandle:
     index: int
     process: asyncio.subprocess.Process
@@ -90,6 +95,10 @@ class WorkerHandle:
     #: Resolved with None once the worker serves its first config, or with why it cannot.
     ready: asyncio.Future[str | None] | None = None
     fatal: str | None = None
+    #: Replaced or removed: drains and exits, and is not restarted.
+    retiring: bool = False
+    #: In place in Master.workers (a successor is not until it serves): only these restart.
+    registered: bool = True
 
 
 @dataclass
@@ -108,6 +117,12 @@ class Master:
         self.payload = b""
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
+        self.retiring: set[WorkerHandle] = set()
+        self.count = 0  # worker slots
+        self.restart_unfinished = False
+        self.listeners = Listeners()
+        self.handoffs: dict[str, HandoffServer] = {}
+        self.plugin_code = PluginCode()
         self.serving = False
         self.stopping = False
         self.fast_stop = False
@@ -163,7 +178,10 @@ class Master:
         self.state.save_last_good(dump_config(config))
 
     def worker_count(self) -> int:
-        wanted: int | str = self.workers_override or (self.config.gateway.workers if self.config else 1)
+        return self.worker_count_of(self.config)
+
+    def worker_count_of(self, config: Config | None) -> int:
+        wanted: int | str = self.workers_override or (config.gateway.workers if config else 1)
         if wanted == "auto":
             return len(os.sched_getaffinity(0)) or 1
         return int(wanted)
@@ -175,13 +193,11 @@ class Master:
         loop.set_exception_handler(self.loop_exception)
         raise_fd_limit()
         config = self.initial_config()
-        for address in config.gateway.listen:
-            try:
-                check_bindable(address)
-            except OSError as exc:
-                raise StartupError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        count = self.count = self.worker_count_of(config)
+        self.open_listeners(list(config.gateway.listen), count)
         await self.follow_names(config)
         self.adopt(config)
+        self.plugin_code.record(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics, self.status)
         await self.admin.start()
@@ -189,7 +205,6 @@ class Master:
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
         loop.add_signal_handler(signal.SIGINT, lambda: self.spawn(self.stop(fast=self.stopping)))  # twice: now
         loop.add_signal_handler(signal.SIGQUIT, lambda: self.spawn(self.stop(fast=True)))
-        count = self.worker_count()
         await self.start_all(count)
         self.serving = True
         log.info("gateway master %d: %d workers serving %s (config version %d)", os.getpid(),
@@ -199,7 +214,43 @@ class Master:
             self.spawn(self.watch())
         self.spawn(self.housekeeping())
         await self.done.wait()
+        self.listeners.close()
         return 0
+
+    def open_listeners(self, addresses: list[str], count: int) -> None:
+        """Takes over the sockets of a gateway already serving an address (see handoff.py),
+        else binds new ones."""
+        for address in addresses:
+            if address in self.listeners.groups:
+                continue
+            handed = request_sockets(address)
+            if handed:
+                log.info("taking over %d listening socket(s) on %s from a running gateway",
+                         len(handed), address)
+                self.listeners.adopt(address, handed, count)
+        try:
+            self.listeners.ensure(addresses, count)
+        except OSError as exc:
+            raise StartupError(exc.strerror or str(exc)) from None
+        for address in addresses:
+            if address not in self.handoffs:
+                self.handoffs[address] = HandoffServer(
+                    address, functools.partial(self.listening_sockets, address))
+        for address in [a for a in self.handoffs if a not in addresses]:
+            self.handoffs.pop(address).close()
+        self.offer_handoff()
+
+    def listening_sockets(self, address: str) -> list[socket.socket]:
+        group = self.listeners.groups.get(address)
+        return list(group.order) if group else []
+
+    def offer_handoff(self) -> None:
+        if not self.stopping:
+            for server in self.handoffs.values():
+                server.try_start()
+
+    def grace(self) -> float:
+        return self.config.gateway.graceful_shutdown_timeout if self.config else 10.0
 
     async def start_all(self, count: int) -> None:
         """Every worker serves its first config, or the start fails with the first cause."""
@@ -257,15 +308,19 @@ class Master:
             return
         log.error("%s", context.get("message", "event loop error"), exc_info=exc)
 
-    async def start_worker(self, index: int) -> None:
+    async def start_worker(self, index: int, register: bool = True) -> WorkerHandle:
+        """Starts worker ``index`` on the slot's listening sockets; ``register=False`` starts a
+        successor that the caller puts in place once it serves."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        listen = self.listeners.fds(index, list(self.config.gateway.listen) if self.config else [])
         try:
             argv, extra_env = worker_command([
                 "--id", str(index), "--control-fd", str(child.fileno()),
                 "--limiter-fd", str(self.limiter.fd), "--metrics-fd", str(self.metrics.fd),
-                "--health-fd", str(self.health.fd)])
+                "--health-fd", str(self.health.fd), "--listen-fds", json.dumps(listen)])
             process = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(child.fileno(), self.limiter.fd, self.metrics.fd, self.health.fd),
+                *argv, pass_fds=(child.fileno(), self.limiter.fd, self.metrics.fd, self.health.fd,
+                                 *(fd for _address, fd in listen)),
                 env={**os.environ, **extra_env})
         except BaseException:
             parent.close()
@@ -273,12 +328,14 @@ class Master:
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        handle = WorkerHandle(index, process, writer, time.monotonic())
+        handle = WorkerHandle(index, process, writer, time.monotonic(), registered=register)
         handle.ready = asyncio.get_running_loop().create_future()
-        self.workers[index] = handle
+        if register:
+            self.workers[index] = handle
         self.spawn(self.read_worker(handle, reader))
         self.spawn(self.supervise(handle))
         self.send_config(handle)
+        return handle
 
     def send_config(self, handle: WorkerHandle) -> asyncio.Future[bool]:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -356,10 +413,16 @@ class Master:
                 future.set_result(False)
         if self.workers.get(handle.index) is handle:
             del self.workers[handle.index]
+        self.retiring.discard(handle)
         self.write_status()
         if self.stopping:
-            if not self.workers:
+            if not self.workers and not self.retiring:
                 self.done.set()
+            return
+        if handle.retiring or not handle.registered:
+            log.info("worker %d (pid %d) %s exited with %s", handle.index, handle.process.pid,
+                     "drained and" if handle.retiring else "(a successor that never served)",
+                     code)
             return
         if not self.serving:
             return  # the first start failed: start_all reports it and stops
@@ -413,6 +476,17 @@ class Master:
             self.config_file.seen_digest = digest
             self.reloads.checked += 1
             started = time.monotonic()
+            code_changed = self.plugin_code.changed()
+            try:
+                self.plugin_code.reimport(code_changed)
+            except Exception as exc:  # noqa: BLE001 - a plugin module may fail in any way
+                self.reloads.rejected += 1
+                self.config_file.seen_digest = None  # the same file is tried again
+                log.error("reload (%s) rejected; still serving version %d: plugin module %s "
+                          "cannot be imported: %s: %s", reason, self.version,
+                          ", ".join(code_changed), type(exc).__name__, exc)
+                self.write_status()
+                return False
             try:
                 config = check_bytes(raw, str(self.config_file.path), file_checks=FileChecks.RELOAD)
             except ConfigError as exc:
@@ -421,21 +495,50 @@ class Master:
                           self.version, exc)
                 self.write_status()
                 return False
-            if self.config is not None and config.fingerprint() == self.config.fingerprint():
+            if self.config is not None and config.fingerprint() == self.config.fingerprint() \
+                    and not code_changed and not self.restart_unfinished:
                 return True
-            if self.config is not None and list(config.gateway.listen) != list(self.config.gateway.listen):
-                log.warning("listen addresses changed: they apply at the next restart")
+            change = self.process_change(config, code_changed)
+            if change.needed:
+                try:
+                    self.listeners.ensure(list(config.gateway.listen), change.new_count)
+                except OSError as exc:
+                    self.reloads.rejected += 1
+                    log.error("reload (%s) rejected; still serving version %d: %s", reason,
+                              self.version, exc.strerror or exc)
+                    self.write_status()
+                    return False
             await self.follow_names(config)
             self.adopt(config)
             self.reloads.applied += 1
-            for handle in list(self.workers.values()):
-                self.send_config(handle)
-            ok = await self.wait_converged(self.version, timeout=30.0)
+            if change.needed:
+                log.info("config version %d needs new worker processes (%s): restarting them "
+                         "one at a time", self.version, change.describe())
+                ok = await rolling.roll(self, change)
+                self.count = change.new_count if ok else len(self.workers)
+                self.restart_unfinished = not ok and change.restart_all
+                self.plugin_code.record(config)
+                if ok:  # else workers not yet replaced still serve the old addresses
+                    self.listeners.drop_addresses(list(config.gateway.listen))
+                self.open_listeners(list(config.gateway.listen), change.new_count)
+            else:
+                for handle in list(self.workers.values()):
+                    self.send_config(handle)
+                ok = await self.wait_converged(self.version, timeout=30.0)
             log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                      "applied by every worker" if ok else "NOT applied by every worker",
                      (time.monotonic() - started) * 1000)
             self.write_status()
             return ok
+
+    def process_change(self, config: Config, code_changed: list[str]) -> rolling.ProcessChange:
+        old_listen = list(self.config.gateway.listen) if self.config else []
+        new_count = self.worker_count_of(config)
+        return rolling.ProcessChange(
+            old_count=self.count, new_count=new_count,
+            listen_changed=list(config.gateway.listen) != old_listen,
+            code_changed=[m for m in code_changed if m in self.plugin_code.files],
+            unfinished=self.restart_unfinished)
 
     def settle_time(self) -> float:
         return self.config.gateway.config_settle_time if self.config else 0.2
@@ -460,6 +563,7 @@ class Master:
         while not self.stopping:
             await asyncio.sleep(1.0)
             self.fd_watch.check()
+            self.offer_handoff()  # after a takeover: once the old gateway has let go
 
     async def stop(self, fast: bool) -> None:
         if self.stopping and not fast:
@@ -468,22 +572,29 @@ class Master:
         if self.admin is not None:
             self.admin.close()
         await self.health_checker.close()
+        for server in self.handoffs.values():
+            server.close()  # a gateway taking over answers for the addresses from now on
         sig = signal.SIGQUIT if fast else signal.SIGTERM
         log.info("stopping (%s): %d workers", "now" if fast else "draining", len(self.workers))
-        for handle in list(self.workers.values()):
+        everyone = [*self.workers.values(), *self.retiring]
+        for handle in everyone:
             with contextlib.suppress(ProcessLookupError):
                 handle.process.send_signal(sig)
         if self.resolver is not None:
             resolver, self.resolver = self.resolver, None
             await resolver.close()
-        if not self.workers:
+        # The workers close their copies as they stop accepting: with ours closed too, a new
+        # connection is refused at once (or goes to a gateway that took the sockets over)
+        # instead of waiting in a queue nobody reads.
+        self.listeners.close()
+        if not everyone:
             self.done.set()
             return
-        grace = (self.config.gateway.graceful_shutdown_timeout if self.config else 10.0) + 5.0
+        grace = self.grace() + 5.0
         try:
             await asyncio.wait_for(self.done.wait(), timeout=0.5 if fast else grace)
         except TimeoutError:
-            for handle in list(self.workers.values()):
+            for handle in [*self.workers.values(), *self.retiring]:
                 with contextlib.suppress(ProcessLookupError):
                     handle.process.kill()
             self.done.set()
@@ -504,6 +615,8 @@ class Master:
                         "rejected": self.reloads.rejected},
             "workers": [{"index": h.index, "pid": h.process.pid, "version": h.version}
                         for h in sorted(self.workers.values(), key=lambda h: h.index)],
+            "draining": [{"index": h.index, "pid": h.process.pid, "version": h.version}
+                         for h in sorted(self.retiring, key=lambda h: h.index)],
         })
 
 

@@ -1,5 +1,6 @@
-"""Listening sockets. Every worker binds its own with SO_REUSEPORT so the kernel spreads
-connections over the workers without a shared accept lock."""
+"""Listening sockets. Every worker has its own, bound with SO_REUSEPORT, so the kernel spreads
+connections over the workers without a shared accept lock (the master creates and keeps them:
+listeners.py)."""
 from __future__ import annotations
 
 import socket
@@ -31,9 +32,3 @@ def reuseport_socket(address: str, backlog: int = BACKLOG, listen: bool = True) 
         sock.close()
         raise
     return sock
-
-
-def check_bindable(address: str) -> None:
-    """Fails early (in the master) with the OS error when a listen address cannot be bound.
-    The probe socket never listens, so it takes no connections away from the workers."""
-    reuseport_socket(address, listen=False).close()

@@ -1,9 +1,11 @@
-"""A worker process: binds the listen sockets itself (SO_REUSEPORT), receives versioned config
-snapshots from the master, compiles and swaps them atomically, and proxies on uvloop."""
+"""A worker process: accepts on its slot's SO_REUSEPORT listening sockets (the master owns them,
+see listeners.py), receives versioned config snapshots from the master, compiles and swaps them
+atomically, and proxies on uvloop."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -45,8 +47,10 @@ def sweep_interval(config: Config) -> float:
 class Worker:
     def __init__(self, worker_id: int, control: socket.socket,
                  limiter: SharedLimiter | None = None, metrics: SharedMetrics | None = None,
-                 health: SharedHealth | None = None) -> None:
+                 health: SharedHealth | None = None,
+                 listen_fds: list[tuple[str, int]] | None = None) -> None:
         self.worker_id = worker_id
+        self.listen_fds = listen_fds
         self.control = control
         self.limiter = limiter
         self.metrics = metrics
@@ -159,8 +163,6 @@ class Worker:
             self.server.set_runtime(runtime)
             self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
-            if list(config.gateway.listen) != list(self.config.gateway.listen if self.config else []):
-                log.warning("worker %d: listen addresses change only on restart", self.worker_id)
         self.config = config
         self.version = version
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
@@ -183,11 +185,7 @@ class Worker:
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))
         self._configure_access_log(config)
-        for address in config.gateway.listen:
-            try:
-                sock = reuseport_socket(address)
-            except OSError as exc:
-                raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+        for _address, sock in self._sockets(config):
             # create_server listens again: without the backlog it would be asyncio's 100.
             listener = await self.loop.create_server(self.server.protocol_factory, sock=sock,
                                                      backlog=BACKLOG)
@@ -195,6 +193,18 @@ class Worker:
         self._watch_fds()
         log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
                  ", ".join(config.gateway.listen))
+
+    def _sockets(self, config: Config) -> list[tuple[str, socket.socket]]:
+        """The master's sockets for this slot; a worker started on its own binds them."""
+        if self.listen_fds is not None:
+            return [(address, socket.socket(fileno=fd)) for address, fd in self.listen_fds]
+        sockets = []
+        for address in config.gateway.listen:
+            try:
+                sockets.append((address, reuseport_socket(address)))
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+        return sockets
 
     def _configure_access_log(self, config: Config) -> None:
         target = config.gateway.access_log
@@ -238,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limiter-fd", type=int, default=None)
     parser.add_argument("--metrics-fd", type=int, default=None)
     parser.add_argument("--health-fd", type=int, default=None)
+    parser.add_argument("--listen-fds", type=json.loads, default=None,
+                        help="JSON list of [address, fd]: listening sockets lent by the master")
     args = parser.parse_args(argv)
     raise_fd_limit()
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"),
@@ -249,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     health = SharedHealth.attach(args.health_fd) if args.health_fd is not None else None
 
     async def run() -> int:
-        return await Worker(args.id, control, limiter, metrics, health).run()
+        listen = [(str(a), int(fd)) for a, fd in args.listen_fds] if args.listen_fds is not None \
+            else None
+        return await Worker(args.id, control, limiter, metrics, health, listen).run()
 
     return uvloop.run(run())
 

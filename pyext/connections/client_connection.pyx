@@ -32,9 +32,9 @@ cdef class ClientConnection:
             except OSError:
                 pass
         # Until the first byte the idle timer applies; the header timer starts with the head.
+        # Accepted while draining (already queued when the listener closed): served, with
+        # Connection: close, rather than reset.
         self.deadline = now_monotonic() + self.server.runtime.header_timeout
-        if self.server.draining:
-            self.close()
 
     def connection_lost(self, exc):
         cdef Exchange ex = self.ex

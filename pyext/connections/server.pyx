@@ -47,14 +47,20 @@ cdef class Server:
         cdef ClientConnection c
         return sum(1 for c in self.clients if c.state == C_ACTIVE)
 
-    def start_draining(self):
-        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+    def start_draining(self, double idle_grace=DRAIN_IDLE_GRACE):
+        """Stop keeping connections alive: each one's next response says Connection: close.
+        An idle connection gets ``idle_grace`` seconds to send its next request first: closed
+        at once, a request the client is sending right then would meet a reset."""
         cdef ClientConnection c
+        cdef double until = now_monotonic() + idle_grace
         self.draining = True
         self.pool.draining = True
         for c in list(self.clients):
             if c.state == C_IDLE:
-                c.close()
+                if idle_grace <= 0:
+                    c.close()
+                elif c.deadline == 0 or c.deadline > until:
+                    c.deadline = until
 
     def close_all(self):
         cdef ClientConnection c

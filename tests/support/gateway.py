@@ -25,8 +25,11 @@ LOST_EXCEPTION_MARKERS = ("exception was never retrieved", "Exception in callbac
 
 class GatewayProcess:
     def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, workers_flag: bool = True) -> None:
+        """``workers_flag=False`` leaves the count to the config's ``gateway.workers`` (so a
+        reload can change it); ``workers`` is then what the tests expect."""
         self.dir = tmp_path
+        self.workers_flag = workers_flag
         self.config_path = tmp_path / "gateway.yaml"
         self.state_dir = tmp_path / "state"
         self.log_path = tmp_path / "gateway.log"
@@ -53,8 +56,9 @@ class GatewayProcess:
                "GATEWAY_LOG_LEVEL": "INFO", **self.env}
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path), "-w",
-             str(self.workers)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path),
+             *(["-w", str(self.workers)] if self.workers_flag else [])],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_version(1)
         return self
@@ -98,6 +102,13 @@ class GatewayProcess:
                 return
             time.sleep(0.02)
         raise TimeoutError(f"workers did not reach config version {version}:\n{self.logs()}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Runs ``gateway <args> -c <this config>`` as an operator would, in this instance's
+        environment."""
+        env = {**os.environ, "XDG_STATE_HOME": str(self.state_dir), **self.env}
+        return subprocess.run([sys.executable, "-m", "gateway", *args, "-c", str(self.config_path)],
+                              capture_output=True, text=True, env=env, timeout=60)
 
     def logs(self) -> str:
         try:
