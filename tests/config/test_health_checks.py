@@ -6,7 +6,14 @@ import textwrap
 
 import pytest
 
-from gateway.config import ConfigError, ConfigIssue, parse_config_text
+from gateway.config import (
+    ConfigError,
+    ConfigIssue,
+    config_from_bytes,
+    config_to_bytes,
+    dump_config,
+    parse_config_text,
+)
 
 HEAD = """\
 upstreams:
@@ -83,3 +90,15 @@ def test_every_issue_at_once() -> None:
     assert {i.path for i in found} == {
         "upstreams[0].checks.active.http_path", "upstreams[0].checks.active.host",
         "upstreams[0].checks.active.unhealthy.http_statuses[0]"}
+
+
+def test_checks_survive_the_worker_snapshot_and_the_last_good_file() -> None:
+    config = parse_config_text(HEAD + textwrap.indent(textwrap.dedent("""\
+        active: {http_path: /healthz, req_headers: ["X-A: 1"], unhealthy: {timeouts: 4}}
+        passive: {healthy: {successes: 0}}
+        fail_open: false
+    """), "      "), "gw.yaml")
+    assert config_from_bytes(config_to_bytes(config)) == config
+    dumped = dump_config(config)
+    text = dumped.decode() if isinstance(dumped, bytes) else dumped
+    assert parse_config_text(text, "last-good.yaml") == config
