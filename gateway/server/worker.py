@@ -91,6 +91,8 @@ class Worker:
         if self.server is not None:
             stats = self.server.stats
             self.fd_watch.check(stats["clients"] + stats["upstream_connections"])
+        if self.access_log is not None:
+            self.access_log.flush()  # a quiet gateway's lines reach the file within a second
         self.watcher = self.loop.call_later(1.0, self._watch_fds)
 
     def _cannot_start(self, message: str) -> None:
