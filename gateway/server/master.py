@@ -364,8 +364,9 @@ class Master:
             try:
                 raw, digest = self.config_file.read()
             except ConfigError as exc:
-                log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
-                          self.version, exc)
+                if self.config_file.first_failure or not settle:  # SIGHUP always gets an answer
+                    log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
+                              self.version, exc)
                 return False
             if settle and not self.config_file.changed(digest):
                 return True  # the same bytes as the running (or last rejected) version
