@@ -25,13 +25,14 @@ LOST_EXCEPTION_MARKERS = ("exception was never retrieved", "Exception in callbac
 
 class GatewayProcess:
     def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> None:
         self.dir = tmp_path
         self.config_path = tmp_path / "gateway.yaml"
         self.state_dir = tmp_path / "state"
         self.log_path = tmp_path / "gateway.log"
         self.workers = workers
         self.env = env or {}
+        self.wrapper = wrapper or []  # a command the gateway runs under (setpriv ...)
         self.proc: subprocess.Popen[bytes] | None = None
         self.write_config(config)
 
@@ -53,7 +54,7 @@ class GatewayProcess:
                "GATEWAY_LOG_LEVEL": "INFO", **self.env}
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path), "-w",
+            [*self.wrapper, sys.executable, "-m", "gateway", "run", "-c", str(self.config_path), "-w",
              str(self.workers)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_version(1)
