@@ -405,15 +405,18 @@ class Master:
 
         assert self.config_file is not None
         target = self.config_file.path
-        async for _changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
+        first = True
+        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
                                     yield_on_timeout=True,
                                     watch_filter=lambda _c, p: Path(p) == target):
             if self.stopping:
                 return
             # The first (empty) wake-up means the watch is in place: an edit saved while it was
             # being set up is caught here; the same bytes as the running version are skipped.
-            if target.exists():
+            # Later empty wake-ups are only timeouts: reading the file then would poll it.
+            if (changes or first) and target.exists():
                 await self.reload("file changed", settle=True)
+            first = False
 
     async def housekeeping(self) -> None:
         while not self.stopping:

@@ -24,13 +24,14 @@ LOST_EXCEPTION_MARKERS = ("exception was never retrieved", "Exception in callbac
 
 
 class GatewayProcess:
-    def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int = 2,
+    def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int | str = 2,
                  env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> None:
         self.dir = tmp_path
         self.config_path = tmp_path / "gateway.yaml"
         self.state_dir = tmp_path / "state"
         self.log_path = tmp_path / "gateway.log"
-        self.workers = workers
+        self.workers_arg = str(workers)  # what -w says: a number or "auto" (one per core)
+        self.workers = workers if isinstance(workers, int) else len(os.sched_getaffinity(0))
         self.env = env or {}
         self.wrapper = wrapper or []  # a command the gateway runs under (setpriv ...)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +56,7 @@ class GatewayProcess:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*self.wrapper, sys.executable, "-m", "gateway", "run", "-c", str(self.config_path), "-w",
-             str(self.workers)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+             self.workers_arg], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_version(1)
         return self
