@@ -77,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self.can_write.set()
 
     def pause_writing(self) -> None:
+        self.upstream.write_pauses += 1
         self.can_write.clear()
 
     def resume_writing(self) -> None:
@@ -184,6 +185,7 @@ class _Connection(asyncio.Protocol):
                 n = min(PIECE, size - sent)
                 await self.send(h11.Data(data=b"x" * n))
                 sent += n
+                self.upstream.bytes_sent += n
             await self.send(h11.EndOfMessage())
             return
         if kind == "status":
@@ -244,6 +246,8 @@ class Upstream:
         self.raw_connections: list[bytearray] = []
         self.connections = 0
         self.accepted = 0  # connections accepted, counted before any byte is read
+        self.write_pauses = 0  # times a connection's peer (the gateway) stopped reading
+        self.bytes_sent = 0  # response body bytes written by /bytes/N
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         sock = socket.socket()
