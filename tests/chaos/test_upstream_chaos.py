@@ -4,13 +4,15 @@ the clients of the broken upstream see and within how long, and that the same wo
 serving the clients of another upstream without a failure."""
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 from tests.chaos.conftest import chaos_config
 from tests.chaos.load import LoadPool, Outcome, summary
-from tests.chaos.upstreams import ResettingUpstream, UpstreamProcess
+from tests.chaos.upstreams import ResettingUpstream, UpstreamProcess, reset
 from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream, free_port
 
@@ -123,3 +125,40 @@ def test_upstream_reset_mid_request_body_gives_502_and_frees_the_client(
         assert sum(o.status == 502 for o in seen) >= len(seen) // 2, summary(seen)
         assert max(o.took for o in seen) < 2.0, summary(seen)
         assert_steady_served(load, started)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_clients_reset_mid_body_free_their_upstream_connections(
+        tmp_path: Path, steady: Upstream) -> None:
+    """The other direction: clients that reset their connection mid-upload and mid-download.
+    The worker drops their upstream connections (nothing leaks) and serves everybody else."""
+    with GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, steady.port),
+                        workers=1) as gw, \
+            LoadPool(gw.port, {STEADY: ("GET", "/", None, 4)}) as load:
+        (worker,) = gw.worker_pids()
+        load.wait_for(STEADY, 20)
+        baseline = open_fds(worker)
+        started = time.monotonic()
+        for i in range(60):
+            sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            if i % 2:
+                sock.sendall(b"POST /upload HTTP/1.1\r\nHost: steady.test\r\n"
+                             b"Content-Length: 1048576\r\n\r\n" + b"u" * 65536)
+            else:
+                sock.sendall(b"GET /bytes/16777216 HTTP/1.1\r\nHost: steady.test\r\n\r\n")
+                got = 0
+                while got < 65536:
+                    got += len(sock.recv(65536))
+            time.sleep(0.02)  # the gateway has the exchange going with the upstream
+            reset(sock)
+        assert_steady_served(load, started)
+        load.stop()
+        deadline = time.monotonic() + 5
+        while open_fds(worker) > baseline + 4:
+            assert time.monotonic() < deadline, \
+                f"{open_fds(worker) - baseline} descriptors more than before the resets"
+            time.sleep(0.1)
+        assert gw.worker_pids() == [worker]
