@@ -84,3 +84,34 @@ def test_client_body_timeout_gives_408_between_two_reads_of_the_body(tmp_path: P
             assert answer.startswith(b"HTTP/1.1 408 "), answer
             assert 1.0 <= waited < 3.0, f"408 after {waited:.3f} s for a 1 s timeout"
             assert http_get(gw.port, "/echo")[0].status == 200
+
+
+def test_upstream_connect_timeout_gives_504(tmp_path: Path) -> None:
+    """README: `timeout.connect`. An upstream whose listen backlog is full: the kernel drops
+    the gateway's SYNs, so the connect hangs until the timeout, then 504 (not before)."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    try:
+        for _ in range(8):  # never accepted: the backlog is full after the first one or two
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(full.getsockname())
+            fillers.append(filler)
+        time.sleep(0.2)
+        config = base_config(free_port(), full.getsockname()[1])
+        config["upstreams"][0]["timeout"] = {"connect": 0.5, "send": 5, "read": 5}
+        config["upstreams"][0]["retries"] = 0
+        with GatewayProcess(tmp_path, config, workers=1) as gw:
+            for _ in range(2):
+                started = time.monotonic()
+                response, _ = http_get(gw.port, "/echo")
+                waited = time.monotonic() - started
+                assert response.status == 504
+                assert 0.5 <= waited < 2.5, f"504 after {waited:.3f} s for a 0.5 s timeout"
+            assert "cannot connect to upstream" in gw.logs()
+    finally:
+        for filler in fillers:
+            filler.close()
+        full.close()
