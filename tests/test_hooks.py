@@ -27,6 +27,8 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upst
             {"id": "upper", "uri": "/upper/*", "upstream_id": "up", "plugins": {P + "Upper": {}}},
             {"id": "boom", "uri": "/boom", "upstream_id": "up", "plugins": {P + "Boom": {}}},
             {"id": "slow", "uri": "/slow-deny/*", "upstream_id": "up", "plugins": {P + "SlowDeny": {}}},
+            {"id": "short", "uri": "/short/*", "upstream_id": "up",
+             "plugins": {P + "ShortAnswers": {}}},
             {"id": "params", "uri": "/users/:id/items/:item", "plugins": {P + "Params": {}}},
             {"id": "headers", "uri": "/shaped/*", "upstream_id": "up",
              "plugins": {P + "UpstreamHeaders": {}}},
@@ -127,21 +129,48 @@ def test_body_filter_for_http10_client_is_close_delimited(hooked: tuple[int, Ups
     assert body == b"X" * 3000 + b"!<EOF>"
 
 
-def test_plugin_exception_gives_500_and_worker_survives(hooked: tuple[int, Upstream]) -> None:
-    port, _ = hooked
-    for _ in range(5):
-        response, body = get(port, "/boom")
-        assert response.status == 500
-    response, _ = get(port, "/echo/still-alive")
+def test_plugin_exception_gives_500_and_worker_survives(tmp_path: Path, upstream: Upstream) -> None:
+    port = free_port()
+    config: dict[str, Any] = base_config(port, upstream.port)
+    config["routes"].insert(0, {"id": "boom", "uri": "/boom", "upstream_id": "up",
+                                "plugins": {P + "Boom": {}}})
+    with GatewayProcess(tmp_path, config, workers=1) as gw:
+        pids = gw.worker_pids()
+        mark = upstream.mark()
+        for _ in range(5):
+            response, body = get(port, "/boom")
+            assert response.status == 500
+        upstream.assert_nothing_forwarded(mark)
+        response, _ = get(port, "/echo/still-alive")
+        assert response.status == 200
+        assert gw.worker_pids() == pids, "the worker was replaced: it did not survive"
+        logs = gw.logs()
+        # the traceback names the plugin's own line, once per request
+        assert logs.count("Traceback (most recent call last)") == 5, logs
+        assert 'raise RuntimeError("plugin bug")' in logs and "RuntimeError: plugin bug" in logs
+
+
+def test_access_phase_answers_with_a_tuple_or_a_bare_status(hooked: tuple[int, Upstream]) -> None:
+    port, upstream = hooked
+    mark = upstream.mark()
+    response, body = get(port, "/short/tuple")
+    assert (response.status, body, response.getheader("X-Teapot")) == (418, b"short and stout\n", "yes")
+    response, body = get(port, "/short/tuple2")
+    assert (response.status, body) == (409, b"conflict\n")
+    response, _ = get(port, "/short/status")
+    assert response.status == 403
+    upstream.assert_nothing_forwarded(mark)
+    response, _ = get(port, "/short/other")  # None: the request goes on to the upstream
     assert response.status == 200
 
 
 def test_async_access_phase(hooked: tuple[int, Upstream]) -> None:
     port, upstream = hooked
     before = len(upstream.received)
+    mark = upstream.mark()
     response, body = get(port, "/slow-deny/x", {"X-Deny": "1"})
     assert (response.status, body, response.getheader("X-Denied-By")) == (403, b"denied\n", "test")
-    assert len(upstream.received) == before
+    upstream.assert_nothing_forwarded(mark)
     response, _ = get(port, "/slow-deny/y")
     assert response.status == 200 and len(upstream.received) == before + 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.upstream import Upstream, free_port
 
 
@@ -47,7 +47,8 @@ def test_workers_use_reuseport_and_both_serve(gateway: GatewayProcess) -> None:
     assert len(listening_inodes) == 2
 
 
-def test_killed_worker_is_replaced_within_a_second(gateway: GatewayProcess) -> None:
+def test_killed_worker_is_replaced(gateway: GatewayProcess) -> None:
+    # a behavioural deadline (5 s); how fast it is, is bench/respawn.py's figure
     victim = gateway.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -59,7 +60,6 @@ def test_killed_worker_is_replaced_within_a_second(gateway: GatewayProcess) -> N
             break
         assert time.monotonic() - killed_at < 5, gateway.logs()
         time.sleep(0.01)
-    assert time.monotonic() - killed_at < 1.0
     for _ in range(20):
         assert get(gateway.port)[0] == 200
 
@@ -122,10 +122,13 @@ def test_invalid_edit_is_rejected_and_old_config_keeps_serving(gateway: GatewayP
     assert "routes[0].upstream_id" in gateway.logs()
     assert gateway.status()["version"] == 1
     assert get(gateway.port)[0] == 200
-    # SIGHUP with the bad file: still rejected, still serving
+    # SIGHUP with the bad file: judged again (the rejection counted), still serving
+    wait_until(lambda: gateway.status().get("reloads", {}).get("rejected") == 1, 10,
+               gateway.logs)
     assert gateway.proc is not None
     gateway.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    wait_until(lambda: gateway.status()["reloads"]["rejected"] == 2, 10, gateway.logs)
+    assert gateway.logs().count("reload (SIGHUP) rejected") == 1
     assert gateway.status()["version"] == 1
     assert get(gateway.port)[0] == 200
     # a good edit applies
@@ -158,15 +161,28 @@ def test_sigterm_drains_in_flight_requests(gateway: GatewayProcess) -> None:
         get(gateway.port, timeout=1)
 
 
-def test_sighup_reloads(gateway: GatewayProcess) -> None:
-    config = yaml.safe_load(gateway.config_path.read_text())
-    config["routes"][0]["uri"] = "/echo"
-    # write without the watcher seeing a difference in time: SIGHUP must apply it anyway
-    gateway.write_config(config)
-    assert gateway.proc is not None
-    gateway.proc.send_signal(signal.SIGHUP)
-    gateway.wait_version(2)
-    assert get(gateway.port, "/nope")[0] == 404
+def test_sighup_reloads(tmp_path: Path, upstream: Upstream) -> None:
+    # The edit goes through a hard link in another directory, in place: the file watcher
+    # (inotify on the config's directory) gets no event for it, so only SIGHUP can apply it.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    with GatewayProcess(tmp_path / "run", base_config(free_port(), upstream.port)) as gw:
+        other = tmp_path / "elsewhere" / "gateway.yaml"
+        os.link(gw.config_path, other)
+        time.sleep(1.0)  # past the watcher's first wake-up, which reads the file whatever
+        config = yaml.safe_load(other.read_text())
+        config["routes"][0]["uri"] = "/echo"
+        with open(other, "r+") as fh:
+            fh.truncate(0)
+            fh.write(yaml.safe_dump(config, sort_keys=False))
+        assert yaml.safe_load(gw.config_path.read_text())["routes"][0]["uri"] == "/echo"
+        time.sleep(1.0)
+        assert gw.status()["version"] == 1, "applied without SIGHUP: the test proves nothing"
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGHUP)
+        gw.wait_version(2)
+        assert "config version 2 (SIGHUP)" in gw.logs()
+        assert get(gw.port, "/nope")[0] == 404
 
 
 def test_check_command_reports_every_error_with_its_path(tmp_path: Path) -> None:
@@ -199,3 +215,37 @@ def test_invalid_config_at_start_exits_with_errors(tmp_path: Path) -> None:
                             env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
     assert result.returncode == 2
     assert "routes[0].plugins.mocking" in result.stderr
+
+
+def test_sigquit_stops_at_once_without_waiting_for_requests(gateway: GatewayProcess) -> None:
+    """README: SIGQUIT stops at once, where SIGTERM would let in-flight requests finish."""
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        try:
+            result["response"] = get(gateway.port, "/slow/5")
+        except OSError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.5)
+    assert gateway.proc is not None
+    started = time.monotonic()
+    gateway.proc.send_signal(signal.SIGQUIT)
+    gateway.proc.wait(10)
+    stopped = time.monotonic() - started
+    thread.join(10)
+    # the 5 s request was cut, not waited for (graceful_shutdown_timeout is 10 s)
+    assert "error" in result, result
+    assert stopped < 3.0, f"SIGQUIT took {stopped:.2f} s"
+    with pytest.raises(OSError):
+        get(gateway.port, timeout=1)
+
+
+def test_workers_auto_starts_one_worker_per_cpu(tmp_path: Path, upstream: Upstream) -> None:
+    """README: `-w auto` (and `workers: auto`) runs one worker per core."""
+    with GatewayProcess(tmp_path, base_config(free_port(), upstream.port), workers="auto") as gw:
+        assert len(gw.worker_pids()) == len(os.sched_getaffinity(0))
+        assert get(gw.port)[0] == 200
+

@@ -13,10 +13,11 @@ from tests.support.upstream import Upstream, free_port
 
 
 def rss_kib(pid: int) -> int:
+    """Peak resident memory (VmHWM): what the worker held at its worst, not what is left."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError("no VmHWM")
 
 
 def test_pipelining_client_that_never_reads_is_bounded_and_cut(tmp_path: Path) -> None:
@@ -118,3 +119,35 @@ def test_upload_to_an_upstream_that_stops_reading_is_504_not_408(tmp_path: Path)
                 sender.join(5)
             assert response.startswith(b"HTTP/1.1 504 "), response[:200]
             assert "timed out" in gw.logs()
+
+
+def test_a_slow_client_slows_the_upstream_down(tmp_path: Path) -> None:
+    """README: back-pressure from a slow client reaches the upstream. A client that reads
+    nothing of a 256 MiB response makes the gateway stop reading its upstream, which then
+    stops writing; the client reading again lets it all through."""
+    port = free_port()
+    size = 256 * 1024 * 1024
+    with Upstream("up") as upstream:
+        with GatewayProcess(tmp_path, base_config(port, upstream.port), workers=1) as gw:
+            (worker,) = gw.worker_pids()
+            before = rss_kib(worker)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: a\r\n\r\n" % size)
+            wait_until(lambda: upstream.write_pauses > 0, 10,
+                       "the upstream was never made to wait")
+            time.sleep(1.0)
+            held = upstream.bytes_sent
+            time.sleep(1.0)
+            # stalled: the upstream wrote next to nothing more while the client read nothing
+            assert upstream.bytes_sent - held <= 1024 * 1024, upstream.bytes_sent - held
+            assert upstream.bytes_sent < size // 4
+            assert (rss_kib(worker) - before) / 1024 < 24
+            received = 0
+            while received < size:  # reading again: everything arrives
+                chunk = sock.recv(1 << 20)
+                assert chunk, f"closed after {received} bytes"
+                received += len(chunk)
+            sock.close()
+            assert received >= size
+

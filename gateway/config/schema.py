@@ -110,6 +110,10 @@ class GatewaySettings(_Struct, kw_only=True, frozen=True):
     max_headers: PositiveInt = 100
     #: Max request body bytes; 0 = unlimited (APISIX's default, unlike nginx's 1 MiB).
     client_max_body_size: NonNegInt = 0
+    #: Client connections one worker holds at once; 0 = no limit but the file descriptors. At
+    #: the limit the worker stops accepting (the kernel's listen backlog holds the next ones,
+    #: nothing is refused) and accepts again as soon as one closes (nginx worker_connections).
+    max_connections: NonNegInt = 0
     #: On SIGTERM, how long in-flight requests may take before workers exit.
     graceful_shutdown_timeout: Seconds = 10.0
     #: Access log: a file path, "stdout", or None for off (off by default: it costs CPU per request).

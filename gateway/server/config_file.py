@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from gateway.config import read_config_file
+from gateway.config import ConfigError, read_config_file
 
 
 def file_identity(path: Path) -> tuple[int, int, int] | None:
@@ -29,9 +29,20 @@ class ConfigFile:
         #: sha256 of the bytes of the version that runs (or was last rejected), so an unchanged
         #: file is never validated twice.
         self.seen_digest: str | None = None
+        #: whether the last failed read failed differently from the one before (the watcher
+        #: re-reads the file often: an unreadable file is reported once, not at each wake-up)
+        self.first_failure = True
+        #: why the file could not be read the last time (None: it could)
+        self.read_error: str | None = None
 
     def read(self) -> tuple[bytes, str]:
-        raw = read_config_file(self.path)
+        try:
+            raw = read_config_file(self.path)
+        except ConfigError as exc:
+            self.first_failure = str(exc) != self.read_error
+            self.read_error = str(exc)
+            raise
+        self.read_error = None
         return raw, hashlib.sha256(raw).hexdigest()
 
     async def settled(self, settle_time: float, limit: float = 30.0) -> None:

@@ -468,8 +468,9 @@ class Master:
             try:
                 raw, digest = self.config_file.read()
             except ConfigError as exc:
-                log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
-                          self.version, exc)
+                if self.config_file.first_failure or not settle:  # SIGHUP always gets an answer
+                    log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
+                              self.version, exc)
                 return False
             if settle and not self.config_file.changed(digest):
                 return True  # the same bytes as the running (or last rejected) version
@@ -549,15 +550,18 @@ class Master:
 
         assert self.config_file is not None
         target = self.config_file.path
-        async for _changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
+        first = True
+        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
                                     yield_on_timeout=True,
                                     watch_filter=lambda _c, p: Path(p) == target):
             if self.stopping:
                 return
             # The first (empty) wake-up means the watch is in place: an edit saved while it was
             # being set up is caught here; the same bytes as the running version are skipped.
-            if target.exists():
+            # Later empty wake-ups are only timeouts: reading the file then would poll it.
+            if (changes or first) and target.exists():
                 await self.reload("file changed", settle=True)
+            first = False
 
     async def housekeeping(self) -> None:
         while not self.stopping:

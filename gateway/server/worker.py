@@ -21,6 +21,7 @@ from gateway._proto import Server
 from gateway.config import Config, config_from_bytes
 from gateway.observability.access_log import AccessLog
 from gateway.proxy.runtime import compile_runtime
+from gateway.server.acceptor import Acceptor
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import BACKLOG, reuseport_socket
@@ -58,6 +59,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.server: Server | None = None
         self.listeners: list[asyncio.AbstractServer] = []
+        self.acceptor: Acceptor | None = None
         self.config: Config | None = None
         self.version = 0
         self.stopping = asyncio.Event()
@@ -97,6 +99,8 @@ class Worker:
         if self.server is not None:
             stats = self.server.stats
             self.fd_watch.check(stats["clients"] + stats["upstream_connections"])
+        if self.access_log is not None:
+            self.access_log.flush()  # a quiet gateway's lines reach the file within a second
         self.watcher = self.loop.call_later(1.0, self._watch_fds)
 
     def _cannot_start(self, message: str) -> None:
@@ -163,6 +167,7 @@ class Worker:
             self.server.set_runtime(runtime)
             self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
+            self._configure_limit(config)
         self.config = config
         self.version = version
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
@@ -185,7 +190,13 @@ class Worker:
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))
         self._configure_access_log(config)
-        for _address, sock in self._sockets(config):
+        sockets = [sock for _address, sock in self._sockets(config)]
+        if config.gateway.max_connections:
+            self.acceptor = Acceptor(self.loop, sockets, self.server.protocol_factory,
+                                     config.gateway.max_connections, self.fd_watch)
+            self.server.acceptor = self.acceptor
+            self.acceptor.start()
+        for sock in sockets if self.acceptor is None else []:
             # create_server listens again: without the backlog it would be asyncio's 100.
             listener = await self.loop.create_server(self.server.protocol_factory, sock=sock,
                                                      backlog=BACKLOG)
@@ -218,9 +229,19 @@ class Worker:
         if self.server is not None:
             self.server.on_log = self.access_log.write if self.access_log else None
 
+    def _configure_limit(self, config: Config) -> None:
+        limit = config.gateway.max_connections
+        if self.acceptor is not None and limit:
+            self.acceptor.set_limit(limit)
+        elif (self.acceptor is not None) != bool(limit):
+            log.warning("worker %d: turning max_connections on or off applies only on restart",
+                        self.worker_id)
+
     async def _shutdown(self) -> None:
         for listener in self.listeners:
             listener.close()
+        if self.acceptor is not None:
+            self.acceptor.close()
         if self.watcher is not None:
             self.watcher.cancel()
         if self.server is not None:

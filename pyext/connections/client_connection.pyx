@@ -19,8 +19,7 @@ cdef class ClientConnection:
         self.transport = transport
         self.write = transport.write
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        self.server.clients.add(self)
-        self.server.connections_total += 1
+        self.server.add_client(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
@@ -40,12 +39,12 @@ cdef class ClientConnection:
         cdef Exchange ex = self.ex
         if self.state == C_TUNNEL and ex is not None:
             self.set_state(C_CLOSED)
-            self.server.clients.discard(self)
+            self.server.drop_client(self)
             self.ex = None
             ex.end_tunnel()
             return
         self.set_state(C_CLOSED)
-        self.server.clients.discard(self)
+        self.server.drop_client(self)
         self.deadline = 0
         if ex is not None:
             self.ex = None
@@ -416,14 +415,14 @@ cdef class ClientConnection:
     cdef void abort(self):
         if self.state != C_CLOSED:
             self.set_state(C_CLOSED)
-            self.server.clients.discard(self)
+            self.server.drop_client(self)
             if self.transport is not None:
                 self.transport.abort()
 
     cdef void close(self):
         if self.state != C_CLOSED:
             self.set_state(C_CLOSED)
-            self.server.clients.discard(self)
+            self.server.drop_client(self)
             if self.transport is not None:
                 self.transport.close()
 

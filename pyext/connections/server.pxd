@@ -13,3 +13,7 @@ cdef class Server:
     cdef public unsigned long long connections_total
     cdef public double clock              # monotonic time of the last sweep: deadlines use it
     cdef public str scheme
+    cdef public object acceptor           # with max_connections: told when a client goes
+
+    cdef void add_client(self, ClientConnection c)
+    cdef void drop_client(self, ClientConnection c)

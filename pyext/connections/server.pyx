@@ -21,8 +21,20 @@ cdef class Server:
         self.connections_total = 0
         self.clock = now_monotonic()
         self.scheme = "http"
+        self.acceptor = None
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
         self.pool.adopt(runtime)
+
+    cdef void add_client(self, ClientConnection c):
+        self.clients.add(c)
+        self.connections_total += 1
+
+    cdef void drop_client(self, ClientConnection c):
+        # called again by connection_lost after close(): only the first call counts
+        if c in self.clients:
+            self.clients.discard(c)
+            if self.acceptor is not None:
+                self.acceptor.connection_gone()
 
     def protocol_factory(self):
         return ClientConnection(self)

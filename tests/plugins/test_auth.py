@@ -16,7 +16,7 @@ import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gateway.config import ConfigError, load_config
 from gateway.plugins import Plugin, PluginConfig
@@ -62,6 +62,7 @@ def _pem_public(private_key: Any) -> str:
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
+ED_KEY = ed25519.Ed25519PrivateKey.generate()
 
 
 def consumers() -> list[dict[str, Any]]:
@@ -90,6 +91,12 @@ def consumers() -> list[dict[str, Any]]:
         }},
         {"username": "erin", "plugins": {
             "jwt-auth": {"key": "erin-ec", "algorithm": "ES256", "public_key": _pem_public(EC_KEY)},
+        }},
+        {"username": "grace", "plugins": {
+            "jwt-auth": {"key": "grace-ps", "algorithm": "PS256", "public_key": _pem_public(RSA_KEY)},
+        }},
+        {"username": "heidi", "plugins": {
+            "jwt-auth": {"key": "heidi-ed", "algorithm": "EdDSA", "public_key": _pem_public(ED_KEY)},
         }},
         {"username": "frank", "plugins": {"key-auth": {"key": "frank-key"}}},
         {"username": "guest"},
@@ -238,7 +245,7 @@ def test_key_auth_custom_header_and_query_names(gateway: tuple[int, Upstream]) -
 
 def test_key_auth_missing_and_wrong_key(gateway: tuple[int, Upstream]) -> None:
     port, upstream = gateway
-    before = len(upstream.received)
+    mark = upstream.mark()
     message, headers = refused(port, "/key/x")
     assert message == "Missing API key in request"
     assert headers["www-authenticate"] == 'apikey realm="key"'
@@ -246,7 +253,7 @@ def test_key_auth_missing_and_wrong_key(gateway: tuple[int, Upstream]) -> None:
     assert message == "Invalid API key in request"
     message, _ = refused(port, "/key/x?apikey=")
     assert message == "Invalid API key in request"
-    assert len(upstream.received) == before
+    upstream.assert_nothing_forwarded(mark)
 
 
 def test_key_auth_hide_credentials(gateway: tuple[int, Upstream]) -> None:
@@ -331,11 +338,11 @@ def test_basic_auth_accepts_the_consumers_password(gateway: tuple[int, Upstream]
 def test_basic_auth_refusals_carry_the_challenge(gateway: tuple[int, Upstream],
                                                  headers: dict[str, str], message: str) -> None:
     port, upstream = gateway
-    before = len(upstream.received)
+    mark = upstream.mark()
     got, response_headers = refused(port, "/basic/x", headers)
     assert got == message
     assert response_headers["www-authenticate"] == 'Basic realm="basic"'
-    assert len(upstream.received) == before
+    upstream.assert_nothing_forwarded(mark)
 
 
 def test_basic_auth_hide_credentials(gateway: tuple[int, Upstream]) -> None:
@@ -373,6 +380,25 @@ def test_jwt_rs256_es256_and_base64_hs512(gateway: tuple[int, Upstream]) -> None
         "x-consumer-username"] == "dave"
 
 
+def test_jwt_ps256_and_eddsa(gateway: tuple[int, Upstream]) -> None:
+    port, upstream = gateway
+    exp = int(time.time()) + 600
+    token = jwt.encode({"key": "grace-ps", "exp": exp}, RSA_KEY, algorithm="PS256")
+    assert proxied(port, "/jwt/x", {"Authorization": f"Bearer {token}"})["headers"][
+        "x-consumer-username"] == "grace"
+    token = jwt.encode({"key": "heidi-ed", "exp": exp}, ED_KEY, algorithm="EdDSA")
+    assert proxied(port, "/jwt/x", {"Authorization": f"Bearer {token}"})["headers"][
+        "x-consumer-username"] == "heidi"
+    # the consumer's algorithm only: RS256 by grace's own key, or another Ed25519 key, fail
+    mark = upstream.mark()
+    token = jwt.encode({"key": "grace-ps", "exp": exp}, RSA_KEY, algorithm="RS256")
+    assert refused(port, "/jwt/x", {"Authorization": f"Bearer {token}"})[0] == "failed to verify jwt"
+    token = jwt.encode({"key": "heidi-ed", "exp": exp}, ed25519.Ed25519PrivateKey.generate(),
+                       algorithm="EdDSA")
+    assert refused(port, "/jwt/x", {"Authorization": f"Bearer {token}"})[0] == "failed to verify jwt"
+    upstream.assert_nothing_forwarded(mark)
+
+
 def test_jwt_via_query_and_cookie(gateway: tuple[int, Upstream]) -> None:
     port, _ = gateway
     token = hs256({"key": "alice-jwt", "exp": int(time.time()) + 600})
@@ -401,7 +427,7 @@ def test_jwt_hide_credentials(gateway: tuple[int, Upstream]) -> None:
 def test_jwt_time_claims(gateway: tuple[int, Upstream]) -> None:
     port, upstream = gateway
     now = int(time.time())
-    before = len(upstream.received)
+    mark = upstream.mark()
     expired = hs256({"key": "alice-jwt", "exp": now - 5})
     message, headers = refused(port, "/jwt/x", {"Authorization": f"Bearer {expired}"})
     assert message == "failed to verify jwt"
@@ -409,7 +435,7 @@ def test_jwt_time_claims(gateway: tuple[int, Upstream]) -> None:
     not_yet = hs256({"key": "alice-jwt", "nbf": now + 300, "exp": now + 600})
     message, _ = refused(port, "/jwt/x", {"Authorization": f"Bearer {not_yet}"})
     assert message == "failed to verify jwt"
-    assert len(upstream.received) == before
+    upstream.assert_nothing_forwarded(mark)
     # a route that verifies only nbf lets the expired token through, not the early one
     assert proxied(port, "/jwt-noexp/x", {"Authorization": expired})["headers"][
         "x-consumer-username"] == "alice"
@@ -442,7 +468,7 @@ def test_jwt_expiry_applies_to_a_remembered_token(gateway: tuple[int, Upstream])
 def test_jwt_signature_and_key_claim_refusals(gateway: tuple[int, Upstream]) -> None:
     port, upstream = gateway
     exp = int(time.time()) + 600
-    before = len(upstream.received)
+    mark = upstream.mark()
     cases = [
         (hs256({"key": "alice-jwt", "exp": exp}, "another-secret-of-at-least-32-bytes!!"),
          "failed to verify jwt"),
@@ -470,7 +496,7 @@ def test_jwt_signature_and_key_claim_refusals(gateway: tuple[int, Upstream]) -> 
     assert got == "failed to verify jwt"
     message, _ = refused(port, "/jwt/x")
     assert message == "Missing JWT token in request"
-    assert len(upstream.received) == before
+    upstream.assert_nothing_forwarded(mark)
 
 
 def _b64(data: bytes) -> str:
@@ -547,10 +573,10 @@ def test_allowed_by_methods(gateway: tuple[int, Upstream]) -> None:
 
 def test_restriction_without_authentication_is_401(gateway: tuple[int, Upstream]) -> None:
     port, upstream = gateway
-    before = len(upstream.received)
+    mark = upstream.mark()
     message, _ = refused(port, "/restricted-open/x", {"apikey": "alice-key"})
     assert message == "Missing authentication or identity verification."
-    assert len(upstream.received) == before
+    upstream.assert_nothing_forwarded(mark)
 
 
 # -- config errors --
@@ -605,6 +631,22 @@ def test_jwt_consumer_config_errors(tmp_path: Path, credential: dict[str, Any], 
     assert words in issues[0][1]
 
 
+@pytest.mark.parametrize("plugin,credential", [
+    ("jwt-auth", lambda key: {"key": key, "secret": ALICE_SECRET}),
+    ("basic-auth", lambda key: {"username": key, "password": "pw"}),
+])
+def test_same_jwt_or_basic_credential_on_two_consumers_is_an_error(
+        tmp_path: Path, plugin: str, credential: Any) -> None:
+    path = write_config(tmp_path, [
+        {"username": "a", "plugins": {plugin: credential("shared")}},
+        {"username": "b", "plugins": {plugin: credential("other")}},
+        {"username": "c", "plugins": {plugin: credential("shared")}},
+    ])
+    issues = config_issues(path)
+    assert [p for p, _ in issues] == [f"consumers[2].plugins.{plugin}"], issues
+    assert "'c'" in issues[0][1] and "'a'" in issues[0][1]
+
+
 def test_same_key_on_two_consumers_is_an_error(tmp_path: Path) -> None:
     path = write_config(tmp_path, [
         {"username": "a", "plugins": {"key-auth": {"key": "shared"}}},
@@ -654,4 +696,4 @@ def test_valid_auth_config_passes_the_full_check(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     loaded = load_and_check(str(path))
-    assert len(loaded.consumers) == 7
+    assert len(loaded.consumers) == len(consumers())

@@ -403,14 +403,14 @@ def test_slow_renders_make_scrapes_answer_from_the_last_render(tmp_path: Path) -
         return {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}, body
 
     async def scenario() -> None:
-        # The Rust renderer takes milliseconds for 4,000 routes: lower the bar so they count
-        # as slow, as far more routes would with the default.
-        admin = AdminServer(lambda: settings, tmp_path, store, slow_render_seconds=0.001)
+        # Every render counts as slow (the bar at 0 s), as renders of far more routes would
+        # with the default: what is tested is the behaviour, not how long a render takes
+        # (bench/metrics_scrape.py measures that).
+        admin = AdminServer(lambda: settings, tmp_path, store, slow_render_seconds=0.0)
         await admin.start()
         try:
             _, first = await scrape()  # no render yet: this one waits for it
             assert b'route="route-3999"' in first
-            assert admin.render_seconds >= 0.001, "too few routes to be slow here"
             series = store.slot(series_label("late-route", None, "127.0.0.1:1"), series=True)
             status = store.slot(status_label(200, "late-route", None, "127.0.0.1:1"))
             store.record(series, status, 0.001, 0.0005, 100, 200)

@@ -24,8 +24,9 @@ LOST_EXCEPTION_MARKERS = ("exception was never retrieved", "Exception in callbac
 
 
 class GatewayProcess:
-    def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int = 2,
-                 env: dict[str, str] | None = None, workers_flag: bool = True) -> None:
+    def __init__(self, tmp_path: Path, config: dict[str, Any] | str, workers: int | str = 2,
+                 env: dict[str, str] | None = None, wrapper: list[str] | None = None,
+                 workers_flag: bool = True) -> None:
         """``workers_flag=False`` leaves the count to the config's ``gateway.workers`` (so a
         reload can change it); ``workers`` is then what the tests expect."""
         self.dir = tmp_path
@@ -33,8 +34,10 @@ class GatewayProcess:
         self.config_path = tmp_path / "gateway.yaml"
         self.state_dir = tmp_path / "state"
         self.log_path = tmp_path / "gateway.log"
-        self.workers = workers
+        self.workers_arg = str(workers)  # what -w says: a number or "auto" (one per core)
+        self.workers = workers if isinstance(workers, int) else len(os.sched_getaffinity(0))
         self.env = env or {}
+        self.wrapper = wrapper or []  # a command the gateway runs under (setpriv ...)
         self.proc: subprocess.Popen[bytes] | None = None
         self.write_config(config)
 
@@ -56,8 +59,8 @@ class GatewayProcess:
                "GATEWAY_LOG_LEVEL": "INFO", **self.env}
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path),
-             *(["-w", str(self.workers)] if self.workers_flag else [])],
+            [*self.wrapper, sys.executable, "-m", "gateway", "run", "-c", str(self.config_path),
+             *(["-w", self.workers_arg] if self.workers_flag else [])],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_version(1)

@@ -52,6 +52,22 @@ class Boom(Plugin):
         raise RuntimeError("plugin bug")
 
 
+class ShortAnswers(Plugin):
+    """An access phase answering in the README's short forms: `/tuple` a (status, body,
+    headers) tuple, `/tuple2` a (status, body) one, `/status` a bare status."""
+    name = "test-short-answers"
+
+    def access(self, ctx: Context) -> Any:
+        kind = ctx.path.rsplit("/", 1)[-1]
+        if kind == "tuple":
+            return 418, b"short and stout\n", {"X-Teapot": "yes"}
+        if kind == "tuple2":
+            return 409, b"conflict\n"
+        if kind == "status":
+            return 403
+        return None
+
+
 class SlowDeny(Plugin):
     """An async access phase: waits, then answers when the header asks for it."""
     name = "test-slow-deny"

@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self.can_write.set()
 
     def pause_writing(self) -> None:
+        self.upstream.write_pauses += 1
         self.can_write.clear()
 
     def resume_writing(self) -> None:
@@ -188,6 +189,7 @@ class _Connection(asyncio.Protocol):
                 n = min(PIECE, size - sent)
                 await self.send(h11.Data(data=b"x" * n))
                 sent += n
+                self.upstream.bytes_sent += n
             await self.send(h11.EndOfMessage())
             return
         if kind == "status":
@@ -250,6 +252,8 @@ class Upstream:
         self.raw_connections: list[bytearray] = []
         self.connections = 0
         self.accepted = 0  # connections accepted, counted before any byte is read
+        self.write_pauses = 0  # times a connection's peer (the gateway) stopped reading
+        self.bytes_sent = 0  # response body bytes written by /bytes/N
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

@@ -567,8 +567,9 @@ fn router_is_send_sync() {
 
 // ----- scale -----
 
-/// 100k mixed routes (exact, params, prefixes, hosts): builds quickly and the first and last
-/// routes match.
+/// 100k mixed routes (exact, params, prefixes, hosts): the first and last routes match. How
+/// fast it builds and looks up is measured by the router benchmark (`bench/run.py
+/// --router-sizes`), not asserted here.
 #[test]
 fn hundred_thousand_routes() {
     let n = 100_000;
@@ -584,12 +585,8 @@ fn hundred_thousand_routes() {
     }
     // The last route: a host-specific wildcard sharing a prefix with many others.
     routes.push(rh(&["/svc1/static/*path"], &["*.last.example.com"]));
-    let start = std::time::Instant::now();
     let rt = Router::new(&routes).unwrap();
-    let built = start.elapsed();
     assert_eq!(rt.len(), n + 1);
-    // Generous even for unoptimised test builds; release builds take a small fraction of this.
-    assert!(built.as_secs_f64() < 5.0, "build took {built:?}");
 
     let mut p = Params::new();
     assert_eq!(rt.find(b"GET", b"x", b"/svc0/users/7", &mut p), Found(0));
@@ -612,13 +609,10 @@ fn hundred_thousand_routes() {
     assert_eq!(rt.find(b"GET", b"x", b"/svc99997/static/", &mut p), Found(99_997));
     assert_eq!(rt.find(b"GET", b"x", b"/svc99997/static", &mut p), NotFound);
 
-    // Lookups stay fast (loose bound, debug builds included).
-    let start = std::time::Instant::now();
     for i in 0..10_000 {
         let path = format!("/svc{}/users/{i}", (i * 4) % n);
         assert_eq!(rt.find(b"GET", b"x", path.as_bytes(), &mut p), Found(((i * 4) % n) as u32));
     }
-    assert!(start.elapsed().as_secs_f64() < 5.0);
 }
 
 /// Many routes sharing one pattern and differing by host (multi-tenant `/*`): host index, not a
