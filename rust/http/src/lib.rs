@@ -936,6 +936,11 @@ pub fn parse_response(
     if buf[eol] != b'\r' || buf[head_len - 2] != b'\r' {
         return Err(upstream("bare LF line terminator"));
     }
+    // The status line is held to the request-line limit however the head arrived: a head still
+    // arriving is refused by `partial_limits` once its first line passes the limit.
+    if eol + 2 - start > limits.max_request_line as usize {
+        return Err(upstream("upstream status line too long"));
+    }
 
     let hdrs = &*resp.headers;
     let info = analyze_headers(buf, hdrs, &mut out.headers).map_err(|e| upstream(e.reason))?;

@@ -660,6 +660,24 @@ fn response_errors_are_502() {
     assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\n", false, &l, &mut h).unwrap(), Parsed::Partial);
 }
 
+/// Found by the response_head fuzz target: a status line longer than `max_request_line` was
+/// refused while it arrived in pieces (the partial check) but accepted when the whole head came
+/// in one read, so the outcome depended on how the upstream's bytes were cut.
+#[test]
+fn response_status_line_limit_does_not_depend_on_the_reads() {
+    let l = Limits { max_request_line: 64, max_head_size: 1024, max_headers: 10 };
+    let head = format!("HTTP/1.1 200 {}\r\nContent-Length: 0\r\n\r\n", "r".repeat(100));
+    let mut h = ResponseHead::new();
+    let whole = parse_response(head.as_bytes(), false, &l, &mut h);
+    let piece = parse_response(&head.as_bytes()[..80], false, &l, &mut h);
+    assert_eq!(piece.unwrap_err().status, 502);
+    assert_eq!(whole.unwrap_err().status, 502);
+    // at the limit exactly (line and CRLF): accepted either way
+    let fits = format!("HTTP/1.1 200 {}\r\n\r\n", "r".repeat(64 - 15));
+    assert!(matches!(parse_response(fits.as_bytes(), false, &l, &mut h), Ok(Parsed::Complete(_))));
+    assert_eq!(parse_response(&fits.as_bytes()[..63], false, &l, &mut h), Ok(Parsed::Partial));
+}
+
 #[test]
 fn response_connection_hop_by_hop() {
     let b =
