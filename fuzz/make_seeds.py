@@ -38,6 +38,7 @@ def main() -> None:
         "path_normalise": write("path_normalise", seeds.paths()),
         # a program of route-set and lookup bytes: random ones reach every table entry
         "router": write("router", [rng.randbytes(rng.randrange(8, 120)) for _ in range(64)]),
+        "config": write("config", seeds.configs()),
     }
     print("make_seeds: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
 

@@ -91,3 +91,12 @@ def paths() -> list[bytes]:
         if len(parts) >= 2:
             out.add(parts[1].split(b"?", 1)[0])
     return sorted(out)
+
+
+def configs() -> list[bytes]:
+    """Config files: the default one and every YAML example of the README."""
+    out = [(REPO / "gateway" / "config" / "default.yaml").read_bytes()]
+    blocks = (REPO / "README.md").read_text(encoding="utf-8").split("```yaml\n")[1:]
+    out += [block.split("```", 1)[0].encode() for block in blocks]
+    out += [p.read_bytes() for p in sorted((REPO / "fuzz" / "seeds" / "config").glob("*.yaml"))]
+    return out
