@@ -287,6 +287,9 @@ class Fuzzer:
             self.report(Finding("hang", f"no close within {DEADLINE} s", data, None, raw))
         elif raw and not STATUS_LINE.match(raw):
             self.report(Finding("bad-answer", repr(raw[:80]), data, None, raw))
+        elif raw and raw[9:12] not in (b"100", b"200") and raw[9:10] not in (b"4", b"5"):
+            # this upstream answers 200 only: anything else is the gateway's own 4xx/5xx
+            self.report(Finding("status", repr(raw[:80]), data, None, raw))
 
     def response_round(self) -> None:
         """A well-formed request answered by a mutated response in pieces."""
