@@ -797,3 +797,38 @@ def test_dump_config_ends_with_the_marker() -> None:
     dumped = dump_config(config)
     assert dumped.rstrip().splitlines()[-1] == "#END"
     assert parse_config_file(dumped.encode(), "last-good.yaml") == config
+
+
+@pytest.mark.parametrize(("where", "value", "path"), [
+    ("routes[0]", "priority: 2147483648", "routes[0].priority"),
+    ("node", "priority: -2147483649", "upstreams[0].nodes[0].priority"),
+    ("node", "weight: 2147483648", "upstreams[0].nodes[0].weight"),
+    ("upstream", "retries: 2147483648", "upstreams[0].retries"),
+    ("upstream", "keepalive: {requests: 99999999999999999999999}", "upstreams[0].keepalive.requests"),
+    ("upstream", "keepalive: {size: 2147483648}", "upstreams[0].keepalive.size"),
+    ("gateway", "client_max_body_size: 18446744073709551616", "gateway.client_max_body_size"),
+])
+def test_numbers_beyond_what_the_runtime_holds_are_config_errors(where: str, value: str, path: str) -> None:
+    # Found by fuzz/config_fuzz.py: the schema took any int, and compiling the config raised
+    # OverflowError (reported only as "check 'compile_check' failed: OverflowError(...)").
+    from gateway.server.master import CHECKS
+    parts = {"gateway": "", "upstream": "", "node": "", "routes[0]": ""}
+    parts[where] = value
+    text = textwrap.dedent(f"""\
+        gateway:
+          listen: ["127.0.0.1:9080"]
+          {parts["gateway"]}
+        upstreams:
+          - id: u
+            nodes: [{{host: 127.0.0.1, port: 9001{", " + parts["node"] if parts["node"] else ""}}}]
+            {parts["upstream"]}
+        routes:
+          - id: r
+            uri: /x
+            upstream_id: u
+            {parts["routes[0]"]}
+        """)
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "g.yaml", extra_checks=CHECKS)
+    assert [i.path for i in caught.value.issues] == [path], caught.value.issues
+    assert "failed" not in str(caught.value)

@@ -194,3 +194,17 @@ def test_unknown_plugin_is_a_config_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "routes[0].plugins.no-such-plugin: unknown plugin" in result.stderr
     assert "Missing" in result.stderr
+
+
+def test_plugin_issue_path_quotes_a_name_that_is_not_a_simple_key() -> None:
+    # Found by fuzz/config_fuzz.py: the plugin name was pasted into the path unquoted
+    # ('routes[0].plugins.a "b.c'), a path that cannot be parsed back, so the issue lost its line.
+    from gateway.config import ConfigError, parse_config_text
+    from gateway.server.master import CHECKS
+    text = 'routes:\n  - id: r\n    uri: /x\n    plugins:\n      \'a "b.c\': {}\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "g.yaml", extra_checks=CHECKS)
+    [issue] = caught.value.issues
+    assert issue.path == 'routes[0].plugins["a \\"b.c"]'
+    assert issue.line == 5
+    assert "unknown plugin" in issue.message

@@ -76,6 +76,30 @@ def test_leading_empty_line_before_101_switching_protocols(tmp_path: Path) -> No
         assert gw.worker_pids() == pids
 
 
+def test_informational_response_is_rewritten_not_copied(tmp_path: Path) -> None:
+    # Found by fuzz/proxy_fuzz.py: a 1xx head was relayed as the upstream's raw bytes, so the
+    # empty line before it reached the client (which h11 refuses), with its hop-by-hop fields
+    # and a Content-Length no 1xx may carry.
+    answer = (b"\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nConnection: x-hop\r\n"
+              b"X-Hop: 1\r\nContent-Length: 5\r\n\r\n"
+              b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    with RawUpstream(answer) as up, gateway_for(tmp_path, up.port) as gw:
+        raw = raw_exchange(gw.port, GET, timeout=5)
+        assert raw.startswith(b"HTTP/1.1 103 Early Hints\r\n"), raw
+        interim = raw.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"link: </a.css>" in interim
+        for dropped in (b"connection", b"x-hop", b"content-length"):
+            assert dropped not in interim, raw
+    client = h11.Connection(h11.CLIENT)  # a strict client reads the whole exchange
+    client.send(h11.Request(method="GET", target="/x", headers=[("Host", "example.test")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(raw)
+    interim_event, final, body = client.next_event(), client.next_event(), client.next_event()
+    assert isinstance(interim_event, h11.InformationalResponse) and interim_event.status_code == 103
+    assert isinstance(final, h11.Response) and final.status_code == 200
+    assert isinstance(body, h11.Data) and body.data == b"ok"
+
+
 def test_bare_lf_before_the_status_line_is_502(tmp_path: Path) -> None:
     with RawUpstream(b"\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") as up, \
             gateway_for(tmp_path, up.port) as gw:

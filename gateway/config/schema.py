@@ -46,6 +46,13 @@ PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+# What the runtime keeps in a C int (weights, priorities, pool sizes, retry counts) or an int64
+# (byte counts): a larger number is a config error here, not an OverflowError when compiling.
+_INT_MAX = 2**31 - 1
+Int32 = Annotated[int, msgspec.Meta(ge=-_INT_MAX - 1, le=_INT_MAX)]
+NonNegInt32 = Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)]
+PositiveInt32 = Annotated[int, msgspec.Meta(ge=1, le=_INT_MAX)]
+ByteCount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 PluginMap = dict[str, dict[str, Any]]
 
 
@@ -109,11 +116,11 @@ class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Max number of request header fields.
     max_headers: PositiveInt = 100
     #: Max request body bytes; 0 = unlimited (APISIX's default, unlike nginx's 1 MiB).
-    client_max_body_size: NonNegInt = 0
+    client_max_body_size: ByteCount = 0
     #: Client connections one worker holds at once; 0 = no limit but the file descriptors. At
     #: the limit the worker stops accepting (the kernel's listen backlog holds the next ones,
     #: nothing is refused) and accepts again as soon as one closes (nginx worker_connections).
-    max_connections: NonNegInt = 0
+    max_connections: NonNegInt32 = 0
     #: On SIGTERM, how long in-flight requests may take before workers exit.
     graceful_shutdown_timeout: Seconds = 10.0
     #: Access log: a file path, "stdout", or None for off (off by default: it costs CPU per request).
@@ -138,9 +145,9 @@ class Node(_Struct, kw_only=True, frozen=True):
     host: str
     port: Port
     #: 0 keeps the node defined but sends it no traffic.
-    weight: NonNegInt = 1
+    weight: NonNegInt32 = 1
     #: Higher priority nodes are used first; lower ones only when those are down (APISIX).
-    priority: int = 0
+    priority: Int32 = 0
 
 
 class Timeout(_Struct, kw_only=True, frozen=True):
@@ -151,11 +158,11 @@ class Timeout(_Struct, kw_only=True, frozen=True):
 
 class Keepalive(_Struct, kw_only=True, frozen=True):
     #: Idle connections kept per upstream per worker.
-    size: NonNegInt = 320
+    size: NonNegInt32 = 320
     #: Seconds an idle pooled connection is kept.
     idle_timeout: Seconds = 60.0
     #: Requests served on one upstream connection before it is closed.
-    requests: PositiveInt = 1000
+    requests: PositiveInt32 = 1000
 
 
 HttpStatus = Annotated[int, msgspec.Meta(ge=200, le=599)]
@@ -252,7 +259,7 @@ class Upstream(_Struct, kw_only=True, frozen=True):
     nodes: list[Node]
     timeout: Timeout = msgspec.field(default_factory=Timeout)
     #: Retries on another node; None = number of nodes - 1 (APISIX).
-    retries: NonNegInt | None = None
+    retries: NonNegInt32 | None = None
     #: Total seconds retries may take; None or 0 = no limit.
     retry_timeout: Seconds | None = None
     keepalive: Keepalive = msgspec.field(default_factory=Keepalive)
@@ -287,7 +294,7 @@ class Route(_Struct, kw_only=True, frozen=True):
     #: Uppercased; None = every method.
     methods: list[str] | None = None
     #: Higher wins when several routes match.
-    priority: int = 0
+    priority: Int32 = 0
     upstream_id: str | None = None
     upstream: Upstream | None = None
     plugins: PluginMap = {}

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.config import Config, ConfigIssue
+from gateway.config import Config, ConfigIssue, format_path
 from gateway.plugins.base import Plugin
 
 BUILTIN: dict[str, str] = {
@@ -130,10 +130,11 @@ def instantiate(name: str, raw: Any) -> Plugin | None:
     return plugin
 
 
-def _check_plugins(plugins: dict[str, Any], path: str, file: str) -> list[ConfigIssue]:
+def _check_plugins(plugins: dict[str, Any], path: tuple[str | int, ...], file: str
+                   ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for name, raw in plugins.items():
-        where = f"{path}.{name}"
+        where = format_path((*path, name))  # a name may need quoting: 'plugins["a.b"]'
         try:
             get_plugin_class(name)
         except KeyError:
@@ -159,8 +160,8 @@ def check_plugin_configs(config: Config, file: str) -> list[ConfigIssue]:
     """The config loader's extra check: every plugin exists and its config is valid."""
     issues: list[ConfigIssue] = []
     for i, route in enumerate(config.routes):
-        issues += _check_plugins(route.plugins, f"routes[{i}].plugins", file)
+        issues += _check_plugins(route.plugins, ("routes", i, "plugins"), file)
     for i, consumer in enumerate(config.consumers):
-        issues += _check_plugins(consumer.plugins, f"consumers[{i}].plugins", file)
-    issues += _check_plugins(config.global_rules.plugins, "global_rules.plugins", file)
+        issues += _check_plugins(consumer.plugins, ("consumers", i, "plugins"), file)
+    issues += _check_plugins(config.global_rules.plugins, ("global_rules", "plugins"), file)
     return issues

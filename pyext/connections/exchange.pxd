@@ -45,7 +45,7 @@ cdef class Exchange(PhaseRunner):
     cdef void on_request_body(self, bytes data)
     cdef void on_upgraded(self, UpstreamConnection u, bytes buf, int32_t n)
     cdef void end_tunnel(self)
-    cdef void relay_informational(self, bytes buf, int32_t n)
+    cdef int relay_informational(self, UpstreamConnection u, bytes buf, int32_t n) except -1
     cdef void on_response_head(self, UpstreamConnection u, bytes buf, int32_t n,
                                size_t inline_body)
     cdef int add_missing_defaults(self, HeadBuffer hb, const char *d, gw_response_head *r,

@@ -259,9 +259,25 @@ cdef class Exchange(PhaseRunner):
         self.client.close()
         self.finish()
 
-    cdef void relay_informational(self, bytes buf, int32_t n):
-        if self.version_minor == 1 and not self.client.transport.is_closing():
-            self.client.transport.write(buf[:n])
+    cdef int relay_informational(self, UpstreamConnection u, bytes buf, int32_t n) except -1:
+        """A 1xx head written anew like a final one, never the upstream's bytes: those may start
+        with empty lines and carry hop-by-hop fields or a framing field no 1xx may have."""
+        cdef gw_response_head *r = &u.head
+        cdef const char *d = PyBytes_AS_STRING(buf)
+        cdef uint32_t drop = GW_HF_HOP_BY_HOP | GW_HF_CONTENT_LENGTH | GW_HF_TRANSFER_ENCODING
+        cdef HeadBuffer hb
+        cdef uint32_t i
+        if self.version_minor != 1 or self.client.transport.is_closing():
+            return 0
+        hb = self.client.server.scratch
+        hb.start()
+        hb.add_status_line(r.status, d, <size_t>n, r.reason)
+        for i in range(r.n_headers):
+            if not (r.headers[i].flags & drop):
+                hb.add_parsed_header(d, <size_t>n, &r.headers[i])
+        hb.add(b"\r\n", 2)
+        self.client.transport.write(hb.take())
+        return 0
 
     cdef void on_response_head(self, UpstreamConnection u, bytes buf, int32_t n,
                                size_t inline_body):

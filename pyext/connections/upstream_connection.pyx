@@ -109,7 +109,11 @@ cdef class UpstreamConnection:
                 ex.on_upstream_failed(502, "upstream switched protocols unasked")
                 return
             if 100 <= self.head.status < 200:
-                ex.relay_informational(buf, n)
+                try:
+                    ex.relay_informational(self, buf, n)
+                except HeadSpanError as exc:
+                    self.refuse_head(ex, exc)
+                    return
                 if n == PyBytes_GET_SIZE(buf):
                     return
                 data = buf[n:]

@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
-Answer = Callable[[bytes], bytes]
+# bytes, or a list of pieces sent apart (a short pause between them), so the gateway's parser
+# meets the response cut where the caller says (fuzz/proxy_fuzz.py)
+Answer = Callable[[bytes], bytes | list[bytes]]
 
 
 class RawUpstream:
@@ -111,7 +113,7 @@ class RawUpstream:
                         return
                     self.requests.append(whole + buffer[:end])
                     buffer = buffer[end:]
-                conn.sendall(self.answer(head))
+                self._send(conn, self.answer(head))
                 if self.close_after:
                     if self.hold:
                         time.sleep(self.hold)
@@ -120,6 +122,17 @@ class RawUpstream:
             return
         finally:
             conn.close()
+
+
+    @staticmethod
+    def _send(conn: socket.socket, reply: bytes | list[bytes]) -> None:
+        if isinstance(reply, bytes):
+            conn.sendall(reply)
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in reply:
+            conn.sendall(piece)
+            time.sleep(0.002)
 
 
 def body_end(head: bytes, data: bytes) -> int | None:

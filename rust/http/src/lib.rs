@@ -899,12 +899,13 @@ pub fn parse_response(
         &mut raw[..max_h],
     ) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return match partial_limits(buf, limits) {
-                Ok(p) => Ok(p),
-                Err(_) => Err(upstream("upstream response head too large")),
-            }
+        // Only the head size bounds a response: `max_request_line` is the clients' limit, and
+        // applying it here only while a head is still arriving made the outcome depend on how
+        // the upstream's bytes were cut (the complete path never applied it).
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_size as usize => {
+            return Err(upstream("upstream response head too large"))
         }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => return Err(upstream("too many response headers")),
         Err(httparse::Error::Version) => return Err(upstream("invalid response version")),
         Err(httparse::Error::Status) => return Err(upstream("invalid status line")),

@@ -660,6 +660,26 @@ fn response_errors_are_502() {
     assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\n", false, &l, &mut h).unwrap(), Parsed::Partial);
 }
 
+/// Found by the response_head fuzz target: a status line longer than `max_request_line` was
+/// refused while it arrived in pieces (the request-line check of a partial head) but accepted
+/// when the whole head came in one read, so the outcome depended on how the bytes were cut.
+/// Responses are bounded by `max_head_size` only, however they arrive.
+#[test]
+fn response_limits_do_not_depend_on_the_reads() {
+    let l = Limits { max_request_line: 64, max_head_size: 256, max_headers: 10 };
+    let long_line = format!("HTTP/1.1 200 {}\r\nContent-Length: 0\r\n\r\n", "r".repeat(100));
+    let too_big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "v".repeat(300));
+    let mut h = ResponseHead::new();
+    for cut in [80, long_line.len()] {
+        let r = parse_response(&long_line.as_bytes()[..cut], false, &l, &mut h);
+        assert!(r.is_ok(), "status line of 115 bytes cut at {cut}: {r:?}");
+    }
+    for cut in [257, too_big.len()] {
+        let r = parse_response(&too_big.as_bytes()[..cut], false, &l, &mut h);
+        assert_eq!(r.unwrap_err().status, 502, "head over max_head_size cut at {cut}");
+    }
+}
+
 #[test]
 fn response_connection_hop_by_hop() {
     let b =
