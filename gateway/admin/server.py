@@ -168,6 +168,9 @@ class AdminServer:
         self.connections += 1
         try:
             await self.serve_connection(reader, writer, settings.header_timeout)
+        except asyncio.CancelledError:
+            # the master stops with keep-alive connections open: nothing is lost by ending them
+            writer.transport.abort()
         finally:
             self.connections -= 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -17,12 +18,14 @@ from typing import Any
 
 from gateway._native import SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
+from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
     ConfigIssue,
     FileChecks,
     config_to_bytes,
+    decode_config,
     default_config,
     dump_config,
     parse_config_file,
@@ -31,6 +34,7 @@ from gateway.plugins.registry import check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
+from gateway.server.file_store import FileConfigStore
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import check_bindable
 from gateway.server.state import InstanceState
@@ -101,6 +105,9 @@ class Master:
         self.config_file = ConfigFile(self.config_path) if self.config_path else None
         self.workers_override = workers
         self.config: Config | None = None
+        #: The file bytes the running config came from (None: not from the file); the Admin
+        #: API's file store edits this document and refuses to write over any other.
+        self.config_raw: bytes | None = None
         self.payload = b""
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
@@ -131,6 +138,7 @@ class Master:
         try:
             raw, digest = self.config_file.read()
             config = check_bytes(raw, str(self.config_file.path))
+            self.config_raw = raw
         except ConfigError as exc:
             fallback = self.state.find_last_good()
             log.error("config %s is invalid:\n%s", self.config_path, exc)
@@ -141,13 +149,40 @@ class Master:
         self.config_file.seen_digest = digest  # the broken bytes too: not re-checked unchanged
         return config
 
-    def adopt(self, config: Config) -> None:
+    def adopt(self, config: Config, persist: bool = True) -> None:
         self.config = config
         self.version += 1
         self.payload = config_to_bytes(config)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
-        self.state.save_last_good(dump_config(config))
+        if persist:
+            self.state.save_last_good(dump_config(config))
+
+    def validate(self, data: Any) -> Config:
+        """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
+        return decode_config(data, "admin API", extra_checks=CHECKS)
+
+    async def apply(self, config: Config, raw: bytes | None, reason: str) -> bool:
+        """Makes a validated config the running one on every worker (the caller holds
+        reload_lock); True once every worker confirmed it."""
+        started = time.monotonic()
+        self.adopt(config, persist=False)
+        self.config_raw = raw
+        if raw is not None and self.config_file is not None:
+            self.config_file.seen_digest = hashlib.sha256(raw).hexdigest()
+        self.reloads.applied += 1
+        for handle in list(self.workers.values()):
+            self.send_config(handle)
+        # The last good copy is written while the workers compile (a big config takes a while).
+        saved = asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.state.save_last_good(dump_config(config)))
+        ok = await self.wait_converged(self.version, timeout=30.0)
+        log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
+                 "applied by every worker" if ok else "NOT applied by every worker",
+                 (time.monotonic() - started) * 1000)
+        self.write_status()
+        await saved
+        return ok
 
     def worker_count(self) -> int:
         wanted: int | str = self.workers_override or (self.config.gateway.workers if self.config else 1)
@@ -170,6 +205,8 @@ class Master:
         self.adopt(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics)
+        self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
+        AdminApi(self.store).register(self.admin.router)
         await self.admin.start()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
@@ -381,19 +418,12 @@ class Master:
                 self.write_status()
                 return False
             if self.config is not None and config.fingerprint() == self.config.fingerprint():
+                self.config_raw = raw  # comments or layout changed: the Admin API edits these bytes
                 return True
             if self.config is not None and list(config.gateway.listen) != list(self.config.gateway.listen):
                 log.warning("listen addresses changed: they apply at the next restart")
-            self.adopt(config)
-            self.reloads.applied += 1
-            for handle in list(self.workers.values()):
-                self.send_config(handle)
-            ok = await self.wait_converged(self.version, timeout=30.0)
-            log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
-                     "applied by every worker" if ok else "NOT applied by every worker",
-                     (time.monotonic() - started) * 1000)
-            self.write_status()
-            return ok
+            log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
+            return await self.apply(config, raw, reason)
 
     def settle_time(self) -> float:
         return self.config.gateway.config_settle_time if self.config else 0.2

@@ -1,0 +1,327 @@
+"""The Admin API's store in file mode: the YAML file the gateway runs is the store.
+
+Reads come from the file's document as it was when the running config was loaded (so
+``${VAR}`` references show as written, never their secret values). A write:
+
+1. is refused (409) when the file on disk is not the one the running config came from: a hand
+   edit not applied yet (or rejected), which a write would silently undo;
+2. checks the client's ``modifiedIndex`` (412 when stale) and builds the whole resulting config
+   (the running config with this one resource changed; ``${VAR}`` in the body expanded as in
+   the file) and validates it with the checker every config goes through (400 with the path);
+3. sends it to the workers and, meanwhile, writes the file back (ruamel round trip, temp file +
+   fsync + rename); a write that fails puts the previous config back.
+
+Revisions: the store counts them. Loading a file is one revision; a resource keeps its
+``modifiedIndex`` until its content changes (by the API or by a hand edit).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+import orjson
+
+from gateway.admin.api import Resource, StoreError
+from gateway.admin.api.resources import KINDS, Kind
+from gateway.atomic_file import write_atomically
+from gateway.config import Config, ConfigError, expand_env_in_data, format_path
+from gateway.config.issues import ConfigIssue
+from gateway.server import yaml_roundtrip
+
+log = logging.getLogger("gateway.admin")
+
+SOURCE = "admin API"
+
+
+class StoreHost(Protocol):
+    """What the store needs of the master."""
+    config: Config | None
+    #: The bytes of the file the running config was loaded from; None when it did not come
+    #: from the file (the embedded default, or the last good config after a bad start).
+    config_raw: bytes | None
+    reload_lock: asyncio.Lock
+
+    def validate(self, data: Any) -> Config: ...
+
+    def apply(self, config: Config, raw: bytes | None, reason: str) -> Awaitable[bool]: ...
+
+
+def _fingerprint(value: Any) -> bytes:
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+class FileConfigStore:
+    def __init__(self, host: StoreHost, path: Path | None) -> None:
+        self.host = host
+        self.path = path
+        self.doc: Any = None
+        self.doc_raw: bytes | None = None
+        self.doc_config: Config | None = None
+        self.revision = 0
+        #: (kind, name) -> (createdIndex, modifiedIndex, fingerprint of the value)
+        self.versions: dict[tuple[str, str], tuple[int, int, bytes]] = {}
+
+    # ---------------------------------------------------------------- the document
+
+    async def sync(self) -> None:
+        """The document of the running config (parsed again when the running config changed)."""
+        host = self.host
+        if self.doc is not None and self.doc_raw is host.config_raw and self.doc_config is host.config:
+            return
+        raw, config = host.config_raw, host.config
+        if raw is not None:
+            text = raw.decode("utf-8-sig")
+            doc = await asyncio.to_thread(yaml_roundtrip.load, text)
+        else:
+            doc = msgspec.to_builtins(config) if config is not None else {}
+        self.doc, self.doc_raw, self.doc_config = (doc if doc is not None else {}), raw, config
+        self.renumber()
+
+    def renumber(self) -> None:
+        """Revisions for the document just loaded: changed or new resources move on."""
+        self.revision += 1
+        versions: dict[tuple[str, str], tuple[int, int, bytes]] = {}
+        for kind in KINDS.values():
+            for name, value in self.entries(kind):
+                fp = _fingerprint(value)
+                old = self.versions.get((kind.name, name))
+                if old is not None and old[2] == fp:
+                    versions[(kind.name, name)] = old
+                else:
+                    created = old[0] if old is not None else self.revision
+                    versions[(kind.name, name)] = (created, self.revision, fp)
+        self.versions = versions
+
+    def section(self, kind: Kind) -> Any:
+        section = self.doc.get(kind.name) if isinstance(self.doc, dict) else None
+        if kind.name == "global_rules" and isinstance(section, dict):
+            # the one-rule form is shown as the rule "1" (Config.global_rule_list)
+            return [{"id": "1", **yaml_roundtrip.to_plain(section)}] if section.get("plugins") else []
+        return section
+
+    def entries(self, kind: Kind) -> list[tuple[str, Any]]:
+        section = self.section(kind)
+        if kind.key_field is None:
+            return [(str(k), yaml_roundtrip.to_plain(v)) for k, v in section.items()] \
+                if isinstance(section, dict) else []
+        if not isinstance(section, list):
+            return []
+        out = []
+        for value in section:
+            if isinstance(value, dict) and isinstance(value.get(kind.key_field), str):
+                out.append((value[kind.key_field], yaml_roundtrip.to_plain(value)))
+        return out
+
+    def resource(self, kind: Kind, name: str, value: Any) -> Resource:
+        created, modified, _ = self.versions.get((kind.name, name), (self.revision, self.revision, b""))
+        return Resource(name, value, created, modified)
+
+    # ---------------------------------------------------------------- reads
+
+    async def list(self, kind: Kind) -> list[Resource]:
+        await self.sync()
+        return [self.resource(kind, name, value) for name, value in self.entries(kind)]
+
+    async def get(self, kind: Kind, name: str) -> Resource | None:
+        await self.sync()
+        for key, value in self.entries(kind):
+            if key == name:
+                return self.resource(kind, name, value)
+        return None
+
+    # ---------------------------------------------------------------- writes
+
+    async def put(self, kind: Kind, name: str, value: Any, expect: int | None,
+                  create_only: bool = False) -> tuple[Resource, bool]:
+        async with self.host.reload_lock:
+            current = await self.writable(kind, name, expect)
+            if current is not None and create_only:
+                raise StoreError(409, f"{kind.key(name)} exists")
+            await self.commit(kind, name, value)
+            created = current is None
+            return (await self.get_unlocked(kind, name)), created
+
+    async def delete(self, kind: Kind, name: str, expect: int | None) -> Resource:
+        async with self.host.reload_lock:
+            current = await self.writable(kind, name, expect)
+            if current is None:
+                raise StoreError(404, f"{kind.key(name)} not found")
+            await self.commit(kind, name, None)
+            return current
+
+    async def get_unlocked(self, kind: Kind, name: str) -> Resource:
+        resource = await self.get(kind, name)
+        assert resource is not None
+        return resource
+
+    async def writable(self, kind: Kind, name: str, expect: int | None) -> Resource | None:
+        """The resource as it is now, once the write may go ahead."""
+        await self.sync()
+        if self.path is None:
+            raise StoreError(409, "the gateway runs without a config file (no -c): there is nothing to write to")
+        if self.host.config_raw is None:
+            raise StoreError(409, f"{self.path} is invalid and the gateway runs its last good config: "
+                                  "fix the file first (see the log)")
+        try:
+            on_disk = await asyncio.to_thread(self.path.read_bytes)
+        except OSError as exc:
+            raise StoreError(409, f"cannot read {self.path}: {exc.strerror or exc}") from None
+        if on_disk != self.host.config_raw:
+            raise StoreError(409, f"{self.path} was changed on disk since the gateway loaded it (an edit not "
+                                  "applied yet, or rejected: see the log); refusing to overwrite it")
+        current = await self.get(kind, name)
+        if expect is not None and (current is None or current.modified != expect):
+            now = "gone" if current is None else f"at modifiedIndex {current.modified}"
+            raise StoreError(412, f"{kind.key(name)} is {now}, not at {expect}: read it again")
+        return current
+
+    async def commit(self, kind: Kind, name: str, value: Any) -> None:
+        config = await asyncio.to_thread(self.validated, kind, name, value)
+        undo = self.edit(kind, name, value)
+        try:
+            text = await asyncio.to_thread(yaml_roundtrip.dump, self.doc)
+        except Exception:
+            undo()
+            raise
+        raw = text.encode()
+        assert self.path is not None
+        previous_config, previous_raw = self.host.config, self.host.config_raw
+        reason = f"admin API: {'DELETE' if value is None else 'PUT'} {kind.key(name)}"
+        # The workers compile while the file is written: a big file takes a while to render.
+        applied = asyncio.ensure_future(self.host.apply(config, raw, reason))
+        try:
+            await asyncio.to_thread(write_atomically, self.path, raw, _file_mode(self.path))
+        except OSError as exc:
+            undo()
+            await applied
+            if previous_config is not None:
+                await self.host.apply(previous_config, previous_raw,
+                                      "admin API: the file write failed; back to the previous config")
+            raise StoreError(503, f"cannot write {self.path}: {exc.strerror or exc}; nothing changed") from None
+        ok = await applied
+        self.doc_raw, self.doc_config = self.host.config_raw, self.host.config
+        self.renumber()
+        if not ok:
+            raise StoreError(503, f"{reason} saved, but not every worker confirmed it (see the log)")
+
+    def validated(self, kind: Kind, name: str, value: Any) -> Config:
+        """The whole config with this change, through the checker every config goes through."""
+        running = self.host.config
+        assert running is not None
+        data = dict(msgspec.to_builtins(running))
+        prefix: tuple[str | int, ...]
+        if value is not None:
+            value, issues = expand_env_in_data(value, os.environ, SOURCE)
+            if issues:
+                errors = [{"path": i.path, "config_path": i.path, "message": i.message} for i in issues]
+                raise StoreError(400, f"invalid: {issues[0].path}: {issues[0].message}", errors)
+        if kind.key_field is None:
+            mapping = dict(data.get(kind.name) or {})
+            prefix = (kind.name, name)
+            if value is None:
+                mapping.pop(name, None)
+            else:
+                mapping[name] = value
+            data[kind.name] = mapping
+        else:
+            if kind.name == "global_rules":
+                items = [msgspec.to_builtins(r) for r in running.global_rule_list]
+            else:
+                items = list(data.get(kind.name) or [])
+            found = [i for i, v in enumerate(items) if v.get(kind.key_field) == name]
+            index = found[0] if found else len(items)
+            prefix = (kind.name, index)
+            if value is None:
+                del items[index]
+            elif found:
+                items[index] = value
+            else:
+                items.append(value)
+            data[kind.name] = items
+        try:
+            return self.host.validate(data)
+        except ConfigError as exc:
+            # A delete the rest of the config cannot do without conflicts with it.
+            raise self.invalid(exc.issues, prefix, 409 if value is None else 400) from None
+
+    @staticmethod
+    def invalid(issues: Sequence[ConfigIssue], prefix: tuple[str | int, ...], status: int) -> StoreError:
+        base = format_path(prefix)
+        errors = []
+        for issue in issues:
+            path = issue.path
+            if path == base:
+                path = ""
+            elif path.startswith(base + ".") or path.startswith(base + "["):
+                path = path[len(base):].lstrip(".")
+            errors.append({"path": path, "config_path": issue.path, "message": issue.message})
+        head = "; ".join(f"{e['config_path'] if status == 409 else e['path']}: {e['message']}"
+                         if e["path"] or status == 409 else e["message"] for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        what = "still used: " if status == 409 else "invalid: "
+        return StoreError(status, what + head + more, errors)
+
+    def edit(self, kind: Kind, name: str, value: Any) -> Any:
+        """Applies the change to the document; returns what undoes it."""
+        doc = self.doc
+        node = yaml_roundtrip.from_plain(value) if value is not None else None
+        if kind.key_field is None:
+            section = doc.get(kind.name)
+            if not isinstance(section, dict):
+                section = doc[kind.name] = yaml_roundtrip.from_plain({})
+            old = section.get(name)
+            if node is None:
+                section.pop(name, None)
+            else:
+                section[name] = node
+
+            def undo_mapping() -> None:
+                if old is None:
+                    section.pop(name, None)
+                else:
+                    section[name] = old
+            return undo_mapping
+        section = doc.get(kind.name)
+        old_section = section
+        if kind.name == "global_rules" and isinstance(section, dict):
+            section = doc[kind.name] = yaml_roundtrip.from_plain(self.section(kind))
+        elif not isinstance(section, list):
+            section = doc[kind.name] = yaml_roundtrip.from_plain([])
+        found = [i for i, v in enumerate(section) if isinstance(v, dict) and v.get(kind.key_field) == name]
+        if found:
+            index = found[0]
+            old_item = section[index]
+            if node is None:
+                del section[index]
+            else:
+                section[index] = node
+        else:
+            index, old_item = -1, None
+            section.append(node)
+
+        def undo_list() -> None:
+            if old_section is not section:
+                if old_section is None:
+                    doc.pop(kind.name, None)
+                else:
+                    doc[kind.name] = old_section
+            elif old_item is None:
+                section.pop()
+            elif node is None:
+                section.insert(index, old_item)
+            else:
+                section[index] = old_item
+        return undo_list
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0o644
