@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,7 +183,9 @@ class FileConfigStore:
         return current
 
     async def commit(self, kind: Kind, name: str, value: Any) -> None:
+        started = time.monotonic()
         config = await asyncio.to_thread(self.validated, kind, name, value)
+        checked = time.monotonic()
         undo = self.edit(kind, name, value)
         try:
             text = await asyncio.to_thread(yaml_roundtrip.dump, self.doc)
@@ -204,9 +207,13 @@ class FileConfigStore:
                 await self.host.apply(previous_config, previous_raw,
                                       "admin API: the file write failed; back to the previous config")
             raise StoreError(503, f"cannot write {self.path}: {exc.strerror or exc}; nothing changed") from None
+        written = time.monotonic()
         ok = await applied
         self.doc_raw, self.doc_config = self.host.config_raw, self.host.config
         self.renumber()
+        log.info("%s: checked in %.1f ms, file rendered and written %.1f ms later, every worker %s "
+                 "%.1f ms after the check", reason, (checked - started) * 1000, (written - checked) * 1000,
+                 "confirmed" if ok else "did NOT confirm", (time.monotonic() - checked) * 1000)
         if not ok:
             raise StoreError(503, f"{reason} saved, but not every worker confirmed it (see the log)")
 

@@ -395,9 +395,10 @@ class Master:
         """Validates the file and, only if it is good and new, sends it to every worker."""
         if self.config_file is None or self.stopping:
             return False
+        if settle:
+            # outside the lock: an Admin API write need not wait for a file to settle
+            await self.config_file.settled(self.settle_time())
         async with self.reload_lock:
-            if settle:
-                await self.config_file.settled(self.settle_time())
             try:
                 raw, digest = self.config_file.read()
             except ConfigError as exc:
