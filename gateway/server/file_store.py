@@ -50,7 +50,10 @@ class StoreHost(Protocol):
 
     def validate(self, data: Any) -> Config: ...
 
-    def apply(self, config: Config, raw: bytes | None, reason: str) -> Awaitable[bool]: ...
+    def apply(self, config: Config, reason: str) -> Awaitable[bool]: ...
+
+    def file_written(self, raw: bytes) -> None:
+        """The config file now holds ``raw``, the running config's document."""
 
 
 def _fingerprint(value: Any) -> bytes:
@@ -65,6 +68,8 @@ class FileConfigStore:
         self.doc_raw: bytes | None = None
         self.doc_config: Config | None = None
         self.revision = 0
+        #: a write holds the document between its edit and the file on disk
+        self.committing = False
         #: (kind, name) -> (createdIndex, modifiedIndex, fingerprint of the value)
         self.versions: dict[tuple[str, str], tuple[int, int, bytes]] = {}
 
@@ -73,7 +78,8 @@ class FileConfigStore:
     async def sync(self) -> None:
         """The document of the running config (parsed again when the running config changed)."""
         host = self.host
-        if self.doc is not None and self.doc_raw is host.config_raw and self.doc_config is host.config:
+        if self.committing or (self.doc is not None and self.doc_raw is host.config_raw
+                               and self.doc_config is host.config):
             return
         raw, config = host.config_raw, host.config
         if raw is not None:
@@ -106,18 +112,18 @@ class FileConfigStore:
             return [{"id": "1", **yaml_roundtrip.to_plain(section)}] if section.get("plugins") else []
         return section
 
-    def entries(self, kind: Kind) -> list[tuple[str, Any]]:
+    def nodes(self, kind: Kind) -> list[tuple[str, Any]]:
+        """(name, document node) of every resource of a kind, in document order."""
         section = self.section(kind)
         if kind.key_field is None:
-            return [(str(k), yaml_roundtrip.to_plain(v)) for k, v in section.items()] \
-                if isinstance(section, dict) else []
+            return [(str(k), v) for k, v in section.items()] if isinstance(section, dict) else []
         if not isinstance(section, list):
             return []
-        out = []
-        for value in section:
-            if isinstance(value, dict) and isinstance(value.get(kind.key_field), str):
-                out.append((value[kind.key_field], yaml_roundtrip.to_plain(value)))
-        return out
+        return [(value[kind.key_field], value) for value in section
+                if isinstance(value, dict) and isinstance(value.get(kind.key_field), str)]
+
+    def entries(self, kind: Kind) -> list[tuple[str, Any]]:
+        return [(name, yaml_roundtrip.to_plain(node)) for name, node in self.nodes(kind)]
 
     def resource(self, kind: Kind, name: str, value: Any) -> Resource:
         created, modified, _ = self.versions.get((kind.name, name), (self.revision, self.revision, b""))
@@ -131,9 +137,9 @@ class FileConfigStore:
 
     async def get(self, kind: Kind, name: str) -> Resource | None:
         await self.sync()
-        for key, value in self.entries(kind):
+        for key, node in self.nodes(kind):
             if key == name:
-                return self.resource(kind, name, value)
+                return self.resource(kind, name, yaml_roundtrip.to_plain(node))
         return None
 
     # ---------------------------------------------------------------- writes
@@ -183,39 +189,51 @@ class FileConfigStore:
         return current
 
     async def commit(self, kind: Kind, name: str, value: Any) -> None:
+        assert self.path is not None
         started = time.monotonic()
         config = await asyncio.to_thread(self.validated, kind, name, value)
         checked = time.monotonic()
-        undo = self.edit(kind, name, value)
-        try:
-            text = await asyncio.to_thread(yaml_roundtrip.dump, self.doc)
-        except Exception:
-            undo()
-            raise
-        raw = text.encode()
-        assert self.path is not None
-        previous_config, previous_raw = self.host.config, self.host.config_raw
         reason = f"admin API: {'DELETE' if value is None else 'PUT'} {kind.key(name)}"
-        # The workers compile while the file is written: a big file takes a while to render.
-        applied = asyncio.ensure_future(self.host.apply(config, raw, reason))
+        previous = self.host.config
+        undo = self.edit(kind, name, value)
+        self.committing = True
         try:
-            await asyncio.to_thread(write_atomically, self.path, raw, _file_mode(self.path))
-        except OSError as exc:
-            undo()
-            await applied
-            if previous_config is not None:
-                await self.host.apply(previous_config, previous_raw,
-                                      "admin API: the file write failed; back to the previous config")
-            raise StoreError(503, f"cannot write {self.path}: {exc.strerror or exc}; nothing changed") from None
-        written = time.monotonic()
-        ok = await applied
+            # The workers compile while the file is rendered and written: rendering a big file
+            # with its comments takes longer than compiling it.
+            applied = asyncio.ensure_future(self.host.apply(config, reason))
+            try:
+                raw = (await asyncio.to_thread(yaml_roundtrip.dump, self.doc)).encode()
+                await asyncio.to_thread(write_atomically, self.path, raw, _file_mode(self.path))
+            except Exception as exc:
+                undo()
+                await applied
+                if previous is not None:
+                    await self.host.apply(previous, "admin API: the file write failed; back to the previous config")
+                if isinstance(exc, OSError):
+                    raise StoreError(503, f"cannot write {self.path}: {exc.strerror or exc}; nothing changed") from None
+                raise
+            written = time.monotonic()
+            self.host.file_written(raw)
+            ok = await applied
+        finally:
+            self.committing = False
         self.doc_raw, self.doc_config = self.host.config_raw, self.host.config
-        self.renumber()
-        log.info("%s: checked in %.1f ms, file rendered and written %.1f ms later, every worker %s "
-                 "%.1f ms after the check", reason, (checked - started) * 1000, (written - checked) * 1000,
-                 "confirmed" if ok else "did NOT confirm", (time.monotonic() - checked) * 1000)
+        self.bump(kind, name, value)
+        log.info("%s: checked in %.1f ms; every worker %s %.1f ms after the check; file written after %.1f ms",
+                 reason, (checked - started) * 1000, "confirmed" if ok else "did NOT confirm",
+                 (time.monotonic() - checked) * 1000, (written - checked) * 1000)
         if not ok:
             raise StoreError(503, f"{reason} saved, but not every worker confirmed it (see the log)")
+
+    def bump(self, kind: Kind, name: str, value: Any) -> None:
+        """The revision of one write: only the resource it changed moves on."""
+        self.revision += 1
+        key = (kind.name, name)
+        if value is None:
+            self.versions.pop(key, None)
+            return
+        old = self.versions.get(key)
+        self.versions[key] = (old[0] if old else self.revision, self.revision, _fingerprint(value))
 
     def validated(self, kind: Kind, name: str, value: Any) -> Config:
         """The whole config with this change, through the checker every config goes through."""

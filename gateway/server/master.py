@@ -162,14 +162,18 @@ class Master:
         """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
         return decode_config(data, "admin API", extra_checks=CHECKS)
 
-    async def apply(self, config: Config, raw: bytes | None, reason: str) -> bool:
+    def file_written(self, raw: bytes) -> None:
+        """The Admin API wrote the config file: its bytes are the running config's, and the
+        watcher's echo of the write is not a change."""
+        self.config_raw = raw
+        if self.config_file is not None:
+            self.config_file.seen_digest = hashlib.sha256(raw).hexdigest()
+
+    async def apply(self, config: Config, reason: str) -> bool:
         """Makes a validated config the running one on every worker (the caller holds
         reload_lock); True once every worker confirmed it."""
         started = time.monotonic()
         self.adopt(config, persist=False)
-        self.config_raw = raw
-        if raw is not None and self.config_file is not None:
-            self.config_file.seen_digest = hashlib.sha256(raw).hexdigest()
         self.reloads.applied += 1
         for handle in list(self.workers.values()):
             self.send_config(handle)
@@ -424,7 +428,8 @@ class Master:
             if self.config is not None and list(config.gateway.listen) != list(self.config.gateway.listen):
                 log.warning("listen addresses changed: they apply at the next restart")
             log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
-            return await self.apply(config, raw, reason)
+            self.config_raw = raw
+            return await self.apply(config, reason)
 
     def settle_time(self) -> float:
         return self.config.gateway.config_settle_time if self.config else 0.2
