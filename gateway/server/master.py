@@ -119,6 +119,7 @@ class Master:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state = InstanceState(self.config_path)
         self.reload_lock = asyncio.Lock()
+        self.save_lock = asyncio.Lock()
         self.reloads = ReloadCounts()
         self.fd_watch = FdWatch(log, "the master")
         # Shared memory the workers attach to (rate limits exact across workers); created once,
@@ -169,24 +170,30 @@ class Master:
         if self.config_file is not None:
             self.config_file.seen_digest = hashlib.sha256(raw).hexdigest()
 
-    async def apply(self, config: Config, reason: str) -> bool:
+    async def apply(self, config: Config, reason: str, save_first: bool = False) -> bool:
         """Makes a validated config the running one on every worker (the caller holds
-        reload_lock); True once every worker confirmed it."""
+        reload_lock); True once every worker confirmed it. ``save_first``: the last good copy
+        is on disk before any worker runs it (a reload); otherwise (an Admin API write, which
+        keeps the file itself) it is written off the loop once the workers have it, since a big
+        config takes seconds to dump."""
         started = time.monotonic()
-        self.adopt(config, persist=False)
+        self.adopt(config, persist=save_first)
         self.reloads.applied += 1
         for handle in list(self.workers.values()):
             self.send_config(handle)
-        # The last good copy is written while the workers compile (a big config takes a while).
-        saved = asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.state.save_last_good(dump_config(config)))
+        if not save_first:
+            self.spawn(self.save_last_good(config))
         ok = await self.wait_converged(self.version, timeout=30.0)
         log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                  "applied by every worker" if ok else "NOT applied by every worker",
                  (time.monotonic() - started) * 1000)
         self.write_status()
-        await saved
         return ok
+
+    async def save_last_good(self, config: Config) -> None:
+        async with self.save_lock:
+            if config is self.config:  # a newer version, when there is one, is saved instead
+                await asyncio.to_thread(lambda: self.state.save_last_good(dump_config(config)))
 
     def worker_count(self) -> int:
         wanted: int | str = self.workers_override or (self.config.gateway.workers if self.config else 1)
@@ -429,7 +436,7 @@ class Master:
                 log.warning("listen addresses changed: they apply at the next restart")
             log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
             self.config_raw = raw
-            return await self.apply(config, reason)
+            return await self.apply(config, reason, save_first=True)
 
     def settle_time(self) -> float:
         return self.config.gateway.config_settle_time if self.config else 0.2
