@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,14 +31,11 @@ import orjson
 from gateway.admin.api import Resource, StoreError
 from gateway.admin.api.resources import KINDS, Kind
 from gateway.atomic_file import write_atomically
-from gateway.config import Config, ConfigError, expand_env_in_data, format_path
-from gateway.config.issues import ConfigIssue
+from gateway.config import Config
 from gateway.server import yaml_roundtrip
+from gateway.server.candidate import candidate_config
 
 log = logging.getLogger("gateway.admin")
-
-SOURCE = "admin API"
-
 
 class StoreHost(Protocol):
     """What the store needs of the master."""
@@ -236,61 +233,8 @@ class FileConfigStore:
         self.versions[key] = (old[0] if old else self.revision, self.revision, _fingerprint(value))
 
     def validated(self, kind: Kind, name: str, value: Any) -> Config:
-        """The whole config with this change, through the checker every config goes through."""
-        running = self.host.config
-        assert running is not None
-        data = dict(msgspec.to_builtins(running))
-        prefix: tuple[str | int, ...]
-        if value is not None:
-            value, issues = expand_env_in_data(value, os.environ, SOURCE)
-            if issues:
-                errors = [{"path": i.path, "config_path": i.path, "message": i.message} for i in issues]
-                raise StoreError(400, f"invalid: {issues[0].path}: {issues[0].message}", errors)
-        if kind.key_field is None:
-            mapping = dict(data.get(kind.name) or {})
-            prefix = (kind.name, name)
-            if value is None:
-                mapping.pop(name, None)
-            else:
-                mapping[name] = value
-            data[kind.name] = mapping
-        else:
-            if kind.name == "global_rules":
-                items = [msgspec.to_builtins(r) for r in running.global_rule_list]
-            else:
-                items = list(data.get(kind.name) or [])
-            found = [i for i, v in enumerate(items) if v.get(kind.key_field) == name]
-            index = found[0] if found else len(items)
-            prefix = (kind.name, index)
-            if value is None:
-                del items[index]
-            elif found:
-                items[index] = value
-            else:
-                items.append(value)
-            data[kind.name] = items
-        try:
-            return self.host.validate(data)
-        except ConfigError as exc:
-            # A delete the rest of the config cannot do without conflicts with it.
-            raise self.invalid(exc.issues, prefix, 409 if value is None else 400) from None
-
-    @staticmethod
-    def invalid(issues: Sequence[ConfigIssue], prefix: tuple[str | int, ...], status: int) -> StoreError:
-        base = format_path(prefix)
-        errors = []
-        for issue in issues:
-            path = issue.path
-            if path == base:
-                path = ""
-            elif path.startswith(base + ".") or path.startswith(base + "["):
-                path = path[len(base):].lstrip(".")
-            errors.append({"path": path, "config_path": issue.path, "message": issue.message})
-        head = "; ".join(f"{e['config_path'] if status == 409 else e['path']}: {e['message']}"
-                         if e["path"] or status == 409 else e["message"] for e in errors[:3])
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        what = "still used: " if status == 409 else "invalid: "
-        return StoreError(status, what + head + more, errors)
+        assert self.host.config is not None
+        return candidate_config(self.host.config, kind, name, value, self.host.validate)
 
     def edit(self, kind: Kind, name: str, value: Any) -> Any:
         """Applies the change to the document; returns what undoes it."""
