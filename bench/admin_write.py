@@ -24,6 +24,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -71,6 +72,22 @@ def wait_served(port: int, path: str, expect: bytes, started: float, deadline: f
         except OSError:
             pass
     return None
+
+
+PHASES = re.compile(r"checked in ([0-9.]+) ms; every worker confirmed ([0-9.]+) ms after the check; "
+                    r"file written after ([0-9.]+) ms")
+
+
+def master_phases(log_path: str) -> dict[str, Any]:
+    """The master's own account of each write (its log): the whole-config check, then every
+    worker's confirmation and the file written, both counted from the end of the check."""
+    with open(log_path, errors="replace") as fh:
+        found = [tuple(float(x) for x in m.groups()) for m in PHASES.finditer(fh.read())]
+    if not found:
+        return {}
+    return {"check_ms": percentiles([f[0] for f in found]),
+            "workers_after_check_ms": percentiles([f[1] for f in found]),
+            "file_after_check_ms": percentiles([f[2] for f in found])}
 
 
 def poll_into(result: dict[str, float | None], port: int, path: str, expect: bytes, started: float) -> None:
@@ -125,7 +142,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                 served.append(float(result["served"] or 0) * 1000)
             return {"routes": routes, "writes": writes, "workers": workers,
                     "served_ms": percentiles(served), "acknowledged_ms": percentiles(acked),
-                    "load_average": os.getloadavg()}
+                    **master_phases(gateway.log_path), "load_average": os.getloadavg()}
         finally:
             gateway.stop()
 
@@ -146,6 +163,10 @@ def main() -> int:
         print(f"{count:>6} routes: served p50 {s['p50']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms; "
               f"acknowledged (every worker + file) p50 {a['p50']:.1f} p99 {a['p99']:.1f} ms "
               f"(load {result['load_average'][0]:.1f})", flush=True)
+        if "check_ms" in result:
+            print(f"        master: check p50 {result['check_ms']['p50']:.1f} ms, then every worker "
+                  f"p50 {result['workers_after_check_ms']['p50']:.1f} ms, the file p50 "
+                  f"{result['file_after_check_ms']['p50']:.1f} ms", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
