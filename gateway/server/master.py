@@ -129,6 +129,7 @@ class Master:
         # counters survive worker restarts and reloads.
         self.metrics = SharedMetrics.create()
         self.admin: AdminServer | None = None
+        self.store: FileConfigStore | None = None
 
     # ---------------------------------------------------------------- config
 
@@ -216,9 +217,10 @@ class Master:
         self.adopt(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics)
-        self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
-        AdminApi(self.store).register(self.admin.router)
+        store = self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
+        AdminApi(store).register(self.admin.router)
         await self.admin.start()
+        self.spawn(store.sync())  # the file's document ready before the first API request
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
         loop.add_signal_handler(signal.SIGINT, lambda: self.spawn(self.stop(fast=self.stopping)))  # twice: now
@@ -436,7 +438,10 @@ class Master:
                 log.warning("listen addresses changed: they apply at the next restart")
             log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
             self.config_raw = raw
-            return await self.apply(config, reason, save_first=True)
+            applied = await self.apply(config, reason, save_first=True)
+            if self.store is not None:
+                self.spawn(self.store.sync())
+            return applied
 
     def settle_time(self) -> float:
         return self.config.gateway.config_settle_time if self.config else 0.2

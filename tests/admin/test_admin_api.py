@@ -256,3 +256,19 @@ def test_a_hand_edit_not_yet_loaded_is_not_overwritten(tmp_path: Path) -> None:
         assert reply.status_code == 201, reply.text
         text = gw.path.read_text()
         assert "desc: by hand" in text and "id: api" in text
+
+
+def test_concurrent_writes_on_one_version_one_wins(gw: AdminGateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    index = gw.client.put(ROUTES + "/race", json={"uri": "/race", "upstream_id": "backend"}).json()["modifiedIndex"]
+
+    def write(i: int) -> int:
+        with httpx.Client(base_url=gw.url, headers={"X-API-KEY": KEY}, timeout=30) as client:
+            return client.put(ROUTES + "/race", json={"uri": f"/race{i}", "upstream_id": "backend"},
+                              headers={"If-Match": f'"{index}"'}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(write, range(4)))
+    assert statuses == [200, 412, 412, 412]
+    assert gw.client.delete(ROUTES + "/race").status_code == 200
