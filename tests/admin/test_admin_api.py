@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -272,3 +273,18 @@ def test_concurrent_writes_on_one_version_one_wins(gw: AdminGateway) -> None:
         statuses = sorted(pool.map(write, range(4)))
     assert statuses == [200, 412, 412, 412]
     assert gw.client.delete(ROUTES + "/race").status_code == 200
+
+
+def test_a_comment_edited_by_hand_is_kept_by_the_next_write(tmp_path: Path) -> None:
+    with admin_gateway(tmp_path, workers=1) as gw:
+        gw.path.write_text(gw.path.read_text().replace("# one node", "# one node, edited by hand"))
+        # the same config: no new version, but the API now edits the new text
+        deadline = time.monotonic() + 10
+        while True:
+            reply = gw.client.put(ROUTES + "/after-comment", json={"uri": "/c", "upstream_id": "backend"})
+            if reply.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert reply.status_code == 201, reply.text
+        text = gw.path.read_text()
+        assert "# one node, edited by hand" in text and "id: after-comment" in text
