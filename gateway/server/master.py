@@ -46,6 +46,8 @@ log = logging.getLogger("gateway.master")
 # with a growing delay instead of at once.
 CRASH_WINDOW = 2.0
 MAX_RESTART_DELAY = 5.0
+#: Config files larger than this are parsed for the Admin API as soon as they are loaded.
+PRELOAD_SIZE = 256 * 1024
 #: How long the first start of the workers may take before the start is called failed.
 START_TIMEOUT = 30.0
 
@@ -164,6 +166,13 @@ class Master:
         """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
         return decode_config(data, "admin API", extra_checks=CHECKS)
 
+    def preload_document(self) -> None:
+        """A big file's document is parsed for the Admin API before its first request (seconds
+        for 10k routes, off the loop); a small one when it is first used, so that a start or a
+        reload costs no parse nobody asked for."""
+        if self.store is not None and self.config_raw is not None and len(self.config_raw) > PRELOAD_SIZE:
+            self.spawn(self.store.sync())
+
     def file_written(self, raw: bytes) -> None:
         """The Admin API wrote the config file: its bytes are the running config's, and the
         watcher's echo of the write is not a change."""
@@ -220,7 +229,7 @@ class Master:
         store = self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
         AdminApi(store).register(self.admin.router)
         await self.admin.start()
-        self.spawn(store.sync())  # the file's document ready before the first API request
+        self.preload_document()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
         loop.add_signal_handler(signal.SIGINT, lambda: self.spawn(self.stop(fast=self.stopping)))  # twice: now
@@ -439,8 +448,7 @@ class Master:
             log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
             self.config_raw = raw
             applied = await self.apply(config, reason, save_first=True)
-            if self.store is not None:
-                self.spawn(self.store.sync())
+            self.preload_document()
             return applied
 
     def settle_time(self) -> float:
