@@ -175,6 +175,9 @@ class AdminServer:
         self.connections += 1
         try:
             await self.serve_connection(reader, writer, settings.header_timeout)
+        except asyncio.CancelledError:
+            # the master stops with keep-alive connections open: nothing is lost by ending them
+            writer.transport.abort()
         finally:
             self.connections -= 1
 
@@ -250,9 +253,9 @@ class AdminServer:
                  "Connection: " + ("keep-alive" if keep_alive else "close"),
                  "Cache-Control: no-store"]
         lines += [f"{name}: {value}" for name, value in reply.headers]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        if not is_head:
-            writer.write(reply.body)
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # one write: a head and a body sent apart wait on the client's delayed ACK (Nagle)
+        writer.write(head if is_head else head + reply.body)
         await writer.drain()
 
 

@@ -2,6 +2,7 @@
 
 from .addresses import parse_listen, parse_nameserver
 from .cross_checks import validate_config
+from .env_expand import expand_env_in_data
 from .file_checks import FileChecks
 from .issues import ConfigError, ConfigIssue, format_path
 from .loader import (
@@ -20,11 +21,13 @@ from .schema import (
     Config,
     Consumer,
     GatewaySettings,
+    GlobalRule,
     GlobalRules,
     Keepalive,
     Node,
     PassiveCheck,
     Route,
+    Ssl,
     Timeout,
     Upstream,
 )
@@ -43,11 +46,13 @@ __all__ = [
     "ExtraCheck",
     "FileChecks",
     "GatewaySettings",
+    "GlobalRule",
     "GlobalRules",
     "Keepalive",
     "Node",
     "PassiveCheck",
     "Route",
+    "Ssl",
     "Timeout",
     "Upstream",
     "config_from_bytes",
@@ -55,6 +60,7 @@ __all__ = [
     "decode_config",
     "default_config",
     "dump_config",
+    "expand_env_in_data",
     "format_path",
     "load_config",
     "parse_config_file",

@@ -17,14 +17,16 @@ from gateway.requestvars.table import families, is_variable, variable_names
 from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen, parse_nameserver
 from .health_checks import check_health_checks
 from .issues import ConfigIssue, DocPath, issue_at
-from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, Route, Upstream
+from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, GlobalRules, Route, Ssl, Upstream
 
 __all__ = [
     "check_chash_key",
     "check_consumers",
     "check_gateway",
+    "check_global_rules",
     "check_plugin_values",
     "check_route",
+    "check_ssls",
     "check_upstream",
     "check_uri",
     "validate_config",
@@ -36,6 +38,7 @@ _USERNAME = re.compile(r"[A-Za-z0-9_\-]+\Z")
 _PARAM = re.compile(r":[A-Za-z_][A-Za-z0-9_]*\Z")
 _WILDCARD_SEG = re.compile(r"\*(?:[A-Za-z_][A-Za-z0-9_]*)?\Z")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+\Z")  # RFC 9110 token: header and cookie names
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----")
 _VAR_REF = re.compile(r"\$\{?([A-Za-z0-9_]+)")
 #: Variables that have no value yet when the balancer chooses a node (response-side ones):
 #: hashing on them would send every request to the node of the empty key.
@@ -69,7 +72,66 @@ def validate_config(config: Config, file: str = "<config>") -> list[ConfigIssue]
         else:
             route_ids[r.id] = i
     out.extend(check_consumers(config.consumers, file))
-    out.extend(check_plugin_values(config.global_rules.plugins, ("global_rules", "plugins"), file))
+    out.extend(check_global_rules(config, file))
+    out.extend(check_ssls(config.ssls, file))
+    for name, metadata in config.plugin_metadata.items():
+        out.extend(check_plugin_values({name: metadata}, ("plugin_metadata",), file))
+    return out
+
+
+def check_global_rules(config: Config, file: str) -> list[ConfigIssue]:
+    """Rule ids (valid, unique) and plugins: one rule per plugin, since the rules run as one set."""
+    if isinstance(config.global_rules, GlobalRules):
+        return check_plugin_values(config.global_rules.plugins, ("global_rules", "plugins"), file)
+    out: list[ConfigIssue] = []
+    ids: dict[str, int] = {}
+    owner: dict[str, int] = {}
+    for i, rule in enumerate(config.global_rules):
+        if not _ID.match(rule.id):
+            out.append(issue_at(file, ("global_rules", i, "id"), f"invalid id {rule.id!r}: {_BAD_ID}"))
+        if rule.id in ids:
+            message = f"duplicate global rule id {rule.id!r} (first at global_rules[{ids[rule.id]}])"
+            out.append(issue_at(file, ("global_rules", i, "id"), message))
+        ids.setdefault(rule.id, i)
+        for name in rule.plugins:
+            if name in owner:
+                message = f"plugin {name!r} is already in global_rules[{owner[name]}]"
+                out.append(issue_at(file, ("global_rules", i, "plugins", name), message))
+            owner.setdefault(name, i)
+        out.extend(check_plugin_values(rule.plugins, ("global_rules", i, "plugins"), file))
+    return out
+
+
+def check_ssls(ssls: Sequence[Ssl], file: str) -> list[ConfigIssue]:
+    """Ids, PEM shape and server names. The certificates themselves are parsed by the TLS layer."""
+    out: list[ConfigIssue] = []
+    ids: dict[str, int] = {}
+    for i, ssl in enumerate(ssls):
+        path: DocPath = ("ssls", i)
+        if not _ID.match(ssl.id):
+            out.append(issue_at(file, path + ("id",), f"invalid id {ssl.id!r}: {_BAD_ID}"))
+        if ssl.id in ids:
+            message = f"duplicate ssl id {ssl.id!r} (first at ssls[{ids[ssl.id]}])"
+            out.append(issue_at(file, path + ("id",), message))
+        ids.setdefault(ssl.id, i)
+        pems: list[tuple[DocPath, str, str]] = [(path + ("cert",), ssl.cert, "CERTIFICATE"),
+                                                (path + ("key",), ssl.key, "PRIVATE KEY")]
+        pems += [(path + ("certs", j), c, "CERTIFICATE") for j, c in enumerate(ssl.certs or [])]
+        pems += [(path + ("keys", j), k, "PRIVATE KEY") for j, k in enumerate(ssl.keys or [])]
+        for p, text, kind in pems:
+            if not _PEM.search(text) or kind not in text:
+                out.append(issue_at(file, p, f"expected a PEM {kind.lower()} (-----BEGIN ...{kind}-----)"))
+        if len(ssl.certs or []) != len(ssl.keys or []):
+            out.append(issue_at(file, path + ("keys",), "`certs` and `keys` must pair up (same length)"))
+        if ssl.sni is not None and ssl.snis is not None:
+            out.append(issue_at(file, path + ("snis",), "use either `sni` or `snis`, not both"))
+        names = [(path + ("sni",), ssl.sni)] if ssl.sni is not None else []
+        names += [(path + ("snis", j), n) for j, n in enumerate(ssl.snis or [])]
+        if ssl.type == "server" and not names:
+            out.append(issue_at(file, path + ("snis",), "a server certificate needs `snis` (or `sni`)"))
+        for p, name in names:
+            if not (is_hostname(name.lower()) or is_wildcard_host(name.lower())):
+                out.append(issue_at(file, p, f"invalid server name {name!r}"))
     return out
 
 

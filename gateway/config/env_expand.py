@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
 from .issues import ConfigIssue, DocPath, issue_at
 
-__all__ = ["expand_env", "expand_env_in_tree"]
+__all__ = ["expand_env", "expand_env_in_data", "expand_env_in_tree"]
 
 # `$${` escapes, `${NAME}` / `${NAME:=default}` substitute, any other `${` is malformed.
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}|\$\{")
@@ -82,3 +83,26 @@ def expand_env_in_tree(root: yaml.Node, env: Mapping[str, str], file: str) -> li
 
     walk(root, ())
     return issues
+
+
+def expand_env_in_data(data: Any, env: Mapping[str, str], file: str, path: DocPath = ()
+                       ) -> tuple[Any, list[ConfigIssue]]:
+    """The same expansion on plain data (an Admin API body): strings and mapping keys only.
+    A new structure is returned; ``data`` is not changed."""
+    issues: list[ConfigIssue] = []
+
+    def walk(value: Any, at: DocPath) -> Any:
+        if isinstance(value, str):
+            if "$" not in value:
+                return value
+            expanded, errors = expand_env(value, env)
+            issues.extend(issue_at(file, at, e) for e in errors)
+            return expanded
+        if isinstance(value, list):
+            return [walk(v, at + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {walk(k, at + (k,)) if isinstance(k, str) else k: walk(v, at + (k,))
+                    for k, v in value.items()}
+        return value
+
+    return walk(data, path), issues

@@ -45,8 +45,11 @@ def normalise(data: Any, file: str) -> tuple[Any, list[ConfigIssue]]:
         data["routes"] = routes
     if isinstance(data.get("consumers"), list):
         data["consumers"] = [_normalise_plugins(c) for c in data["consumers"]]
-    if "global_rules" in data:
-        data["global_rules"] = _normalise_plugins(data["global_rules"])
+    rules = data.get("global_rules")
+    if isinstance(rules, list):
+        data["global_rules"] = [_normalise_plugins(r) for r in rules]
+    elif rules is not None:
+        data["global_rules"] = _normalise_plugins(rules)
     return data, issues
 
 

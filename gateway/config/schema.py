@@ -26,12 +26,14 @@ __all__ = [
     "Config",
     "Consumer",
     "GatewaySettings",
+    "GlobalRule",
     "GlobalRules",
     "HTTP_METHODS",
     "Keepalive",
     "Node",
     "PassiveCheck",
     "Route",
+    "Ssl",
     "Timeout",
     "Upstream",
 ]
@@ -341,8 +343,39 @@ class Consumer(_Struct, kw_only=True, frozen=True):
 
 
 class GlobalRules(_Struct, kw_only=True, frozen=True):
+    """The one-rule form, ``global_rules: {plugins: {...}}``; the Admin API shows it as the rule
+    with id "1"."""
     #: Plugins run on every route.
     plugins: PluginMap = {}
+
+
+class GlobalRule(_Struct, kw_only=True, frozen=True):
+    """One of APISIX's ``global_rules`` (the list form; ``/apisix/admin/global_rules/{id}``)."""
+    id: str
+    #: Plugins run on every route; a plugin may appear in one rule only.
+    plugins: PluginMap = {}
+
+
+# --------------------------------------------------------------------------- ssls
+
+
+class Ssl(_Struct, kw_only=True, frozen=True):
+    """A certificate and its key, chosen by SNI (APISIX's ``ssls`` resource). Stored and
+    checked for shape here; the TLS listener decides what it serves."""
+    id: str
+    #: PEM certificate (chain) and PEM private key.
+    cert: str
+    key: str
+    #: More certificate/key pairs (e.g. ECDSA beside RSA), pairwise.
+    certs: list[str] | None = None
+    keys: list[str] | None = None
+    #: Server names this certificate is for; "*.example.com" matches any subdomain.
+    snis: list[str] | None = None
+    sni: str | None = None
+    type: Literal["server", "client"] = "server"
+    #: 1 = enabled, 0 = disabled, as in APISIX.
+    status: Literal[0, 1] = 1
+    labels: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------- config
@@ -356,7 +389,28 @@ class Config(_Struct, kw_only=True, frozen=True):
     upstreams: list[Upstream] = []
     routes: list[Route] = []
     consumers: list[Consumer] = []
-    global_rules: GlobalRules = msgspec.field(default_factory=GlobalRules)
+    #: APISIX's list of rules, or one rule's ``{plugins: {...}}``.
+    global_rules: GlobalRules | list[GlobalRule] = msgspec.field(default_factory=GlobalRules)
+    ssls: list[Ssl] = []
+    #: Settings shared by every instance of a plugin, by plugin name (APISIX's plugin_metadata).
+    plugin_metadata: dict[str, dict[str, Any]] = {}
+
+    @property
+    def global_rule_list(self) -> list[GlobalRule]:
+        """The global rules in the list form, whichever form the document used."""
+        if isinstance(self.global_rules, GlobalRules):
+            return [GlobalRule(id="1", plugins=self.global_rules.plugins)] if self.global_rules.plugins else []
+        return list(self.global_rules)
+
+    @property
+    def global_plugins(self) -> PluginMap:
+        """Every global rule's plugins, as one map (a plugin is in one rule at most)."""
+        if isinstance(self.global_rules, GlobalRules):
+            return self.global_rules.plugins
+        merged: PluginMap = {}
+        for rule in self.global_rules:
+            merged.update(rule.plugins)
+        return merged
 
     def upstream_by_id(self) -> dict[str, Upstream]:
         """Top-level upstreams keyed by id (ids are unique in a validated config)."""

@@ -163,5 +163,38 @@ def check_plugin_configs(config: Config, file: str) -> list[ConfigIssue]:
         issues += _check_plugins(route.plugins, ("routes", i, "plugins"), file)
     for i, consumer in enumerate(config.consumers):
         issues += _check_plugins(consumer.plugins, ("consumers", i, "plugins"), file)
-    issues += _check_plugins(config.global_rules.plugins, ("global_rules", "plugins"), file)
+    if isinstance(config.global_rules, list):
+        for i, rule in enumerate(config.global_rules):
+            issues += _check_plugins(rule.plugins, ("global_rules", i, "plugins"), file)
+    else:
+        issues += _check_plugins(config.global_rules.plugins, ("global_rules", "plugins"), file)
+    for name, metadata in config.plugin_metadata.items():
+        issues += _check_metadata(name, metadata, format_path(("plugin_metadata", name)), file)
     return issues
+
+
+def metadata_schema(name: str) -> type[msgspec.Struct] | None:
+    """A plugin's ``Metadata`` schema (settings shared by all its instances); None when it has
+    none. Raises KeyError for an unknown plugin."""
+    schema = getattr(get_plugin_class(name), "Metadata", None)
+    return schema if isinstance(schema, type) and issubclass(schema, msgspec.Struct) else None
+
+
+def _check_metadata(name: str, metadata: Any, where: str, file: str) -> list[ConfigIssue]:
+    # As in APISIX: metadata is accepted only by a plugin that declares a schema for it.
+    try:
+        schema = metadata_schema(name)
+    except (KeyError, PluginLoadError):
+        return [ConfigIssue(file=file, path=where, message=f"unknown plugin '{name}'", line=None)]
+    if schema is None:
+        return [ConfigIssue(file=file, path=where, message=f"plugin '{name}' takes no metadata",
+                            line=None)]
+    try:
+        msgspec.convert(metadata, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if " - at `$." in message:
+            message, _, at = message.partition(" - at `$.")
+            where = f"{where}.{at.rstrip('`')}"
+        return [ConfigIssue(file=file, path=where, message=message, line=None)]
+    return []

@@ -83,7 +83,7 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
         for c in config.consumers)
     env = PluginEnv(limiter=limiter or local_limiter(), consumers=consumers, upstreams=groups,
                     metrics=metrics, worker_id=worker_id, addresses=addresses)
-    global_plugins = build_plugins(config.global_rules.plugins)
+    global_plugins = build_plugins(config.global_plugins)
     for plugin in global_plugins:
         bind_plugin(plugin, env, "global_rules.plugins")
     for i, consumer in enumerate(consumers.entries):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -19,12 +20,14 @@ from typing import Any
 
 from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
+from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
     ConfigIssue,
     FileChecks,
     config_to_bytes,
+    decode_config,
     default_config,
     dump_config,
     parse_config_file,
@@ -34,6 +37,7 @@ from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
+from gateway.server.file_store import FileConfigStore
 from gateway.server.handoff import HandoffServer, request_sockets
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.listeners import Listeners
@@ -51,6 +55,8 @@ log = logging.getLogger("gateway.master")
 # with a growing delay instead of at once.
 CRASH_WINDOW = 2.0
 MAX_RESTART_DELAY = 5.0
+#: Config files larger than this are parsed for the Admin API as soon as they are loaded.
+PRELOAD_SIZE = 256 * 1024
 #: How long the first start of the workers may take before the start is called failed.
 START_TIMEOUT = 30.0
 
@@ -114,6 +120,9 @@ class Master:
         self.config_file = ConfigFile(self.config_path) if self.config_path else None
         self.workers_override = workers
         self.config: Config | None = None
+        #: The file bytes the running config came from (None: not from the file); the Admin
+        #: API's file store edits this document and refuses to write over any other.
+        self.config_raw: bytes | None = None
         self.payload = b""
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
@@ -131,6 +140,7 @@ class Master:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state = InstanceState(self.config_path)
         self.reload_lock = asyncio.Lock()
+        self.save_lock = asyncio.Lock()
         self.reloads = ReloadCounts()
         self.fd_watch = FdWatch(log, "the master")
         # Shared memory the workers attach to (rate limits exact across workers); created once,
@@ -148,6 +158,7 @@ class Master:
         # Host names in nodes are resolved here, once per machine; workers get the addresses.
         self.resolver: NodeResolver | None = None
         self.addresses: dict[str, list[str]] = {}
+        self.store: FileConfigStore | None = None
 
     # ---------------------------------------------------------------- config
 
@@ -158,6 +169,7 @@ class Master:
         try:
             raw, digest = self.config_file.read()
             config = check_bytes(raw, str(self.config_file.path))
+            self.config_raw = raw
         except ConfigError as exc:
             fallback = self.state.find_last_good()
             log.error("config %s is invalid:\n%s", self.config_path, exc)
@@ -168,14 +180,59 @@ class Master:
         self.config_file.seen_digest = digest  # the broken bytes too: not re-checked unchanged
         return config
 
-    def adopt(self, config: Config) -> None:
+    def adopt(self, config: Config, persist: bool = True) -> None:
         self.config = config
         self.version += 1
         self.payload = config_to_bytes(config)
         self.health_checker.apply(config, self.addresses)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
-        self.state.save_last_good(dump_config(config))
+        if persist:
+            self.state.save_last_good(dump_config(config))
+
+    def validate(self, data: Any) -> Config:
+        """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
+        return decode_config(data, "admin API", extra_checks=CHECKS)
+
+    def preload_document(self) -> None:
+        """A big file's document is parsed for the Admin API before its first request (seconds
+        for 10k routes, off the loop); a small one when it is first used, so that a start or a
+        reload costs no parse nobody asked for."""
+        if self.store is not None and self.config_raw is not None and len(self.config_raw) > PRELOAD_SIZE:
+            self.spawn(self.store.sync())
+
+    def file_written(self, raw: bytes) -> None:
+        """The Admin API wrote the config file: its bytes are the running config's, and the
+        watcher's echo of the write is not a change."""
+        self.config_raw = raw
+        if self.config_file is not None:
+            self.config_file.seen_digest = hashlib.sha256(raw).hexdigest()
+
+    async def apply(self, config: Config, reason: str, save_first: bool = False) -> bool:
+        """Makes a validated config the running one on every worker (the caller holds
+        reload_lock); True once every worker confirmed it. ``save_first``: the last good copy
+        is on disk before any worker runs it (a reload); otherwise (an Admin API write, which
+        keeps the file itself) it is written off the loop once the workers have it, since a big
+        config takes seconds to dump."""
+        started = time.monotonic()
+        await self.follow_names(config)  # the workers compile it with its names' addresses
+        self.adopt(config, persist=save_first)
+        self.reloads.applied += 1
+        for handle in list(self.workers.values()):
+            self.send_config(handle)
+        if not save_first:
+            self.spawn(self.save_last_good(config))
+        ok = await self.wait_converged(self.version, timeout=30.0)
+        log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
+                 "applied by every worker" if ok else "NOT applied by every worker",
+                 (time.monotonic() - started) * 1000)
+        self.write_status()
+        return ok
+
+    async def save_last_good(self, config: Config) -> None:
+        async with self.save_lock:
+            if config is self.config:  # a newer version, when there is one, is saved instead
+                await asyncio.to_thread(lambda: self.state.save_last_good(dump_config(config)))
 
     def worker_count(self) -> int:
         return self.worker_count_of(self.config)
@@ -200,7 +257,10 @@ class Master:
         self.plugin_code.record(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics, self.status)
+        store = self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
+        AdminApi(store).register(self.admin.router)
         await self.admin.start()
+        self.preload_document()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn(self.stop(fast=False)))
         loop.add_signal_handler(signal.SIGINT, lambda: self.spawn(self.stop(fast=self.stopping)))  # twice: now
@@ -462,9 +522,10 @@ class Master:
         """Validates the file and, only if it is good and new, sends it to every worker."""
         if self.config_file is None or self.stopping:
             return False
+        if settle:
+            # outside the lock: an Admin API write need not wait for a file to settle
+            await self.config_file.settled(self.settle_time())
         async with self.reload_lock:
-            if settle:
-                await self.config_file.settled(self.settle_time())
             try:
                 raw, digest = self.config_file.read()
             except ConfigError as exc:
@@ -498,6 +559,7 @@ class Master:
                 return False
             if self.config is not None and config.fingerprint() == self.config.fingerprint() \
                     and not code_changed and not self.restart_unfinished:
+                self.config_raw = raw  # comments or layout changed: the Admin API edits these bytes
                 return True
             change = self.process_change(config, code_changed)
             if change.needed:
@@ -509,27 +571,29 @@ class Master:
                               self.version, exc.strerror or exc)
                     self.write_status()
                     return False
+            log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
+            self.config_raw = raw
+            if not change.needed:
+                applied = await self.apply(config, reason, save_first=True)
+                self.preload_document()
+                return applied
             await self.follow_names(config)
             self.adopt(config)
             self.reloads.applied += 1
-            if change.needed:
-                log.info("config version %d needs new worker processes (%s): restarting them "
-                         "one at a time", self.version, change.describe())
-                ok = await rolling.roll(self, change)
-                self.count = change.new_count if ok else len(self.workers)
-                self.restart_unfinished = not ok and change.restart_all
-                self.plugin_code.record(config)
-                if ok:  # else workers not yet replaced still serve the old addresses
-                    self.listeners.drop_addresses(list(config.gateway.listen))
-                self.open_listeners(list(config.gateway.listen), change.new_count)
-            else:
-                for handle in list(self.workers.values()):
-                    self.send_config(handle)
-                ok = await self.wait_converged(self.version, timeout=30.0)
+            log.info("config version %d needs new worker processes (%s): restarting them "
+                     "one at a time", self.version, change.describe())
+            ok = await rolling.roll(self, change)
+            self.count = change.new_count if ok else len(self.workers)
+            self.restart_unfinished = not ok and change.restart_all
+            self.plugin_code.record(config)
+            if ok:  # else workers not yet replaced still serve the old addresses
+                self.listeners.drop_addresses(list(config.gateway.listen))
+            self.open_listeners(list(config.gateway.listen), change.new_count)
             log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                      "applied by every worker" if ok else "NOT applied by every worker",
                      (time.monotonic() - started) * 1000)
             self.write_status()
+            self.preload_document()
             return ok
 
     def process_change(self, config: Config, code_changed: list[str]) -> rolling.ProcessChange:
