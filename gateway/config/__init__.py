@@ -1,6 +1,6 @@
 """Gateway configuration: typed schema, YAML loading and validation, snapshots."""
 
-from .addresses import parse_listen
+from .addresses import parse_listen, sni_candidates
 from .cross_checks import validate_config
 from .file_checks import FileChecks
 from .issues import ConfigError, ConfigIssue, format_path
@@ -22,6 +22,8 @@ from .schema import (
     Keepalive,
     Node,
     Route,
+    Ssl,
+    SslClient,
     Timeout,
     Upstream,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "Keepalive",
     "Node",
     "Route",
+    "Ssl",
+    "SslClient",
     "Timeout",
     "Upstream",
     "config_from_bytes",
@@ -55,5 +59,6 @@ __all__ = [
     "parse_config_text",
     "read_config_file",
     "parse_listen",
+    "sni_candidates",
     "validate_config",
 ]

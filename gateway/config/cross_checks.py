@@ -14,9 +14,16 @@ from typing import Any
 
 from gateway.requestvars.table import families, is_variable, variable_names
 
-from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen
+from .addresses import (
+    is_hostname,
+    is_ip,
+    is_wildcard_host,
+    listen_overlaps,
+    parse_listen,
+    sni_candidates,
+)
 from .issues import ConfigIssue, DocPath, issue_at
-from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, Route, Upstream
+from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, Route, Ssl, Upstream
 
 __all__ = [
     "check_chash_key",
@@ -24,6 +31,7 @@ __all__ = [
     "check_gateway",
     "check_plugin_values",
     "check_route",
+    "check_ssls",
     "check_upstream",
     "check_uri",
     "validate_config",
@@ -68,6 +76,7 @@ def validate_config(config: Config, file: str = "<config>") -> list[ConfigIssue]
         else:
             route_ids[r.id] = i
     out.extend(check_consumers(config.consumers, file))
+    out.extend(check_ssls(config.ssls, config.gateway.fallback_sni, file))
     out.extend(check_plugin_values(config.global_rules.plugins, ("global_rules", "plugins"), file))
     return out
 
@@ -77,34 +86,72 @@ def check_gateway(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     if not gw.listen:
         out.append(issue_at(file, ("gateway", "listen"), "at least one listen address is required"))
-    parsed: list[tuple[int, tuple[str, int]]] = []
-    for i, addr in enumerate(gw.listen):
-        try:
-            hp = parse_listen(addr)
-        except ValueError as exc:
-            out.append(issue_at(file, ("gateway", "listen", i), str(exc)))
-            continue
-        for j, other in parsed:
-            if listen_overlaps(hp, other):
-                message = f"{addr!r} duplicates or overlaps listen[{j}] {gw.listen[j]!r}"
-                out.append(issue_at(file, ("gateway", "listen", i), message))
-                break
-        parsed.append((i, hp))
+    parsed: list[tuple[str, int, tuple[str, int]]] = []
+    for key, addresses in (("listen", gw.listen), ("tls_listen", gw.tls_listen)):
+        for i, addr in enumerate(addresses):
+            try:
+                hp = parse_listen(addr)
+            except ValueError as exc:
+                out.append(issue_at(file, ("gateway", key, i), str(exc)))
+                continue
+            for other_key, j, other in parsed:
+                if listen_overlaps(hp, other):
+                    message = f"{addr!r} duplicates or overlaps {other_key}[{j}] {addr_of(gw, other_key, j)!r}"
+                    out.append(issue_at(file, ("gateway", key, i), message))
+                    break
+            parsed.append((key, i, hp))
     admin_path = ("gateway", "admin", "listen")
     try:
         admin = parse_listen(gw.admin.listen)
     except ValueError as exc:
         out.append(issue_at(file, admin_path, str(exc)))
     else:
-        for j, other in parsed:
+        for other_key, j, other in parsed:
             if listen_overlaps(admin, other):
-                message = f"{gw.admin.listen!r} conflicts with proxy listen[{j}] {gw.listen[j]!r}"
+                message = f"{gw.admin.listen!r} conflicts with proxy {other_key}[{j}] {addr_of(gw, other_key, j)!r}"
                 out.append(issue_at(file, admin_path, message))
     for i, cidr in enumerate(gw.admin.allow_admin):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             out.append(issue_at(file, ("gateway", "admin", "allow_admin", i), f"invalid CIDR {cidr!r}"))
+    return out
+
+
+def addr_of(gw: GatewaySettings, key: str, index: int) -> str:
+    return gw.tls_listen[index] if key == "tls_listen" else gw.listen[index]
+
+
+def check_ssls(ssls: Sequence[Ssl], fallback_sni: str | None, file: str) -> list[ConfigIssue]:
+    """Ids, SNI syntax, an SNI claimed by two ssls, and a fallback SNI that some ssl serves.
+    (The certificates themselves are checked by `certificates`.)"""
+    out: list[ConfigIssue] = []
+    ids: dict[str, int] = {}
+    owners: dict[str, int] = {}
+    for i, ssl in enumerate(ssls):
+        if not _ID.match(ssl.id):
+            out.append(issue_at(file, ("ssls", i, "id"), f"invalid id {ssl.id!r}: {_BAD_ID}"))
+        elif ssl.id in ids:
+            message = f"duplicate ssl id {ssl.id!r} (first at ssls[{ids[ssl.id]}])"
+            out.append(issue_at(file, ("ssls", i, "id"), message))
+        else:
+            ids[ssl.id] = i
+        if not ssl.snis:
+            out.append(issue_at(file, ("ssls", i, "snis"), "at least one SNI is required"))
+        for k, sni in enumerate(ssl.snis):
+            path = ("ssls", i, "snis", k)
+            if sni != sni.lower() or not (is_hostname(sni) or is_wildcard_host(sni)) or is_ip(sni):
+                message = (f"invalid SNI {sni!r}: a lower-case host name or a wildcard "
+                           "\"*.example.com\" (clients send no SNI for IP addresses: see fallback_sni)")
+                out.append(issue_at(file, path, message))
+            elif sni in owners and owners[sni] != i:
+                message = f"SNI {sni!r} is already served by ssls[{owners[sni]}]"
+                out.append(issue_at(file, path, message))
+            else:
+                owners[sni] = i
+    if fallback_sni is not None and not any(name in owners for name in sni_candidates(fallback_sni)):
+        message = f"no ssl serves {fallback_sni!r} (it must match one of the ssls' snis)"
+        out.append(issue_at(file, ("gateway", "fallback_sni"), message))
     return out
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "Keepalive",
     "Node",
     "Route",
+    "Ssl",
+    "SslClient",
     "Timeout",
     "Upstream",
 ]
@@ -83,6 +85,12 @@ class AdminSettings(_Struct, kw_only=True, frozen=True):
 class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Proxy listen addresses, "host:port" or "[v6addr]:port". A single string is accepted.
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
+    #: HTTPS listen addresses (TLS 1.2/1.3, ALPN http/1.1; certificates from `ssls` by SNI).
+    #: Like `listen`, they change only on restart.
+    tls_listen: list[str] = []
+    #: The SNI a TLS client that sends none is treated as (APISIX's `fallback_sni`): its
+    #: certificate is served. None: such handshakes fail.
+    fallback_sni: str | None = None
     #: Worker processes: an int >= 1, or "auto" for one per CPU.
     workers: PositiveInt | Literal["auto"] = "auto"
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
@@ -246,6 +254,30 @@ class GlobalRules(_Struct, kw_only=True, frozen=True):
     plugins: PluginMap = {}
 
 
+# ---------------------------------------------------------------------------- tls
+
+
+class SslClient(_Struct, kw_only=True, frozen=True):
+    #: CA certificates client certificates must chain to: a path, or the PEM inline.
+    ca: str
+
+
+class Ssl(_Struct, kw_only=True, frozen=True):
+    """APISIX's ssl resource: a certificate and key served for the SNIs it names."""
+
+    id: str
+    #: Server names: exact ("api.example.com") or wildcard ("*.example.com"); exact wins.
+    snis: list[str]
+    #: The certificate (chain): a path (relative to the config file) or the PEM inline. The
+    #: loader reads paths, so a validated config carries the PEM and a reload picks up a file
+    #: replaced under the same name.
+    cert: str
+    #: The private key (unencrypted), a path or the PEM inline.
+    key: str
+    #: Ask for and verify client certificates for these SNIs (mTLS).
+    client: SslClient | None = None
+
+
 # ------------------------------------------------------------------------- config
 
 # Deterministic key order makes the encoding canonical, so equal configs hash equal.
@@ -258,6 +290,7 @@ class Config(_Struct, kw_only=True, frozen=True):
     routes: list[Route] = []
     consumers: list[Consumer] = []
     global_rules: GlobalRules = msgspec.field(default_factory=GlobalRules)
+    ssls: list[Ssl] = []
 
     def upstream_by_id(self) -> dict[str, Upstream]:
         """Top-level upstreams keyed by id (ids are unique in a validated config)."""

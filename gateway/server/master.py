@@ -34,6 +34,7 @@ from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import check_bindable
 from gateway.server.state import InstanceState
+from gateway.server.tls import check_ssl_contexts
 from gateway.server.worker_boot import worker_command
 
 log = logging.getLogger("gateway.master")
@@ -62,7 +63,15 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
     return []
 
 
-CHECKS = (check_plugin_configs, compile_check)
+def tls_check(config: Config, file: str) -> list[ConfigIssue]:
+    """Extra check: OpenSSL must accept every ssl (the loader checked the PEM with
+    `cryptography`), so a worker never meets a certificate it cannot load."""
+    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"OpenSSL refuses it: {reason}",
+                        line=None)
+            for i, reason in check_ssl_contexts(config.ssls)]
+
+
+CHECKS = (check_plugin_configs, compile_check, tls_check)
 
 
 def load_and_check(path: str) -> Config:
@@ -162,7 +171,7 @@ class Master:
         loop.set_exception_handler(self.loop_exception)
         raise_fd_limit()
         config = self.initial_config()
-        for address in config.gateway.listen:
+        for address in [*config.gateway.listen, *config.gateway.tls_listen]:
             try:
                 check_bindable(address)
             except OSError as exc:
@@ -382,7 +391,8 @@ class Master:
                 return False
             if self.config is not None and config.fingerprint() == self.config.fingerprint():
                 return True
-            if self.config is not None and list(config.gateway.listen) != list(self.config.gateway.listen):
+            if self.config is not None and (config.gateway.listen, config.gateway.tls_listen) != (
+                    self.config.gateway.listen, self.config.gateway.tls_listen):
                 log.warning("listen addresses changed: they apply at the next restart")
             self.adopt(config)
             self.reloads.applied += 1

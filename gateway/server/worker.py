@@ -22,6 +22,7 @@ from gateway.proxy.runtime import compile_runtime
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import BACKLOG, reuseport_socket
+from gateway.server.tls import TlsListener
 from gateway.server.worker_boot import EXIT_CANNOT_START
 
 log = logging.getLogger("gateway.worker")
@@ -61,6 +62,7 @@ class Worker:
         self.fatal: str | None = None
         self.fd_watch = FdWatch(log, f"worker {worker_id}")
         self.watcher: asyncio.TimerHandle | None = None
+        self.tls = TlsListener()
 
     async def run(self) -> int:
         self.loop.set_exception_handler(self._loop_exception)
@@ -132,6 +134,8 @@ class Worker:
             config = config_from_bytes(payload)
             runtime = compile_runtime(config, version, limiter=self.limiter,
                                       metrics=self.metrics, worker_id=self.worker_id)
+            # new handshakes take the new certificates; open connections keep theirs
+            self.tls.update(config.ssls, config.gateway.fallback_sni)
         except Exception as exc:  # the master validated it; say why if it still fails here
             if self.server is None:
                 log.exception("worker %d: config version %d rejected", self.worker_id, version)
@@ -151,7 +155,8 @@ class Worker:
             self.server.set_runtime(runtime)
             self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
-            if list(config.gateway.listen) != list(self.config.gateway.listen if self.config else []):
+            if self.config is not None and (config.gateway.listen, config.gateway.tls_listen) != (
+                    self.config.gateway.listen, self.config.gateway.tls_listen):
                 log.warning("worker %d: listen addresses change only on restart", self.worker_id)
         self.config = config
         self.version = version
@@ -160,18 +165,25 @@ class Worker:
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))
         self._configure_access_log(config)
-        for address in config.gateway.listen:
-            try:
-                sock = reuseport_socket(address)
-            except OSError as exc:
-                raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
-            # create_server listens again: without the backlog it would be asyncio's 100.
-            listener = await self.loop.create_server(self.server.protocol_factory, sock=sock,
-                                                     backlog=BACKLOG)
-            self.listeners.append(listener)
+        gw = config.gateway
+        for address in gw.listen:
+            await self._listen(address, self.server.protocol_factory)
+        for address in gw.tls_listen:
+            # the handshake must finish within the time a request head may take
+            await self._listen(address, self.server.tls_protocol_factory, ssl=self.tls.context,
+                               ssl_handshake_timeout=gw.client_header_timeout)
         self._watch_fds()
         log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
-                 ", ".join(config.gateway.listen))
+                 ", ".join(list(gw.listen) + [f"https://{a}" for a in gw.tls_listen]))
+
+    async def _listen(self, address: str, factory: Any, **tls: Any) -> None:
+        try:
+            sock = reuseport_socket(address)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+        # create_server listens again: without the backlog it would be asyncio's 100.
+        listener = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls)
+        self.listeners.append(listener)
 
     def _configure_access_log(self, config: Config) -> None:
         target = config.gateway.access_log

@@ -8,8 +8,9 @@ cdef class ClientConnection:
             gw_chunked_free(self.chunked)
             self.chunked = NULL
 
-    def __init__(self, Server server):
+    def __init__(self, Server server, bint on_tls_listener=False):
         self.server = server
+        self.on_tls_listener = on_tls_listener
         self.pending = bytearray()
         self.set_state(C_IDLE)
         self.client_ip = b"unknown"
@@ -31,6 +32,9 @@ cdef class ClientConnection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        if self.on_tls_listener:
+            self.tls = TlsSession(transport.get_extra_info("ssl_object"))
+            self.tls_refused = self.tls.refuses_client()
         # Until the first byte the idle timer applies; the header timer starts with the head.
         self.deadline = now_monotonic() + self.server.runtime.header_timeout
         if self.server.draining:
@@ -173,6 +177,10 @@ cdef class ClientConnection:
         cdef Exchange ex
         cdef Runtime runtime
         cdef bytes rest
+        if self.tls_refused:
+            # nginx's answer when `ssl_verify_client on` meets a client without a certificate
+            self.reject(400, "No required SSL certificate was sent")
+            return
         self.processing = True
         try:
             while data is not None and (self.state == C_IDLE or self.state == C_HEAD):

@@ -12,4 +12,3 @@ cdef class Server:
     cdef public unsigned long long requests_total
     cdef public unsigned long long connections_total
     cdef public double clock              # monotonic time of the last sweep: deadlines use it
-    cdef public str scheme

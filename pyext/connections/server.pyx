@@ -20,12 +20,15 @@ cdef class Server:
         self.requests_total = 0
         self.connections_total = 0
         self.clock = now_monotonic()
-        self.scheme = "http"
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
         self.pool.adopt(runtime)
 
     def protocol_factory(self):
         return ClientConnection(self)
+
+    def tls_protocol_factory(self):
+        """For the tls_listen sockets (uvloop's TLS transport runs the handshake first)."""
+        return ClientConnection(self, True)
 
     def set_runtime(self, Runtime runtime):
         self.pool.adopt(runtime)
