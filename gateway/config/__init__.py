@@ -1,6 +1,6 @@
 """Gateway configuration: typed schema, YAML loading and validation, snapshots."""
 
-from .addresses import parse_listen, sni_candidates
+from .addresses import is_ip, parse_listen, sni_candidates
 from .cross_checks import validate_config
 from .file_checks import FileChecks
 from .issues import ConfigError, ConfigIssue, format_path
@@ -54,6 +54,7 @@ __all__ = [
     "default_config",
     "dump_config",
     "format_path",
+    "is_ip",
     "load_config",
     "parse_config_file",
     "parse_config_text",

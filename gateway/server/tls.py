@@ -13,7 +13,7 @@ import os
 import ssl
 from collections.abc import Sequence
 
-from gateway.config import Ssl, sni_candidates
+from gateway.config import Ssl, is_ip, sni_candidates
 
 #: ALPN protocols offered; "h2" joins when the HTTP/2 session exists.
 ALPN_PROTOCOLS = ["http/1.1"]
@@ -76,7 +76,10 @@ class SniTable:
         self.wants_client_certs = wants_client_certs
 
     def find(self, server_name: str | None) -> SniContext | None:
-        name = server_name if server_name is not None else self.fallback_sni
+        # RFC 6066 section 3: an SNI is never an IP address; clients that send one anyway (wrk
+        # does) are treated as sending none
+        name = server_name if server_name is not None and not is_ip(server_name) \
+            else self.fallback_sni
         if name is None:
             return None
         for candidate in sni_candidates(name):
