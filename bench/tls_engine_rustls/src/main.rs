@@ -31,9 +31,7 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     let mut roots = RootCertStore::empty();
     roots.add(der).unwrap();
-    let mut client = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut client = ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     (Arc::new(server), Arc::new(client))
 }
@@ -50,7 +48,10 @@ fn pump_client(from: &mut ClientConnection, to: &mut ServerConnection, buf: &mut
     }
 }
 
-fn handshake(server_cfg: &Arc<ServerConfig>, client_cfg: &Arc<ClientConfig>) -> (ServerConnection, ClientConnection, Duration) {
+fn handshake(
+    server_cfg: &Arc<ServerConfig>,
+    client_cfg: &Arc<ClientConfig>,
+) -> (ServerConnection, ClientConnection, Duration) {
     let name = ServerName::try_from("bench.test").unwrap();
     let mut client = ClientConnection::new(client_cfg.clone(), name).unwrap();
     let mut spent = Duration::ZERO;
