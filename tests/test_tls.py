@@ -9,6 +9,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[tupl
     tmp_path = tmp_path_factory.mktemp("tls")
     with Upstream("up") as upstream:
         tls_port = free_port()
-        config = tls_config(pki, free_port(), tls_port, upstream.port)
+        config = tls_config(pki, free_port(), tls_port, upstream.port, client_header_timeout=1.5)
         with GatewayProcess(tmp_path, config, workers=2) as gw:
             yield gw, tls_port, upstream
 
@@ -282,6 +283,43 @@ def test_both_workers_listen_for_tls(gateway: tuple[GatewayProcess, int, Upstrea
     listening = {line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
                  if line.split()[1].endswith(":" + port_hex) and line.split()[3] == "0A"}
     assert len(listening) == 2
+
+
+def test_a_silent_client_is_closed_after_the_header_timeout(
+        gateway: tuple[GatewayProcess, int, Upstream]) -> None:
+    """The handshake has client_header_timeout (1.5 s here) to finish, as a request head has."""
+    _, port, _ = gateway
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        started = time.monotonic()
+        try:
+            assert sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert 1.0 <= time.monotonic() - started < 8
+
+
+def test_plain_http_on_the_tls_port_is_closed(gateway: tuple[GatewayProcess, int, Upstream]) -> None:
+    _, port, upstream = gateway
+    mark = upstream.mark()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        try:
+            assert b"HTTP/1.1" not in sock.recv(4096)
+        except ConnectionResetError:
+            pass
+    upstream.assert_nothing_forwarded(mark)
+
+
+def test_gateway_check_names_the_bad_key(tmp_path: Path, pki: Pki) -> None:
+    config = tls_config(pki, free_port(), free_port(), free_port())
+    config["ssls"][0]["key"] = str(pki.secure.key_path)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(json.dumps(config))
+    proc = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert (f"ssls[0].key: {pki.secure.key_path}: the key does not belong to the certificate "
+            f"{pki.exact.cert_path} (mismatched key)") in proc.stdout + proc.stderr
 
 
 # -- reload ---------------------------------------------------------------------------------------
