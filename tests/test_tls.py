@@ -382,3 +382,27 @@ def test_reload_replaces_certificates_without_dropping_connections(tmp_path: Pat
                 assert request(held, "api.example.com")[0] == 200
             finally:
                 held.close()
+
+
+def test_sessions_resume_across_a_reload(tmp_path: Path, pki: Pki) -> None:
+    """One worker: a TLS 1.3 ticket issued before a reload still resumes after it."""
+    with Upstream("up") as upstream:
+        tls_port = free_port()
+        config = tls_config(pki, free_port(), tls_port, upstream.port)
+        with GatewayProcess(tmp_path, config, workers=1) as gw:
+            ctx = client_context(pki)
+            with connect(tls_port, "api.example.com", ctx) as first:
+                assert request(first, "api.example.com")[0] == 200  # the ticket arrives
+                session = first.session
+            raw = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+            with ctx.wrap_socket(raw, server_hostname="api.example.com", session=session) as again:
+                assert again.session_reused
+            config["routes"][0]["priority"] = 1
+            gw.write_config(config)
+            assert gw.proc is not None
+            gw.proc.send_signal(signal.SIGHUP)
+            gw.wait_version(2)
+            raw = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+            with ctx.wrap_socket(raw, server_hostname="api.example.com", session=session) as after:
+                assert after.session_reused
+                assert request(after, "api.example.com")[0] == 200

@@ -5,7 +5,8 @@ Every worker has one listening context. Its SNI callback chooses, per handshake,
 the ssl serving the name (exact name, then wildcards, longest first) from a table that a config
 reload replaces in one assignment: handshakes that start after the reload see the new
 certificates, connections already open keep the context they were made with. An ssl that did
-not change keeps its context, and so its session-ticket keys: resumption survives reloads.
+not change keeps its context. Session tickets are sealed by the listening context (OpenSSL's
+session context is the one a handshake starts on), so they survive reloads, per worker.
 """
 from __future__ import annotations
 
