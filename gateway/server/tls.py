@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.config import Ssl, is_ip, sni_candidates
 
@@ -118,6 +118,29 @@ class TlsListener:
         # from the context the SNI callback switches to): ask for client certificates only
         # when some ssl verifies them.
         self.context.verify_mode = ssl.CERT_OPTIONAL if wants_client_certs else ssl.CERT_NONE
+        # Tickets are sealed by the listening context, for every server name alike: a TLS 1.3
+        # ticket from one SNI resumes under another SNI's context with the first one's client
+        # certificate, unverified by the second's CA. With client CAs configured, no TLS 1.3
+        # tickets. (TLS 1.2 resumes under the session's own name: `misdirected` covers it.)
+        self.context.num_tickets = 0 if wants_client_certs else 2
+
+    @property
+    def misdirected_check(self) -> Callable[[bytes, str | None], bool] | None:
+        """What the protocol calls per request on TLS connections, None when no ssl verifies
+        clients (nothing to check, nothing paid)."""
+        return self.misdirected if self.table.wants_client_certs else None
+
+    def misdirected(self, host: bytes, ssl_id: str | None) -> bool:
+        """Does a request for `host` (the Host header, maybe with a port), on a connection
+        whose handshake chose `ssl_id`, ask for a name that requires client certificates the
+        connection was not verified for? (nginx's 421: a client must not reach an mTLS name
+        through a handshake for another name, or a TLS 1.2 session resumed from one.)"""
+        name = host.decode("latin-1")
+        if name.startswith("["):
+            return False  # an IP address: no SNI names it
+        name = name.rpartition(":")[0] if ":" in name else name
+        ctx = self.table.find(name)
+        return ctx is not None and ctx.client_cert_required and ctx.ssl_id != ssl_id
 
     def _choose(self, ssl_object: ssl.SSLObject, server_name: str | None,
                 _listening: ssl.SSLContext) -> int | None:

@@ -153,6 +153,7 @@ class Worker:
                 return
         else:
             self.server.set_runtime(runtime)
+            self.server.tls_misdirected = self.tls.misdirected_check
             self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
             if self.config is not None and (config.gateway.listen, config.gateway.tls_listen) != (
@@ -164,6 +165,7 @@ class Worker:
 
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))
+        self.server.tls_misdirected = self.tls.misdirected_check
         self._configure_access_log(config)
         gw = config.gateway
         for address in gw.listen:

@@ -34,7 +34,7 @@ cdef class ClientConnection:
                 pass
         if self.on_tls_listener:
             self.tls = TlsSession(transport.get_extra_info("ssl_object"))
-            self.tls_refused = self.tls.refuses_client()
+            self.tls_refusal = self.tls.refusal()
         # Until the first byte the idle timer applies; the header timer starts with the head.
         self.deadline = now_monotonic() + self.server.runtime.header_timeout
         if self.server.draining:
@@ -177,9 +177,8 @@ cdef class ClientConnection:
         cdef Exchange ex
         cdef Runtime runtime
         cdef bytes rest
-        if self.tls_refused:
-            # nginx's answer when `ssl_verify_client on` meets a client without a certificate
-            self.reject(400, "No required SSL certificate was sent")
+        if self.tls_refusal is not None:
+            self.reject(400, self.tls_refusal)
             return
         self.processing = True
         try:
@@ -265,6 +264,13 @@ cdef class ClientConnection:
             # OPTIONS * asks about the server itself (RFC 9110 section 9.3.7): answered here, with
             # no content and so Content-Length: 0, which that section requires
             ex.respond_local(200, b"", None, KEEP)
+            return ex
+        if self.tls is not None and self.server.tls_misdirected is not None and h.has_host and \
+                self.server.tls_misdirected(data[h.host.off:h.host.off + h.host.len],
+                                            self.tls.ssl_id):
+            # RFC 9110 section 15.5.20: this connection cannot answer for that host
+            ex.end_keep_alive()
+            ex.respond_error(421, "Misdirected Request")
             return ex
         if h.path.len:
             code = gw_router_find(runtime.router_handle, <const uint8_t *>d + h.method.off,

@@ -12,3 +12,4 @@ cdef class Server:
     cdef public unsigned long long requests_total
     cdef public unsigned long long connections_total
     cdef public double clock              # monotonic time of the last sweep: deadlines use it
+    cdef public object tls_misdirected    # (host, ssl_id) -> bool, None without mTLS

@@ -20,6 +20,7 @@ cdef class Server:
         self.requests_total = 0
         self.connections_total = 0
         self.clock = now_monotonic()
+        self.tls_misdirected = None
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
         self.pool.adopt(runtime)
 

@@ -3,4 +3,4 @@ cdef class TlsSession:
     cdef readonly str server_name         # the SNI the client sent (None: none sent)
     cdef readonly str ssl_id              # the ssl resource whose certificate was served
     cdef readonly bint client_cert_required
-    cdef bint refuses_client(self)
+    cdef str refusal(self)

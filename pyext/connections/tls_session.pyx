@@ -33,5 +33,9 @@ cdef class TlsSession:
         """The client's certificate (DER bytes) when it sent one that verified, else None."""
         return self.ssl_object.getpeercert(True)
 
-    cdef bint refuses_client(self):
-        return self.client_cert_required and self.ssl_object.getpeercert(True) is None
+    cdef str refusal(self):
+        """Why requests on this connection are refused, or None."""
+        if self.client_cert_required and self.ssl_object.getpeercert(True) is None:
+            # nginx's answer when `ssl_verify_client on` meets a client without a certificate
+            return "No required SSL certificate was sent"
+        return None
