@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -368,6 +369,26 @@ def test_a_silent_client_is_closed_after_the_header_timeout(
         except ConnectionResetError:
             pass
         assert 1.0 <= time.monotonic() - started < 8
+
+
+def test_a_client_that_never_answers_close_notify_is_let_go(
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+    """After `Connection: close` the gateway sends close_notify and waits for the client's for
+    TLS_SHUTDOWN_TIMEOUT (2 s), not uvloop's 30 s, before the socket goes."""
+    _, port, _ = gateway
+    with connect(port, "api.example.com", client_context(pki)) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):  # b"": the gateway's close_notify (none is sent back)
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 200")
+        # the same TCP connection, below TLS: its end (FIN) is the gateway letting go
+        with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+            raw.settimeout(40)
+            started = time.monotonic()
+            while raw.recv(65536):
+                pass
+            assert time.monotonic() - started < 10
 
 
 def test_plain_http_on_the_tls_port_is_closed(gateway: tuple[GatewayProcess, int, Upstream]) -> None:

@@ -27,6 +27,9 @@ from gateway.server.worker_boot import EXIT_CANNOT_START
 
 log = logging.getLogger("gateway.worker")
 
+#: Seconds a closed TLS connection waits for the client's close_notify before the socket goes.
+TLS_SHUTDOWN_TIMEOUT = 2.0
+
 
 def sweep_interval(config: Config) -> float:
     """Timeouts are enforced by a periodic sweep; a quarter of the shortest one keeps each
@@ -171,9 +174,12 @@ class Worker:
         for address in gw.listen:
             await self._listen(address, self.server.protocol_factory)
         for address in gw.tls_listen:
-            # the handshake must finish within the time a request head may take
+            # The handshake must finish within the time a request head may take. On close,
+            # uvloop waits for the client's close_notify (30 s by default) holding the socket:
+            # a client that never sends one costs a descriptor for TLS_SHUTDOWN_TIMEOUT only.
             await self._listen(address, self.server.tls_protocol_factory, ssl=self.tls.context,
-                               ssl_handshake_timeout=gw.client_header_timeout)
+                               ssl_handshake_timeout=gw.client_header_timeout,
+                               ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         self._watch_fds()
         log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
                  ", ".join(list(gw.listen) + [f"https://{a}" for a in gw.tls_listen]))
