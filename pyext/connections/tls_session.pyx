@@ -3,7 +3,7 @@ cdef class TlsSession:
     is made (uvloop's TLS transport hands the protocol a connection only after the handshake).
     It is the seam between the TLS layer and the protocol that runs over it: the negotiated
     ALPN protocol says which one (today always HTTP/1.1), the server name and the client
-    certificate feed the request variables, and ``refuses_client`` mTLS's refusal."""
+    certificate feed the request variables, and ``refusal`` says why mTLS refuses requests."""
 
     def __init__(self, ssl_object):
         self.ssl_object = ssl_object
