@@ -1,5 +1,6 @@
 """Type stubs for gateway._proto (pyext/_proto.pyx): the data plane's connection protocol."""
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Self
 
@@ -208,6 +209,9 @@ class Server:
     acceptor: Any
     def __init__(self, loop: Any, runtime: Runtime, sweep_interval: float = 0.25) -> None: ...
     def protocol_factory(self) -> ClientConnection: ...
+    def tls_protocol_factory(self) -> ClientConnection:
+        """For the tls_listen sockets (uvloop's TLS transport runs the handshake first)."""
+    tls_misdirected: Callable[[bytes, str | None], bool] | None
     def set_runtime(self, runtime: Runtime) -> None: ...
     @property
     def active_clients(self) -> int: ...
@@ -245,7 +249,34 @@ class ClientConnection(asyncio.Protocol):
     def state(self) -> int:
         """One of the C_* states (pyext/connections/states.pxd); changed only by the class."""
     requests: int
-    def __init__(self, server: Server) -> None: ...
+    @property
+    def on_tls_listener(self) -> bool: ...
+    @property
+    def tls(self) -> TlsSession | None: ...
+    def __init__(self, server: Server, on_tls_listener: bool = False) -> None: ...
+
+@disjoint_base
+class TlsSession:
+    """What the TLS handshake settled for one client connection."""
+    @property
+    def ssl_object(self) -> ssl.SSLObject: ...
+    @property
+    def server_name(self) -> str | None:
+        """The SNI the client sent (None: none sent)."""
+    @property
+    def ssl_id(self) -> str | None:
+        """The ssl resource whose certificate was served."""
+    @property
+    def client_cert_required(self) -> bool: ...
+    def __init__(self, ssl_object: ssl.SSLObject) -> None: ...
+    @property
+    def alpn_protocol(self) -> str | None: ...
+    @property
+    def protocol(self) -> str | None: ...
+    @property
+    def cipher(self) -> str | None: ...
+    @property
+    def client_cert(self) -> bytes | None: ...
 
 @disjoint_base
 class RequestContext:
@@ -294,7 +325,10 @@ class RequestContext:
     def route_id(self) -> str | None: ...
     @property
     def scheme(self) -> str:
-        """"http", or "https" on a TLS listener."""
+        """"http", or "https" on a TLS connection."""
+    @property
+    def tls(self) -> TlsSession | None:
+        """The connection's TlsSession, None on HTTP."""
     @property
     def server_addr(self) -> str | None:
         """The local address that accepted the connection."""

@@ -1,6 +1,6 @@
 """Gateway configuration: typed schema, YAML loading and validation, snapshots."""
 
-from .addresses import parse_listen, parse_nameserver
+from .addresses import is_ip, parse_listen, parse_nameserver, sni_candidates
 from .cross_checks import validate_config
 from .env_expand import expand_env_in_data
 from .file_checks import FileChecks
@@ -28,6 +28,7 @@ from .schema import (
     PassiveCheck,
     Route,
     Ssl,
+    SslClient,
     Timeout,
     Upstream,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "PassiveCheck",
     "Route",
     "Ssl",
+    "SslClient",
     "Timeout",
     "Upstream",
     "config_from_bytes",
@@ -62,11 +64,13 @@ __all__ = [
     "dump_config",
     "expand_env_in_data",
     "format_path",
+    "is_ip",
     "load_config",
     "parse_config_file",
     "parse_config_text",
     "read_config_file",
     "parse_listen",
     "parse_nameserver",
+    "sni_candidates",
     "validate_config",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["is_hostname", "is_ip", "is_wildcard_host", "listen_overlaps", "parse_listen", "parse_nameserver"]
+__all__ = ["is_hostname", "is_ip", "is_wildcard_host", "listen_overlaps", "parse_listen", "parse_nameserver",
+           "sni_candidates"]
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z", re.I)
@@ -86,3 +87,15 @@ def parse_nameserver(text: str) -> str:
     if not port:
         return str(address)
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def sni_candidates(name: str) -> list[str]:
+    """The `ssls` names that serve a TLS server name, best first: the name itself, then the
+    wildcards of its parent domains, longest first (nginx's order: "a.b.example.com" is served
+    by "*.b.example.com" before "*.example.com")."""
+    name = name.lower().rstrip(".")
+    out = [name]
+    labels = name.split(".")
+    for i in range(1, len(labels) - 1):
+        out.append("*." + ".".join(labels[i:]))
+    return out

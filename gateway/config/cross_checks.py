@@ -14,7 +14,15 @@ from typing import Any
 
 from gateway.requestvars.table import families, is_variable, variable_names
 
-from .addresses import is_hostname, is_ip, is_wildcard_host, listen_overlaps, parse_listen, parse_nameserver
+from .addresses import (
+    is_hostname,
+    is_ip,
+    is_wildcard_host,
+    listen_overlaps,
+    parse_listen,
+    parse_nameserver,
+    sni_candidates,
+)
 from .health_checks import check_health_checks
 from .issues import ConfigIssue, DocPath, issue_at
 from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, GlobalRules, Route, Ssl, Upstream
@@ -73,7 +81,7 @@ def validate_config(config: Config, file: str = "<config>") -> list[ConfigIssue]
             route_ids[r.id] = i
     out.extend(check_consumers(config.consumers, file))
     out.extend(check_global_rules(config, file))
-    out.extend(check_ssls(config.ssls, file))
+    out.extend(check_ssls(config.ssls, config.gateway.fallback_sni, file))
     for name, metadata in config.plugin_metadata.items():
         out.extend(check_plugin_values({name: metadata}, ("plugin_metadata",), file))
     return out
@@ -101,37 +109,6 @@ def check_global_rules(config: Config, file: str) -> list[ConfigIssue]:
         out.extend(check_plugin_values(rule.plugins, ("global_rules", i, "plugins"), file))
     return out
 
-
-def check_ssls(ssls: Sequence[Ssl], file: str) -> list[ConfigIssue]:
-    """Ids, PEM shape and server names. The certificates themselves are parsed by the TLS layer."""
-    out: list[ConfigIssue] = []
-    ids: dict[str, int] = {}
-    for i, ssl in enumerate(ssls):
-        path: DocPath = ("ssls", i)
-        if not _ID.match(ssl.id):
-            out.append(issue_at(file, path + ("id",), f"invalid id {ssl.id!r}: {_BAD_ID}"))
-        if ssl.id in ids:
-            message = f"duplicate ssl id {ssl.id!r} (first at ssls[{ids[ssl.id]}])"
-            out.append(issue_at(file, path + ("id",), message))
-        ids.setdefault(ssl.id, i)
-        pems: list[tuple[DocPath, str, str]] = [(path + ("cert",), ssl.cert, "CERTIFICATE"),
-                                                (path + ("key",), ssl.key, "PRIVATE KEY")]
-        pems += [(path + ("certs", j), c, "CERTIFICATE") for j, c in enumerate(ssl.certs or [])]
-        pems += [(path + ("keys", j), k, "PRIVATE KEY") for j, k in enumerate(ssl.keys or [])]
-        for p, text, kind in pems:
-            if not _PEM.search(text) or kind not in text:
-                out.append(issue_at(file, p, f"expected a PEM {kind.lower()} (-----BEGIN ...{kind}-----)"))
-        if len(ssl.certs or []) != len(ssl.keys or []):
-            out.append(issue_at(file, path + ("keys",), "`certs` and `keys` must pair up (same length)"))
-        if ssl.sni is not None and ssl.snis is not None:
-            out.append(issue_at(file, path + ("snis",), "use either `sni` or `snis`, not both"))
-        names = [(path + ("sni",), ssl.sni)] if ssl.sni is not None else []
-        names += [(path + ("snis", j), n) for j, n in enumerate(ssl.snis or [])]
-        if ssl.type == "server" and not names:
-            out.append(issue_at(file, path + ("snis",), "a server certificate needs `snis` (or `sni`)"))
-        for p, name in names:
-            if not (is_hostname(name.lower()) or is_wildcard_host(name.lower())):
-                out.append(issue_at(file, p, f"invalid server name {name!r}"))
     return out
 
 
@@ -140,28 +117,29 @@ def check_gateway(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     if not gw.listen:
         out.append(issue_at(file, ("gateway", "listen"), "at least one listen address is required"))
-    parsed: list[tuple[int, tuple[str, int]]] = []
-    for i, addr in enumerate(gw.listen):
-        try:
-            hp = parse_listen(addr)
-        except ValueError as exc:
-            out.append(issue_at(file, ("gateway", "listen", i), str(exc)))
-            continue
-        for j, other in parsed:
-            if listen_overlaps(hp, other):
-                message = f"{addr!r} duplicates or overlaps listen[{j}] {gw.listen[j]!r}"
-                out.append(issue_at(file, ("gateway", "listen", i), message))
-                break
-        parsed.append((i, hp))
+    parsed: list[tuple[str, int, tuple[str, int]]] = []
+    for key, addresses in (("listen", gw.listen), ("tls_listen", gw.tls_listen)):
+        for i, addr in enumerate(addresses):
+            try:
+                hp = parse_listen(addr)
+            except ValueError as exc:
+                out.append(issue_at(file, ("gateway", key, i), str(exc)))
+                continue
+            for other_key, j, other in parsed:
+                if listen_overlaps(hp, other):
+                    message = f"{addr!r} duplicates or overlaps {other_key}[{j}] {addr_of(gw, other_key, j)!r}"
+                    out.append(issue_at(file, ("gateway", key, i), message))
+                    break
+            parsed.append((key, i, hp))
     admin_path = ("gateway", "admin", "listen")
     try:
         admin = parse_listen(gw.admin.listen)
     except ValueError as exc:
         out.append(issue_at(file, admin_path, str(exc)))
     else:
-        for j, other in parsed:
+        for other_key, j, other in parsed:
             if listen_overlaps(admin, other):
-                message = f"{gw.admin.listen!r} conflicts with proxy listen[{j}] {gw.listen[j]!r}"
+                message = f"{gw.admin.listen!r} conflicts with proxy {other_key}[{j}] {addr_of(gw, other_key, j)!r}"
                 out.append(issue_at(file, admin_path, message))
     for i, server in enumerate(gw.resolvers):
         try:
@@ -173,6 +151,43 @@ def check_gateway(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             out.append(issue_at(file, ("gateway", "admin", "allow_admin", i), f"invalid CIDR {cidr!r}"))
+    return out
+
+
+def addr_of(gw: GatewaySettings, key: str, index: int) -> str:
+    return gw.tls_listen[index] if key == "tls_listen" else gw.listen[index]
+
+
+def check_ssls(ssls: Sequence[Ssl], fallback_sni: str | None, file: str) -> list[ConfigIssue]:
+    """Ids, SNI syntax, an SNI claimed by two ssls, and a fallback SNI that some ssl serves.
+    (The certificates themselves are checked by `certificates`.)"""
+    out: list[ConfigIssue] = []
+    ids: dict[str, int] = {}
+    owners: dict[str, int] = {}
+    for i, ssl in enumerate(ssls):
+        if not _ID.match(ssl.id):
+            out.append(issue_at(file, ("ssls", i, "id"), f"invalid id {ssl.id!r}: {_BAD_ID}"))
+        elif ssl.id in ids:
+            message = f"duplicate ssl id {ssl.id!r} (first at ssls[{ids[ssl.id]}])"
+            out.append(issue_at(file, ("ssls", i, "id"), message))
+        else:
+            ids[ssl.id] = i
+        if not ssl.snis:
+            out.append(issue_at(file, ("ssls", i, "snis"), "at least one SNI is required"))
+        for k, sni in enumerate(ssl.snis):
+            path = ("ssls", i, "snis", k)
+            if sni != sni.lower() or not (is_hostname(sni) or is_wildcard_host(sni)) or is_ip(sni):
+                message = (f"invalid SNI {sni!r}: a lower-case host name or a wildcard "
+                           "\"*.example.com\" (clients send no SNI for IP addresses: see fallback_sni)")
+                out.append(issue_at(file, path, message))
+            elif sni in owners and owners[sni] != i:
+                message = f"SNI {sni!r} is already served by ssls[{owners[sni]}]"
+                out.append(issue_at(file, path, message))
+            else:
+                owners[sni] = i
+    if fallback_sni is not None and not any(name in owners for name in sni_candidates(fallback_sni)):
+        message = f"no ssl serves {fallback_sni!r} (it must match one of the ssls' snis)"
+        out.append(issue_at(file, ("gateway", "fallback_sni"), message))
     return out
 
 

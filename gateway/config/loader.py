@@ -3,8 +3,8 @@
 A YAML file: read -> compose the YAML node tree (source) -> duplicate keys (source) ->
 expand `${VAR}` in string scalars (env_expand) -> construct plain data (source) -> file
 checks (file_checks) -> normalise the APISIX shorthand forms (normalise) -> msgspec decode
-into :class:`Config` (decode_errors when it fails) -> cross checks (cross_checks) -> the
-caller's extra checks.
+into :class:`Config` (decode_errors when it fails) -> cross checks (cross_checks) -> the ssls'
+certificate files read and checked (certificates) -> the caller's extra checks.
 
 Problems are collected and raised together as one ConfigError. The master validates before
 it sends a snapshot, so nothing here is on the request path; still, the happy path does one
@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from .certificates import inline_certificates
 from .cross_checks import validate_config
 from .decode_errors import describe_validation_error
 from .env_expand import expand_env_in_tree
@@ -117,7 +118,9 @@ def _decode_and_check(
     except msgspec.ValidationError as exc:
         path, message = describe_validation_error(exc, data)
         raise ConfigError(with_lines([issue_at(file, path, message)], root)) from None
-    issues = validate_config(config, file) + _run_extra_checks(config, file, extra_checks)
+    issues = validate_config(config, file)
+    config, cert_issues = inline_certificates(config, file)
+    issues += cert_issues + _run_extra_checks(config, file, extra_checks)
     if issues:
         raise ConfigError(with_lines(issues, root))
     return config

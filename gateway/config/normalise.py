@@ -28,9 +28,15 @@ def normalise(data: Any, file: str) -> tuple[Any, list[ConfigIssue]]:
     # means "defaults". Top-level `x-` keys are free for YAML anchors, as in
     # docker-compose, so shared fragments need not be repeated.
     data = {k: v for k, v in data.items() if v is not None and not (isinstance(k, str) and k.startswith("x-"))}
-    gw = data.get("gateway")
-    if isinstance(gw, dict) and isinstance(gw.get("listen"), str):
-        data["gateway"] = {**gw, "listen": [gw["listen"]]}
+    for key in ("listen", "tls_listen"):
+        gw = data.get("gateway")
+        if isinstance(gw, dict) and isinstance(gw.get(key), str):
+            data["gateway"] = {**gw, key: [gw[key]]}
+    if isinstance(data.get("ssls"), list):
+        # APISIX's ssl takes one `sni` or a list `snis`
+        data["ssls"] = [{**{k: v for k, v in s.items() if k != "sni"}, "snis": [s["sni"]]}
+                        if isinstance(s, dict) and "sni" in s and "snis" not in s else s
+                        for s in data["ssls"]]
     if isinstance(data.get("upstreams"), list):
         data["upstreams"] = [
             _normalise_upstream(u, ("upstreams", i), file, issues) for i, u in enumerate(data["upstreams"])

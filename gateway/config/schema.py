@@ -34,6 +34,7 @@ __all__ = [
     "PassiveCheck",
     "Route",
     "Ssl",
+    "SslClient",
     "Timeout",
     "Upstream",
 ]
@@ -95,6 +96,12 @@ class AdminSettings(_Struct, kw_only=True, frozen=True):
 class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Proxy listen addresses, "host:port" or "[v6addr]:port". A single string is accepted.
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
+    #: HTTPS listen addresses (TLS 1.2/1.3, ALPN http/1.1; certificates from `ssls` by SNI).
+    #: Like `listen`, they change only on restart.
+    tls_listen: list[str] = []
+    #: The SNI a TLS client that sends none is treated as (APISIX's `fallback_sni`): its
+    #: certificate is served. None: such handshakes fail.
+    fallback_sni: str | None = None
     #: Worker processes: an int >= 1, or "auto" for one per CPU.
     workers: PositiveInt | Literal["auto"] = "auto"
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
@@ -356,26 +363,28 @@ class GlobalRule(_Struct, kw_only=True, frozen=True):
     plugins: PluginMap = {}
 
 
-# --------------------------------------------------------------------------- ssls
+# ---------------------------------------------------------------------------- tls
+
+
+class SslClient(_Struct, kw_only=True, frozen=True):
+    #: CA certificates client certificates must chain to: a path, or the PEM inline.
+    ca: str
 
 
 class Ssl(_Struct, kw_only=True, frozen=True):
-    """A certificate and its key, chosen by SNI (APISIX's ``ssls`` resource). Stored and
-    checked for shape here; the TLS listener decides what it serves."""
+    """APISIX's ssl resource: a certificate and key served for the SNIs it names."""
+
     id: str
-    #: PEM certificate (chain) and PEM private key.
+    #: Server names: exact ("api.example.com") or wildcard ("*.example.com"); exact wins.
+    snis: list[str]
+    #: The certificate (chain): a path (relative to the config file) or the PEM inline. The
+    #: loader reads paths, so a validated config carries the PEM and a reload picks up a file
+    #: replaced under the same name.
     cert: str
+    #: The private key (unencrypted), a path or the PEM inline.
     key: str
-    #: More certificate/key pairs (e.g. ECDSA beside RSA), pairwise.
-    certs: list[str] | None = None
-    keys: list[str] | None = None
-    #: Server names this certificate is for; "*.example.com" matches any subdomain.
-    snis: list[str] | None = None
-    sni: str | None = None
-    type: Literal["server", "client"] = "server"
-    #: 1 = enabled, 0 = disabled, as in APISIX.
-    status: Literal[0, 1] = 1
-    labels: dict[str, str] = {}
+    #: Ask for and verify client certificates for these SNIs (mTLS).
+    client: SslClient | None = None
 
 
 # ------------------------------------------------------------------------- config

@@ -20,7 +20,12 @@ the thing does not exist (no such header, argument or cookie, no consumer, no re
 ``cookie_<name>``     a cookie
 ``remote_addr`` / ``remote_port``  the client's address and port
 ``server_addr`` / ``server_port``  the address and port that accepted the connection
-``scheme``            "http" (or "https" on a TLS listener)
+``scheme``            "http", or "https" on a TLS connection
+``ssl_server_name``   the server name (SNI) the TLS client sent; ``ssl_protocol`` "TLSv1.2" or
+                      "TLSv1.3"; ``ssl_cipher`` the cipher suite (None on plain HTTP)
+``ssl_client_s_dn`` / ``ssl_client_i_dn``  the verified client certificate's subject and
+                      issuer, RFC 4514 ("CN=alice,O=Shop", nginx's format); ``ssl_client_verify``
+                      "SUCCESS" with one, "NONE" without (None on plain HTTP)
 ``request_method``    the method; ``server_protocol`` "HTTP/1.1" or "HTTP/1.0"
 ``request_id``        the request's id: the one the request-id plugin took or made when it
                       ran, else 32 random hex digits made on first use (nginx's
@@ -47,9 +52,12 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from cryptography import x509
+
 __all__ = [
     "Getter",
     "RequestView",
+    "TlsView",
     "is_variable",
     "register_var",
     "to_text",
@@ -57,6 +65,19 @@ __all__ = [
     "var_getter",
     "variable_names",
 ]
+
+
+class TlsView(Protocol):
+    """What variables read of a request's TLS connection (``gateway._proto.TlsSession``)."""
+
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def protocol(self) -> str | None: ...
+    @property
+    def cipher(self) -> str | None: ...
+    @property
+    def client_cert(self) -> bytes | None: ...
 
 
 class RequestView(Protocol):
@@ -89,6 +110,8 @@ class RequestView(Protocol):
     def server_port(self) -> int | None: ...
     @property
     def scheme(self) -> str: ...
+    @property
+    def tls(self) -> TlsView | None: ...
     @property
     def route_id(self) -> str | None: ...
     @property
@@ -196,6 +219,44 @@ def _scheme(ctx: RequestView) -> str:
     return ctx.scheme
 
 
+def _ssl_server_name(ctx: RequestView) -> str | None:
+    tls = ctx.tls
+    return tls.server_name if tls is not None else None
+
+
+def _ssl_protocol(ctx: RequestView) -> str | None:
+    tls = ctx.tls
+    return tls.protocol if tls is not None else None
+
+
+def _ssl_cipher(ctx: RequestView) -> str | None:
+    tls = ctx.tls
+    return tls.cipher if tls is not None else None
+
+
+def _client_certificate(ctx: RequestView) -> x509.Certificate | None:
+    tls = ctx.tls
+    der = tls.client_cert if tls is not None else None
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def _ssl_client_s_dn(ctx: RequestView) -> str | None:
+    cert = _client_certificate(ctx)
+    return cert.subject.rfc4514_string() if cert is not None else None
+
+
+def _ssl_client_i_dn(ctx: RequestView) -> str | None:
+    cert = _client_certificate(ctx)
+    return cert.issuer.rfc4514_string() if cert is not None else None
+
+
+def _ssl_client_verify(ctx: RequestView) -> str | None:
+    tls = ctx.tls
+    if tls is None:
+        return None
+    return "SUCCESS" if tls.client_cert else "NONE"
+
+
 def _request_method(ctx: RequestView) -> str:
     return ctx.method
 
@@ -273,6 +334,12 @@ _BUILTIN: dict[str, Getter] = {
     "server_addr": _server_addr,
     "server_port": _server_port,
     "scheme": _scheme,
+    "ssl_server_name": _ssl_server_name,
+    "ssl_protocol": _ssl_protocol,
+    "ssl_cipher": _ssl_cipher,
+    "ssl_client_s_dn": _ssl_client_s_dn,
+    "ssl_client_i_dn": _ssl_client_i_dn,
+    "ssl_client_verify": _ssl_client_verify,
     "request_method": _request_method,
     "server_protocol": _server_protocol,
     "request_id": _request_id,

@@ -44,6 +44,7 @@ from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
 from gateway.server.state import InstanceState
 from gateway.server.status_report import WorkerPolls, gateway_status
+from gateway.server.tls import check_ssl_contexts
 from gateway.server.worker_boot import worker_command
 from gateway.upstream.health_checker import HealthChecker
 from gateway.upstream.names import node_names
@@ -77,7 +78,15 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
     return []
 
 
-CHECKS = (check_plugin_configs, compile_check)
+def tls_check(config: Config, file: str) -> list[ConfigIssue]:
+    """Extra check: OpenSSL must accept every ssl (the loader checked the PEM with
+    `cryptography`), so a worker never meets a certificate it cannot load."""
+    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"OpenSSL refuses it: {reason}",
+                        line=None)
+            for i, reason in check_ssl_contexts(config.ssls)]
+
+
+CHECKS = (check_plugin_configs, compile_check, tls_check)
 
 
 def load_and_check(path: str) -> Config:
@@ -88,6 +97,11 @@ def load_and_check(path: str) -> Config:
 
 def check_bytes(raw: bytes, path: str, file_checks: FileChecks = FileChecks.FILE) -> Config:
     return parse_config_file(raw, path, extra_checks=CHECKS, file_checks=file_checks)
+
+
+def listen_addresses(config: Config) -> list[str]:
+    """Every address the workers accept on (plain, then TLS): the master owns their sockets."""
+    return [*config.gateway.listen, *config.gateway.tls_listen]
 
 
 @dataclass(eq=False)  # hashed by identity: kept in sets while retiring
@@ -251,7 +265,7 @@ class Master:
         raise_fd_limit()
         config = self.initial_config()
         count = self.count = self.worker_count_of(config)
-        self.open_listeners(list(config.gateway.listen), count)
+        self.open_listeners(listen_addresses(config), count)
         await self.follow_names(config)
         self.adopt(config)
         self.plugin_code.record(config)
@@ -268,7 +282,7 @@ class Master:
         await self.start_all(count)
         self.serving = True
         log.info("gateway master %d: %d workers serving %s (config version %d)", os.getpid(),
-                 count, ", ".join(config.gateway.listen), self.version)
+                 count, ", ".join(listen_addresses(config)), self.version)
         self.write_status()
         if self.config_file is not None:
             self.spawn(self.watch())
@@ -372,7 +386,7 @@ class Master:
         """Starts worker ``index`` on the slot's listening sockets; ``register=False`` starts a
         successor that the caller puts in place once it serves."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        listen = self.listeners.fds(index, list(self.config.gateway.listen) if self.config else [])
+        listen = self.listeners.fds(index, listen_addresses(self.config) if self.config else [])
         try:
             argv, extra_env = worker_command([
                 "--id", str(index), "--control-fd", str(child.fileno()),
@@ -564,7 +578,7 @@ class Master:
             change = self.process_change(config, code_changed)
             if change.needed:
                 try:
-                    self.listeners.ensure(list(config.gateway.listen), change.new_count)
+                    self.listeners.ensure(listen_addresses(config), change.new_count)
                 except OSError as exc:
                     self.reloads.rejected += 1
                     log.error("reload (%s) rejected; still serving version %d: %s", reason,
@@ -587,8 +601,8 @@ class Master:
             self.restart_unfinished = not ok and change.restart_all
             self.plugin_code.record(config)
             if ok:  # else workers not yet replaced still serve the old addresses
-                self.listeners.drop_addresses(list(config.gateway.listen))
-            self.open_listeners(list(config.gateway.listen), change.new_count)
+                self.listeners.drop_addresses(listen_addresses(config))
+            self.open_listeners(listen_addresses(config), change.new_count)
             log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                      "applied by every worker" if ok else "NOT applied by every worker",
                      (time.monotonic() - started) * 1000)
@@ -597,11 +611,11 @@ class Master:
             return ok
 
     def process_change(self, config: Config, code_changed: list[str]) -> rolling.ProcessChange:
-        old_listen = list(self.config.gateway.listen) if self.config else []
+        old_listen = listen_addresses(self.config) if self.config else []
         new_count = self.worker_count_of(config)
         return rolling.ProcessChange(
             old_count=self.count, new_count=new_count,
-            listen_changed=list(config.gateway.listen) != old_listen,
+            listen_changed=listen_addresses(config) != old_listen,
             code_changed=[m for m in code_changed if m in self.plugin_code.files],
             unfinished=self.restart_unfinished)
 

@@ -19,7 +19,7 @@ log = logging.getLogger("gateway.master")
 
 
 def plugin_names(config: Config) -> set[str]:
-    names = set(config.global_rules.plugins)
+    names = set(config.global_plugins)
     for route in config.routes:
         names.update(route.plugins)
     for consumer in config.consumers:

@@ -25,9 +25,13 @@ from gateway.server.acceptor import Acceptor
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import BACKLOG, reuseport_socket
+from gateway.server.tls import TlsListener
 from gateway.server.worker_boot import EXIT_CANNOT_START
 
 log = logging.getLogger("gateway.worker")
+
+#: Seconds a closed TLS connection waits for the client's close_notify before the socket goes.
+TLS_SHUTDOWN_TIMEOUT = 2.0
 
 
 def sweep_interval(config: Config) -> float:
@@ -71,6 +75,7 @@ class Worker:
         self.watcher: asyncio.TimerHandle | None = None
         #: The master's current addresses of the host names in nodes (it resolves them).
         self.addresses: dict[str, list[str]] = {}
+        self.tls = TlsListener()
 
     async def run(self) -> int:
         self.loop.set_exception_handler(self._loop_exception)
@@ -148,6 +153,8 @@ class Worker:
             runtime = compile_runtime(config, version, limiter=self.limiter,
                                       metrics=self.metrics, worker_id=self.worker_id,
                                       health=self.health, addresses=self.addresses)
+            # new handshakes take the new certificates; open connections keep theirs
+            self.tls.update(config.ssls, config.gateway.fallback_sni)
         except Exception as exc:  # the master validated it; say why if it still fails here
             if self.server is None:
                 log.exception("worker %d: config version %d rejected", self.worker_id, version)
@@ -165,6 +172,7 @@ class Worker:
                 return
         else:
             self.server.set_runtime(runtime)
+            self.server.tls_misdirected = self.tls.misdirected_check
             self.server.sweep_interval = sweep_interval(config)
             self._configure_access_log(config)
             self._configure_limit(config)
@@ -181,7 +189,7 @@ class Worker:
         try:
             runtime = compile_runtime(self.config, self.version, limiter=self.limiter,
                                       metrics=self.metrics, worker_id=self.worker_id,
-                                      addresses=addresses)
+                                      health=self.health, addresses=addresses)
         except Exception:  # the same config compiled before: only the node lists changed
             log.exception("worker %d: new node addresses not applied", self.worker_id)
             return
@@ -189,28 +197,42 @@ class Worker:
 
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))
+        self.server.tls_misdirected = self.tls.misdirected_check
         self._configure_access_log(config)
-        sockets = [sock for _address, sock in self._sockets(config)]
-        if config.gateway.max_connections:
-            self.acceptor = Acceptor(self.loop, sockets, self.server.protocol_factory,
-                                     config.gateway.max_connections, self.fd_watch)
+        gw = config.gateway
+        sockets = self._sockets(config)
+        plain = [sock for address, sock in sockets if address not in gw.tls_listen]
+        if gw.max_connections:
+            self.acceptor = Acceptor(self.loop, plain, self.server.protocol_factory,
+                                     gw.max_connections, self.fd_watch)
             self.server.acceptor = self.acceptor
             self.acceptor.start()
-        for sock in sockets if self.acceptor is None else []:
-            # create_server listens again: without the backlog it would be asyncio's 100.
-            listener = await self.loop.create_server(self.server.protocol_factory, sock=sock,
-                                                     backlog=BACKLOG)
-            self.listeners.append(listener)
+        for sock in plain if self.acceptor is None else []:
+            await self._listen(sock, self.server.protocol_factory)
+        for address, sock in sockets:
+            if address in gw.tls_listen:
+                # The handshake must finish within the time a request head may take. On close,
+                # uvloop waits for the client's close_notify (30 s by default) holding the
+                # socket: a client that never sends one costs a descriptor for
+                # TLS_SHUTDOWN_TIMEOUT only.
+                await self._listen(sock, self.server.tls_protocol_factory, ssl=self.tls.context,
+                                   ssl_handshake_timeout=gw.client_header_timeout,
+                                   ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
         self._watch_fds()
         log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
-                 ", ".join(config.gateway.listen))
+                 ", ".join(list(gw.listen) + [f"https://{a}" for a in gw.tls_listen]))
+
+    async def _listen(self, sock: socket.socket, factory: Any, **tls: Any) -> None:
+        # create_server listens again: without the backlog it would be asyncio's 100.
+        listener = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls)
+        self.listeners.append(listener)
 
     def _sockets(self, config: Config) -> list[tuple[str, socket.socket]]:
         """The master's sockets for this slot; a worker started on its own binds them."""
         if self.listen_fds is not None:
             return [(address, socket.socket(fileno=fd)) for address, fd in self.listen_fds]
         sockets = []
-        for address in config.gateway.listen:
+        for address in [*config.gateway.listen, *config.gateway.tls_listen]:
             try:
                 sockets.append((address, reuseport_socket(address)))
             except OSError as exc:

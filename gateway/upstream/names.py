@@ -48,7 +48,7 @@ def node_names(config: Config) -> dict[str, str]:
                     names.setdefault(node.host.lower(), f"routes[{i}].upstream.nodes[{j}].host")
         for host, where in _plugin_node_hosts(route.plugins, f"routes[{i}].plugins"):
             names.setdefault(host.lower(), where)
-    for host, where in _plugin_node_hosts(config.global_rules.plugins, "global_rules.plugins"):
+    for host, where in _plugin_node_hosts(config.global_plugins, "global_rules.plugins"):
         names.setdefault(host.lower(), where)
     return names
 

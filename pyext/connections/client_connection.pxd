@@ -20,6 +20,9 @@ cdef class ClientConnection:
     cdef public int requests
     cdef bytes held_head                   # response head waiting for its first body bytes
     cdef object write                      # transport.write, bound once per connection
+    cdef readonly bint on_tls_listener     # made by a tls_listen socket (the handshake is done)
+    cdef readonly TlsSession tls           # None on a plain connection
+    cdef str tls_refusal                   # mTLS not satisfied: every request gets 400 + this
     cdef void set_state(self, ClientState new_state)
     cdef void become_tunnel(self)
     cdef void hold_reading_for_backlog(self, bint hold)

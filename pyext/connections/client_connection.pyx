@@ -8,8 +8,9 @@ cdef class ClientConnection:
             gw_chunked_free(self.chunked)
             self.chunked = NULL
 
-    def __init__(self, Server server):
+    def __init__(self, Server server, bint on_tls_listener=False):
         self.server = server
+        self.on_tls_listener = on_tls_listener
         self.pending = bytearray()
         self.set_state(C_IDLE)
         self.client_ip = b"unknown"
@@ -30,6 +31,9 @@ cdef class ClientConnection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        if self.on_tls_listener:
+            self.tls = TlsSession(transport.get_extra_info("ssl_object"))
+            self.tls_refusal = self.tls.refusal()
         # Until the first byte the idle timer applies; the header timer starts with the head.
         # Accepted while draining (already queued when the listener closed): served, with
         # Connection: close, rather than reset.
@@ -172,6 +176,9 @@ cdef class ClientConnection:
         cdef Exchange ex
         cdef Runtime runtime
         cdef bytes rest
+        if self.tls_refusal is not None:
+            self.reject(400, self.tls_refusal)
+            return
         self.processing = True
         try:
             while data is not None and (self.state == C_IDLE or self.state == C_HEAD):
@@ -256,6 +263,13 @@ cdef class ClientConnection:
             # OPTIONS * asks about the server itself (RFC 9110 section 9.3.7): answered here, with
             # no content and so Content-Length: 0, which that section requires
             ex.respond_local(200, b"", None, KEEP)
+            return ex
+        if self.tls is not None and self.server.tls_misdirected is not None and h.has_host and \
+                self.server.tls_misdirected(data[h.host.off:h.host.off + h.host.len],
+                                            self.tls.ssl_id):
+            # RFC 9110 section 15.5.20: this connection cannot answer for that host
+            ex.end_keep_alive()
+            ex.respond_error(421, "Misdirected Request")
             return ex
         if h.path.len:
             code = gw_router_find(runtime.router_handle, <const uint8_t *>d + h.method.off,

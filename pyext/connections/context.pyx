@@ -168,8 +168,13 @@ cdef class RequestContext:
 
     @property
     def scheme(self):
-        """"http", or "https" on a TLS listener (the server's scheme)."""
-        return self.client.server.scheme
+        """"http", or "https" on a TLS connection."""
+        return "https" if self.client.tls is not None else "http"
+
+    @property
+    def tls(self):
+        """The connection's TlsSession (server name, client certificate, ...), None on HTTP."""
+        return self.client.tls
 
     @property
     def server_addr(self):
@@ -375,7 +380,10 @@ cdef class RequestContext:
         hb.add("\r\n", 2)
         hb.add_header("X-Real-IP", 9, PyBytes_AS_STRING(client.client_ip),
                       PyBytes_GET_SIZE(client.client_ip))
-        hb.add("X-Forwarded-Proto: http\r\n", 25)
+        if client.tls is None:
+            hb.add("X-Forwarded-Proto: http\r\n", 25)
+        else:
+            hb.add("X-Forwarded-Proto: https\r\n", 26)
         if h.has_host:
             hb.add_header_span("X-Forwarded-Host", 16, d, dlen, h.host)
         # RFC 9110 section 7.6.3: an HTTP-to-HTTP gateway MUST send Via in each inbound request,

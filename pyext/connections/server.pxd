@@ -14,6 +14,7 @@ cdef class Server:
     cdef public double clock              # monotonic time of the last sweep: deadlines use it
     cdef public str scheme
     cdef public object acceptor           # with max_connections: told when a client goes
+    cdef public object tls_misdirected    # (host, ssl_id) -> bool, None without mTLS
 
     cdef void add_client(self, ClientConnection c)
     cdef void drop_client(self, ClientConnection c)

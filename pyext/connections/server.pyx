@@ -22,6 +22,7 @@ cdef class Server:
         self.clock = now_monotonic()
         self.scheme = "http"
         self.acceptor = None
+        self.tls_misdirected = None
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
         self.pool.adopt(runtime)
 
@@ -38,6 +39,10 @@ cdef class Server:
 
     def protocol_factory(self):
         return ClientConnection(self)
+
+    def tls_protocol_factory(self):
+        """For the tls_listen sockets (uvloop's TLS transport runs the handshake first)."""
+        return ClientConnection(self, True)
 
     def set_runtime(self, Runtime runtime):
         self.pool.adopt(runtime)

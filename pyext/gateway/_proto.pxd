@@ -22,6 +22,7 @@ cdef class UpstreamConnection
 cdef class RequestContext
 cdef class PhaseRunner
 cdef class Exchange
+cdef class TlsSession
 cdef class ClientConnection
 cdef class NativeHook
 cdef class PrometheusLog
@@ -44,6 +45,7 @@ include "runtime/runtime.pxd"
 include "connections/pool.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
+include "connections/tls_session.pxd"
 include "connections/context.pxd"
 include "connections/phases.pxd"
 include "connections/exchange.pxd"

@@ -25,6 +25,7 @@ class FakeRequest:
     server_addr: str | None = "127.0.0.1"
     server_port: int | None = 9080
     scheme: str = "http"
+    tls: Any = None
     route_id: str | None = "r1"
     http_version: str = "1.1"
     consumer: Any = None

@@ -1,0 +1,346 @@
+"""TLS engines, measured: what to terminate TLS with, and what it costs against nginx.
+
+    python bench/tls_engines.py [--quick] [--duration 5] [--runs 2] [--connections 50]
+                                [--json OUT] [--skip-engines | --skip-servers]
+
+Part 1, the engines alone (no sockets): the server side of one keep-alive request (decrypt a
+~60-byte request, encrypt a ~200-byte response) and of one full handshake (ECDSA P-256), in
+memory:
+  - stdlib `ssl` through `SSLObject` + `MemoryBIO`: what uvloop's TLS transport does per read,
+  - rustls 0.23 (ring) driven sans-IO (`read_tls` / `process_new_packets` / `write_tls`): the
+    program in bench/tls_engine_rustls (built with cargo on first use).
+Part 2, the servers: wrk over https, one worker each, the same nginx upstream, alternating runs:
+  - nginx (`ssl`, `proxy_pass` with upstream keep-alive) and the gateway (`tls_listen`, the
+    engine it ships: stdlib ssl under uvloop), keep-alive requests (CPU per request) and one
+    request per connection (full handshakes: CPU per connection),
+  - the same two over plain http, so the TLS share of each is visible.
+
+CPU is utime + stime of the server's processes from /proc, divided by the requests wrk
+completed. Output: Markdown tables on stdout, progress on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import (  # noqa: E402
+    REPO_ROOT,
+    UPSTREAM_BODY,
+    BenchError,
+    Server,
+    cpu_delta,
+    find_nginx,
+    free_port,
+    log,
+    parse_wrk,
+    start_nginx,
+    wait_ready,
+    wrk_cpu,
+)
+
+RUSTLS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_engine_rustls")
+REQUEST = b"GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: wrk\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 128\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 128
+
+
+# --------------------------------------------------------------------------- certificates
+
+def make_cert(tmp: str) -> tuple[str, str]:
+    """A self-signed ECDSA P-256 certificate for bench.test (openssl CLI)."""
+    cert, key = os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test"],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)  # nginx's workers run as nobody when this runs as root
+    return cert, key
+
+
+# --------------------------------------------------------------------------- part 1: engines
+
+def _stdlib_pair(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> tuple[object, ...]:
+    si, so, ci, co = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    started = time.perf_counter()
+    server = server_ctx.wrap_bio(si, so, server_side=True)
+    spent = time.perf_counter() - started
+    client = client_ctx.wrap_bio(ci, co, server_hostname="bench.test")
+    client_done = server_done = False
+    while not (client_done and server_done):
+        if not client_done:
+            try:
+                client.do_handshake()
+                client_done = True
+            except ssl.SSLWantReadError:
+                pass
+        si.write(co.read())
+        started = time.perf_counter()
+        if not server_done:
+            try:
+                server.do_handshake()
+                server_done = True
+            except ssl.SSLWantReadError:
+                pass
+        out = so.read()
+        spent += time.perf_counter() - started
+        ci.write(out)
+    try:
+        client.read(1)  # takes the TLS 1.3 session tickets
+    except ssl.SSLWantReadError:
+        pass
+    return server, client, si, so, ci, co, spent
+
+
+def stdlib_engine(cert: str, key: str, requests: int, handshakes: int) -> dict:
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.set_alpn_protocols(["http/1.1"])
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_verify_locations(cert)
+    client_ctx.set_alpn_protocols(["http/1.1"])
+    handshake = sum(_stdlib_pair(server_ctx, client_ctx)[-1] for _ in range(handshakes))  # type: ignore[misc]
+    server, client, si, so, ci, co, _ = _stdlib_pair(server_ctx, client_ctx)
+    spent = 0.0
+    for _ in range(requests):
+        client.write(REQUEST)  # type: ignore[attr-defined]
+        wire = co.read()  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        si.write(wire)  # type: ignore[attr-defined]
+        server.read(65536)  # type: ignore[attr-defined]
+        server.write(RESPONSE)  # type: ignore[attr-defined]
+        out = so.read()  # type: ignore[attr-defined]
+        spent += time.perf_counter() - started
+        ci.write(out)  # type: ignore[attr-defined]
+        client.read(65536)  # type: ignore[attr-defined]
+    return {"engine": f"stdlib ssl ({ssl.OPENSSL_VERSION.split(' ')[1]}), SSLObject + MemoryBIO",
+            "request_us": spent / requests * 1e6, "handshake_us": handshake / handshakes * 1e6}
+
+
+def rustls_engine(requests: int, handshakes: int) -> dict | None:
+    binary = os.path.join(RUSTLS_DIR, "target", "release", "tls-engine-rustls")
+    if not os.path.exists(binary):
+        if shutil.which("cargo") is None:
+            log("cargo not found: the rustls engine is not measured")
+            return None
+        log("building bench/tls_engine_rustls (cargo build --release)")
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=RUSTLS_DIR, check=True)
+    out = subprocess.run([binary, str(requests), str(handshakes)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+# --------------------------------------------------------------------------- part 2: servers
+
+NGINX_TLS = """\
+    upstream backend {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl reuseport;
+        listen 127.0.0.1:{plain} reuseport;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+GATEWAY_TLS = """\
+gateway:
+  listen: ["127.0.0.1:{plain}"]
+  tls_listen: ["127.0.0.1:{port}"]
+  fallback_sni: bench.test
+  admin: {{listen: "127.0.0.1:{admin}"}}
+upstreams:
+  - id: up
+    nodes: [{{host: 127.0.0.1, port: {upstream}}}]
+    keepalive: {{size: 64}}
+routes:
+  - id: all
+    uri: /*
+    upstream_id: up
+ssls:
+  - id: bench
+    snis: [bench.test]
+    cert: {cert}
+    key: {key}
+"""
+
+
+def start_gateway(tmp: str, upstream: int, cert: str, key: str) -> Server:
+    os.makedirs(tmp, exist_ok=True)
+    port, plain = free_port(), free_port()
+    conf = os.path.join(tmp, "gateway.yaml")
+    with open(conf, "w") as fh:
+        fh.write(GATEWAY_TLS.format(port=port, plain=plain, admin=free_port(), upstream=upstream,
+                                    cert=cert, key=key))
+    env = dict(os.environ, XDG_STATE_HOME=tmp)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    log_path = os.path.join(tmp, "gateway.log")
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", conf, "-w", "1"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=tmp, start_new_session=True)
+    server = Server("gateway", plain, proc, log_path, expected_procs=2)
+    server.info["tls_port"] = port
+    return server
+
+
+def wrk_url(wrk: str, url: str, seconds: float, connections: int, close: bool) -> dict:
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+           "--timeout", "5s"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    cmd.append(url)
+    cpu = wrk_cpu()
+    if cpu is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", str(cpu)] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise BenchError(f"wrk failed: {(proc.stderr or proc.stdout).strip()[:200]}")
+    return parse_wrk(proc.stdout)
+
+
+def measure(server: Server, url: str, args: argparse.Namespace, close: bool) -> dict:
+    wrk_url(args.wrk, url, 1, args.connections, close)  # warm-up
+    before = server.cpu()
+    result = wrk_url(args.wrk, url, args.duration, args.connections, close)
+    after = server.cpu()
+    result["cpu_us_per_req"] = cpu_delta(before, after) / (result["requests"] or 1) * 1e6
+    return result
+
+
+CASES = (  # (label, tls, new connection per request)
+    ("https keep-alive", True, False),
+    ("https, a handshake per request", True, True),
+    ("http keep-alive", False, False),
+)
+
+
+def servers_part(args: argparse.Namespace, base: str, cert: str, key: str) -> list[dict]:
+    nginx = find_nginx()
+    if nginx is None or shutil.which("wrk") is None:
+        raise BenchError("nginx and wrk are needed (apt-get install nginx-light wrk)")
+    args.wrk = shutil.which("wrk")
+    up_port = free_port()
+    upstream = start_nginx("upstream", nginx, os.path.join(base, "upstream"), 1,
+                           UPSTREAM_BODY.format(port=up_port), up_port)
+    servers: list[Server] = [upstream]
+    rows: list[dict] = []
+    try:
+        wait_ready(upstream)
+        port, plain = free_port(), free_port()
+        proxy = start_nginx("nginx", nginx, os.path.join(base, "nginx"), 1,
+                            NGINX_TLS.format(port=port, plain=plain, upstream=up_port, cert=cert,
+                                             key=key), plain)
+        proxy.info["tls_port"] = port
+        servers.append(proxy)
+        gateway = start_gateway(os.path.join(base, "gateway"), up_port, cert, key)
+        servers.append(gateway)
+        wait_ready(proxy)
+        wait_ready(gateway)
+        for label, tls, close in CASES:
+            for run in range(1, args.runs + 1):
+                pair = (proxy, gateway) if run % 2 else (gateway, proxy)
+                for server in pair:
+                    url = (f"https://127.0.0.1:{server.info['tls_port']}/" if tls
+                           else f"http://127.0.0.1:{server.port}/")
+                    result = measure(server, url, args, close)
+                    log(f"{label} run {run} {server.name}: {result['rps']:.0f} req/s, "
+                        f"{result['cpu_us_per_req']:.1f} us CPU/req, errors {result['errors']}")
+                    rows.append({"case": label, "server": server.name, "run": run,
+                                 **{k: result[k] for k in ("rps", "cpu_us_per_req", "errors",
+                                                           "p99_ms")}})
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    return rows
+
+
+def render(engines: list[dict], rows: list[dict]) -> str:
+    out = []
+    if engines:
+        out += ["| engine (server side, in memory) | µs per keep-alive request | µs per handshake |",
+                "|---|---:|---:|"]
+        out += [f"| {e['engine']} | {e['request_us']:.2f} | {e['handshake_us']:.0f} |" for e in engines]
+        out.append("")
+    if rows:
+        out += ["| case | server | req/s | CPU µs/req | gateway/nginx CPU |", "|---|---|---:|---:|---:|"]
+        for label, _, _ in CASES:
+            med = {}
+            for name in ("nginx", "gateway"):
+                mine = [r for r in rows if r["case"] == label and r["server"] == name]
+                if mine:
+                    med[name] = (statistics.median(r["rps"] for r in mine),
+                                 statistics.median(r["cpu_us_per_req"] for r in mine),
+                                 sum(r["errors"] for r in mine))
+            for name, (rps, cpu, errors) in med.items():
+                ratio = (f"{cpu / med['nginx'][1]:.2f}x" if name == "gateway" and "nginx" in med
+                         else "")
+                flag = f" ({errors} errors)" if errors else ""
+                out.append(f"| {label} | {name} | {rps:,.0f}{flag} | {cpu:.1f} | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 3 s per case")
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--json", metavar="OUT")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--skip-engines", action="store_true")
+    only.add_argument("--skip-servers", action="store_true")
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    args.runs = args.runs or (1 if args.quick else 3)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    base = tempfile.mkdtemp(prefix="gw-tls-bench-")
+    os.chmod(base, 0o755)
+    engines: list[dict] = []
+    rows: list[dict] = []
+    try:
+        cert, key = make_cert(base)
+        if not args.skip_engines:
+            requests, handshakes = (30_000, 300) if args.quick else (200_000, 2_000)
+            log("engines: stdlib ssl")
+            engines.append(stdlib_engine(cert, key, requests, handshakes))
+            log("engines: rustls")
+            rustls = rustls_engine(requests, handshakes)
+            if rustls is not None:
+                engines.append(rustls)
+        if not args.skip_servers:
+            rows = servers_part(args, base, cert, key)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(render(engines, rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"engines": engines, "servers": rows}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
