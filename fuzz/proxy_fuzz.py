@@ -26,6 +26,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,8 @@ class Finding:
     request: bytes
     response: list[bytes] | None
     answer: bytes = b""
+    # for a dead worker: the exchanges just before, one of which killed it
+    recent: list[tuple[bytes, list[bytes] | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -257,6 +260,7 @@ class Fuzzer:
         self.requests = seeds.requests()
         self.responses = seeds.responses()
         self.stats = Stats()
+        self.recent: deque[tuple[bytes, list[bytes] | None]] = deque(maxlen=40)
         self.next_id = 0
         self.pid = self.worker_pid()
 
@@ -275,12 +279,15 @@ class Fuzzer:
         self.stats.exchanges += 1
 
     def report(self, finding: Finding) -> None:
+        if finding.kind in ("crash", "asan"):
+            finding.recent = list(self.recent)
         self.stats.findings.append(finding)
         print(f"proxy_fuzz: FINDING {finding.kind}: {finding.detail}", flush=True)
 
     def request_round(self) -> None:
         """A mutated request to the well-behaved upstream's route."""
         data = mutate(self.rng, self.rng.choice(self.requests), self.requests)
+        self.recent.append((data, None))
         raw, closed = exchange(self.port, cut(self.rng, data), half_close=True)
         self.count(raw)
         if not closed:
@@ -304,6 +311,7 @@ class Fuzzer:
         response = mutate(self.rng, self.rng.choice(self.responses), self.responses)
         pieces = cut(self.rng, response)
         self.plan.planned[rid] = pieces
+        self.recent.append((request, pieces))
         raw, closed = exchange(self.port, [request], half_close=False,
                                complete=lambda got: answered(method, got))
         self.plan.planned.pop(rid, None)
@@ -330,8 +338,10 @@ class Fuzzer:
     def check_alive(self) -> None:
         if self.asan_logs is not None:
             for report in self.asan_logs.glob("asan.*"):
+                if report.suffix == ".seen":
+                    continue
                 self.report(Finding("asan", report.read_text(errors="replace")[:4000], b"", None))
-                report.rename(report.with_suffix(".seen"))
+                report.rename(report.with_name(report.name + ".seen"))
         try:
             pid = self.worker_pid()
         except RuntimeError:
@@ -340,18 +350,30 @@ class Fuzzer:
         if pid != self.pid:
             self.report(Finding("crash", f"worker {self.pid} replaced by {pid}", b"", None))
             self.pid = pid
-        raw, closed = exchange(self.port, [b"GET /alive HTTP/1.1\r\nHost: a.test\r\n\r\n"], True)
+        raw = b""
+        end = time.monotonic() + 15
+        while time.monotonic() < end:  # a respawned worker takes a moment to listen
+            try:
+                raw, _ = exchange(self.port, [b"GET /alive HTTP/1.1\r\nHost: a.test\r\n\r\n"], True)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.2)
+        self.pid = self.worker_pid()
         if not raw.startswith(b"HTTP/1.1 200"):
             self.report(Finding("unresponsive", repr(raw[:80]), b"", None))
 
     def run(self, duration: float) -> Stats:
         end = time.monotonic() + duration
         while time.monotonic() < end:
-            for _ in range(20):
-                if self.rng.random() < 0.5:
-                    self.request_round()
-                else:
-                    self.response_round()
+            try:
+                for _ in range(20):
+                    if self.rng.random() < 0.5:
+                        self.request_round()
+                    else:
+                        self.response_round()
+            except ConnectionRefusedError:
+                # one worker: while it is dead nobody listens (check_alive waits for the next)
+                self.report(Finding("crash", "connection refused: the worker is gone", b"", None))
             self.check_alive()
         return self.stats
 
@@ -362,7 +384,10 @@ def save(findings: list[Finding], folder: Path) -> None:
         record = {"kind": f.kind, "detail": f.detail,
                   "request": base64.b64encode(f.request).decode(),
                   "response_pieces": [base64.b64encode(p).decode() for p in f.response or []],
-                  "answer": base64.b64encode(f.answer).decode()}
+                  "answer": base64.b64encode(f.answer).decode(),
+                  "recent": [{"request": base64.b64encode(r).decode(),
+                              "response_pieces": [base64.b64encode(p).decode() for p in ps or []]}
+                             for r, ps in f.recent]}
         (folder / f"{int(time.time())}-{i}-{f.kind}.json").write_text(json.dumps(record, indent=1))
 
 

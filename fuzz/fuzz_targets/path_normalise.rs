@@ -78,7 +78,12 @@ fn reference(raw: &[u8]) -> Result<Vec<u8>, PathError> {
 fuzz_target!(|raw: &[u8]| {
     let got = normalize_path(raw);
     let want = reference(raw);
-    assert_eq!(got.as_deref().map(<[u8]>::to_vec).map_err(|e| *e), want, "path {:?}", String::from_utf8_lossy(raw));
+    assert_eq!(
+        got.as_deref().map(<[u8]>::to_vec).map_err(|e| *e),
+        want,
+        "path {:?}",
+        String::from_utf8_lossy(raw)
+    );
     if let Ok(norm) = got {
         if let Cow::Owned(ref v) = norm {
             assert_ne!(v.as_slice(), raw, "an unchanged path was copied");

@@ -16,7 +16,16 @@ const TIGHT: Limits = Limits { max_request_line: 64, max_head_size: 256, max_hea
 
 fn summary(h: &ResponseHead) -> impl PartialEq + std::fmt::Debug {
     let hs: Vec<_> = h.headers().iter().map(|e| (e.name, e.value, e.flags)).collect();
-    (h.head_len, h.status, h.version_minor, h.body_kind, h.keep_alive, h.content_length, h.reason, hs)
+    (
+        h.head_len,
+        h.status,
+        h.version_minor,
+        h.body_kind,
+        h.keep_alive,
+        h.content_length,
+        h.reason,
+        hs,
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

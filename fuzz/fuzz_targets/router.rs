@@ -117,7 +117,8 @@ fn host_rank(hosts: &[String], req: Option<&str>) -> Option<(u8, i64)> {
         let h = h.trim_start_matches('[').trim_end_matches(']');
         let rank = if let Some(suffix) = h.strip_prefix("*.") {
             let dotted = format!(".{suffix}");
-            (req.len() > dotted.len() && req.ends_with(&dotted)).then(|| (1, -(suffix.len() as i64)))
+            (req.len() > dotted.len() && req.ends_with(&dotted))
+                .then(|| (1, -(suffix.len() as i64)))
         } else {
             (h == req).then_some((0, 0))
         };
@@ -176,7 +177,12 @@ fn match_pattern(pattern: &str, parts: &[&str]) -> Option<Match> {
     Some(Match { key: (category, kinds), params })
 }
 
-fn reference(routes: &[RouteSpec], method: &str, host: &str, path: &[u8]) -> (Outcome, Vec<(String, String)>) {
+fn reference(
+    routes: &[RouteSpec],
+    method: &str,
+    host: &str,
+    path: &[u8],
+) -> (Outcome, Vec<(String, String)>) {
     let Ok(norm) = normalize_path(path) else { return (Outcome::BadPath, vec![]) };
     let norm = String::from_utf8(norm.into_owned()).expect("tables are ASCII");
     let parts: Vec<&str> = norm[1..].split('/').collect();

@@ -30,7 +30,8 @@ pub fn check_headers(buf: &[u8], head_len: u32, headers: &[HeaderEntry]) -> (Opt
             "CR, LF or NUL in an accepted field value {value:?}"
         );
         assert!(
-            !matches!(value.first(), Some(b' ' | b'\t')) && !matches!(value.last(), Some(b' ' | b'\t')),
+            !matches!(value.first(), Some(b' ' | b'\t'))
+                && !matches!(value.last(), Some(b' ' | b'\t')),
             "value not trimmed: {value:?}"
         );
         if h.flags & HF_CONTENT_LENGTH != 0 {
