@@ -90,6 +90,8 @@ class UpstreamGroup:
     nodes: list[UpstreamNode]
     type: str
     retries: int
+    retry_timeout: float
+    retry_statuses: frozenset[int] | None
     connect_timeout: float
     send_timeout: float
     read_timeout: float
@@ -111,7 +113,8 @@ class UpstreamGroup:
                  keepalive_idle: float = 60.0, keepalive_requests: int = 1000,
                  pass_host: int = 0, upstream_host: bytes = b"",
                  key_of: Callable[[Any], str] | None = None,
-                 balancers: tuple[Balancer, ...] | None = None) -> None: ...
+                 balancers: tuple[Balancer, ...] | None = None, retry_timeout: float = 0.0,
+                 retry_statuses: frozenset[int] | None = None) -> None: ...
     def with_timeouts(self, connect_timeout: float, send_timeout: float,
                       read_timeout: float) -> UpstreamGroup: ...
     def pick(self, ex: Exchange | None = None,
@@ -235,6 +238,12 @@ class RequestContext:
     @property
     def default_response_headers(self) -> list[tuple[bytes, bytes, bytes]] | None:
         """(name, lowercased name, value) ``set_default_response_header`` recorded."""
+    @property
+    def upstream_addr(self) -> str | None:
+        """The node of the request's (last) try as "host:port"."""
+    @property
+    def previous_tries(self) -> tuple[tuple[str, int, float], ...] | None:
+        """(address, status, seconds) of each try before the last; None without a retry."""
     @property
     def body_limit(self) -> int:
         """What ``set_body_limit`` set (0: the runtime's limit)."""

@@ -52,7 +52,7 @@ def chash_key_function(hash_on: str, key: str | None) -> KeyFunction:
 def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) -> UpstreamGroup:
     nodes = [UpstreamNode(n.host, n.port, n.weight, n.priority) for n in upstream.nodes]
     timeout = route_timeout or upstream.timeout
-    retries = upstream.retries if upstream.retries is not None else max(len(nodes) - 1, 0)
+    retries = upstream.effective_retries
     key_of = chash_key_function(upstream.hash_on, upstream.key) if upstream.type == "chash" else None
     return UpstreamGroup(
         upstream.id or label,
@@ -68,6 +68,8 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None) 
         PASS_HOST[upstream.pass_host],
         (upstream.upstream_host or "").encode(),
         key_of,
+        retry_timeout=float(upstream.retry_timeout or 0.0),
+        retry_statuses=frozenset(upstream.retry_on_statuses) or None,
     )
 
 

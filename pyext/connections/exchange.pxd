@@ -12,6 +12,8 @@ cdef class Exchange(PhaseRunner):
     cdef set failed_nodes
     cdef UpstreamNode held_node          # the node counting this request in its `active`
     cdef bint retried_stale
+    cdef bint body_sent_upstream         # a request body byte went to an upstream: not resendable
+    cdef double retry_deadline           # no new try from then on (retry_timeout; 0: no limit)
     cdef public bint response_started
     cdef bint response_done
     cdef bint chunked_to_client          # upstream chunks are decoded before the client sees them
@@ -41,6 +43,10 @@ cdef class Exchange(PhaseRunner):
     cdef void take_node(self, UpstreamNode node)
     cdef void release_node(self)
     cdef void retry_or_fail(self, int status, str message)
+    cdef bint retry_allowed(self, bint request_sent)
+    cdef void retry_elsewhere(self, int status)
+    cdef bint retry_on_status(self, UpstreamConnection u, int status)
+    cdef void end_try(self, int status)
     cdef void send_request(self, UpstreamConnection u)
     cdef void on_request_body(self, bytes data)
     cdef void on_upgraded(self, UpstreamConnection u, bytes buf, int32_t n)
