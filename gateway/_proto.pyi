@@ -224,6 +224,16 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, server: Server) -> None: ...
 
 @disjoint_base
+class TryLog:
+    """The ended tries of a request that was retried (made by the Exchange at its first retry)."""
+    @property
+    def tries(self) -> list[tuple[str, int, float]]:
+        """(address, status, seconds) of each ended try, oldest first."""
+    @property
+    def first_start(self) -> float: ...
+    def __init__(self, first_start: float) -> None: ...
+
+@disjoint_base
 class RequestContext:
     """What plugins see of one request, and the choices they make for its upstream request."""
     route: RouteEntry | None

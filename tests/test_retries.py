@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gateway._proto import Exchange
 from gateway.config import Node, Timeout
 from gateway.config import Upstream as UpstreamConfig
 from gateway.upstream.compile import compile_upstream, with_timeout
@@ -321,3 +322,10 @@ def test_a_route_timeout_keeps_the_upstreams_retry_settings() -> None:
         (1, 2.5, frozenset({502, 503}))
     assert compile_upstream(UpstreamConfig(id="v", nodes=[Node(host="a", port=1)]),
                             "v").retry_statuses is None
+
+
+def test_an_exchange_stays_a_small_object() -> None:
+    # pymalloc serves objects up to 512 bytes (GC header included) from its pools; a larger
+    # Exchange costs each request a system malloc and free (exchange.pxd): retry state lives in
+    # a TryLog made at the first retry instead
+    assert Exchange.__basicsize__ + 16 <= 512, Exchange.__basicsize__

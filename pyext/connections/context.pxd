@@ -7,7 +7,7 @@ cdef class RequestContext:
     cdef int body_kind                   # request body framing
     cdef uint64_t body_bytes
     cdef public UpstreamNode node
-    cdef list earlier_tries              # (addr, status, seconds) of the tries before this one
+    cdef TryLog try_log                  # the tries before the last one; None until a retry
     cdef UpstreamGroup group
     cdef public bint upgrading           # a WebSocket upgrade is asked of the upstream
     cdef public double start_time
@@ -47,5 +47,4 @@ cdef class RequestContext:
     cdef void remove_upstream_header_bytes(self, bytes lower_name) except *
     cdef uint64_t balance_hash(self, object key_of) except? 0
     cdef bytes build_upstream_head(self)
-    cdef void add_earlier_try(self, UpstreamNode node, int status, double seconds)
     cdef int add_transfer_encoding(self, HeadBuffer hb, const char *d, size_t dlen) except -1

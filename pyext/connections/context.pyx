@@ -47,14 +47,7 @@ cdef class RequestContext:
     def previous_tries(self):
         """The tries before the last one, as (address, status, seconds) tuples, oldest first;
         None when the request was not retried."""
-        return tuple(self.earlier_tries) if self.earlier_tries is not None else None
-
-    cdef void add_earlier_try(self, UpstreamNode node, int status, double seconds):
-        """A try on ``node`` ended (``status``, after ``seconds``) and another one follows."""
-        if self.earlier_tries is None:
-            self.earlier_tries = []
-        self.earlier_tries.append((node_address(node) if node is not None else "-", status,
-                                   seconds))
+        return tuple(self.try_log.tries) if self.try_log is not None else None
 
     @property
     def request_bytes(self):
@@ -449,9 +442,3 @@ cdef inline uint64_t name_length_bit(size_t length):
     request headers are ruled out of a removal set without slicing their names."""
     return (<uint64_t>1) << (length if length < 63 else 63)
 
-
-cdef str node_address(UpstreamNode node):
-    """nginx's $upstream_addr form of a node: "host:port", "[v6]:port"."""
-    if ":" in node.host:
-        return f"[{node.host}]:{node.port}"
-    return f"{node.host}:{node.port}"

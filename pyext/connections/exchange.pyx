@@ -112,17 +112,17 @@ cdef class Exchange(PhaseRunner):
 
     cdef void connect_to_upstream(self):
         cdef UpstreamGroup group = self.group
-        cdef UpstreamNode node = group.pick(self, self.failed_nodes)
+        cdef UpstreamNode node = group.pick(
+            self, self.try_log.failed_nodes if self.try_log is not None else None)
         cdef UpstreamConnection u
         if node is None:
             self.respond_error(502, "no upstream node available")
             return
         self.take_node(node)
-        if group.retry_timeout > 0.0 and self.attempts == 0:
-            self.retry_deadline = now_monotonic() + group.retry_timeout
         self.attempts += 1
-        if self.timed or group.observes:
-            # the try's time includes its connect, as nginx's $upstream_response_time does
+        if self.timed or group.observes or group.retry_timeout > 0.0:
+            # the try's time includes its connect, as nginx's $upstream_response_time does;
+            # retry_timeout counts from the first try's start
             self.upstream_start = now_monotonic()
         if self.expect_continue:
             self.expect_continue = False
@@ -201,7 +201,8 @@ cdef class Exchange(PhaseRunner):
             return False
         if self.attempts > group.retries or not group.nodes:
             return False
-        if self.retry_deadline != 0.0 and now_monotonic() >= self.retry_deadline:
+        if group.retry_timeout > 0.0 and now_monotonic() >= group.retry_timeout + (
+                self.try_log.first_start if self.try_log is not None else self.upstream_start):
             return False
         if not request_sent:
             return True
@@ -220,14 +221,11 @@ cdef class Exchange(PhaseRunner):
         on a node this request has not failed on while one is left (then on any again)."""
         cdef UpstreamNode node = self.held_node
         self.end_try(status)
-        self.add_earlier_try(node, self.upstream_status, self.upstream_latency)
+        if self.try_log is None:
+            self.try_log = TryLog(self.upstream_start)
+        self.try_log.add(node, self.upstream_status, self.upstream_latency, len(self.group.nodes))
         self.upstream_status = 0
         self.upstream_latency = 0.0
-        if self.failed_nodes is None:
-            self.failed_nodes = set()
-        self.failed_nodes.add(node)
-        if len(self.failed_nodes) >= len(self.group.nodes):
-            self.failed_nodes = None  # every node failed once: allow another round
         self.connect_to_upstream()
 
     cdef bint retry_on_status(self, UpstreamConnection u, int status):

@@ -18,6 +18,7 @@ cdef class Runtime
 cdef class Server
 cdef class UpstreamPool
 cdef class UpstreamConnection
+cdef class TryLog
 cdef class RequestContext
 cdef class PhaseRunner
 cdef class Exchange
@@ -42,6 +43,7 @@ include "runtime/runtime.pxd"
 include "connections/pool.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
+include "connections/try_log.pxd"
 include "connections/context.pxd"
 include "connections/phases.pxd"
 include "connections/exchange.pxd"

@@ -1,13 +1,20 @@
-"""An upstream (tests.support.upstream's h11 server) in a process of its own, for tests that kill
-a node while load runs: SIGKILL gives it no goodbye, the kernel resets or closes its connections
-as it would for a crashed backend.
+"""An upstream in a process of its own, for tests that kill a node while load runs: SIGKILL gives
+it no goodbye, the kernel resets or closes its connections as it would for a crashed backend.
 
     with UpstreamProcess("a") as a:
         ...a.port...
         a.kill()
+
+It answers every request (keep-alive, Content-Length bodies read and dropped) with 200 and a
+small JSON body naming the node, head and body in one write, as most servers write a small
+response: a kill finds each response either whole or not begun, so a client can lose one only
+through the proxy. (tests.support.upstream writes a head and its body separately: a kill
+between the two leaves a response the proxy must cut, which no retry may repair.)
 """
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,12 +56,45 @@ class UpstreamProcess:
             self.proc.stdout.close()
 
 
-def main() -> None:
-    from tests.support.upstream import Upstream
+class _OneWrite(asyncio.Protocol):
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
 
-    with Upstream(sys.argv[1]) as upstream:
-        print(upstream.port, flush=True)
-        sys.stdin.read()  # serves until the test closes our stdin (or kills us)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].split(b"\r\n")
+            length = 0
+            for line in head[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+            target = head[0].split(b" ")[1]
+            body = b'{"upstream": "%s", "target": "%s"}' % (self.name, target)
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def main() -> None:
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _OneWrite(sys.argv[1].encode()), "127.0.0.1", 0,
+                                          backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        # serves until the test closes our stdin (or kills us)
+        await loop.run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":
