@@ -8,7 +8,9 @@ import http.client
 import re
 import shutil
 import socket
+import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -329,3 +331,41 @@ def test_an_exchange_stays_a_small_object() -> None:
     # Exchange costs each request a system malloc and free (exchange.pxd): retry state lives in
     # a TryLog made at the first retry instead
     assert Exchange.__basicsize__ + 16 <= 512, Exchange.__basicsize__
+
+
+def test_a_node_that_resets_each_connection_is_retried_elsewhere(tmp_path: Path) -> None:
+    # Accepts each connection and resets it at once: the reset may come before the gateway sent
+    # anything (the connect "succeeded", then failed) or after it sent the request head; either
+    # way no byte of a response came and a GET goes to the other node.
+    resetter = socket.socket()
+    resetter.bind(("127.0.0.1", 0))
+    resetter.listen(64)
+    stop = threading.Event()
+
+    def reset_all() -> None:
+        while not stop.is_set():  # blocking accept: the reset follows the connect at once
+            try:
+                conn, _ = resetter.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=reset_all, daemon=True)
+    thread.start()
+    port = free_port()
+    try:
+        with Upstream("b") as b:
+            config = gateway_config(tmp_path, port, [
+                {"id": "up", "nodes": [node(resetter.getsockname()[1]), node(b.port)]}],
+                [{"id": "all", "uri": "/*", "upstream_id": "up"}])
+            with GatewayProcess(tmp_path, config, workers=2):
+                for _ in range(60):
+                    response, body = get(port, "/echo")
+                    assert response.status == 200 and b'"upstream": "b"' in body
+    finally:
+        stop.set()
+        resetter.shutdown(socket.SHUT_RDWR)
+        resetter.close()
+        thread.join(5)
+    assert sum(len(t[3]) == 2 for t in logged_tries(tmp_path)) >= 1

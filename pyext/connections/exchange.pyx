@@ -169,10 +169,14 @@ cdef class Exchange(PhaseRunner):
             if self.client.state == C_CLOSED:
                 server.pool.put(u, self.group)
                 return
-            self.send_request(u)
-            return
+            if u.is_open():
+                self.send_request(u)
+                return
+            # connected, then reset before this task resumed (a node dying under load): nothing
+            # was sent, so it fails like a refused connect (writing would raise)
         log.warning("cannot connect to upstream %s:%d (%s after %.3f s)", node.host, node.port,
-                    "timed out" if status == 504 else "refused or unreachable",
+                    "timed out" if status == 504 else
+                    "refused or unreachable" if u.transport is None else "reset at once",
                     now_monotonic() - started)
         self.retry_or_fail(status, "upstream connect " + ("timed out" if status == 504 else "failed"))
 
