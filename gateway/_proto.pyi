@@ -109,6 +109,8 @@ class UpstreamGroup:
     nodes: list[UpstreamNode]
     type: str
     retries: int
+    retry_timeout: float
+    retry_statuses: frozenset[int] | None
     connect_timeout: float
     send_timeout: float
     read_timeout: float
@@ -138,7 +140,9 @@ class UpstreamGroup:
                  pass_host: int = 0, upstream_host: bytes = b"",
                  key_of: Callable[[Any], str] | None = None,
                  balancers: tuple[Balancer, ...] | None = None,
-                 passive: PassiveChecks | None = None, fail_open: bool = True) -> None: ...
+                 passive: PassiveChecks | None = None, fail_open: bool = True,
+                 retry_timeout: float = 0.0,
+                 retry_statuses: frozenset[int] | None = None) -> None: ...
     def with_timeouts(self, connect_timeout: float, send_timeout: float,
                       read_timeout: float) -> UpstreamGroup: ...
     def pick(self, ex: Exchange | None = None,
@@ -279,6 +283,16 @@ class TlsSession:
     def client_cert(self) -> bytes | None: ...
 
 @disjoint_base
+class TryLog:
+    """The ended tries of a request that was retried (made by the Exchange at its first retry)."""
+    @property
+    def tries(self) -> list[tuple[str, int, float]]:
+        """(address, status, seconds) of each ended try, oldest first."""
+    @property
+    def first_start(self) -> float: ...
+    def __init__(self, first_start: float) -> None: ...
+
+@disjoint_base
 class RequestContext:
     """What plugins see of one request, and the choices they make for its upstream request."""
     route: RouteEntry | None
@@ -293,6 +307,12 @@ class RequestContext:
     @property
     def default_response_headers(self) -> list[tuple[bytes, bytes, bytes]] | None:
         """(name, lowercased name, value) ``set_default_response_header`` recorded."""
+    @property
+    def upstream_addr(self) -> str | None:
+        """The node of the request's (last) try as "host:port"."""
+    @property
+    def previous_tries(self) -> tuple[tuple[str, int, float], ...] | None:
+        """(address, status, seconds) of each try before the last; None without a retry."""
     @property
     def body_limit(self) -> int:
         """What ``set_body_limit`` set (0: the runtime's limit)."""

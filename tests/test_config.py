@@ -832,3 +832,27 @@ def test_numbers_beyond_what_the_runtime_holds_are_config_errors(where: str, val
         parse_config_text(text, "g.yaml", extra_checks=CHECKS)
     assert [i.path for i in caught.value.issues] == [path], caught.value.issues
     assert "failed" not in str(caught.value)
+
+
+def test_retry_settings(tmp_path: Path) -> None:
+    config = parse_config_text(
+        "upstreams:\n  - id: u\n    nodes: [{host: a, port: 1}, {host: b, port: 2}]\n"
+        "    retry_timeout: 1.5\n    retry_on_statuses: [502, 503]\n", env={})
+    up = config.upstreams[0]
+    assert (up.effective_retries, up.retry_timeout, up.retry_on_statuses) == (1, 1.5, [502, 503])
+    assert Upstream(id="u", nodes=[Node(host="a", port=1)]).retry_on_statuses == []
+    issue = only(errors(tmp_path, """\
+        upstreams:
+          - id: u
+            nodes: [{host: a, port: 1}]
+            retry_on_statuses: [503, 200]
+        """))
+    assert issue.path == "upstreams[0].retry_on_statuses[1]" and issue.line == 4
+    assert ">= 400" in issue.message, issue.message
+    issue = only(errors(tmp_path, """\
+        upstreams:
+          - id: u
+            nodes: [{host: a, port: 1}]
+            retry_timeout: -1
+        """))
+    assert issue.path == "upstreams[0].retry_timeout"

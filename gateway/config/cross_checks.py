@@ -50,8 +50,8 @@ _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----")
 _VAR_REF = re.compile(r"\$\{?([A-Za-z0-9_]+)")
 #: Variables that have no value yet when the balancer chooses a node (response-side ones):
 #: hashing on them would send every request to the node of the empty key.
-_AFTER_BALANCING = frozenset({"status", "upstream_status", "upstream_response_time", "bytes_sent",
-                              "request_time"})
+_AFTER_BALANCING = frozenset({"status", "upstream_addr", "upstream_status",
+                              "upstream_response_time", "bytes_sent", "request_time"})
 _AFTER_BALANCING_FAMILIES = ("sent_http_", "upstream_http_")
 
 

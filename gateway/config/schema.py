@@ -56,6 +56,8 @@ Int32 = Annotated[int, msgspec.Meta(ge=-_INT_MAX - 1, le=_INT_MAX)]
 NonNegInt32 = Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)]
 PositiveInt32 = Annotated[int, msgspec.Meta(ge=1, le=_INT_MAX)]
 ByteCount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: A response status a retry may be asked for: an error (4xx or 5xx).
+RetryStatus = Annotated[int, msgspec.Meta(ge=400, le=599)]
 PluginMap = dict[str, dict[str, Any]]
 
 
@@ -267,10 +269,18 @@ class Upstream(_Struct, kw_only=True, frozen=True):
     key: str | None = None
     nodes: list[Node]
     timeout: Timeout = msgspec.field(default_factory=Timeout)
-    #: Retries on another node; None = number of nodes - 1 (APISIX).
+    #: Tries on another node after a failed one; None = number of nodes - 1 (APISIX's
+    #: default), 0 = no retry. A failed or timed-out connect, and a connection closed, reset or
+    #: timed out before any response byte, are retried; so are the statuses in
+    #: `retry_on_statuses`. Only while nothing reached the client, and once a request reached an
+    #: upstream only if it can be sent again safely (README, "Retries").
     retries: NonNegInt32 | None = None
-    #: Total seconds retries may take; None or 0 = no limit.
+    #: Seconds from the first try after which no new try starts (nginx's
+    #: proxy_next_upstream_timeout); None or 0 = no limit. A try under way keeps its timeouts.
     retry_timeout: Seconds | None = None
+    #: Upstream response statuses that are retried on another node instead of forwarded
+    #: (e.g. [502, 503, 504]); none by default. The retried response is discarded unread.
+    retry_on_statuses: list[RetryStatus] = []
     keepalive: Keepalive = msgspec.field(default_factory=Keepalive)
     scheme: Literal["http"] = "http"
     #: Host header sent upstream: the client's, the node's, or `upstream_host`.

@@ -11,7 +11,12 @@ import logging
 import os
 import time
 
-from gateway.requestvars import RequestView
+from gateway.requestvars import RequestView, var_getter
+
+# One entry per try ("a, b" after a retry), read through the request-variable table.
+_upstream_addr = var_getter("upstream_addr")
+_upstream_status = var_getter("upstream_status")
+_upstream_response_time = var_getter("upstream_response_time")
 
 #: Bytes buffered before a write (one syscall per ~600 lines).
 BUFFER_SIZE = 1 << 16
@@ -33,7 +38,10 @@ class AccessLog:
         # Secrets (auth headers, query keys) are never logged: only method, path, status, timing.
         line = (f'{ctx.client_ip} - [{time.strftime("%d/%b/%Y:%H:%M:%S %z")}] "{ctx.method} '
                 f'{ctx.path} HTTP/{ctx.http_version}" {ctx.status} {ctx.bytes_sent} '
-                f'route={ctx.route_id} upstream_latency={ctx.upstream_latency * 1000:.2f}ms\n')
+                f'route={ctx.route_id} upstream_latency={ctx.upstream_latency * 1000:.2f}ms '
+                f'upstream_addr="{_upstream_addr(ctx) or "-"}" '
+                f'upstream_status="{_upstream_status(ctx) or "-"}" '
+                f'upstream_response_time="{_upstream_response_time(ctx) or "-"}"\n')
         self.buffer.append(line)
         self.buffered += len(line)
         if self.buffered >= BUFFER_SIZE:

@@ -35,11 +35,15 @@ the thing does not exist (no such header, argument or cookie, no consumer, no re
                       the DESIGN examples use); ``consumer_group_id`` its group
 ``hostname``          the machine's host name
 ``status``            the response status (header_filter and log phases)
+``upstream_addr``     the node a request went to ("host:port"), None before one was chosen
 ``upstream_status``   the status the upstream answered (or 502/504 when it could not be
                       reached), None when the request never reached one
 ``sent_http_<name>`` / ``upstream_http_<name>``  a response header (header_filter and log)
 ``request_time``      seconds since the request arrived, millisecond resolution
-``upstream_response_time``  seconds from sending the request upstream to its response head
+``upstream_response_time``  seconds from the start of the try (its connect, or a pooled
+                      connection taken) to the response head
+                      A retried request has one entry per try in these three, nginx's way:
+                      ``"127.0.0.1:8001, 127.0.0.1:8002"``, ``"502, 200"``, ``"0.001, 0.004"``
 ``bytes_sent`` / ``request_length``  body bytes sent to the client, bytes received
 
 A plugin adds its own with :func:`register_var` (APISIX's ``core.ctx.register_var``).
@@ -132,6 +136,12 @@ class RequestView(Protocol):
     def elapsed(self) -> float: ...
     @property
     def upstream_latency(self) -> float: ...
+    @property
+    def upstream_addr(self) -> str | None:
+        """The node of the request's (last) try as "host:port"."""
+    @property
+    def previous_tries(self) -> Sequence[tuple[str, int, float]] | None:
+        """(address, status, seconds) of each try before the last; None without a retry."""
     @property
     def bytes_sent(self) -> int: ...
     @property
@@ -299,9 +309,26 @@ def _status(ctx: RequestView) -> str | None:
     return str(status) if status else None
 
 
+def _per_try(earlier: Sequence[str], last: str | None) -> str | None:
+    """One entry per try, nginx's "a, b" form (the last try has none if it never ended)."""
+    if last is None:
+        return ", ".join(earlier) if earlier else None
+    return ", ".join([*earlier, last])
+
+
+def _upstream_addr(ctx: RequestView) -> str | None:
+    earlier = ctx.previous_tries
+    if earlier is None:
+        return ctx.upstream_addr
+    return _per_try([t[0] for t in earlier], ctx.upstream_addr)
+
+
 def _upstream_status(ctx: RequestView) -> str | None:
     status = ctx.upstream_status
-    return str(status) if status else None
+    earlier = ctx.previous_tries
+    if earlier is None:
+        return str(status) if status else None
+    return _per_try([str(t[1]) for t in earlier], str(status) if status else None)
 
 
 def _request_time(ctx: RequestView) -> str:
@@ -310,7 +337,11 @@ def _request_time(ctx: RequestView) -> str:
 
 def _upstream_response_time(ctx: RequestView) -> str | None:
     latency = ctx.upstream_latency
-    return f"{latency:.3f}" if ctx.upstream_status else None
+    earlier = ctx.previous_tries
+    if earlier is None:
+        return f"{latency:.3f}" if ctx.upstream_status else None
+    return _per_try([f"{t[2]:.3f}" for t in earlier],
+                    f"{latency:.3f}" if ctx.upstream_status else None)
 
 
 def _bytes_sent(ctx: RequestView) -> str:
@@ -349,6 +380,7 @@ _BUILTIN: dict[str, Getter] = {
     "consumer_group_id": _consumer_group_id,
     "hostname": _hostname,
     "status": _status,
+    "upstream_addr": _upstream_addr,
     "upstream_status": _upstream_status,
     "request_time": _request_time,
     "upstream_response_time": _upstream_response_time,

@@ -91,7 +91,7 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
     if upstream.checks is not None and health is not None and health_key is not None:
         passive = watch_health(upstream, nodes, health, health_key)
     timeout = route_timeout or upstream.timeout
-    retries = upstream.retries if upstream.retries is not None else max(len(nodes) - 1, 0)
+    retries = upstream.effective_retries
     key_of = chash_key_function(upstream.hash_on, upstream.key) if upstream.type == "chash" else None
     return UpstreamGroup(
         upstream.id or label,
@@ -109,6 +109,8 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
         key_of,
         passive=passive,
         fail_open=upstream.checks.fail_open if upstream.checks is not None else True,
+        retry_timeout=float(upstream.retry_timeout or 0.0),
+        retry_statuses=frozenset(upstream.retry_on_statuses) or None,
     )
 
 

@@ -7,6 +7,7 @@ cdef class RequestContext:
     cdef int body_kind                   # request body framing
     cdef uint64_t body_bytes
     cdef public UpstreamNode node
+    cdef TryLog try_log                  # the tries before the last one; None until a retry
     cdef UpstreamGroup group
     cdef public bint upgrading           # a WebSocket upgrade is asked of the upstream
     cdef public double start_time

@@ -36,6 +36,20 @@ cdef class RequestContext:
         return self.route.upstream if self.route is not None else None
 
     @property
+    def upstream_addr(self):
+        """The node of the request's (last) try as "host:port"; None before one was chosen."""
+        cdef UpstreamNode node = self.node
+        if node is None:
+            return None
+        return node_address(node)
+
+    @property
+    def previous_tries(self):
+        """The tries before the last one, as (address, status, seconds) tuples, oldest first;
+        None when the request was not retried."""
+        return tuple(self.try_log.tries) if self.try_log is not None else None
+
+    @property
     def request_bytes(self):
         """Bytes received for this request: head and body."""
         return self.head.head_len + self.body_bytes
@@ -435,3 +449,4 @@ cdef inline uint64_t name_length_bit(size_t length):
     """A header name length's bit in a 64-bit set (longer names share the top bit): most
     request headers are ruled out of a removal set without slicing their names."""
     return (<uint64_t>1) << (length if length < 63 else 63)
+

@@ -1,15 +1,19 @@
+# One Exchange is allocated per request: with the GC header its size must stay within pymalloc's
+# 512-byte small-object limit, or every request pays a system malloc and free (~130 instructions,
+# seen with callgrind). State only some requests need goes into an object made when needed (see
+# TryLog); tests/test_retries.py checks the size.
 cdef class Exchange(PhaseRunner):
     cdef public Runtime runtime
     cdef public int method_id
     cdef public bint is_head
     cdef public bint keep_alive
+    cdef bint body_sent_upstream         # a request body byte went to an upstream: not resendable
     cdef uint64_t body_remaining
     cdef bint body_done
     cdef list body_backlog                 # request body received before the upstream is ready
     cdef size_t backlog_size
     cdef UpstreamConnection upstream
     cdef int attempts
-    cdef set failed_nodes
     cdef UpstreamNode held_node          # the node counting this request in its `active`
     cdef bint retried_stale
     cdef public bint response_started
@@ -41,6 +45,10 @@ cdef class Exchange(PhaseRunner):
     cdef void take_node(self, UpstreamNode node)
     cdef void release_node(self)
     cdef void retry_or_fail(self, int status, str message)
+    cdef bint retry_allowed(self, bint request_sent)
+    cdef void retry_elsewhere(self, int status)
+    cdef bint retry_on_status(self, UpstreamConnection u, int status)
+    cdef void end_try(self, int status)
     cdef void send_request(self, UpstreamConnection u)
     cdef void on_request_body(self, bytes data)
     cdef void on_upgraded(self, UpstreamConnection u, bytes buf, int32_t n)

@@ -112,13 +112,18 @@ cdef class Exchange(PhaseRunner):
 
     cdef void connect_to_upstream(self):
         cdef UpstreamGroup group = self.group
-        cdef UpstreamNode node = group.pick(self, self.failed_nodes)
+        cdef UpstreamNode node = group.pick(
+            self, self.try_log.failed_nodes if self.try_log is not None else None)
         cdef UpstreamConnection u
         if node is None:
             self.respond_error(502, "no upstream node available")
             return
         self.take_node(node)
         self.attempts += 1
+        if self.timed or group.observes or group.retry_timeout > 0.0:
+            # the try's time includes its connect, as nginx's $upstream_response_time does;
+            # retry_timeout counts from the first try's start
+            self.upstream_start = now_monotonic()
         if self.expect_continue:
             self.expect_continue = False
             self.client.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -148,6 +153,7 @@ cdef class Exchange(PhaseRunner):
         cdef Server server = self.client.server
         cdef UpstreamConnection u = UpstreamConnection(server, node)
         cdef int status = 502
+        cdef double started = now_monotonic()
         try:
             await asyncio.wait_for(
                 server.loop.create_connection(lambda: u, node.host, node.port),
@@ -163,26 +169,92 @@ cdef class Exchange(PhaseRunner):
             if self.client.state == C_CLOSED:
                 server.pool.put(u, self.group)
                 return
-            self.send_request(u)
-            return
+            if u.is_open():
+                self.send_request(u)
+                return
+            # connected, then reset before this task resumed (a node dying under load): nothing
+            # was sent, so it fails like a refused connect (writing would raise)
         if self.group.passive is not None: self.group.passive.on_failure(node, status)
-        log.warning("cannot connect to upstream %s:%d (%s)", node.host, node.port,
-                    "timeout" if status == 504 else "refused or unreachable")
+        log.warning("cannot connect to upstream %s:%d (%s after %.3f s)", node.host, node.port,
+                    "timed out" if status == 504 else
+                    "refused or unreachable" if u.transport is None else "reset at once",
+                    now_monotonic() - started)
         self.retry_or_fail(status, "upstream connect " + ("timed out" if status == 504 else "failed"))
 
     cdef void retry_or_fail(self, int status, str message):
+        """The connect failed: nothing of the request reached the node."""
         if self.client.state == C_CLOSED:
             return
-        self.upstream_status = status  # nginx records 502/504 for an upstream it cannot reach
-        if self.attempts <= self.group.retries and len(self.group.nodes) > 0:
-            if self.failed_nodes is None:
-                self.failed_nodes = set()
-            self.failed_nodes.add(self.node)
-            if len(self.failed_nodes) >= len(self.group.nodes):
-                self.failed_nodes = None  # every node failed once: allow another round
-            self.connect_to_upstream()
+        if self.retry_allowed(False):
+            self.retry_elsewhere(status)
             return
+        self.end_try(status)
         self.respond_error(status, message)
+
+    # -- retries (README "Retries"; the failure paths below call these) --
+
+    cdef bint retry_allowed(self, bint request_sent):
+        """The one retry decision: may the request go to another node now that its try on
+        this one failed (``request_sent``: after the request, or part of it, went out)?
+        Nothing may have reached the client, tries (``retries``) and time (``retry_timeout``)
+        must be left, and a request an upstream may have seen goes again only if that is safe:
+        no body byte went out (bodies are streamed, not kept, so one cannot be sent twice) and
+        the method is idempotent, or the upstream got an incomplete request (a body was due
+        and none of it came)."""
+        cdef UpstreamGroup group = self.group
+        if self.response_started or self.client.state == C_CLOSED:
+            return False
+        if self.attempts > group.retries or not group.nodes:
+            return False
+        if group.retry_timeout > 0.0 and now_monotonic() >= group.retry_timeout + (
+                self.try_log.first_start if self.try_log is not None else self.upstream_start):
+            return False
+        if not request_sent:
+            return True
+        if self.body_sent_upstream:
+            return False
+        if self.upstream_method is not None:
+            if upstream_method_idempotent(self.upstream_method):
+                return True
+        elif idempotent(self.method_id):
+            return True
+        return self.body_kind != GW_BODY_NONE and not (
+            self.body_kind == GW_BODY_LENGTH and self.body_done and self.body_bytes == 0)
+
+    cdef void retry_elsewhere(self, int status):
+        """Ends the current try (``status``: its outcome, for the log) and starts the next one,
+        on a node this request has not failed on while one is left (then on any again)."""
+        cdef UpstreamNode node = self.held_node
+        self.end_try(status)
+        if self.try_log is None:
+            self.try_log = TryLog(self.upstream_start)
+        self.try_log.add(node, self.upstream_status, self.upstream_latency, len(self.group.nodes))
+        self.upstream_status = 0
+        self.upstream_latency = 0.0
+        self.connect_to_upstream()
+
+    cdef bint retry_on_status(self, UpstreamConnection u, int status):
+        """The upstream answered ``status`` (its head only has arrived): a status listed in
+        ``retry_on_statuses`` goes to another node when ``retry_allowed``. The response is
+        discarded unread and its connection closed: draining a failing node's body would
+        only delay the next try. True when the request moved on."""
+        if status not in self.group.retry_statuses or not self.retry_allowed(True):
+            return False
+        log.warning("upstream %s:%d answered %d: trying another node", u.node.host, u.node.port,
+                    status)
+        if u is self.upstream:
+            self.upstream = None
+        u.close()
+        self.retry_elsewhere(status)
+        return True
+
+    cdef void end_try(self, int status):
+        """The current try ended without a response to relay: ``status`` is its outcome for
+        the log (the upstream's, or 502/504 as nginx records an upstream that gave none), and
+        its time ran until now."""
+        self.upstream_status = status
+        if self.timed:
+            self.upstream_latency = now_monotonic() - self.upstream_start
 
     cdef void send_request(self, UpstreamConnection u):
         cdef list parts
@@ -194,10 +266,9 @@ cdef class Exchange(PhaseRunner):
                 self.upstream = None
                 self.respond_error(500, "plugin error")
                 return
-        if self.timed or self.group.observes:
-            self.upstream_start = now_monotonic()
         parts = [self.build_upstream_head()]
         if self.body_backlog:
+            self.body_sent_upstream = True
             parts.extend(self.body_backlog)
             self.body_backlog = None
             self.backlog_size = 0
@@ -209,6 +280,7 @@ cdef class Exchange(PhaseRunner):
         self.body_bytes += PyBytes_GET_SIZE(data)
         if self.upstream is not None and self.upstream.state != U_CLOSED and self.upstream.ex is self:
             self.upstream.write(data)
+            self.body_sent_upstream = True
             self.upstream.expect_response_within(
                 self.read_timeout if self.body_done else self.group.send_timeout)
         elif not self.response_done:
@@ -290,6 +362,8 @@ cdef class Exchange(PhaseRunner):
         cdef bint close
         cdef uint32_t drop = GW_HF_HOP_BY_HOP
         cdef bint has_date = False
+        if self.group.retry_statuses is not None and self.retry_on_status(u, r.status):
+            return
         self.response_started = True
         self.status = r.status
         self.upstream_status = r.status
@@ -485,7 +559,10 @@ cdef class Exchange(PhaseRunner):
         if self.group.passive is not None: self.group.passive.on_failure(self.node, 502)
         log.warning("upstream %s:%d closed the connection before responding", self.node.host,
                     self.node.port)
-        self.upstream_status = 502
+        if not got_bytes and self.retry_allowed(True):
+            self.retry_elsewhere(502)
+            return
+        self.end_try(502)
         self.respond_error(502, "upstream closed the connection")
 
     cdef void on_head_refused(self):
@@ -503,7 +580,10 @@ cdef class Exchange(PhaseRunner):
         if self.response_started:
             self.abort_client()
             return
-        self.upstream_status = status
+        if status == 504 and self.retry_allowed(True):
+            self.retry_elsewhere(504)  # timed out before any response byte (nginx's `timeout`)
+            return
+        self.end_try(status)
         self.respond_error(status, message)
 
     cdef void abort_client(self):

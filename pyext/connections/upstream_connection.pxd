@@ -11,6 +11,7 @@ cdef class UpstreamConnection:
     cdef uint64_t remaining
     cdef public int requests
     cdef double deadline
+    cdef double sent_at                   # when the current request started going out
     cdef double idle_timeout
     cdef bint got_response_bytes
     cdef bint reading_paused

@@ -229,8 +229,8 @@ cdef class UpstreamConnection:
                 phase = "reading response header from"
             else:
                 phase = "sending request to"
-            log.warning("upstream timed out while %s upstream %s:%d", phase, self.node.host,
-                        self.node.port)
+            log.warning("upstream timed out after %.3f s while %s upstream %s:%d",
+                        now - self.sent_at, phase, self.node.host, self.node.port)
             self.ex = None
             self.set_state(U_CLOSED)
             self.transport.abort()
@@ -262,6 +262,7 @@ cdef class UpstreamConnection:
             self.deadline = now_monotonic() + seconds
 
     cdef void send(self, Exchange ex, list parts, bint body_done):
+        cdef double now = now_monotonic()
         self.ex = ex
         self.set_state(U_HEAD)
         self.got_response_bytes = False
@@ -270,7 +271,8 @@ cdef class UpstreamConnection:
         # meanwhile: the exchange retries such a stale connection once
         self.reused = self.requests > 0
         self.requests += 1
-        self.deadline = now_monotonic() + (ex.read_timeout if body_done else ex.group.send_timeout)
+        self.sent_at = now
+        self.deadline = now + (ex.read_timeout if body_done else ex.group.send_timeout)
         if len(parts) == 1:
             self.write(parts[0])
         else:

@@ -19,6 +19,7 @@ cdef class Runtime
 cdef class Server
 cdef class UpstreamPool
 cdef class UpstreamConnection
+cdef class TryLog
 cdef class RequestContext
 cdef class PhaseRunner
 cdef class Exchange
@@ -46,6 +47,7 @@ include "connections/pool.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
 include "connections/tls_session.pxd"
+include "connections/try_log.pxd"
 include "connections/context.pxd"
 include "connections/phases.pxd"
 include "connections/exchange.pxd"

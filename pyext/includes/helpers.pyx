@@ -10,6 +10,11 @@ cdef inline bint idempotent(int method_id):
             method_id == GW_METHOD_OPTIONS or method_id == GW_METHOD_TRACE)
 
 
+cdef inline bint upstream_method_idempotent(bytes method):
+    """The same for a method a plugin set for the upstream request (proxy-rewrite)."""
+    return method in (b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE")
+
+
 cdef inline int64_t max_forwards(const char *d, gw_header *e):
     """The number in a Max-Forwards field line (RFC 9110 section 7.6.2); -1 if ``e`` is another
     field or its value is not a plain decimal number."""

@@ -22,6 +22,8 @@ cdef class UpstreamGroup:
     cdef public list nodes
     cdef public str type
     cdef public int retries
+    cdef public double retry_timeout     # no new try this long after the first (0: no limit)
+    cdef public frozenset retry_statuses # upstream statuses tried elsewhere (None: none)
     cdef public double connect_timeout
     cdef public double send_timeout
     cdef public double read_timeout

@@ -71,7 +71,8 @@ cdef class UpstreamGroup:
                  double connect_timeout=6.0, double send_timeout=60.0, double read_timeout=60.0,
                  int keepalive_size=320, double keepalive_idle=60.0, int keepalive_requests=1000,
                  int pass_host=0, bytes upstream_host=b"", object key_of=None,
-                 tuple balancers=None, PassiveChecks passive=None, bint fail_open=True):
+                 tuple balancers=None, PassiveChecks passive=None, bint fail_open=True,
+                 double retry_timeout=0.0, frozenset retry_statuses=None):
         cdef UpstreamNode node
         if type not in BALANCERS:
             raise ValueError(f"unknown balancer type {type!r} (known: {', '.join(BALANCERS)})")
@@ -79,6 +80,8 @@ cdef class UpstreamGroup:
         self.nodes = [n for n in nodes if (<UpstreamNode>n).weight > 0] or list(nodes)
         self.type = type
         self.retries = retries
+        self.retry_timeout = retry_timeout
+        self.retry_statuses = retry_statuses or None
         self.connect_timeout = connect_timeout
         self.send_timeout = send_timeout
         self.read_timeout = read_timeout
@@ -108,7 +111,8 @@ cdef class UpstreamGroup:
         return UpstreamGroup(self.id, self.nodes, self.type, self.retries, connect_timeout,
                              send_timeout, read_timeout, self.keepalive_size, self.keepalive_idle,
                              self.keepalive_requests, self.pass_host, self.upstream_host,
-                             self.key_of, self.balancers, self.passive, self.fail_open)
+                             self.key_of, self.balancers, self.passive, self.fail_open,
+                             self.retry_timeout, self.retry_statuses)
 
     cpdef UpstreamNode pick(self, Exchange ex=None, set exclude=None):
         """The node for this request, not one in ``exclude`` (the nodes it already failed on)

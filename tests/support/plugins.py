@@ -207,3 +207,16 @@ class DefaultHeaders(Plugin):
         if "/deny/" in ctx.path:
             return Response(403, b"no\n")
         return None
+
+
+class CountTries(Plugin):
+    """before_proxy numbers the tries of a request: each upstream request carries its try's
+    number and node (X-Try, X-Node), so an upstream shows which call reached it."""
+    name = "test-count-tries"
+
+    def before_proxy(self, ctx: Context) -> None:
+        tries = ctx.state.get("tries", 0) + 1
+        ctx.state["tries"] = tries
+        ctx.set_upstream_header("X-Try", str(tries))
+        assert ctx.node is not None
+        ctx.set_upstream_header("X-Node", f"{ctx.node.host}:{ctx.node.port}")

@@ -34,6 +34,8 @@ class FakeRequest:
     response_headers: list[list[str]] | None = None
     elapsed: float = 0.0
     upstream_latency: float = 0.0
+    upstream_addr: str | None = None
+    previous_tries: list[tuple[str, int, float]] | None = None
     bytes_sent: int = 0
     request_bytes: int = 0
     state: dict[Any, Any] = field(default_factory=dict)

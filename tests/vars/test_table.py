@@ -116,6 +116,24 @@ def test_timing_and_size_variables() -> None:
     assert value("request_length", request) == "77"
 
 
+def test_upstream_variables_list_every_try() -> None:
+    one = FakeRequest(upstream_addr="127.0.0.1:1", upstream_status=200, upstream_latency=0.25)
+    assert value("upstream_addr", one) == "127.0.0.1:1"
+    assert value("upstream_status", one) == "200"
+    assert value("upstream_response_time", one) == "0.250"
+    retried = FakeRequest(upstream_addr="127.0.0.1:3", upstream_status=200, upstream_latency=0.5,
+                          previous_tries=[("127.0.0.1:1", 502, 0.001), ("127.0.0.1:2", 504, 1.0)])
+    assert value("upstream_addr", retried) == "127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3"
+    assert value("upstream_status", retried) == "502, 504, 200"
+    assert value("upstream_response_time", retried) == "0.001, 1.000, 0.500"
+    # the client left while the last try was connecting: that try has no status nor time
+    abandoned = FakeRequest(upstream_addr="127.0.0.1:2", upstream_status=0,
+                            previous_tries=[("127.0.0.1:1", 502, 0.001)])
+    assert value("upstream_status", abandoned) == "502"
+    assert value("upstream_response_time", abandoned) == "0.001"
+    assert value("upstream_addr", FakeRequest()) is None
+
+
 def test_route_and_consumer() -> None:
     request = FakeRequest(route_id="users", consumer=Consumer("alice", "gold"))
     assert value("route_id", request) == "users"
@@ -155,7 +173,7 @@ def test_vocabulary() -> None:
     for name in ("host", "http_host", "uri", "request_uri", "args", "remote_addr", "remote_port",
                  "server_addr", "server_port", "scheme", "request_id", "route_id",
                  "consumer_name", "request_method", "server_protocol", "status",
-                 "upstream_status"):
+                 "upstream_addr", "upstream_status"):
         assert name in names and is_variable(name)
     assert names == sorted(names)
     assert set(families()) == {"http_", "arg_", "cookie_", "sent_http_", "upstream_http_"}
