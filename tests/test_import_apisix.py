@@ -123,6 +123,11 @@ def test_an_imported_route_with_key_auth_proxies_to_a_real_upstream(tmp_path: Pa
             assert response.getheader("Access-Control-Allow-Origin") is None  # no Origin sent
             response, body = http_get(port, "/status")
             assert response.status == 200 and json.loads(body) == {"status": "ok"}
+            listed = gw.cli("routes")
+            assert listed.returncode == 0, listed.stderr
+            assert [line.split()[0] for line in listed.stdout.splitlines()[-4:]] == [
+                "users", "cart", "7", "images"]
+            gw.assert_no_lost_exceptions()
 
 
 def test_a_result_that_would_not_load_is_not_written(tmp_path: Path) -> None:

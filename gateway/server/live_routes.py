@@ -72,7 +72,10 @@ def _describe_upstream(route: dict[str, Any]) -> str:
         return str(route["upstream_id"])
     upstream = route.get("upstream")
     if upstream:
-        return "inline: " + ",".join(f"{n['host']}:{n['port']}" for n in upstream.get("nodes", []))
+        nodes = upstream.get("nodes") or []
+        # the Admin API shows a route as written: APISIX's {"host:port": weight} form, or a list
+        names = nodes if isinstance(nodes, dict) else [f"{n['host']}:{n['port']}" for n in nodes]
+        return "inline: " + ",".join(names)
     return "-"
 
 
