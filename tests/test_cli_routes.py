@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.upstream import Upstream, free_port
 
 
@@ -39,6 +39,17 @@ def test_routes_shows_the_live_routes_and_each_workers_version(tmp_path: Path) -
             assert live["master"]["version"] == 2
             assert [w["version"] for w in live["workers"]] == [2, 2]
             assert [w["pid"] for w in live["workers"]] == gw.worker_pids()
+            assert [r["id"] for r in live["routes"]] == ["all", "orders", "late"]
+
+            # a rejected edit is not live: the routes shown stay those the workers serve (and
+            # the admin key is found although the file no longer loads)
+            config["routes"].append({"id": "broken", "uri": "/b", "upstream_id": "nowhere"})
+            gw.write_config(config)
+            assert gw.cli("reload").returncode == 0
+            wait_until(lambda: gw.status().get("reloads", {}).get("rejected", 0) >= 1, 20,
+                       "the broken edit rejected")
+            live = json.loads(gw.cli("routes", "--json").stdout)
+            assert live["master"]["version"] == 2
             assert [r["id"] for r in live["routes"]] == ["all", "orders", "late"]
 
 
