@@ -93,7 +93,8 @@ def test_import_lists_every_unsupported_item_and_the_result_passes_check(tmp_pat
     # the service gave its upstream, hosts and plugins; the plugin_config its plugins
     assert users["upstream_id"] == "1" and users["hosts"] == ["shop.example.com"]
     assert set(users["plugins"]) == {"limit-count", "cors", "proxy-rewrite", "key-auth"}
-    assert routes["cart"]["plugins"] == {"jwt-auth": {}}
+    assert routes["cart"]["plugins"] == {"jwt-auth": {}, "limit-req": {
+        "rate": 10, "burst": 5, "key": "remote_addr", "_meta": {"disable": True}}}
     assert [u["id"] for u in config["upstreams"]] == ["1", "cart"]
     assert config["upstreams"][0]["checks"]["active"]["http_path"] == "/healthz"
     assert config["upstreams"][1]["type"] == "chash"

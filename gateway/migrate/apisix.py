@@ -101,6 +101,8 @@ def _plugins(plugins: Any, path: DocPath, out: list[Unsupported]) -> dict[str, A
             continue
         conf = dict(conf or {})
         meta = conf.pop("_meta", None)
+        if "disable" in conf:  # APISIX 2's switch, `_meta.disable` since 3.0: the plugin stays off
+            meta = {**(meta or {}), "disable": conf.pop("disable")}
         conf = keep_supported(conf, registry.get_plugin_class(name).Config, (*path, name), out)
         if meta is not None:
             meta = keep_supported(meta, registry.PluginMeta, (*path, name, "_meta"), out)
