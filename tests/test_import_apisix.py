@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.config import parse_config_text
 from tests.support.certs import CertAuthority
 from tests.support.gateway import GatewayProcess, http_get
 from tests.support.upstream import Upstream, free_port
@@ -99,6 +100,12 @@ def test_import_lists_every_unsupported_item_and_the_result_passes_check(tmp_pat
     assert config["upstreams"][0]["checks"]["active"]["http_path"] == "/healthz"
     assert config["upstreams"][1]["type"] == "chash"
     assert [c["username"] for c in config["consumers"]] == ["alice", "bob", "carol"]
+    # APISIX's environment references become ours; a literal "${" stays literal
+    assert config["consumers"][0]["plugins"]["key-auth"]["key"] == "${ALICE_KEY:=alice-key-0123}"
+    assert users["desc"] == "users, see $${wiki}/users"
+    loaded = parse_config_text(text, str(out), env={})
+    assert loaded.routes[0].desc == "users, see ${wiki}/users"
+    assert loaded.consumers[0].plugins["key-auth"]["key"] == "alice-key-0123"
     assert config["consumers"][2]["plugins"] == {}
     assert config["global_rules"][0]["plugins"]["prometheus"] == {}
     assert config["ssls"][0]["snis"] == ["shop.example.com"]

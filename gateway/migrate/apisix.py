@@ -8,6 +8,7 @@ whatever the schema or the plugin registry does not know is listed as :class:`Un
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,11 @@ SECTIONS = ("routes", "services", "upstreams", "plugin_configs", "consumers", "g
 #: What a service gives the routes that name it; other service fields are reported.
 SERVICE_FIELDS = ("id", "name", "desc", "upstream", "upstream_id", "plugins", "hosts",
                   "enable_websocket")
+
+
+#: APISIX's environment references in apisix.yaml, ``${{NAME}}`` and ``${{NAME:=default}}``;
+#: any other ``${`` is literal text there.
+_APISIX_ENV = re.compile(r"\$\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(:=[^}]*)?\}\}|\$\{")
 
 
 @dataclass
@@ -66,8 +72,21 @@ def convert(document: Any) -> Conversion:
                        ("global_rules", global_rules), ("ssls", ssls),
                        ("plugin_metadata", metadata)):
         if value:
-            result.config[key] = value
+            result.config[key] = _env_references(value)
     return result
+
+
+def _env_references(value: Any) -> Any:
+    """APISIX's ``${{NAME}}`` as this loader's ``${NAME}``; a literal ``${`` escaped as ``$${``."""
+    if isinstance(value, str):
+        return _APISIX_ENV.sub(
+            lambda m: "$${" if m.group(1) is None else f"${{{m.group(1)}{m.group(2) or ''}}}",
+            value)
+    if isinstance(value, dict):
+        return {k: _env_references(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_env_references(v) for v in value]
+    return value
 
 
 def _items(document: dict[str, Any], section: str, out: list[Unsupported]) -> list[dict[str, Any]]:
