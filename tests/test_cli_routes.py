@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gateway.server.live_routes import format_table
 from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.upstream import Upstream, free_port
 
@@ -58,3 +59,14 @@ def test_routes_without_a_running_gateway_says_so(tmp_path: Path) -> None:
     done = gw.cli("routes")
     assert done.returncode == 1
     assert "no gateway is running" in done.stderr
+
+
+def test_a_worker_still_on_an_older_version_is_marked() -> None:
+    # a rolling reload's middle, which a test cannot hold still on a real gateway
+    live = {"master": {"pid": 10, "version": 3},
+            "workers": [{"index": 0, "pid": 11, "version": 3, "responding": True},
+                        {"index": 1, "pid": 12, "version": 2, "responding": True}],
+            "routes": [{"id": "r", "uri": "/r", "upstream_id": "up"}]}
+    lines = format_table(live).splitlines()
+    assert lines[1] == "worker 0 pid 11: version 3"
+    assert lines[2].startswith("worker 1 pid 12: version 2 (still on version 2")

@@ -158,3 +158,11 @@ def test_unreadable_input_is_an_error(tmp_path: Path, text: str) -> None:
     done = gateway_cli("import", "apisix", str(source), "-o", str(tmp_path / "out.yaml"))
     assert done.returncode == 1
     assert not (tmp_path / "out.yaml").exists()
+
+
+def test_without_output_the_result_goes_to_stdout(tmp_path: Path) -> None:
+    out, done = imported(tmp_path, 18080)
+    assert done.returncode == 0, done.stderr
+    printed = gateway_cli("import", "apisix", "apisix.yaml", cwd=tmp_path)
+    assert printed.returncode == 0
+    assert printed.stdout == out.read_text()
