@@ -89,14 +89,19 @@ def test_import_lists_every_unsupported_item_and_the_result_passes_check(tmp_pat
 
     config = yaml.safe_load(text)
     routes = {r["id"]: r for r in config["routes"]}
-    assert set(routes) == {"users", "cart", "7", "images"}
+    assert set(routes) == {"users", "cart", "7", "images", "search", "suggest"}
     users = routes["users"]
     # the service gave its upstream, hosts and plugins; the plugin_config its plugins
     assert users["upstream_id"] == "1" and users["hosts"] == ["shop.example.com"]
     assert set(users["plugins"]) == {"limit-count", "cors", "proxy-rewrite", "key-auth"}
     assert routes["cart"]["plugins"] == {"jwt-auth": {}, "limit-req": {
         "rate": 10, "burst": 5, "key": "remote_addr", "_meta": {"disable": True}}}
-    assert [u["id"] for u in config["upstreams"]] == ["1", "cart"]
+    assert [u["id"] for u in config["upstreams"]] == ["1", "cart", "service-200"]
+    # a service's inline upstream is shared by its routes, as in APISIX, not copied into each
+    assert routes["search"]["upstream_id"] == routes["suggest"]["upstream_id"] == "service-200"
+    assert config["upstreams"][2]["checks"]["active"]["type"] == "tcp"
+    assert routes["search"]["plugins"] == {"request-size-limit": {"max_body_size": 1048576}}
+    assert routes["suggest"]["plugins"] == {"request-size-limit": {"max_body_size": 1024}}
     assert config["upstreams"][0]["checks"]["active"]["http_path"] == "/healthz"
     assert config["upstreams"][1]["type"] == "chash"
     assert [c["username"] for c in config["consumers"]] == ["alice", "bob", "carol"]
@@ -133,8 +138,10 @@ def test_an_imported_route_with_key_auth_proxies_to_a_real_upstream(tmp_path: Pa
             assert response.status == 200 and json.loads(body) == {"status": "ok"}
             listed = gw.cli("routes")
             assert listed.returncode == 0, listed.stderr
-            assert [line.split()[0] for line in listed.stdout.splitlines()[-4:]] == [
-                "users", "cart", "7", "images"]
+            assert [line.split()[0] for line in listed.stdout.splitlines()[-6:]] == [
+                "users", "cart", "7", "images", "search", "suggest"]
+            response, body = http_get(port, "/search?q=x")
+            assert response.status == 200 and json.loads(body)["target"] == "/search?q=x"
             gw.assert_no_lost_exceptions()
 
 

@@ -53,6 +53,7 @@ def convert(document: Any) -> Conversion:
         for key in p:
             if key not in ("id", "plugins", "desc", "labels", "name"):
                 out.append(Unsupported(("plugin_configs", i, key), "field not supported"))
+    _hoist_service_upstreams(services, upstreams)
     kept_ids = {u["id"] for u in upstreams}
     routes = [r for i, raw in enumerate(_items(document, "routes", out))
               if (r := _route(raw, i, services, plugin_configs, kept_ids, out)) is not None]
@@ -173,6 +174,25 @@ def _service(raw: dict[str, Any], path: DocPath, out: list[Unsupported]) -> dict
         elif key in ("hosts", "enable_websocket"):
             service[key] = value
     return service
+
+
+def _hoist_service_upstreams(services: dict[str, dict[str, Any]],
+                             upstreams: list[dict[str, Any]]) -> None:
+    """A service's inline upstream becomes a top-level one its routes name: in APISIX the
+    service's routes share it (one set of health checks, one connection pool), and inlining a
+    copy into each route would split them."""
+    taken = {u["id"] for u in upstreams}
+    for service_id, service in services.items():
+        upstream = service.pop("upstream", None)
+        if upstream is None:
+            continue
+        name, n = f"service-{service_id}", 1
+        while name in taken:
+            n += 1
+            name = f"service-{service_id}-{n}"
+        taken.add(name)
+        upstreams.append({"id": name, **{k: v for k, v in upstream.items() if k != "id"}})
+        service.setdefault("upstream_id", name)
 
 
 def _route(raw: dict[str, Any], i: int, services: dict[str, dict[str, Any]],
