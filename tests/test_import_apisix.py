@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import yaml
 
@@ -140,6 +142,13 @@ def test_an_imported_route_with_key_auth_proxies_to_a_real_upstream(tmp_path: Pa
             assert listed.returncode == 0, listed.stderr
             assert [line.split()[0] for line in listed.stdout.splitlines()[-6:]] == [
                 "users", "cart", "7", "images", "search", "suggest"]
+            token = jwt.encode({"key": "bob-jwt", "exp": int(time.time()) + 600},
+                               "bob-secret-which-is-long-enough-for-hs256", algorithm="HS256")
+            assert http_get(port, "/cart/items")[0].status == 401
+            response, body = http_get(port, "/cart/items", {"Authorization": f"Bearer {token}",
+                                                            "X-User-Id": "u1"})
+            assert response.status == 200, body
+            assert json.loads(body)["target"] == "/cart/items"
             response, body = http_get(port, "/search?q=x")
             assert response.status == 200 and json.loads(body)["target"] == "/search?q=x"
             gw.assert_no_lost_exceptions()
