@@ -182,3 +182,14 @@ def test_without_output_the_result_goes_to_stdout(tmp_path: Path) -> None:
     printed = gateway_cli("import", "apisix", "apisix.yaml", cwd=tmp_path)
     assert printed.returncode == 0
     assert printed.stdout == out.read_text()
+
+
+def test_an_item_that_is_not_a_mapping_is_listed_and_the_others_keep_their_paths(
+        tmp_path: Path) -> None:
+    source = tmp_path / "apisix.yaml"
+    source.write_text("routes:\n  - 5\n  - id: a\n    uri: /a\n    vars: [[arg_x, '==', '1']]\n"
+                      "    upstream: {nodes: {'127.0.0.1:1980': 1}}\n#END\n")
+    done = gateway_cli("import", "apisix", "apisix.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert listed_paths(done.stderr, "apisix.yaml") == {"routes[0]", "routes[1].vars"}
+    assert [r["id"] for r in yaml.safe_load(done.stdout)["routes"]] == ["a"]

@@ -46,28 +46,29 @@ def convert(document: Any) -> Conversion:
             out.append(Unsupported((key,), "section not supported"))
     upstreams = _upstreams(_items(document, "upstreams", out), out)
     services = {_id(s): _service(s, ("services", i), out)
-                for i, s in enumerate(_items(document, "services", out))}
+                for i, s in _items(document, "services", out)}
+    plugin_config_items = _items(document, "plugin_configs", out)
     plugin_configs = {_id(p): _plugins(p.get("plugins"), ("plugin_configs", i, "plugins"), out)
-                      for i, p in enumerate(_items(document, "plugin_configs", out))}
-    for i, p in enumerate(_items(document, "plugin_configs", out)):
+                      for i, p in plugin_config_items}
+    for i, p in plugin_config_items:
         for key in p:
             if key not in ("id", "plugins", "desc", "labels", "name"):
                 out.append(Unsupported(("plugin_configs", i, key), "field not supported"))
     _hoist_service_upstreams(services, upstreams)
     kept_ids = {u["id"] for u in upstreams}
-    routes = [r for i, raw in enumerate(_items(document, "routes", out))
+    routes = [r for i, raw in _items(document, "routes", out)
               if (r := _route(raw, i, services, plugin_configs, kept_ids, out)) is not None]
     consumers = [_with_plugins(c, Consumer, ("consumers", i), out)
-                 for i, c in enumerate(_items(document, "consumers", out))]
+                 for i, c in _items(document, "consumers", out)]
     rules = document.get("global_rules")
     global_rules: Any
     if isinstance(rules, dict):  # this gateway's one-rule form, also accepted
         global_rules = {"plugins": _plugins(rules.get("plugins"), ("global_rules", "plugins"), out)}
     else:
         global_rules = [_with_plugins({**r, "id": _id(r)}, GlobalRule, ("global_rules", i), out)
-                        for i, r in enumerate(_items(document, "global_rules", out))]
+                        for i, r in _items(document, "global_rules", out)]
     ssls = [keep_supported(_ssl(s), Ssl, ("ssls", i), out)
-            for i, s in enumerate(_items(document, "ssls", out))]
+            for i, s in _items(document, "ssls", out)]
     metadata = _metadata(_items(document, "plugin_metadata", out), out)
     for key, value in (("upstreams", upstreams), ("routes", routes), ("consumers", consumers),
                        ("global_rules", global_rules), ("ssls", ssls),
@@ -90,14 +91,21 @@ def _env_references(value: Any) -> Any:
     return value
 
 
-def _items(document: dict[str, Any], section: str, out: list[Unsupported]) -> list[dict[str, Any]]:
+def _items(document: dict[str, Any], section: str, out: list[Unsupported]
+           ) -> list[tuple[int, dict[str, Any]]]:
     value = document.get(section)
     if value is None:
         return []
     if not isinstance(value, list):
         out.append(Unsupported((section,), "expected a list"))
         return []
-    return [v if isinstance(v, dict) else {} for v in value]
+    items = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            items.append((i, item))  # with its index: paths name the item in the document
+        else:
+            out.append(Unsupported((section, i), "expected a mapping: skipped"))
+    return items
 
 
 def _id(obj: dict[str, Any]) -> str:
@@ -148,9 +156,10 @@ def _upstream(raw: dict[str, Any], path: DocPath, out: list[Unsupported]) -> dic
     return kept
 
 
-def _upstreams(items: list[dict[str, Any]], out: list[Unsupported]) -> list[dict[str, Any]]:
+def _upstreams(items: list[tuple[int, dict[str, Any]]], out: list[Unsupported]
+               ) -> list[dict[str, Any]]:
     kept = []
-    for i, raw in enumerate(items):
+    for i, raw in items:
         upstream = _upstream({**raw, "id": _id(raw)}, ("upstreams", i), out)
         if upstream is not None:
             kept.append(upstream)
@@ -259,10 +268,10 @@ def _ssl(raw: dict[str, Any]) -> dict[str, Any]:
     return ssl
 
 
-def _metadata(items: list[dict[str, Any]], out: list[Unsupported]) -> dict[str, Any]:
+def _metadata(items: list[tuple[int, dict[str, Any]]], out: list[Unsupported]) -> dict[str, Any]:
     """APISIX lists metadata as ``{id: <plugin name>, ...}``; here it is a map by plugin name."""
     kept: dict[str, Any] = {}
-    for i, raw in enumerate(items):
+    for i, raw in items:
         name = _id(raw)
         path: DocPath = ("plugin_metadata", i)
         try:
