@@ -1,5 +1,6 @@
 """Command line: ``gateway run`` serves, ``gateway check`` validates a config file,
-``gateway reload`` and ``gateway stop`` signal the running master of a config."""
+``gateway reload`` and ``gateway stop`` signal the running master of a config, ``gateway routes``
+shows what it serves, ``gateway import apisix`` converts an APISIX standalone config."""
 from __future__ import annotations
 
 import argparse
@@ -74,6 +75,18 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from gateway.migrate.command import import_apisix
+
+    return import_apisix(args.file, args.output)
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    from gateway.server.live_routes import show_routes
+
+    return show_routes(args.config, args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
@@ -99,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--timeout", type=float, default=60.0,
                       help="seconds to wait for the master to exit (0: do not wait)")
     stop.set_defaults(func=cmd_stop)
+    routes = sub.add_parser("routes", help="the routes a running gateway serves, and the config "
+                            "version each worker runs")
+    routes.add_argument("-c", "--config", help="the running gateway's config file")
+    routes.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    routes.set_defaults(func=cmd_routes)
+    imp = sub.add_parser("import", help="convert another gateway's config into this one's; "
+                         "what is not supported is listed, not dropped silently")
+    imp.add_argument("kind", choices=["apisix"], help="apisix: APISIX standalone apisix.yaml")
+    imp.add_argument("file", help="the file to convert")
+    imp.add_argument("-o", "--output", help="where to write the result (default: stdout); "
+                     "written only when it passes `gateway check`")
+    imp.set_defaults(func=cmd_import)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -1,0 +1,1 @@
+"""Moving configs in from other gateways: ``gateway import apisix``."""
