@@ -35,19 +35,6 @@ def test_global_rules_list_problems_name_their_path() -> None:
     assert ("global_rules[1].plugins.nope", "unknown plugin 'nope'") in found
 
 
-def test_ssls_are_checked_for_shape() -> None:
-    good = parse_config_text(f'ssls: [{{id: "1", cert: "{CERT}", key: "{KEY}", snis: ["*.example.com"]}}]',
-                             env={}, extra_checks=CHECKS)
-    assert good.ssls[0].snis == ["*.example.com"]
-    found = issues(f'ssls: [{{id: "1", cert: "nope", key: "{KEY}"}}, {{id: "1", cert: "{CERT}", key: "{KEY}", '
-                   f'snis: ["bad host!"], certs: ["{CERT}"]}}]')
-    assert ("ssls[0].cert", "expected a PEM certificate (-----BEGIN ...CERTIFICATE-----)") in found
-    assert ("ssls[0].snis", "a server certificate needs `snis` (or `sni`)") in found
-    assert ("ssls[1].id", "duplicate ssl id '1' (first at ssls[0])") in found
-    assert ("ssls[1].snis[0]", "invalid server name 'bad host!'") in found
-    assert ("ssls[1].keys", "`certs` and `keys` must pair up (same length)") in found
-
-
 def test_plugin_metadata_needs_a_plugin_that_takes_it() -> None:
     found = issues("plugin_metadata: {nope: {a: 1}, key-auth: {a: 1}}")
     assert ("plugin_metadata.nope", "unknown plugin 'nope'") in found
