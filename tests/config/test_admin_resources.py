@@ -7,9 +7,6 @@ import pytest
 from gateway.config import ConfigError, expand_env_in_data, parse_config_text
 from gateway.server.master import CHECKS
 
-CERT = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----"
-KEY = "-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----"
-
 
 def issues(text: str) -> list[tuple[str, str]]:
     with pytest.raises(ConfigError) as info:
