@@ -17,6 +17,7 @@ from gateway._native import SharedHealth
 from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
 from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.upstream import Upstream, UpstreamProcess, free_port
+from tests.support.upstream_process import OneWriteUpstream
 
 ADMIN_KEY = "health-test-key-0123456789"
 FAST = {"interval": 0.2}
@@ -32,7 +33,7 @@ def config(port: int, admin_port: int, upstreams: list[dict[str, Any]],
     }
 
 
-def node(up: Upstream | UpstreamProcess, **extra: Any) -> dict[str, Any]:
+def node(up: Upstream | UpstreamProcess | OneWriteUpstream, **extra: Any) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": up.port, **extra}
 
 
@@ -186,6 +187,56 @@ def test_a_node_killed_under_load_gets_no_more_connections(tmp_path: Path) -> No
         assert len(after) > 20 and set(after) <= {(200, "a"), (200, "c")}, Counter(after)
         assert (200, "b") in {(code, server) for at, code, server in results if at < marked}
         gw.stop()
+
+
+def test_three_nodes_one_killed_under_load_no_request_fails_and_it_is_used_again_when_back(
+        tmp_path: Path) -> None:
+    """Issue 10's first showing: retries hide the kill from every client, health checks keep
+    the dead node out of the rotation once the thresholds are met, and active checks bring it
+    back when it serves again on its port."""
+    port, admin_port = free_port(), free_port()
+    with ExitStack() as stack:
+        a, b, c = (stack.enter_context(OneWriteUpstream(name)) for name in "abc")
+        checks = {"active": {"type": "http", "http_path": "/healthz", "timeout": 1,
+                             "healthy": {**FAST, "successes": 2},
+                             "unhealthy": {**FAST, "tcp_failures": 2}},
+                  "passive": {"unhealthy": {"tcp_failures": 2}}}
+        upstream = {"id": "shop", "nodes": [node(a), node(b), node(c)], "checks": checks}
+        gw = stack.enter_context(GatewayProcess(tmp_path, config(port, admin_port, [upstream])))
+        results: list[tuple[float, int, str]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                code, server, _ = get(port)
+                results.append((time.monotonic(), code, server))
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            b.kill()
+            wait_health(admin_port, "shop", b.port, healthy=False)
+            # requests that picked b just before it was marked end first
+            time.sleep(0.3)
+            refused = f"cannot connect to upstream 127.0.0.1:{b.port}"
+            refusals = gw.logs().count(refused)
+            time.sleep(1.0)
+            tried_while_down = gw.logs().count(refused) - refusals
+            b.start()
+            wait_health(admin_port, "shop", b.port, healthy=True)
+            back = time.monotonic()
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        gw.stop()
+    assert len(results) > 100
+    failed = Counter((code, server) for _, code, server in results if code != 200)
+    assert not failed, f"requests failed while a node died and came back: {failed}"
+    assert tried_while_down == 0, f"{tried_while_down} connects to b after it was marked down"
+    assert "b" in {server for at, _, server in results if at > back}, "b never got traffic back"
 
 
 def test_a_stalled_node_is_marked_down_by_passive_checks_and_back_by_active_ones(
