@@ -362,6 +362,25 @@ class Fuzzer:
         if not raw.startswith(b"HTTP/1.1 200"):
             self.report(Finding("unresponsive", repr(raw[:80]), b"", None))
 
+    def replay(self, record: dict[str, object]) -> Stats:
+        """Sends again the exchanges a saved finding lists (its `recent`), in order."""
+        for entry in record.get("recent") or []:  # type: ignore[attr-defined]
+            request = base64.b64decode(entry["request"])
+            pieces = [base64.b64decode(p) for p in entry["response_pieces"]]
+            self.recent.append((request, pieces or None))
+            match = re.search(rb"/r(\d+)", request.split(b"\r\n", 1)[0])
+            if pieces and match:
+                self.plan.planned[match.group(1)] = pieces
+            try:
+                raw, _ = exchange(self.port, [request], half_close=not pieces,
+                                  complete=lambda got, p=bool(pieces): p and answered(b"GET", got))
+                self.count(raw)
+            except ConnectionRefusedError:
+                self.report(Finding("crash", "connection refused: the worker is gone", b"", None))
+                break
+        self.check_alive()
+        return self.stats
+
     def run(self, duration: float) -> Stats:
         end = time.monotonic() + duration
         while time.monotonic() < end:
@@ -398,7 +417,10 @@ def main() -> int:
     parser.add_argument("--no-asan", action="store_true", help="run the installed (non-ASan) build")
     parser.add_argument("--site", type=Path, default=HERE / "asan" / "site")
     parser.add_argument("--findings", type=Path, default=HERE / "proxy-findings")
+    parser.add_argument("--replay", type=Path, help="a finding's JSON: send its recent exchanges again")
     args = parser.parse_args()
+    args.findings = args.findings.resolve()  # the gateway runs from a temporary directory
+    args.replay = args.replay.resolve() if args.replay else None
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     rng = random.Random(seed)
     if not seeds.conformance_present():
@@ -423,7 +445,10 @@ def main() -> int:
                     maps = Path(f"/proc/{fuzzer.pid}/maps").read_text()
                     assert "libclang_rt.asan" in maps, "the worker runs without the ASan runtime"
                 started = time.monotonic()
-                stats = fuzzer.run(args.duration)
+                if args.replay:
+                    stats = fuzzer.replay(json.loads(args.replay.read_text()))
+                else:
+                    stats = fuzzer.run(args.duration)
                 elapsed = time.monotonic() - started
             log = gw.log_path.read_text(errors="replace")
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.by_status.items()))

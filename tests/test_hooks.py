@@ -208,3 +208,18 @@ def test_plugin_issue_path_quotes_a_name_that_is_not_a_simple_key() -> None:
     assert issue.path == 'routes[0].plugins["a \\"b.c"]'
     assert issue.line == 5
     assert "unknown plugin" in issue.message
+
+
+@pytest.mark.parametrize("name", [":Cls", "no_such_module_x:Cls", "gateway.plugins.base:NoSuchClass"])
+def test_unloadable_plugin_is_one_issue_with_its_path(name: str) -> None:
+    # Found by fuzz/config_fuzz.py: a module:Class name that cannot be imported made the
+    # compile check fail with PluginLoadError ("check 'compile_check' failed") beside the
+    # plugin check's own issue.
+    from gateway.config import ConfigError, parse_config_text
+    from gateway.server.master import CHECKS
+    text = f'routes:\n  - id: r\n    uri: /x\n    plugins:\n      "{name}": {{}}\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "g.yaml", extra_checks=CHECKS)
+    [issue] = caught.value.issues
+    assert issue.path == f'routes[0].plugins["{name}"]', issue
+    assert "failed" not in issue.message, issue

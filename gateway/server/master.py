@@ -32,7 +32,7 @@ from gateway.config import (
     dump_config,
     parse_config_file,
 )
-from gateway.plugins.registry import check_plugin_configs
+from gateway.plugins.registry import PluginLoadError, check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
 from gateway.server.config_file import ConfigFile
@@ -73,7 +73,7 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
         compile_runtime(config, 0)
     except CompileError as exc:
         return [ConfigIssue(file=file, path=exc.path, message=str(exc), line=None)]
-    except (ValueError, TypeError, KeyError, ImportError):
+    except (ValueError, TypeError, KeyError, ImportError, PluginLoadError):
         return []  # a plugin that cannot be built: check_plugin_configs reports it with its path
     return []
 
