@@ -9,7 +9,8 @@ import json
 import threading
 import time
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,28 @@ def wait_health(admin_port: int, upstream: str, port: int, healthy: bool,
 def spread(port: int, n: int, path: str = "/") -> Counter[tuple[int, str]]:
     """Who answered ``n`` requests, each on a new connection (so both workers serve some)."""
     return Counter(get(port, path)[:2] for _ in range(n))
+
+
+@contextmanager
+def load(port: int, clients: int) -> Iterator[list[tuple[float, int, str]]]:
+    """``clients`` threads sending requests until the block ends; yields their results as
+    (time, status, answering upstream), filled while they run."""
+    results: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            code, server, _ = get(port)
+            results.append((time.monotonic(), code, server))
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 # -- the balancer and the shared table, in process ------------------------------------------
@@ -158,17 +181,7 @@ def test_a_node_killed_under_load_gets_no_more_connections(tmp_path: Path) -> No
                   "passive": {"unhealthy": {"tcp_failures": 2}}}
         upstream = {"id": "shop", "nodes": [node(a), node(b), node(c)], "checks": checks}
         gw = stack.enter_context(GatewayProcess(tmp_path, config(port, admin_port, [upstream])))
-        results: list[tuple[float, int, str]] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            while not stop.is_set():
-                code, server, _ = get(port)
-                results.append((time.monotonic(), code, server))
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
-        try:
+        with load(port, 4) as results:
             time.sleep(0.5)
             b.kill()
             wait_health(admin_port, "shop", b.port, healthy=False)
@@ -177,10 +190,6 @@ def test_a_node_killed_under_load_gets_no_more_connections(tmp_path: Path) -> No
             failures = health_of(admin_port, "shop", b.port)["passive"]["failures"]
             refusals = gw.logs().count(f"cannot connect to upstream 127.0.0.1:{b.port}")
             time.sleep(1.5)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
         assert health_of(admin_port, "shop", b.port)["passive"]["failures"] == failures
         assert gw.logs().count(f"cannot connect to upstream 127.0.0.1:{b.port}") == refusals
         after = [(code, server) for at, code, server in results if at > marked]
@@ -203,17 +212,7 @@ def test_three_nodes_one_killed_under_load_no_request_fails_and_it_is_used_again
                   "passive": {"unhealthy": {"tcp_failures": 2}}}
         upstream = {"id": "shop", "nodes": [node(a), node(b), node(c)], "checks": checks}
         gw = stack.enter_context(GatewayProcess(tmp_path, config(port, admin_port, [upstream])))
-        results: list[tuple[float, int, str]] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            while not stop.is_set():
-                code, server, _ = get(port)
-                results.append((time.monotonic(), code, server))
-        threads = [threading.Thread(target=load) for _ in range(6)]
-        for t in threads:
-            t.start()
-        try:
+        with load(port, 6) as results:
             time.sleep(0.5)
             b.kill()
             wait_health(admin_port, "shop", b.port, healthy=False)
@@ -227,10 +226,6 @@ def test_three_nodes_one_killed_under_load_no_request_fails_and_it_is_used_again
             wait_health(admin_port, "shop", b.port, healthy=True)
             back = time.monotonic()
             time.sleep(1.0)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
         gw.stop()
     assert len(results) > 100
     failed = Counter((code, server) for _, code, server in results if code != 200)
