@@ -73,8 +73,6 @@ def test_rfc9112_2_3_malformed_version_is_400(wire: Wire, version: bytes) -> Non
     assert response.status == 400 and response.closed
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 9110 section 2.5 (SHOULD): an HTTP/1.2 request should be "
-                   "handled as HTTP/1.1; the gateway answers 505 for any 1.x other than 1.0/1.1")
 def test_rfc9112_2_3_higher_minor_version_is_served_as_1_1(wire: Wire) -> None:
     response, forwarded = wire.exchange(request(b"GET / HTTP/1.2", HOST, CLOSE))
     assert response.status == 200 and len(forwarded) == 1

@@ -668,8 +668,10 @@ fn partial_limits(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     Ok(Parsed::Partial)
 }
 
-/// httparse refused the version: tell a well-formed `HTTP/x.y` (505) from garbage (400).
-fn version_error(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
+/// httparse refused the version: tell a well-formed `HTTP/x.y` (505) from garbage (400), and
+/// serve a higher minor version of HTTP/1 as HTTP/1.1 (RFC 9110 §2.5: a recipient handles a
+/// message of a higher minor version as the highest minor version it implements).
+fn version_error(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Parsed, HttpError> {
     let start = skip_empty_lines(buf);
     let line = &buf[start..];
     // Method and target were accepted, so the first two spaces delimit them.
@@ -691,6 +693,13 @@ fn version_error(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     }
     if v.len() < 9 {
         return partial_limits(buf, limits);
+    }
+    if v[5] == b'1' && v[7] > b'1' {
+        // The same bytes with "HTTP/1.1": spans are offsets, so they hold for `buf` as well.
+        let digit = buf.len() - v.len() + 7;
+        let mut as_1_1 = buf.to_vec();
+        as_1_1[digit] = b'1';
+        return parse_request(&as_1_1, limits, out);
     }
     Err(HttpError { status: 505, reason: "HTTP Version Not Supported" })
 }
@@ -715,7 +724,7 @@ pub fn parse_request(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError { status: 431, reason: "too many headers" })
         }
-        Err(httparse::Error::Version) => return version_error(buf, limits),
+        Err(httparse::Error::Version) => return version_error(buf, limits, out),
         Err(httparse::Error::Token) => return Err(bad("invalid request line")),
         Err(httparse::Error::HeaderName) => return Err(bad("invalid header name")),
         Err(httparse::Error::HeaderValue) => return Err(bad("invalid header value")),

@@ -259,7 +259,11 @@ fn target_rejects() {
 fn versions() {
     assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n").version_minor, 0);
     assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
-    assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+    // a higher minor version of HTTP/1 is served as HTTP/1.1 (RFC 9110 section 2.5)
+    let higher = ok(b"GET /x HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!((higher.version_minor, higher.keep_alive), (1, 0));
+    assert_eq!(ok(b"GET / HTTP/1.9\r\nHost: a\r\n\r\n").version_minor, 1);
+    assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), 400, "an HTTP/1.1 request without Host");
     assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
     assert_eq!(status(b"GET / HTTP/2.0"), 1);
     assert_eq!(status(b"GET / HTTP/1.10\r\n\r\n"), 400);
