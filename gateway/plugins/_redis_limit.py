@@ -2,6 +2,9 @@
 one Redis (APISIX's keys: ``redis_host``, ``redis_port``, ``redis_password``,
 ``redis_database``, ``redis_timeout`` in milliseconds).
 
+Without ``redis_strict`` (limit-count with a constant key), the workers count in the node's
+shared memory as for ``policy: local`` and the master's one syncer
+(gateway/server/redis_sync.py) exchanges the counts with Redis every ``sync_interval``.
 Strict mode (``redis_strict: true``) makes one Lua script call per request, so the limit is
 exact across nodes at the price of a Redis round trip per request (for low rates). When Redis
 cannot be reached, ``redis_failure`` decides: ``local`` (default) keeps limiting with the
@@ -41,7 +44,7 @@ class RedisFields(msgspec.Struct, kw_only=True):
     sync_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.1
 
 
-def check_redis_policy(config: Any) -> None:
+def check_redis_policy(config: Any, syncable: bool = False) -> None:
     """Raises ValueError naming the offending key when the policy's keys do not fit."""
     policy = config.policy
     if policy == "redis-cluster":
@@ -55,9 +58,17 @@ def check_redis_policy(config: Any) -> None:
     if config.redis_cluster_nodes is not None:
         raise ValueError("redis_cluster_nodes: only with policy: redis-cluster, which is "
                          "not supported yet")
-    if not config.redis_strict:
-        raise ValueError("redis_strict: policy: redis needs redis_strict: true for now "
-                         "(the delayed per-node syncer is not implemented yet)")
+    if config.redis_strict:
+        return
+    if not syncable:
+        raise ValueError("redis_strict: policy: redis needs redis_strict: true here (the "
+                         "per-node syncer covers limit-count)")
+    if config.key_type != "constant":
+        raise ValueError("key_type: policy: redis without redis_strict needs key_type: constant "
+                         "for now (the per-node syncer knows the keys from the config)")
+    if config.redis_failure != "local":
+        raise ValueError("redis_failure: only 'local' without redis_strict (the workers count "
+                         "locally and the syncer catches up)")
 
 
 def masked_repr(config: msgspec.Struct) -> str:
@@ -99,13 +110,18 @@ class RedisLink:
 
     def connect(self) -> Any:
         if self.client is None:
-            import redis.asyncio  # imported here: only processes that use Redis pay for it
+            # imported here: only processes that use Redis pay for it
+            import redis.asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
             host, port, password, database, timeout = self.params
+            # no retries: a failed call takes the fallback at once (the default retries with
+            # back-off for seconds, which would hold requests)
             self.client = redis.asyncio.Redis(
                 host=host, port=port, password=password, db=database,
                 socket_timeout=timeout, socket_connect_timeout=timeout,
-                retry_on_timeout=False)
+                retry=Retry(NoBackoff(), 0))
         return self.client
 
     def failed(self, exc: BaseException) -> None:

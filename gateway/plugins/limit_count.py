@@ -8,12 +8,14 @@ process of the node. With ``show_limit_quota_header`` the response, proxied or r
 carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds
 until the window ends, rounded up).
 
-``policy: redis`` with ``redis_strict: true`` shares the counters between nodes through Redis
-(one script call per request; windows of the wall clock so every node agrees; see
-``_redis_limit``).
+``policy: redis`` shares the counters between nodes through Redis: with a constant key, counted
+here and synced by the master every ``sync_interval`` (gateway/server/redis_sync.py); with
+``redis_strict: true``, one script call per request (windows of the wall clock so every node
+agrees; see ``_redis_limit``).
 
 Differs from APISIX: ``policy`` redis-cluster/redis-sentinel are not supported (a config
-error), nor redis without ``redis_strict`` yet, nor sliding windows with redis; ``rules``
+error), nor redis with per-request keys without ``redis_strict``, nor sliding windows with
+redis; ``rules``
 and variable-valued ``count``/``time_window`` are not supported;
 ``time_window`` may be fractional. Fixed windows are aligned to multiples of ``time_window``
 of the monotonic clock (all keys' windows end together) rather than starting at each key's
@@ -58,7 +60,7 @@ class LimitCountConfig(PluginConfig, RedisFields):
     window_type: Literal["fixed", "sliding"] = "fixed"
 
     def __post_init__(self) -> None:
-        check_redis_policy(self)
+        check_redis_policy(self, syncable=True)
         if self.policy == "redis" and self.window_type == "sliding":
             raise ValueError("window_type: 'sliding' is not supported with policy: redis")
 
@@ -89,7 +91,9 @@ class LimitCount(Plugin):
         self.native_access.rejected = self.rejected
         self.native_access.configure(config.count, self.window, self.sliding, self.headers)
         # policy redis: every request goes through the Python access (one Redis call each)
-        self.redis = RedisLink.of(config) if config.policy == "redis" else None
+        # (not strict: counted locally, the master's syncer shares the counts through Redis)
+        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+            else None
         self.native_hooks = {} if self.redis else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:

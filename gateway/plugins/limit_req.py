@@ -11,7 +11,7 @@ beyond that it is rejected.
 (one GCRA script call per request on Redis' clock; see ``_redis_limit``).
 
 Differs from APISIX: ``policy`` redis-cluster is not supported (a config error), nor redis
-without ``redis_strict`` yet; ``key`` defaults to
+without ``redis_strict``; ``key`` defaults to
 ``remote_addr``; the bucket is per route unless the plugin is a global rule (APISIX also
 restarts buckets when the route's config changes, we keep them across reloads).
 """
@@ -87,7 +87,8 @@ class LimitReq(Plugin):
         self.native_access.rejected = self.rejected
         self.native_access.configure(self.rate, self.burst, self.nodelay)
         # policy redis: every request goes through the Python access (one Redis call each)
-        self.redis = RedisLink.of(config) if config.policy == "redis" else None
+        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+            else None
         self.native_hooks = {} if self.redis else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
