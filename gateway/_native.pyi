@@ -128,6 +128,11 @@ class SharedLimiter:
     def count(self, key: str | bytes, limit: int, window_seconds: float, cost: int = 1,
               sliding: bool = False) -> tuple[bool, int, float]:
         """(admitted, remaining, seconds until the window resets)."""
+    def count_used(self, key: str | bytes, window_seconds: float) -> int:
+        """Requests counted in the current fixed window of ``key`` (read-only)."""
+    def count_add(self, key: str | bytes, window_seconds: float, delta: int) -> int:
+        """Adds ``delta`` to the current fixed window of ``key`` whatever the limit (capped at
+        2^32 - 1): the other nodes' counts for a per-node syncer. The count after it."""
     def gauge_acquire(self, key: str | bytes, max: int) -> tuple[bool, int, int]:
         """In-flight gauge (limit-conn): adds one if below ``max``. (admitted, count, slot);
         pass ``slot`` to gauge_release when the request ends (-1: nothing was counted)."""

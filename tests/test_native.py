@@ -54,6 +54,20 @@ def test_counter_is_exact_across_processes() -> None:
     assert sum(counts) == 150, counts
 
 
+def test_counter_read_and_adjusted_from_another_process() -> None:
+    """What a per-node syncer needs: the master reads the workers' counts and adds the other
+    nodes' counts, and the workers' next decisions see them."""
+    limiter = _native.SharedLimiter.create(1024, 1024)
+    counts = hammer(limiter, "count", 2, 0.3)
+    assert sum(counts) == 150, counts
+    assert limiter.count_used("shared-counter", 60.0) == 150
+    limiter.count_add("shared-counter", 60.0, 5)  # over the limit: still recorded
+    assert limiter.count_used("shared-counter", 60.0) == 155
+    fresh = _native.SharedLimiter.create(1024, 1024)
+    assert fresh.count_add("shared-counter", 60.0, 149) == 149
+    assert sum(hammer(fresh, "count", 2, 0.3)) == 1
+
+
 def test_parser_binding_reports_status_and_reason() -> None:
     head = _native.parse_request(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n")
     assert head is not None

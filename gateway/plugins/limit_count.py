@@ -8,8 +8,15 @@ process of the node. With ``show_limit_quota_header`` the response, proxied or r
 carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds
 until the window ends, rounded up).
 
-Differs from APISIX: ``policy`` redis/redis-cluster/redis-sentinel are not supported (a config
-error); ``rules`` and variable-valued ``count``/``time_window`` are not supported;
+``policy: redis`` shares the counters between nodes through Redis: with a constant key, counted
+here and synced by the master every ``sync_interval`` (gateway/server/redis_sync.py); with
+``redis_strict: true``, one script call per request (windows of the wall clock so every node
+agrees; see ``_redis_limit``).
+
+Differs from APISIX: ``policy`` redis-cluster/redis-sentinel are not supported (a config
+error), nor redis with per-request keys without ``redis_strict``, nor sliding windows with
+redis; ``rules``
+and variable-valued ``count``/``time_window`` are not supported;
 ``time_window`` may be fractional. Fixed windows are aligned to multiples of ``time_window``
 of the monotonic clock (all keys' windows end together) rather than starting at each key's
 first request.
@@ -24,13 +31,22 @@ import msgspec
 from gateway._proto import LimitCountAccess
 from gateway.plugins import Context
 from gateway.plugins._keys import LimitKey
+from gateway.plugins._redis_limit import (
+    RedisFields,
+    RedisLink,
+    Scripts,
+    check_redis_policy,
+    masked_repr,
+    redis_errors,
+    window_key,
+)
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
-from gateway.plugins.limit_req import Status, check_policy, rejection
+from gateway.plugins.limit_req import Status, rejection
 
 MAX_COUNT = (1 << 32) - 1
 
 
-class LimitCountConfig(PluginConfig):
+class LimitCountConfig(PluginConfig, RedisFields):
     count: Annotated[int, msgspec.Meta(gt=0, le=MAX_COUNT)]
     time_window: Annotated[float, msgspec.Meta(gt=0)]
     key: Annotated[str, msgspec.Meta(min_length=1)] = "remote_addr"
@@ -44,7 +60,12 @@ class LimitCountConfig(PluginConfig):
     window_type: Literal["fixed", "sliding"] = "fixed"
 
     def __post_init__(self) -> None:
-        check_policy(self.policy)
+        check_redis_policy(self, syncable=True)
+        if self.policy == "redis" and self.window_type == "sliding":
+            raise ValueError("window_type: 'sliding' is not supported with policy: redis")
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
 
 class LimitCount(Plugin):
@@ -69,21 +90,59 @@ class LimitCount(Plugin):
         self.native_access = LimitCountAccess(self, "access")
         self.native_access.rejected = self.rejected
         self.native_access.configure(config.count, self.window, self.sliding, self.headers)
-        self.native_hooks = {"access": self.native_access}
+        # policy redis: every request goes through the Python access (one Redis call each)
+        # (not strict: counted locally, the master's syncer shares the counts through Redis)
+        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+            else None
+        self.native_hooks = {} if self.redis else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
-        self.limit_key.bind_native(self.native_access, env.limiter)
+        if self.redis is None:
+            self.limit_key.bind_native(self.native_access, env.limiter)
 
     def access(self, ctx: Context) -> Any:
+        if self.redis is not None:
+            return self._redis_access(ctx, self.limit_key(ctx))
+        return self._local_access(ctx, self.limit_key(ctx))
+
+    def _local_access(self, ctx: Context, key: str) -> Any:
         try:
             admitted, remaining, reset = self.limiter.count(
-                self.limit_key(ctx), self.count, self.window, 1, self.sliding)
+                key, self.count, self.window, 1, self.sliding)
         except Exception:
             if self.config.allow_degradation:
                 return None
             raise
+        return self._answer(ctx, admitted, remaining, reset)
+
+    async def _redis_access(self, ctx: Context, key: str) -> Any:
+        link = self.redis
+        assert link is not None
+        if link.usable():
+            rkey, window_ms, reset = window_key("gateway:limit-count", key, self.window)
+            try:
+                scripts = Scripts.of(link.connect())
+                used, _ttl = await scripts.count(keys=[rkey], args=[1, window_ms])
+            except redis_errors() as exc:
+                link.failed(exc)
+            except Exception:
+                if self.config.allow_degradation:
+                    return None
+                raise
+            else:
+                link.succeeded()
+                used = int(used)
+                return self._answer(ctx, used <= self.count, max(0, self.count - used), reset)
+        fallback = self.config.redis_failure
+        if fallback == "allow":
+            return None
+        if fallback == "deny":
+            return self.rejected
+        return self._local_access(ctx, key)
+
+    def _answer(self, ctx: Context, admitted: bool, remaining: int, reset: float) -> Any:
         if self.headers:
             ctx.add_response_header("X-RateLimit-Limit", self.limit_header)
             ctx.add_response_header("X-RateLimit-Remaining", str(remaining))

@@ -42,6 +42,7 @@ from gateway.server.handoff import HandoffServer, request_sockets
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
+from gateway.server.redis_sync import RedisLimitSyncer
 from gateway.server.state import InstanceState
 from gateway.server.status_report import WorkerPolls, gateway_status
 from gateway.server.tls import check_ssl_contexts
@@ -167,6 +168,7 @@ class Master:
         # the workers' balancers read it (see gateway/upstream/health_checker.py).
         self.health = SharedHealth.create()
         self.health_checker = HealthChecker(self.health)
+        self.redis_syncer = RedisLimitSyncer(self.limiter)
         self.worker_polls = WorkerPolls()
         self.admin: AdminServer | None = None
         # Host names in nodes are resolved here, once per machine; workers get the addresses.
@@ -199,6 +201,7 @@ class Master:
         self.version += 1
         self.payload = config_to_bytes(config)
         self.health_checker.apply(config, self.addresses)
+        self.redis_syncer.apply(config)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         if persist:
@@ -654,6 +657,7 @@ class Master:
         if self.admin is not None:
             self.admin.close()
         await self.health_checker.close()
+        await self.redis_syncer.close()
         for server in self.handoffs.values():
             server.close()  # a gateway taking over answers for the addresses from now on
         sig = signal.SIGQUIT if fast else signal.SIGTERM

@@ -511,7 +511,7 @@ def check(tmp_path: Path, plugins: dict[str, Any]) -> str:
     ({"fault-injection": {"delay": {"duration": 1, "vars": [[["arg_a", "ipmatch", "x"]]]}}},
      "routes[0].plugins.fault-injection", "'x' is not an IP address or CIDR"),
     ({"limit-count": {"count": 1, "time_window": 1, "policy": "redis"}},
-     "routes[0].plugins.limit-count", "policy 'redis' is not supported"),
+     "routes[0].plugins.limit-count", "redis_host: required with policy: redis"),
     ({"limit-req": {"rate": 1, "key": "no_such_var"}},
      "routes[0].plugins.limit-req", "unknown variable 'no_such_var'"),
     ({"api-breaker": {"break_response_code": 502,

@@ -553,6 +553,27 @@ impl Limiter {
         })
     }
 
+    /// Requests counted in the current fixed window of `key` (as [`Limiter::count`] with
+    /// `sliding == false` sees them). For a per-node syncer that pushes a node's counts to a
+    /// shared store.
+    pub fn count_used(&self, key_hash: u64, window_ns: u64, now_ns: u64) -> u64 {
+        let all = u64::from(u32::MAX);
+        all - self.count(key_hash, all, window_ns, 0, now_ns, false).remaining
+    }
+
+    /// Adds `delta` to the current fixed window of `key` whatever the limit (capped at the
+    /// largest count, 2^32 - 1), so that the other nodes' requests, pulled from a shared store,
+    /// count in this node's decisions. Returns the count after it.
+    pub fn count_add(&self, key_hash: u64, window_ns: u64, delta: u64, now_ns: u64) -> u64 {
+        let all = u64::from(u32::MAX);
+        let mut d = self.count(key_hash, all, window_ns, delta, now_ns, false);
+        if !d.allowed {
+            // more than the room left: fill it (only the cap is lost)
+            d = self.count(key_hash, all, window_ns, d.remaining, now_ns, false);
+        }
+        all - d.remaining
+    }
+
     /// Count stored for window `tag` under `key`, 0 if absent (read-only).
     fn peek_count(&self, key: u64, tag: u64) -> u64 {
         let Some(slot) = self.counters.find(key) else { return 0 };

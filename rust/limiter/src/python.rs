@@ -140,6 +140,18 @@ impl SharedLimiter {
         Ok((d.allowed, d.remaining, ns_to_seconds(d.reset_ns)))
     }
 
+    /// Requests counted in the current fixed window of `key` (read-only).
+    fn count_used(&self, key: &Bound<'_, PyAny>, window_seconds: f64) -> PyResult<u64> {
+        let h = key_hash(key)?;
+        Ok(self.inner.count_used(h, seconds_to_ns(window_seconds)?, monotonic_ns()))
+    }
+
+    /// Adds `delta` to the current fixed window of `key` whatever the limit; the count after.
+    fn count_add(&self, key: &Bound<'_, PyAny>, window_seconds: f64, delta: u64) -> PyResult<u64> {
+        let h = key_hash(key)?;
+        Ok(self.inner.count_add(h, seconds_to_ns(window_seconds)?, delta, monotonic_ns()))
+    }
+
     /// In-flight gauge (limit-conn): adds one if below `max`. Returns (allowed, count, slot):
     /// pass `slot` to gauge_release when the request ends; slot is -1 when nothing was counted
     /// (rejected, or admitted uncounted because the table was full).

@@ -828,3 +828,35 @@ fn breaker_state_is_shared_across_processes() {
     assert!(s.open);
     assert_eq!(s.unhealthy, 8);
 }
+
+// ---------------------------------------------------------------- syncer access to counters
+
+#[test]
+fn count_used_reads_without_counting() {
+    let l = lim();
+    let w = 10 * SEC;
+    assert_eq!(l.count_used(7, w, T0), 0);
+    for _ in 0..3 {
+        assert!(l.count(7, 5, w, 1, T0, false).allowed);
+    }
+    assert_eq!(l.count_used(7, w, T0), 3);
+    assert_eq!(l.count_used(7, w, T0), 3);
+    assert_eq!(l.count_used(8, w, T0), 0, "another key");
+    assert_eq!(l.count_used(7, 20 * SEC, T0), 0, "another window length");
+    assert_eq!(l.count_used(7, w, T0 + w), 0, "the next window starts empty");
+}
+
+#[test]
+fn count_add_counts_in_later_decisions() {
+    let l = lim();
+    let w = 10 * SEC;
+    assert!(l.count(7, 5, w, 1, T0, false).allowed);
+    assert_eq!(l.count_add(7, w, 3, T0), 4);
+    let d = l.count(7, 5, w, 1, T0, false);
+    assert!(d.allowed && d.remaining == 0);
+    assert!(!l.count(7, 5, w, 1, T0, false).allowed);
+    // beyond any limit: added anyway, capped at the largest count
+    assert_eq!(l.count_add(7, w, 100, T0), 105);
+    assert_eq!(l.count_add(7, w, u64::MAX, T0), u64::from(u32::MAX));
+    assert_eq!(l.count_used(7, w, T0 + w), 0, "the next window starts empty");
+}
