@@ -150,7 +150,8 @@ cdef class Exchange(PhaseRunner):
         cdef int status = 502
         try:
             await asyncio.wait_for(
-                server.loop.create_connection(lambda: u, node.host, node.port),
+                server.loop.create_connection(lambda: u, node.host, node.port, ssl=node.ssl,
+                                              server_hostname=node.server_hostname),
                 self.group.connect_timeout)
         except asyncio.TimeoutError:
             status = 504
@@ -159,6 +160,8 @@ cdef class Exchange(PhaseRunner):
             u.close()
             if isinstance(exc, asyncio.CancelledError):
                 return
+            if node.ssl is not None:
+                log_tls_connect_failure(self.group.id, node, exc)
         else:
             if self.client.state == C_CLOSED:
                 server.pool.put(u, self.group)
