@@ -197,6 +197,8 @@ class Runtime:
 class UpstreamPool:
     """One worker's keep-alive upstream connections (the server's ``pool``)."""
     def __init__(self, *args: object, **kwargs: object) -> None: ...
+    def idle_counts(self) -> dict[str, int]:
+        """Idle connections by node label ("host:port", "https://host:port (name)")."""
     def __len__(self) -> int: ...
 
 @disjoint_base

@@ -1,5 +1,5 @@
-"""The `ssls` certificates, keys and client CAs, and the upstreams' `tls` files: read (a path or the PEM inline), checked, and
-carried inline in the validated config.
+"""The `ssls` certificates, keys and client CAs, and the upstreams' `tls` files: read (a path or
+the PEM inline), checked, and carried inline in the validated config.
 
 Each problem names the file it is in and why: unreadable (the OS error), not PEM, an encrypted
 key, a key that does not belong to the certificate (mismatched key), a certificate that has

@@ -26,11 +26,11 @@ class UpstreamSSLContext(ssl.SSLContext):
     """The client context of one upstream TLS setting, resuming sessions per server name."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.latest: dict[str | None, ssl.SSLObject] = {}
-        self.sessions: dict[str | None, ssl.SSLSession] = {}
+        self.latest: dict[str | bytes | None, ssl.SSLObject] = {}
+        self.sessions: dict[str | bytes | None, ssl.SSLSession] = {}
 
     def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
-                 server_side: bool = False, server_hostname: str | None = None,
+                 server_side: bool = False, server_hostname: str | bytes | None = None,
                  session: ssl.SSLSession | None = None) -> ssl.SSLObject:
         if session is None and not server_side:
             session = self.session_for(server_hostname)
@@ -38,7 +38,7 @@ class UpstreamSSLContext(ssl.SSLContext):
         self.latest[server_hostname] = obj
         return obj
 
-    def session_for(self, server_hostname: str | None) -> ssl.SSLSession | None:
+    def session_for(self, server_hostname: str | bytes | None) -> ssl.SSLSession | None:
         """The newest resumable session with that server: from the latest connection if it
         has received a ticket by now, else the one kept before."""
         previous = self.latest.get(server_hostname)
