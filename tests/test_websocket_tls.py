@@ -25,7 +25,8 @@ NAME = "ws.example.com"
 class EchoServer:
     """A WebSocket server echoing every message, in a background event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -41,7 +42,7 @@ class EchoServer:
         self.thread.start()
 
         async def start() -> Any:
-            return await serve(self.echo, "127.0.0.1", 0, max_size=None)
+            return await serve(self.echo, "127.0.0.1", 0, max_size=None, ssl=self.ssl_context)
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
         self.port = next(iter(self.server.sockets)).getsockname()[1]
         return self
@@ -59,15 +60,25 @@ class EchoServer:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, CertAuthority]]:
     ca = CertAuthority(tmp_path_factory.mktemp("pki"))
     cert = ca.issue("ws", NAME, [NAME])
-    with EchoServer() as upstream:
+    upstream_cert = ca.issue("ws-upstream", "ws.internal", ["ws.internal"])
+    upstream_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    upstream_tls.load_cert_chain(upstream_cert.cert_path, upstream_cert.key_path)
+    with EchoServer() as upstream, EchoServer(upstream_tls) as tls_upstream:
         tls_port = free_port()
         config = base_config(free_port(), tls_listen=[f"127.0.0.1:{tls_port}"])
-        config["upstreams"] = [{"id": "ws", "nodes": [{"host": "127.0.0.1", "port": upstream.port}]}]
+        config["upstreams"] = [
+            {"id": "ws", "nodes": [{"host": "127.0.0.1", "port": upstream.port}]},
+            {"id": "wss", "scheme": "https", "tls": {"ca": str(ca.path)},
+             "nodes": [{"host": "127.0.0.1", "port": tls_upstream.port}],
+             "pass_host": "rewrite", "upstream_host": "ws.internal"},
+        ]
         config["routes"] = [
             {"id": "ws", "uri": "/ws", "upstream_id": "ws", "enable_websocket": True},
             {"id": "idle", "uri": "/idle", "upstream_id": "ws", "enable_websocket": True,
              "timeout": {"connect": 2, "send": 1, "read": 1}},
             {"id": "nows", "uri": "/nows", "upstream_id": "ws"},
+            {"id": "tls-upstream", "uri": "/tls-upstream", "upstream_id": "wss",
+             "enable_websocket": True},
         ]
         config["ssls"] = [{"id": "ws", "snis": [NAME], "cert": str(cert.cert_path),
                            "key": str(cert.key_path)}]
@@ -103,6 +114,14 @@ def test_wss_large_messages_keep_flowing_with_back_pressure(setup: tuple[int, Ce
         for _ in range(3):
             ws.send(payload)
             assert ws.recv(timeout=30) == payload
+
+
+def test_wss_to_a_tls_upstream(setup: tuple[int, CertAuthority]) -> None:
+    payload = b"y" * 300000
+    with wss(setup, "/tls-upstream") as ws:
+        for message in ("over", "tls", payload):
+            ws.send(message)
+            assert ws.recv(timeout=10) == message
 
 
 def test_wss_idle_tunnel_is_closed_after_the_read_timeout(setup: tuple[int, CertAuthority]) -> None:
