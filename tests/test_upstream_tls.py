@@ -26,6 +26,7 @@ class Pki:
     ca: CertAuthority
     server: Issued
     rogue_server: Issued
+    ip_server: Issued
     client_ca: CertAuthority
     gateway_client: Issued
 
@@ -39,6 +40,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(ca=ca,
                server=ca.issue("server", "localhost", ["localhost", "backend.internal"]),
                rogue_server=rogue.issue("rogue", "localhost", ["localhost", "backend.internal"]),
+               ip_server=ca.issue("ip", "127.0.0.1", ip_addresses=["127.0.0.1"]),
                client_ca=client_ca,
                gateway_client=client_ca.issue("gateway", "the-gateway", client=True))
 
@@ -49,6 +51,7 @@ class Setup:
     good: TlsUpstream
     rogue: TlsUpstream
     mtls: TlsUpstream
+    ip: TlsUpstream
 
 
 def https(port: int, pki: Pki, **more: Any) -> dict[str, Any]:
@@ -57,12 +60,12 @@ def https(port: int, pki: Pki, **more: Any) -> dict[str, Any]:
     ::1 as well, where the test upstreams do not listen."""
     tls = {"ca": str(pki.ca.path), **more.pop("tls", {})}
     node = {"host": more.pop("host", "127.0.0.1"), "port": port}
-    if node["host"] == "127.0.0.1":
+    if node["host"] == "127.0.0.1" and more.get("pass_host") != "pass":
         more = {"pass_host": "rewrite", "upstream_host": "localhost", **more}
     return {"scheme": "https", "nodes": [node], "tls": tls, **more}
 
 
-def upstream_tls_config(pki: Pki, good: int, rogue: int, mtls: int) -> dict[str, Any]:
+def upstream_tls_config(pki: Pki, good: int, rogue: int, mtls: int, ip: int) -> dict[str, Any]:
     config = base_config(free_port())
     client = {"client_cert": str(pki.gateway_client.cert_path),
               "client_key": str(pki.gateway_client.key_path)}
@@ -77,6 +80,9 @@ def upstream_tls_config(pki: Pki, good: int, rogue: int, mtls: int) -> dict[str,
         "noverify": https(rogue, pki, tls={"verify": False}),
         "mtls": https(mtls, pki, tls=client),
         "mtls-nocert": https(mtls, pki),
+        # an IP node with pass_host pass: the address is the name checked, no SNI is sent
+        "ip": https(ip, pki, pass_host="pass"),
+        "ip-wrong": https(good, pki, pass_host="pass"),
     }
     for name, upstream in upstreams.items():
         config["upstreams"].append({"id": name, **upstream})
@@ -88,10 +94,11 @@ def upstream_tls_config(pki: Pki, good: int, rogue: int, mtls: int) -> dict[str,
 def setup(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Setup]:
     with TlsUpstream(pki.server.cert_path, pki.server.key_path) as good, \
             TlsUpstream(pki.rogue_server.cert_path, pki.rogue_server.key_path) as rogue, \
-            TlsUpstream(pki.server.cert_path, pki.server.key_path, pki.client_ca.path) as mtls:
-        config = upstream_tls_config(pki, good.port, rogue.port, mtls.port)
+            TlsUpstream(pki.server.cert_path, pki.server.key_path, pki.client_ca.path) as mtls, \
+            TlsUpstream(pki.ip_server.cert_path, pki.ip_server.key_path) as ip:
+        config = upstream_tls_config(pki, good.port, rogue.port, mtls.port, ip.port)
         with GatewayProcess(tmp_path_factory.mktemp("upstls"), config, workers=2) as gw:
-            yield Setup(gw, good, rogue, mtls)
+            yield Setup(gw, good, rogue, mtls, ip)
 
 
 def get(conn: http.client.HTTPConnection, path: str) -> tuple[int, Any]:
@@ -124,6 +131,14 @@ def test_rewritten_host_is_the_sni_and_the_name_checked(setup: Setup) -> None:
     assert status == 200
     assert seen["sni"] == "backend.internal"
     assert seen["host"] == "backend.internal"
+
+
+def test_an_ip_node_is_checked_against_the_certificate_ip_entries(setup: Setup) -> None:
+    status, seen = fresh_get(setup, "/ip/x")
+    assert status == 200
+    assert seen["sni"] is None  # RFC 6066: no IP address as SNI
+    # a certificate for names only does not pass for the address
+    assert fresh_get(setup, "/ip-wrong/x")[0] == 502
 
 
 def test_a_certificate_from_an_untrusted_ca_is_a_prompt_502_with_a_clear_log(setup: Setup) -> None:
