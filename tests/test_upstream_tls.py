@@ -151,6 +151,8 @@ def test_a_certificate_from_an_untrusted_ca_is_a_prompt_502_with_a_clear_log(set
     line = next(line for line in setup.gw.logs().splitlines() if "upstream rogue: TLS" in line)
     assert "(server name localhost)" in line
     assert "certificate verify failed: unable to get local issuer certificate" in line
+    # one line says it: not also a misleading "refused or unreachable"
+    assert f"cannot connect to upstream 127.0.0.1:{setup.rogue.port}" not in setup.gw.logs()
 
 
 def test_verification_is_on_by_default_against_the_system_store(setup: Setup) -> None:

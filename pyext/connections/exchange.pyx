@@ -148,6 +148,7 @@ cdef class Exchange(PhaseRunner):
         cdef Server server = self.client.server
         cdef UpstreamConnection u = UpstreamConnection(server, node)
         cdef int status = 502
+        cdef bint tls_failed = False
         try:
             await asyncio.wait_for(
                 server.loop.create_connection(lambda: u, node.host, node.port, ssl=node.ssl,
@@ -160,8 +161,8 @@ cdef class Exchange(PhaseRunner):
             u.close()
             if isinstance(exc, asyncio.CancelledError):
                 return
-            if node.ssl is not None:
-                log_tls_connect_failure(self.group.id, node, exc)
+            if node.ssl is not None and log_tls_connect_failure(self.group.id, node, exc):
+                tls_failed = True
         else:
             if self.client.state == C_CLOSED:
                 server.pool.put(u, self.group)
@@ -169,8 +170,9 @@ cdef class Exchange(PhaseRunner):
             self.send_request(u)
             return
         if self.group.passive is not None: self.group.passive.on_failure(node, status)
-        log.warning("cannot connect to upstream %s:%d (%s)", node.host, node.port,
-                    "timeout" if status == 504 else "refused or unreachable")
+        if not tls_failed:
+            log.warning("cannot connect to upstream %s:%d (%s)", node.host, node.port,
+                        "timeout" if status == 504 else "refused or unreachable")
         self.retry_or_fail(status, "upstream connect " + ("timed out" if status == 504 else "failed"))
 
     cdef void retry_or_fail(self, int status, str message):
