@@ -46,12 +46,19 @@ class UpstreamNode:
     def name(self) -> str | None:
         """The host name the node's address was resolved from (None: the config gave an IP)."""
     host_header: bytes
-    key: tuple[str, int]
+    key: tuple[Any, ...]
+    @property
+    def ssl(self) -> Any:
+        """scheme https: the node's client context (an UpstreamSSLContext), else None."""
+    @property
+    def server_hostname(self) -> str | None:
+        """scheme https: the name sent as SNI and checked in the certificate, else None."""
     @property
     def active(self) -> int:
         """This worker's requests in flight to the node."""
     def __init__(self, host: str, port: int, weight: int = 1, priority: int = 0,
-                 name: str | None = None) -> None: ...
+                 name: str | None = None, ssl: Any = None,
+                 server_hostname: str | None = None) -> None: ...
     def watch_health(self, table: Any, slot: int) -> None:
         """The node's health is ``slot`` of ``table`` (a SharedHealth)."""
     @property
@@ -194,6 +201,8 @@ class Runtime:
 class UpstreamPool:
     """One worker's keep-alive upstream connections (the server's ``pool``)."""
     def __init__(self, *args: object, **kwargs: object) -> None: ...
+    def idle_counts(self) -> dict[str, int]:
+        """Idle connections by node label ("host:port", "https://host:port (name)")."""
     def __len__(self) -> int: ...
 
 @disjoint_base

@@ -25,6 +25,7 @@ from email.utils import formatdate
 import logging
 import math
 import socket
+import ssl
 import sys
 
 log = logging.getLogger("gateway.proxy")
@@ -40,6 +41,7 @@ include "runtime/upstream_group.pyx"
 include "runtime/runtime.pyx"
 include "connections/pool.pyx"
 include "connections/server.pyx"
+include "connections/upstream_tls.pyx"
 include "connections/upstream_connection.pyx"
 include "connections/tls_session.pyx"
 include "connections/try_log.pyx"

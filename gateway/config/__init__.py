@@ -31,6 +31,7 @@ from .schema import (
     SslClient,
     Timeout,
     Upstream,
+    UpstreamTls,
 )
 from .snapshot import config_from_bytes, config_to_bytes, dump_config
 from .source import read_config_file
@@ -57,6 +58,7 @@ __all__ = [
     "SslClient",
     "Timeout",
     "Upstream",
+    "UpstreamTls",
     "config_from_bytes",
     "config_to_bytes",
     "decode_config",

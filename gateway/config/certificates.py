@@ -1,5 +1,5 @@
-"""The `ssls` certificates, keys and client CAs: read (a path or the PEM inline), checked, and
-carried inline in the validated config.
+"""The `ssls` certificates, keys and client CAs, and the upstreams' `tls` files: read (a path or
+the PEM inline), checked, and carried inline in the validated config.
 
 Each problem names the file it is in and why: unreadable (the OS error), not PEM, an encrypted
 key, a key that does not belong to the certificate (mismatched key), a certificate that has
@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .issues import ConfigIssue, DocPath, issue_at
-from .schema import Config, Ssl
+from .schema import Config, Ssl, Upstream, UpstreamTls
 
 __all__ = ["inline_certificates", "is_inline_pem"]
 
@@ -36,12 +36,63 @@ def inline_certificates(config: Config, file: str) -> tuple[Config, list[ConfigI
     Relative paths are relative to the config file's directory (the working directory for a
     config that is not a file).
     """
-    if not config.ssls:
+    upstream_tls = any(u.tls is not None for u in config.upstreams) or any(
+        r.upstream is not None and r.upstream.tls is not None for r in config.routes)
+    if not config.ssls and not upstream_tls:
         return config, []
     base = os.path.dirname(os.path.abspath(file)) if os.path.isfile(file) else os.getcwd()
     issues: list[ConfigIssue] = []
     ssls = [_inline_ssl(ssl, ("ssls", i), base, file, issues) for i, ssl in enumerate(config.ssls)]
-    return msgspec.structs.replace(config, ssls=ssls), issues
+    config = msgspec.structs.replace(config, ssls=ssls)
+    if upstream_tls:
+        upstreams = [_inline_upstream(u, ("upstreams", i), base, file, issues)
+                     for i, u in enumerate(config.upstreams)]
+        routes = [r if r.upstream is None else msgspec.structs.replace(
+                      r, upstream=_inline_upstream(r.upstream, ("routes", i, "upstream"), base,
+                                                   file, issues))
+                  for i, r in enumerate(config.routes)]
+        config = msgspec.structs.replace(config, upstreams=upstreams, routes=routes)
+    return config, issues
+
+
+def _inline_upstream(upstream: Upstream, path: DocPath, base: str, file: str,
+                     issues: list[ConfigIssue]) -> Upstream:
+    """An upstream's `tls` files read and checked like an ssl's: the client certificate and
+    key (a pair, the key matching), the CA."""
+    tls = upstream.tls
+    if tls is None:
+        return upstream
+    path = (*path, "tls")
+    if upstream.scheme != "https":
+        issues.append(issue_at(file, path, f"tls applies to scheme https only (the scheme is "
+                                           f"{upstream.scheme})"))
+    if (tls.client_cert is None) != (tls.client_key is None):
+        given, missing = ("client_cert", "client_key") if tls.client_key is None \
+            else ("client_key", "client_cert")
+        issues.append(issue_at(file, (*path, missing), f"{given} is set without {missing}"))
+    client_cert, client_key, ca = tls.client_cert, tls.client_key, tls.ca
+    cert: x509.Certificate | None = None
+    cert_name = ""
+    if client_cert is not None:
+        client_cert, cert_name, problem = _read_pem(client_cert, base)
+        if problem is None:
+            cert, problem = _leaf_certificate(client_cert, cert_name)
+        if problem is not None:
+            issues.append(issue_at(file, (*path, "client_cert"), problem))
+    if client_key is not None:
+        client_key, key_name, problem = _read_pem(client_key, base)
+        if problem is None:
+            problem = _key_problem(client_key, key_name, cert, cert_name)
+        if problem is not None:
+            issues.append(issue_at(file, (*path, "client_key"), problem))
+    if ca is not None:
+        ca, ca_name, problem = _read_pem(ca, base)
+        if problem is None:
+            problem = _ca_problem(ca, ca_name)
+        if problem is not None:
+            issues.append(issue_at(file, (*path, "ca"), problem))
+    return msgspec.structs.replace(upstream, tls=UpstreamTls(
+        client_cert=client_cert, client_key=client_key, verify=tls.verify, ca=ca))
 
 
 def _inline_ssl(ssl: Ssl, path: DocPath, base: str, file: str, issues: list[ConfigIssue]) -> Ssl:

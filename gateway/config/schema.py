@@ -37,6 +37,7 @@ __all__ = [
     "SslClient",
     "Timeout",
     "Upstream",
+    "UpstreamTls",
 ]
 
 #: Methods a route may name (APISIX's list).
@@ -256,6 +257,21 @@ class Checks(_Struct, kw_only=True, frozen=True):
     fail_open: bool = True
 
 
+class UpstreamTls(_Struct, kw_only=True, frozen=True):
+    """APISIX's upstream `tls` (for `scheme: https`). Paths are relative to the config file,
+    or the PEM is given inline; the loader reads and checks them."""
+    #: Client certificate (chain) presented to the nodes (mTLS to the upstream).
+    client_cert: str | None = None
+    #: Its private key (unencrypted); required with `client_cert`.
+    client_key: str | None = None
+    #: Verify the nodes' certificates and names. On by default (APISIX's default is off);
+    #: false turns verification off explicitly.
+    verify: bool = True
+    #: CA certificates the nodes' certificates must chain to (our addition; APISIX uses a
+    #: global trusted CA). None = the system's trust store.
+    ca: str | None = None
+
+
 class Upstream(_Struct, kw_only=True, frozen=True):
     #: None only for an upstream given inline in a route.
     id: str | None = None
@@ -282,7 +298,11 @@ class Upstream(_Struct, kw_only=True, frozen=True):
     #: (e.g. [502, 503, 504]); none by default. The retried response is discarded unread.
     retry_on_statuses: list[RetryStatus] = []
     keepalive: Keepalive = msgspec.field(default_factory=Keepalive)
-    scheme: Literal["http"] = "http"
+    #: https: TLS to the nodes (SNI: the node's host name, or `upstream_host` with
+    #: pass_host rewrite), see `tls`.
+    scheme: Literal["http", "https"] = "http"
+    #: TLS settings for scheme https (verification, CA, client certificate).
+    tls: UpstreamTls | None = None
     #: Host header sent upstream: the client's, the node's, or `upstream_host`.
     pass_host: Literal["pass", "node", "rewrite"] = "pass"
     upstream_host: str | None = None

@@ -12,6 +12,7 @@ from gateway.config import Upstream
 from gateway.requestvars import RequestView, compile_template, to_text, var_getter
 from gateway.upstream.health import node_label
 from gateway.upstream.names import Addresses, node_addresses
+from gateway.upstream.tls import server_name, upstream_context
 
 log = logging.getLogger("gateway.upstream")
 
@@ -84,9 +85,14 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
     ``addresses``: the resolver's current answers; a named node becomes one node per address
     (see ``node_addresses``), so the data plane only ever connects to IP addresses."""
     nodes = []
+    ssl_context = upstream_context(upstream.tls) if upstream.scheme == "https" else None
+    rewrite = upstream.pass_host == "rewrite"
     for config_node, entries in zip(upstream.nodes, node_addresses(upstream.nodes, addresses)):
         for address, name, weight in entries:
-            nodes.append(UpstreamNode(address, config_node.port, weight, config_node.priority, name))
+            sni = None if ssl_context is None else \
+                server_name(address, name, upstream.upstream_host, rewrite)
+            nodes.append(UpstreamNode(address, config_node.port, weight, config_node.priority, name,
+                                      ssl_context, sni))
     passive = None
     if upstream.checks is not None and health is not None and health_key is not None:
         passive = watch_health(upstream, nodes, health, health_key)

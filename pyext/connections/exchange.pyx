@@ -154,9 +154,11 @@ cdef class Exchange(PhaseRunner):
         cdef UpstreamConnection u = UpstreamConnection(server, node)
         cdef int status = 502
         cdef double started = now_monotonic()
+        cdef bint tls_failed = False
         try:
             await asyncio.wait_for(
-                server.loop.create_connection(lambda: u, node.host, node.port),
+                server.loop.create_connection(lambda: u, node.host, node.port, ssl=node.ssl,
+                                              server_hostname=node.server_hostname),
                 self.group.connect_timeout)
         except asyncio.TimeoutError:
             status = 504
@@ -165,6 +167,8 @@ cdef class Exchange(PhaseRunner):
             u.close()
             if isinstance(exc, asyncio.CancelledError):
                 return
+            if node.ssl is not None and log_tls_connect_failure(self.group.id, node, exc):
+                tls_failed = True
         else:
             if self.client.state == C_CLOSED:
                 server.pool.put(u, self.group)
@@ -175,10 +179,11 @@ cdef class Exchange(PhaseRunner):
             # connected, then reset before this task resumed (a node dying under load): nothing
             # was sent, so it fails like a refused connect (writing would raise)
         if self.group.passive is not None: self.group.passive.on_failure(node, status)
-        log.warning("cannot connect to upstream %s:%d (%s after %.3f s)", node.host, node.port,
-                    "timed out" if status == 504 else
-                    "refused or unreachable" if u.transport is None else "reset at once",
-                    now_monotonic() - started)
+        if not tls_failed:
+            log.warning("cannot connect to upstream %s:%d (%s after %.3f s)", node.host, node.port,
+                        "timed out" if status == 504 else
+                        "refused or unreachable" if u.transport is None else "reset at once",
+                        now_monotonic() - started)
         self.retry_or_fail(status, "upstream connect " + ("timed out" if status == 504 else "failed"))
 
     cdef void retry_or_fail(self, int status, str message):

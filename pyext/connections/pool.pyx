@@ -55,5 +55,18 @@ cdef class UpstreamPool:
             except ValueError:
                 pass
 
+    def idle_counts(self):
+        """Idle connections by node ("host:port"; TLS ones "https://host:port" with the
+        server name they were made for, when it is not the address)."""
+        counts = {}
+        for key, idle in self.idle_by_key.items():
+            if not idle:
+                continue
+            label = f"{key[0]}:{key[1]}"
+            if len(key) > 2:
+                label = f"https://{label}" if key[3] == key[0] else f"https://{label} ({key[3]})"
+            counts[label] = counts.get(label, 0) + len(idle)
+        return counts
+
     def __len__(self):
         return len(self.connections)

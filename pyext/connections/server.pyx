@@ -52,8 +52,7 @@ cdef class Server:
     def stats(self):
         return {"requests": self.requests_total, "connections": self.connections_total,
                 "clients": len(self.clients), "upstream_connections": len(self.pool),
-                "upstream_idle": {f"{host}:{port}": len(idle)
-                                  for (host, port), idle in self.pool.idle_by_key.items() if idle}}
+                "upstream_idle": self.pool.idle_counts()}
 
     @property
     def active_clients(self):

@@ -6,6 +6,8 @@ cdef class UpstreamNode:
     cdef readonly int priority           # higher first; lower ones only when those are unusable
     cdef public bytes host_header        # "host:port" as the Host header for pass_host=node
     cdef public tuple key                # pool key
+    cdef readonly object ssl             # scheme https: its UpstreamSSLContext, else None
+    cdef readonly str server_hostname    # scheme https: SNI and name checked, else None
     cdef readonly int active             # this worker's requests in flight to the node
     cdef list idle                       # this worker's pooled connections to the node
     cdef const uint64_t *health          # the shared state word (health checks), else NULL

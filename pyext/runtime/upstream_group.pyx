@@ -1,12 +1,16 @@
 cdef class UpstreamNode:
 
-    def __init__(self, str host, int port, int weight=1, int priority=0, str name=None):
+    def __init__(self, str host, int port, int weight=1, int priority=0, str name=None,
+                 object ssl=None, str server_hostname=None):
         self.host = host
         self.port = port
         self.weight = weight
         self.priority = priority
         self.name = name
-        self.key = (host, port)
+        self.ssl = ssl
+        self.server_hostname = server_hostname if ssl is not None else None
+        # a TLS connection is only reused for the same context and server name
+        self.key = (host, port) if ssl is None else (host, port, id(ssl), self.server_hostname)
         # pass_host=node sends the node's name as the config wrote it, not the address it
         # resolved to (virtual hosts behind one address)
         shown = name or host

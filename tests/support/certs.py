@@ -3,6 +3,7 @@ client certificates, written as PEM files, with `cryptography`."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,8 @@ class CertAuthority:
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, file_stem: str, common_name: str, dns_names: list[str] | None = None,
-              client: bool = False, expired: bool = False) -> Issued:
+              client: bool = False, expired: bool = False,
+              ip_addresses: list[str] | None = None) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         start, end = (now - 10 * DAY, now - DAY) if expired else (now - DAY, now + 30 * DAY)
@@ -77,9 +79,10 @@ class CertAuthority:
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if dns_names:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        if dns_names or ip_addresses:
+            names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names or []]
+            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses or []]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         cert_path = self.dir / f"{file_stem}.crt"
         key_path = self.dir / f"{file_stem}.key"
