@@ -170,6 +170,10 @@ class Worker:
             except OSError as exc:
                 self._cannot_start(str(exc))
                 return
+            except Exception as exc:  # a defect: say so, or the master waits on a silent worker
+                log.exception("worker %d: could not start serving", self.worker_id)
+                self._cannot_start(f"{type(exc).__name__}: {exc}")
+                return
         else:
             self.server.set_runtime(runtime)
             self.server.tls_misdirected = self.tls.misdirected_check
