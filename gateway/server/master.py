@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
         return [ConfigIssue(file=file, path=exc.path, message=str(exc), line=None)]
     except (ValueError, TypeError, KeyError, ImportError, PluginLoadError):
         return []  # a plugin that cannot be built: check_plugin_configs reports it with its path
+    except ssl.SSLError as exc:  # files the certificate checks accepted, refused by OpenSSL
+        return [ConfigIssue(file=file, path="", message=f"OpenSSL refuses an upstream's tls "
+                            f"settings: {exc}", line=None)]
+    except OSError:
+        return []  # an unreadable tls file: the certificate checks report it with its path
     return []
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from gateway.config import ConfigError, parse_config_file
+from gateway.config import ConfigError, parse_config_file, parse_config_text
 from tests.support.certs import CertAuthority, Issued
 
 
@@ -132,3 +132,23 @@ def test_tls_listen_must_not_collide(tmp_path: Path) -> None:
         ("gateway.tls_listen[0]", "'127.0.0.1:9080' duplicates or overlaps listen[0] '127.0.0.1:9080'"),
         ("gateway.tls_listen[1]", "invalid address 'nope': expected host:port, IPv6 as [addr]:port"),
     ]
+
+
+def test_unreadable_upstream_tls_files_are_issues_with_their_paths(tmp_path: Path) -> None:
+    # Found by fuzz/config_fuzz.py (seeded from the README): the compile check opened the
+    # missing files itself and failed with FileNotFoundError instead of leaving them to the
+    # certificate checks.
+    from gateway.server.master import CHECKS
+    text = """\
+upstreams:
+  - id: payments
+    scheme: https
+    nodes: [{host: payments.internal, port: 443}]
+    tls: {ca: /nonexistent/ca.crt, client_cert: /nonexistent/gw.crt, client_key: /nonexistent/gw.key}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, str(tmp_path / "gateway.yaml"), env={}, extra_checks=CHECKS)
+    paths = {issue.path for issue in info.value.issues}
+    assert paths == {"upstreams[0].tls.ca", "upstreams[0].tls.client_cert",
+                     "upstreams[0].tls.client_key"}, info.value.issues
+    assert not any(" failed: " in issue.message for issue in info.value.issues)
