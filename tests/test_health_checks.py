@@ -17,8 +17,8 @@ from typing import Any
 from gateway._native import SharedHealth
 from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
 from tests.support.gateway import GatewayProcess, wait_until
-from tests.support.upstream import Upstream, UpstreamProcess, free_port
-from tests.support.upstream_process import OneWriteUpstream
+from tests.support.upstream import Upstream, free_port
+from tests.support.upstream_process import UpstreamProcess
 
 ADMIN_KEY = "health-test-key-0123456789"
 FAST = {"interval": 0.2}
@@ -34,7 +34,7 @@ def config(port: int, admin_port: int, upstreams: list[dict[str, Any]],
     }
 
 
-def node(up: Upstream | UpstreamProcess | OneWriteUpstream, **extra: Any) -> dict[str, Any]:
+def node(up: Upstream | UpstreamProcess, **extra: Any) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": up.port, **extra}
 
 
@@ -205,7 +205,7 @@ def test_three_nodes_one_killed_under_load_no_request_fails_and_it_is_used_again
     back when it serves again on its port."""
     port, admin_port = free_port(), free_port()
     with ExitStack() as stack:
-        a, b, c = (stack.enter_context(OneWriteUpstream(name)) for name in "abc")
+        a, b, c = (stack.enter_context(UpstreamProcess(name, one_write=True)) for name in "abc")
         checks = {"active": {"type": "http", "http_path": "/healthz", "timeout": 1,
                              "healthy": {**FAST, "successes": 2},
                              "unhealthy": {**FAST, "tcp_failures": 2}},

@@ -24,7 +24,7 @@ from gateway.upstream.compile import compile_upstream, with_timeout
 from tests.support.gateway import GatewayProcess, base_config, raw_exchange
 from tests.support.raw_upstream import RawUpstream
 from tests.support.upstream import Upstream, free_port
-from tests.support.upstream_process import OneWriteUpstream
+from tests.support.upstream_process import UpstreamProcess
 
 P = "tests.support.plugins:"
 TRIES = re.compile(r'"(\w+) (\S+) HTTP/1\.\d" (\d+) .* upstream_addr="([^"]*)" '
@@ -67,7 +67,8 @@ def get(port: int, path: str) -> tuple[http.client.HTTPResponse, bytes]:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
 def test_a_node_killed_under_load_fails_no_request(tmp_path: Path) -> None:
     port = free_port()
-    with OneWriteUpstream("a") as a, OneWriteUpstream("b") as b, OneWriteUpstream("c") as c:
+    with UpstreamProcess("a", one_write=True) as a, UpstreamProcess("b", one_write=True) as b, \
+            UpstreamProcess("c", one_write=True) as c:
         config = gateway_config(tmp_path, port, [
             {"id": "up", "nodes": [node(a.port), node(b.port), node(c.port)]}],  # retries: 2
             [{"id": "all", "uri": "/*", "upstream_id": "up"}])

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from tests.chaos.conftest import chaos_config
 from tests.chaos.load import LoadPool, Outcome, summary
-from tests.chaos.upstreams import ResettingUpstream, UpstreamProcess, reset
+from tests.chaos.upstreams import ResettingUpstream, reset
 from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream, free_port
+from tests.support.upstream_process import UpstreamProcess
 
 VICTIM, STEADY = "victim.test", "steady.test"
 UPLOAD = b"u" * (1 << 20)
@@ -35,7 +36,7 @@ def complete(o: Outcome) -> bool:
 
 def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
         tmp_path: Path, steady: Upstream) -> None:
-    with UpstreamProcess() as victim, \
+    with UpstreamProcess("victim") as victim, \
             GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim.port),
                            workers=1) as gw, \
             LoadPool(gw.port, {VICTIM: ("GET", "/bytes/262144", None, 4),
@@ -65,7 +66,7 @@ def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
 
 
 def test_upstream_stalled_gives_504_after_its_read_timeout(tmp_path: Path, steady: Upstream) -> None:
-    with UpstreamProcess() as victim, \
+    with UpstreamProcess("victim") as victim, \
             GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim.port),
                            workers=1) as gw, \
             LoadPool(gw.port, {VICTIM: ("GET", "/", None, 4),

@@ -1,54 +1,11 @@
-"""Upstreams that fail on purpose: one in its own process (killed, stopped, brought back) and a
-raw one that resets its connection in the middle of a body, either direction."""
+"""An upstream that fails on purpose: a raw one that resets its connection in the middle of a
+body, either direction. (One killed, stopped and brought back is
+``tests.support.upstream_process.UpstreamProcess``.)"""
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
-from pathlib import Path
-
-from tests.support.upstream import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class UpstreamProcess:
-    """``tests.support.upstream.Upstream`` run by ``upstream_process`` in a child process."""
-
-    def __init__(self, name: str = "victim") -> None:
-        self.name = name
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> UpstreamProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.chaos.upstream_process", str(self.port), self.name],
-            stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.strip() == b"ready", f"upstream process did not start: {line!r}"
-        return self
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(5)
-
-    def __enter__(self) -> UpstreamProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.kill()
 
 
 def reset(sock: socket.socket) -> None:

@@ -7,11 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -311,41 +307,6 @@ class Upstream:
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-class UpstreamProcess:
-    """An ``Upstream`` in a process of its own, so that a test can kill it for real: SIGKILL
-    closes every connection it had (the gateway's pooled ones too), and ``start`` again serves
-    on the same port. Its answers carry ``x-upstream: <name>``; what it received stays there."""
-
-    def __init__(self, name: str, port: int = 0) -> None:
-        self.name = name
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> UpstreamProcess:
-        code = ("import sys, time; from tests.support.upstream import Upstream; "
-                f"up = Upstream({self.name!r}, port={self.port}); up.__enter__(); "
-                "print('ready', flush=True); time.sleep(1e9)")
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=root,
-                                     stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline() == b"ready\n", f"upstream {self.name} did not start"
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def __enter__(self) -> UpstreamProcess:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.kill()
 
 
 _handed_out: set[int] = set()
