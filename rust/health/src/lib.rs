@@ -43,7 +43,9 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gateway_shm::{hash_key, Layout, Stamp};
+use gateway_shm::{
+    hash_key, invalid_header, slot_count, valid_slot_count, whole_pages, Layout, Stamp,
+};
 
 pub use gateway_shm::ShmRegion;
 
@@ -263,10 +265,6 @@ pub fn next_state(state: u64, outcome: Outcome, th: Thresholds) -> (u64, Option<
     (cleared | (n << outcome.shift()), None)
 }
 
-fn invalid(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
 /// The shared health region.
 pub struct HealthTable {
     slots: *const Slot,
@@ -283,15 +281,8 @@ unsafe impl Sync for HealthTable {}
 impl HealthTable {
     /// Creates a region with room for `slots` nodes (rounded up to a power of two).
     pub fn create(slots: usize) -> io::Result<HealthTable> {
-        if slots == 0 || slots > MAX_SLOTS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("slot count must be in 1..={MAX_SLOTS}"),
-            ));
-        }
-        let n = slots.next_power_of_two();
-        let total = (HEADER_SIZE + SLOT_SIZE * n).div_ceil(4096) * 4096;
-        let region = LAYOUT.create("gateway-health", total)?;
+        let n = slot_count(slots, MAX_SLOTS)?;
+        let region = LAYOUT.create("gateway-health", whole_pages(HEADER_SIZE + SLOT_SIZE * n))?;
         // SAFETY: fresh, stamped, zero-filled region larger than the header; nobody sees it yet.
         unsafe { (*(region.as_ptr() as *mut Header)).slots = n as u64 };
         Self::from_region(region)
@@ -305,12 +296,13 @@ impl HealthTable {
     fn from_region(region: ShmRegion) -> io::Result<HealthTable> {
         // SAFETY: the stamp check guarantees HEADER_SIZE mapped bytes; `slots` was written
         // before the region was shared.
-        let n = unsafe { (*(region.as_ptr() as *const Header)).slots } as usize;
-        if n == 0 || !n.is_power_of_two() || n > MAX_SLOTS {
-            return Err(invalid("health region has an invalid slot count"));
+        let n = unsafe { (*(region.as_ptr() as *const Header)).slots };
+        if !valid_slot_count(n, MAX_SLOTS) {
+            return Err(invalid_header("health region has an invalid slot count"));
         }
+        let n = n as usize;
         if HEADER_SIZE + SLOT_SIZE * n > region.len() {
-            return Err(invalid("health region is smaller than its slots"));
+            return Err(invalid_header("health region is smaller than its slots"));
         }
         // SAFETY: bounds checked above; HEADER_SIZE keeps the slots 64-byte aligned.
         let slots = unsafe { region.as_ptr().add(HEADER_SIZE) as *const Slot };

@@ -11,21 +11,12 @@
 //! Workers read and report through the C ABI (`gw_health_report`, the state word's address);
 //! these methods are for the master, tests and tools.
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use gateway_shm::python::{label_bytes, os_error};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::PyDict;
 
 use crate::{HealthTable, Outcome, Source, Thresholds, Transition, LABEL_MAX};
-
-fn label_bytes<'a>(label: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
-    if let Ok(s) = label.cast::<PyString>() {
-        return Ok(s.to_str()?.as_bytes());
-    }
-    if let Ok(b) = label.cast::<PyBytes>() {
-        return Ok(b.as_bytes());
-    }
-    Err(PyTypeError::new_err("label must be str or bytes"))
-}
 
 fn outcome(name: &str) -> PyResult<Outcome> {
     match name {
@@ -66,14 +57,14 @@ impl SharedHealth {
     #[staticmethod]
     #[pyo3(signature = (slots = 4096))]
     fn create(slots: usize) -> PyResult<SharedHealth> {
-        let inner = HealthTable::create(slots).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let inner = HealthTable::create(slots).map_err(os_error)?;
         Ok(SharedHealth { inner })
     }
 
     /// Maps the region behind an inherited fd (the fd is not closed by this object).
     #[staticmethod]
     fn attach(fd: i32) -> PyResult<SharedHealth> {
-        let inner = HealthTable::attach(fd).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let inner = HealthTable::attach(fd).map_err(os_error)?;
         Ok(SharedHealth { inner })
     }
 

@@ -65,7 +65,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gateway_shm::{fmix64, nonzero, Layout, Stamp};
+use gateway_shm::{
+    fmix64, invalid_header, nonzero, slot_count, valid_slot_count, whole_pages, Layout, Stamp,
+};
 
 mod cells;
 mod table;
@@ -169,10 +171,6 @@ pub struct Limiter {
     region: ShmRegion,
 }
 
-fn invalid(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
 impl Limiter {
     /// Creates a region with room for `slots_buckets` token buckets and `slots_counters`
     /// counters (each rounded up to a power of two). Call it in the master before starting
@@ -187,26 +185,14 @@ impl Limiter {
         slots_counters: usize,
         slots_cells: usize,
     ) -> io::Result<Limiter> {
-        let round = |n: usize| -> io::Result<usize> {
-            if n == 0 || n > MAX_SLOTS {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("slot count must be in 1..={MAX_SLOTS}"),
-                ));
-            }
-            Ok(n.next_power_of_two())
-        };
-        let nb = round(slots_buckets)?;
-        let nc = round(slots_counters)?;
-        let ncell = round(slots_cells)?;
+        let nb = slot_count(slots_buckets, MAX_SLOTS)?;
+        let nc = slot_count(slots_counters, MAX_SLOTS)?;
+        let ncell = slot_count(slots_cells, MAX_SLOTS)?;
         let slot = std::mem::size_of::<Slot>();
         let bucket_offset = HEADER_SIZE;
         let counter_offset = bucket_offset + nb * slot;
         let cell_offset = counter_offset + nc * slot;
-        let end = cell_offset + ncell * slot;
-        let page = 4096;
-        let total = end.div_ceil(page) * page;
-        let region = LAYOUT.create("gateway-limiter", total)?;
+        let region = LAYOUT.create("gateway-limiter", whole_pages(cell_offset + ncell * slot))?;
         // SAFETY: the region is fresh, stamped, zero-filled after the stamp, at least HEADER_SIZE
         // bytes, page aligned, and no other process has it yet; writing the immutable header
         // fields here is race-free.
@@ -237,16 +223,15 @@ impl Limiter {
         let h = unsafe { &*(region.as_ptr() as *const Header) };
         let slot = std::mem::size_of::<Slot>() as u64;
         let (nb, nc, ncell) = (h.bucket_slots, h.counter_slots, h.cell_slots);
-        let ok_count = |n: u64| n.is_power_of_two() && n <= MAX_SLOTS as u64;
-        if !ok_count(nb) || !ok_count(nc) || !ok_count(ncell) {
-            return Err(invalid("limiter region has invalid slot counts"));
+        if ![nb, nc, ncell].iter().all(|&n| valid_slot_count(n, MAX_SLOTS)) {
+            return Err(invalid_header("limiter region has invalid slot counts"));
         }
         if h.bucket_offset != HEADER_SIZE as u64
             || h.counter_offset != h.bucket_offset + nb * slot
             || h.cell_offset != h.counter_offset + nc * slot
             || h.cell_offset + ncell * slot > region.len() as u64
         {
-            return Err(invalid("limiter region offsets do not match its size"));
+            return Err(invalid_header("limiter region offsets do not match its size"));
         }
         let base = region.as_ptr();
         // SAFETY: offsets and counts validated against the mapping size above; the slots are

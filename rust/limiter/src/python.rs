@@ -15,7 +15,8 @@
 //! The object is immutable (frozen) and `Sync`, so several Python threads may share it; each
 //! call takes the clock itself (`CLOCK_MONOTONIC`) and is a few atomics, so the GIL is kept.
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use gateway_shm::python::os_error;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -78,14 +79,14 @@ impl SharedLimiter {
         cell_slots: usize,
     ) -> PyResult<SharedLimiter> {
         let inner = Limiter::create_with_cells(bucket_slots, counter_slots, cell_slots)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            .map_err(os_error)?;
         Ok(SharedLimiter { inner })
     }
 
     /// Maps the region behind an inherited fd (the fd is not closed by this object).
     #[staticmethod]
     fn attach(fd: i32) -> PyResult<SharedLimiter> {
-        let inner = Limiter::attach(fd).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let inner = Limiter::attach(fd).map_err(os_error)?;
         Ok(SharedLimiter { inner })
     }
 

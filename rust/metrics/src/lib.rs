@@ -59,7 +59,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use gateway_shm::{hash_key, Layout, Stamp};
+use gateway_shm::{
+    hash_key, invalid_header, slot_count, valid_slot_count, whole_pages, Layout, Stamp,
+};
 
 pub use gateway_shm::ShmRegion;
 
@@ -219,10 +221,6 @@ pub fn bucket_index(us: u64) -> usize {
     LATENCY_BUCKETS_MS.iter().position(|&ms| us <= ms * 1000).unwrap_or(BUCKETS - 1)
 }
 
-fn invalid(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
 /// The shared metrics region.
 pub struct MetricsStore {
     slots: *const Slot,
@@ -240,17 +238,10 @@ unsafe impl Sync for MetricsStore {}
 impl MetricsStore {
     /// Creates a region with room for `slots` label sets (rounded up to a power of two).
     pub fn create(slots: usize) -> io::Result<MetricsStore> {
-        if slots == 0 || slots > MAX_SLOTS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("slot count must be in 1..={MAX_SLOTS}"),
-            ));
-        }
-        let n = slots.next_power_of_two();
+        let n = slot_count(slots, MAX_SLOTS)?;
         let order_offset = HEADER_SIZE;
         let slot_offset = (order_offset + 4 * n).div_ceil(SLOT_SIZE) * SLOT_SIZE;
-        let total = (slot_offset + SLOT_SIZE * n).div_ceil(4096) * 4096;
-        let region = LAYOUT.create("gateway-metrics", total)?;
+        let region = LAYOUT.create("gateway-metrics", whole_pages(slot_offset + SLOT_SIZE * n))?;
         // SAFETY: the region is fresh, stamped, zero-filled after the stamp, page aligned and
         // larger than the header; nobody else can see it yet.
         unsafe {
@@ -275,16 +266,16 @@ impl MetricsStore {
         // SAFETY: at least HEADER_SIZE bytes mapped; the plain fields were written before the
         // region was shared.
         let h = unsafe { &*(region.as_ptr() as *const Header) };
-        let n = h.slots as usize;
-        if n == 0 || !n.is_power_of_two() || n > MAX_SLOTS {
-            return Err(invalid("metrics region has an invalid slot count"));
+        if !valid_slot_count(h.slots, MAX_SLOTS) {
+            return Err(invalid_header("metrics region has an invalid slot count"));
         }
+        let n = h.slots as usize;
         if h.order_offset as usize != HEADER_SIZE
             || (h.slot_offset as usize) < HEADER_SIZE + 4 * n
             || !(h.slot_offset as usize).is_multiple_of(SLOT_SIZE)
             || h.slot_offset as usize + SLOT_SIZE * n > region.len()
         {
-            return Err(invalid("metrics region offsets do not match its size"));
+            return Err(invalid_header("metrics region offsets do not match its size"));
         }
         let base = region.as_ptr();
         // SAFETY: offsets validated against the mapping above; atomics are valid for any bit

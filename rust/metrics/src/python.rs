@@ -12,22 +12,13 @@
 //! Every method is a few atomics on shared pages and keeps the GIL, except `snapshot`, which
 //! copies the claimed slots out without holding it and then builds the Python lists.
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use gateway_shm::python::{label_bytes, os_error};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::exposition::{self, ExpositionOptions};
 use crate::{seconds_to_us, Histogram, Kind, MetricsStore, BUCKETS, LABEL_MAX, LATENCY_BUCKETS_MS};
-
-fn label_bytes<'a>(label: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
-    if let Ok(s) = label.cast::<PyString>() {
-        return Ok(s.to_str()?.as_bytes());
-    }
-    if let Ok(b) = label.cast::<PyBytes>() {
-        return Ok(b.as_bytes());
-    }
-    Err(PyTypeError::new_err("label must be str or bytes"))
-}
 
 fn index(i: i64) -> Option<usize> {
     usize::try_from(i).ok()
@@ -50,14 +41,14 @@ impl SharedMetrics {
     #[staticmethod]
     #[pyo3(signature = (slots = 65536))]
     fn create(slots: usize) -> PyResult<SharedMetrics> {
-        let inner = MetricsStore::create(slots).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let inner = MetricsStore::create(slots).map_err(os_error)?;
         Ok(SharedMetrics { inner })
     }
 
     /// Maps the region behind an inherited fd (the fd is not closed by this object).
     #[staticmethod]
     fn attach(fd: i32) -> PyResult<SharedMetrics> {
-        let inner = MetricsStore::attach(fd).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let inner = MetricsStore::attach(fd).map_err(os_error)?;
         Ok(SharedMetrics { inner })
     }
 

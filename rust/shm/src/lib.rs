@@ -10,17 +10,25 @@
 //!   install than its master's) as if it were its own: it gets a [`StampError`] instead.
 //! * [`hash_key`]: the key hash every process computes the same way (the shared tables are
 //!   indexed by it).
+//! * [`slot_count`], [`valid_slot_count`], [`whole_pages`], [`invalid_header`]: the sizing and
+//!   header checks of the owners' slot tables.
+//! * `python` (feature `python`): what the owners' PyO3 bindings share.
 //!
 //! This crate knows nothing of what the regions hold; its owners lay out their headers after
 //! the stamp and keep every access to shared contents atomic.
 
 mod hash;
 mod region;
+mod slots;
 mod stamp;
+
+#[cfg(feature = "python")]
+pub mod python;
 
 #[cfg(test)]
 mod tests;
 
 pub use hash::{fmix64, hash_key, nonzero};
 pub use region::ShmRegion;
+pub use slots::{invalid_header, slot_count, valid_slot_count, whole_pages, PAGE};
 pub use stamp::{Layout, Stamp, StampError, STAMP_SIZE};

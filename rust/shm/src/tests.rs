@@ -194,3 +194,34 @@ fn hash_is_fixed_and_nonzero() {
     assert_eq!(nonzero(0), 1);
     assert_eq!(fmix64(0), 0);
 }
+
+// ---------------------------------------------------------------- slot table sizing
+
+#[test]
+fn slot_count_rounds_up_to_a_power_of_two_within_the_maximum() {
+    assert_eq!(slot_count(1, 64).unwrap(), 1);
+    assert_eq!(slot_count(5, 64).unwrap(), 8);
+    assert_eq!(slot_count(64, 64).unwrap(), 64);
+    for bad in [0, 65] {
+        let e = slot_count(bad, 64).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(e.to_string(), "slot count must be in 1..=64");
+    }
+}
+
+#[test]
+fn a_slot_count_read_back_must_be_one_slot_count_gives() {
+    assert!(valid_slot_count(1, 64));
+    assert!(valid_slot_count(64, 64));
+    for bad in [0, 3, 128, u64::MAX] {
+        assert!(!valid_slot_count(bad, 64), "{bad}");
+    }
+}
+
+#[test]
+fn regions_are_whole_pages() {
+    assert_eq!(whole_pages(1), PAGE);
+    assert_eq!(whole_pages(PAGE), PAGE);
+    assert_eq!(whole_pages(PAGE + 1), 2 * PAGE);
+    assert_eq!(invalid_header("bad").kind(), io::ErrorKind::InvalidData);
+}
