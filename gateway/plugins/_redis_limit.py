@@ -17,8 +17,10 @@ and cluster support, and hiredis' C parser for the replies.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -142,6 +144,38 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions
 
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+async def strict_access(config: Any, link: RedisLink, rejected: Any,
+                        call: Callable[[Scripts], Awaitable[Any]],
+                        answer: Callable[[Any], Any], local: Callable[[], Any]) -> Any:
+    """One request of ``redis_strict`` mode: ``call`` runs the script and ``answer`` turns its
+    reply into the plugin's answer. Redis unreachable (now, or failed less than RETRY_AFTER ago):
+    ``redis_failure`` decides (``local`` is the node's own limiter, ``local()``). Any other error
+    admits the request with ``allow_degradation``, else it is raised."""
+    if link.usable():
+        try:
+            reply = await call(Scripts.of(link.connect()))
+        except redis_errors() as exc:
+            link.failed(exc)
+        except Exception:
+            if config.allow_degradation:
+                return None
+            raise
+        else:
+            link.succeeded()
+            return await _settled(answer(reply))
+    fallback = config.redis_failure
+    if fallback == "allow":
+        return None
+    if fallback == "deny":
+        return rejected
+    return await _settled(local())
+
+
+async def _settled(answer: Any) -> Any:
+    """A limit's answer, awaited when it is a coroutine (limit-req's delay)."""
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 #: limit-count, fixed window: KEYS[1] the window's key, ARGV cost, window in ms.

@@ -34,10 +34,9 @@ from gateway.plugins._keys import LimitKey
 from gateway.plugins._redis_limit import (
     RedisFields,
     RedisLink,
-    Scripts,
     check_redis_policy,
     masked_repr,
-    redis_errors,
+    strict_access,
     window_key,
 )
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
@@ -118,29 +117,17 @@ class LimitCount(Plugin):
         return self._answer(ctx, admitted, remaining, reset)
 
     async def _redis_access(self, ctx: Context, key: str) -> Any:
-        link = self.redis
-        assert link is not None
-        if link.usable():
-            rkey, window_ms, reset = window_key("gateway:limit-count", key, self.window)
-            try:
-                scripts = Scripts.of(link.connect())
-                used, _ttl = await scripts.count(keys=[rkey], args=[1, window_ms])
-            except redis_errors() as exc:
-                link.failed(exc)
-            except Exception:
-                if self.config.allow_degradation:
-                    return None
-                raise
-            else:
-                link.succeeded()
-                used = int(used)
-                return self._answer(ctx, used <= self.count, max(0, self.count - used), reset)
-        fallback = self.config.redis_failure
-        if fallback == "allow":
-            return None
-        if fallback == "deny":
-            return self.rejected
-        return self._local_access(ctx, key)
+        assert self.redis is not None
+        rkey, window_ms, reset = window_key("gateway:limit-count", key, self.window)
+
+        def answer(reply: Any) -> Any:
+            used = int(reply[0])
+            return self._answer(ctx, used <= self.count, max(0, self.count - used), reset)
+
+        return await strict_access(
+            self.config, self.redis, self.rejected,
+            lambda scripts: scripts.count(keys=[rkey], args=[1, window_ms]),
+            answer, lambda: self._local_access(ctx, key))
 
     def _answer(self, ctx: Context, admitted: bool, remaining: int, reset: float) -> Any:
         if self.headers:

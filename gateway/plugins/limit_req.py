@@ -26,7 +26,7 @@ import msgspec
 from gateway._proto import LimitReqAccess
 from gateway.plugins import Context, Response
 from gateway.plugins._keys import LimitKey
-from gateway.plugins._redis_limit import RedisFields, RedisLink, Scripts, check_redis_policy, masked_repr, redis_errors
+from gateway.plugins._redis_limit import RedisFields, RedisLink, check_redis_policy, masked_repr, strict_access
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
 Status = Annotated[int, msgspec.Meta(ge=200, le=599)]
@@ -112,32 +112,14 @@ class LimitReq(Plugin):
         return self._answer(admitted, delay)
 
     async def _redis_access(self, key: str) -> Any:
-        link = self.redis
-        assert link is not None
-        if link.usable():
-            interval_us = 1e6 / self.rate
-            try:
-                scripts = Scripts.of(link.connect())
-                admitted, delay_us = await scripts.req(
-                    keys=[f"gateway:limit-req:{key}"],
-                    args=[round(interval_us), round(interval_us * self.burst)])
-            except redis_errors() as exc:
-                link.failed(exc)
-            except Exception:
-                if self.config.allow_degradation:
-                    return None
-                raise
-            else:
-                link.succeeded()
-                answer = self._answer(bool(admitted), int(delay_us) / 1e6)
-                return await answer if asyncio.iscoroutine(answer) else answer
-        fallback = self.config.redis_failure
-        if fallback == "allow":
-            return None
-        if fallback == "deny":
-            return self.rejected
-        answer = self._local_access(key)
-        return await answer if asyncio.iscoroutine(answer) else answer
+        assert self.redis is not None
+        interval_us = 1e6 / self.rate
+        return await strict_access(
+            self.config, self.redis, self.rejected,
+            lambda scripts: scripts.req(keys=[f"gateway:limit-req:{key}"],
+                                        args=[round(interval_us), round(interval_us * self.burst)]),
+            lambda reply: self._answer(bool(reply[0]), int(reply[1]) / 1e6),
+            lambda: self._local_access(key))
 
     def _answer(self, admitted: bool, delay: float) -> Any:
         if not admitted:
