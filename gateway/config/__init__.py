@@ -10,6 +10,7 @@ from .loader import (
     decode_config,
     default_config,
     load_config,
+    only_if_clean,
     parse_config_file,
     parse_config_text,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "format_path",
     "is_ip",
     "load_config",
+    "only_if_clean",
     "parse_config_file",
     "parse_config_text",
     "read_config_file",

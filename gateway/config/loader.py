@@ -4,7 +4,8 @@ A YAML file: read -> compose the YAML node tree (source) -> duplicate keys (sour
 expand `${VAR}` in string scalars (env_expand) -> construct plain data (source) -> file
 checks (file_checks) -> normalise the APISIX shorthand forms (normalise) -> msgspec decode
 into :class:`Config` (decode_errors when it fails) -> cross checks (cross_checks) -> the ssls'
-certificate files read and checked (certificates) -> the caller's extra checks.
+certificate files read and checked (certificates) -> the caller's extra checks, in order; one
+wrapped in `only_if_clean` runs only when nothing before it found an issue.
 
 Problems are collected and raised together as one ConfigError. The master validates before
 it sends a snapshot, so nothing here is on the request path; still, the happy path does one
@@ -16,6 +17,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -36,12 +38,33 @@ __all__ = [
     "decode_config",
     "default_config",
     "load_config",
+    "only_if_clean",
     "parse_config_file",
     "parse_config_text",
 ]
 
 #: A check the plugin system (or anything else) adds: (config, file name) -> issues.
 ExtraCheck = Callable[[Config, str], list[ConfigIssue]]
+
+
+@dataclass(frozen=True)
+class _IfClean:
+    check: ExtraCheck
+
+    @property
+    def __name__(self) -> str:
+        return getattr(self.check, "__name__", repr(self.check))
+
+    def __call__(self, config: Config, file: str) -> list[ConfigIssue]:
+        return self.check(config, file)
+
+
+def only_if_clean(check: ExtraCheck) -> ExtraCheck:
+    """`check`, run only on a config in which no check before it found an issue: one that builds
+    what a worker builds (opens the upstreams' tls files, instantiates the plugins) needs a
+    config whose files were read and whose plugins load, and the checks before it already report
+    what is not, each at its path."""
+    return _IfClean(check)
 
 
 def decode_config(data: Any, source: str = "<data>", extra_checks: Sequence[ExtraCheck] = ()) -> Config:
@@ -120,15 +143,19 @@ def _decode_and_check(
         raise ConfigError(with_lines([issue_at(file, path, message)], root)) from None
     issues = validate_config(config, file)
     config, cert_issues = inline_certificates(config, file)
-    issues += cert_issues + _run_extra_checks(config, file, extra_checks)
+    issues += cert_issues
+    issues += _run_extra_checks(config, file, extra_checks, clean=not issues)
     if issues:
         raise ConfigError(with_lines(issues, root))
     return config
 
 
-def _run_extra_checks(config: Config, file: str, checks: Sequence[ExtraCheck]) -> list[ConfigIssue]:
+def _run_extra_checks(config: Config, file: str, checks: Sequence[ExtraCheck],
+                      clean: bool) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for check in checks:
+        if isinstance(check, _IfClean) and (issues or not clean):
+            continue
         try:
             issues.extend(check(config, file))
         except Exception as exc:  # a buggy check must not take the master down with a traceback

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,17 +24,14 @@ from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
-    ConfigIssue,
     FileChecks,
     config_to_bytes,
     decode_config,
     default_config,
     dump_config,
-    parse_config_file,
 )
-from gateway.plugins.registry import PluginLoadError, check_plugin_configs
-from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
+from gateway.server.config_checks import CHECKS, check_bytes, load_and_check
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
@@ -46,7 +42,6 @@ from gateway.server.plugin_code import PluginCode
 from gateway.server.redis_sync import RedisLimitSyncer
 from gateway.server.state import InstanceState
 from gateway.server.status_report import WorkerPolls, gateway_status
-from gateway.server.tls import check_ssl_contexts
 from gateway.server.worker_boot import worker_command
 from gateway.upstream.health_checker import HealthChecker
 from gateway.upstream.names import node_names
@@ -66,44 +61,6 @@ START_TIMEOUT = 30.0
 
 class StartupError(Exception):
     """The gateway cannot start; the message is the one line `gateway run` prints."""
-
-
-def compile_check(config: Config, file: str) -> list[ConfigIssue]:
-    """Extra check run with the config loader: the config must also compile (router patterns,
-    balancer types), so nothing that validates can fail later in a worker."""
-    try:
-        compile_runtime(config, 0)
-    except CompileError as exc:
-        return [ConfigIssue(file=file, path=exc.path, message=str(exc), line=None)]
-    except (ValueError, TypeError, KeyError, ImportError, PluginLoadError):
-        return []  # a plugin that cannot be built: check_plugin_configs reports it with its path
-    except ssl.SSLError as exc:  # files the certificate checks accepted, refused by OpenSSL
-        return [ConfigIssue(file=file, path="", message=f"OpenSSL refuses an upstream's tls "
-                            f"settings: {exc}", line=None)]
-    except OSError:
-        return []  # an unreadable tls file: the certificate checks report it with its path
-    return []
-
-
-def tls_check(config: Config, file: str) -> list[ConfigIssue]:
-    """Extra check: OpenSSL must accept every ssl (the loader checked the PEM with
-    `cryptography`), so a worker never meets a certificate it cannot load."""
-    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"OpenSSL refuses it: {reason}",
-                        line=None)
-            for i, reason in check_ssl_contexts(config.ssls)]
-
-
-CHECKS = (check_plugin_configs, compile_check, tls_check)
-
-
-def load_and_check(path: str) -> Config:
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    return parse_config_file(raw, path, extra_checks=CHECKS)
-
-
-def check_bytes(raw: bytes, path: str, file_checks: FileChecks = FileChecks.FILE) -> Config:
-    return parse_config_file(raw, path, extra_checks=CHECKS, file_checks=file_checks)
 
 
 def listen_addresses(config: Config) -> list[str]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
-from gateway.config import UpstreamTls, is_ip
+from gateway.config import Upstream, UpstreamTls, is_ip
 from gateway.config.certificates import is_inline_pem
 
 #: TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3's suites are all AEAD already).
@@ -88,6 +89,20 @@ def build_context(tls: UpstreamTls) -> UpstreamSSLContext:
     if tls.client_cert is not None and tls.client_key is not None:
         _load_client_cert(ctx, tls.client_cert, tls.client_key)
     return ctx
+
+
+def check_upstream_contexts(upstreams: Sequence[Upstream]) -> list[tuple[int, str]]:
+    """(index, OpenSSL's reason) for each https upstream whose (loader-checked) tls settings
+    OpenSSL refuses; run by the master before a config is sent, so a worker never meets a
+    context it cannot build. Each setting is built once (kept for the compile check after)."""
+    out: list[tuple[int, str]] = []
+    for i, upstream in enumerate(upstreams):
+        if upstream.scheme == "https":
+            try:
+                upstream_context(upstream.tls)
+            except ssl.SSLError as exc:
+                out.append((i, str(exc)))
+    return out
 
 
 _contexts: dict[UpstreamTls, UpstreamSSLContext] = {}

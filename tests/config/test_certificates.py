@@ -2,12 +2,16 @@
 says why (unreadable, not PEM, encrypted, mismatched, expired); good ones end up inline."""
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from gateway.config import ConfigError, parse_config_file, parse_config_text
 from tests.support.certs import CertAuthority, Issued
@@ -152,3 +156,33 @@ upstreams:
     assert paths == {"upstreams[0].tls.ca", "upstreams[0].tls.client_cert",
                      "upstreams[0].tls.client_key"}, info.value.issues
     assert not any(" failed: " in issue.message for issue in info.value.issues)
+
+
+def test_upstream_tls_files_openssl_refuses_are_an_issue_at_their_tls(tmp_path: Path) -> None:
+    # cryptography reads a 1024-bit RSA client key and its certificate without complaint;
+    # OpenSSL (security level 2) refuses them when the worker builds the upstream's context.
+    from gateway.server.master import CHECKS
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weak client")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "weak.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "weak.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    text = f"""\
+upstreams:
+  - id: payments
+    scheme: https
+    nodes: [{{host: payments.internal, port: 443}}]
+    tls: {{client_cert: {tmp_path / "weak.crt"}, client_key: {tmp_path / "weak.key"}}}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, str(tmp_path / "gateway.yaml"), env={}, extra_checks=CHECKS)
+    [issue] = info.value.issues
+    assert issue.path == "upstreams[0].tls", issue
+    assert issue.message.startswith("OpenSSL refuses these tls settings: "), issue
+    assert "key too small" in issue.message, issue
