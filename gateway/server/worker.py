@@ -24,7 +24,7 @@ from gateway.proxy.runtime import compile_runtime
 from gateway.server.acceptor import Acceptor
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
-from gateway.server.sockets import BACKLOG, reuseport_socket
+from gateway.server.sockets import BACKLOG
 from gateway.server.tls import TlsListener
 from gateway.server.worker_boot import EXIT_CANNOT_START
 
@@ -50,10 +50,9 @@ def sweep_interval(config: Config) -> float:
 
 
 class Worker:
-    def __init__(self, worker_id: int, control: socket.socket,
+    def __init__(self, worker_id: int, control: socket.socket, listen_fds: list[tuple[str, int]],
                  limiter: SharedLimiter | None = None, metrics: SharedMetrics | None = None,
-                 health: SharedHealth | None = None,
-                 listen_fds: list[tuple[str, int]] | None = None) -> None:
+                 health: SharedHealth | None = None) -> None:
         self.worker_id = worker_id
         self.listen_fds = listen_fds
         self.control = control
@@ -204,7 +203,7 @@ class Worker:
         self.server.tls_misdirected = self.tls.misdirected_check
         self._configure_access_log(config)
         gw = config.gateway
-        sockets = self._sockets(config)
+        sockets = self._sockets()
         plain = [sock for address, sock in sockets if address not in gw.tls_listen]
         if gw.max_connections:
             self.acceptor = Acceptor(self.loop, plain, self.server.protocol_factory,
@@ -231,17 +230,10 @@ class Worker:
         listener = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls)
         self.listeners.append(listener)
 
-    def _sockets(self, config: Config) -> list[tuple[str, socket.socket]]:
-        """The master's sockets for this slot; a worker started on its own binds them."""
-        if self.listen_fds is not None:
-            return [(address, socket.socket(fileno=fd)) for address, fd in self.listen_fds]
-        sockets = []
-        for address in [*config.gateway.listen, *config.gateway.tls_listen]:
-            try:
-                sockets.append((address, reuseport_socket(address)))
-            except OSError as exc:
-                raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
-        return sockets
+    def _sockets(self) -> list[tuple[str, socket.socket]]:
+        """The listening sockets the master lent this worker's slot (it owns and binds them, so
+        a takeover or a rolling restart hands the same sockets on and no connection is refused)."""
+        return [(address, socket.socket(fileno=fd)) for address, fd in self.listen_fds]
 
     def _configure_access_log(self, config: Config) -> None:
         target = config.gateway.access_log
@@ -295,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limiter-fd", type=int, default=None)
     parser.add_argument("--metrics-fd", type=int, default=None)
     parser.add_argument("--health-fd", type=int, default=None)
-    parser.add_argument("--listen-fds", type=json.loads, default=None,
+    parser.add_argument("--listen-fds", type=json.loads, required=True,
                         help="JSON list of [address, fd]: listening sockets lent by the master")
     args = parser.parse_args(argv)
     raise_fd_limit()
@@ -308,9 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     health = SharedHealth.attach(args.health_fd) if args.health_fd is not None else None
 
     async def run() -> int:
-        listen = [(str(a), int(fd)) for a, fd in args.listen_fds] if args.listen_fds is not None \
-            else None
-        return await Worker(args.id, control, limiter, metrics, health, listen).run()
+        listen = [(str(a), int(fd)) for a, fd in args.listen_fds]
+        return await Worker(args.id, control, listen, limiter, metrics, health).run()
 
     return uvloop.run(run())
 
