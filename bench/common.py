@@ -7,6 +7,7 @@ Nothing here installs anything or touches files outside the temp dir the caller 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -17,11 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BODY = b"hello world\n"
+T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -312,6 +315,34 @@ PROXY_BODY = """\
 def find_nginx() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
                                      else None)
+
+
+def nginx_and_wrk() -> tuple[str, str]:
+    """nginx and wrk, for the benches that load the gateway in front of an nginx upstream."""
+    nginx, wrk = find_nginx(), shutil.which("wrk")
+    if nginx is None or wrk is None:
+        raise BenchError("nginx and wrk are needed (apt-get install nginx-light wrk)")
+    return nginx, wrk
+
+
+def judged(name: str, run: Callable[[], T], verdict: Callable[[T], tuple[list[str], bool]],
+           outcomes: tuple[str, str], json_out: str | None,
+           failures: tuple[type[BaseException], ...] = (BenchError,)) -> int:
+    """A bench with targets, run to its exit status: ``verdict``'s lines printed, then
+    ``outcomes[0]`` when every target was met, else ``outcomes[1]``; what ``run`` measured
+    written to ``json_out``. 1 when a target was missed or ``run`` failed with ``failures``."""
+    try:
+        result = run()
+    except failures as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    lines, ok = verdict(result)
+    print("\n".join(lines))
+    print(f"{name}: {outcomes[0] if ok else outcomes[1]}")
+    if json_out:
+        with open(json_out, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0 if ok else 1
 
 
 def start_nginx(name: str, nginx: str, tmp: str, workers: int, body: str, port: int) -> Server:

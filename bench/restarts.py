@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,9 +35,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from bench.common import (  # noqa: E402
     BenchError,
-    find_nginx,
     free_port,
+    judged,
     log,
+    nginx_and_wrk,
     parse_wrk,
     repo_env,
     wrk_command,
@@ -134,9 +134,7 @@ def measure(wrk: str, port: int, args: argparse.Namespace, name: str,
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    nginx, wrk = find_nginx(), shutil.which("wrk")
-    if nginx is None or wrk is None:
-        raise BenchError("nginx and wrk are needed (apt-get install nginx-light wrk)")
+    nginx, wrk = nginx_and_wrk()
     results = []
     with tempfile.TemporaryDirectory(prefix="restarts-") as tmp:
         upstream = start_upstream(nginx, tmp)
@@ -215,18 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="per wrk run")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
-    try:
-        results = run(args)
-    except (BenchError, subprocess.CalledProcessError) as exc:
-        print(f"restarts: {exc}", file=sys.stderr)
-        return 1
-    lines, ok = report(results)
-    print("\n".join(lines))
-    print("restarts: zero failed requests" if ok else "restarts: a request failed")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
-    return 0 if ok else 1
+    return judged("restarts", lambda: run(args), report,
+                  ("zero failed requests", "a request failed"), args.json,
+                  (BenchError, subprocess.CalledProcessError))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,9 +34,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from bench.common import (  # noqa: E402
     BenchError,
-    find_nginx,
     free_port,
+    judged,
     log,
+    nginx_and_wrk,
     parse_wrk,
     process_tree,
     repo_env,
@@ -82,9 +82,7 @@ def snapshot(pids: list[int]) -> dict[str, dict[str, int | None]]:
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
-    nginx, wrk = find_nginx(), shutil.which("wrk")
-    if nginx is None or wrk is None:
-        raise BenchError("nginx and wrk are needed (apt-get install nginx-light wrk)")
+    nginx, wrk = nginx_and_wrk()
     seconds = args.minutes * 60
     if args.warmup >= seconds:
         raise BenchError("--warmup must be shorter than the run")
@@ -173,18 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after the load before counting fds again")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
-    try:
-        result = soak(args)
-    except BenchError as exc:
-        print(f"soak: {exc}", file=sys.stderr)
-        return 1
-    lines, ok = verdict(result)
-    print("\n".join(lines))
-    print("soak: all targets met" if ok else "soak: a target was missed")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-    return 0 if ok else 1
+    return judged("soak", lambda: soak(args), verdict,
+                  ("all targets met", "a target was missed"), args.json)
 
 
 if __name__ == "__main__":
