@@ -13,14 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.certs import CertAuthority, Issued, cert_fingerprint, fingerprint
+from tests.support.certs import Issued, cert_fingerprint, fingerprint
 from tests.support.gateway import GatewayProcess, base_config
+from tests.support.pki import Pki
 from tests.support.upstream import Upstream, free_port
 
 #: How a refused handshake looks to the client: an alert, or the connection closed mid-handshake.
@@ -31,37 +31,22 @@ SHOWN = {"X-Scheme": "$scheme", "X-SNI": "$ssl_server_name", "X-Client-DN": "$ss
          "X-Client-Verify": "$ssl_client_verify", "X-TLS": "$ssl_protocol"}
 
 
-@dataclass
-class Pki:
-    ca: CertAuthority
-    exact: Issued
-    wild: Issued
-    secure: Issued
-    client_ca: CertAuthority
-    alice: Issued
-    mallory: Issued
-    rogue_ca: CertAuthority
+class Certs(Pki):
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.exact = self.ca.issue("exact", "api.example.com", ["api.example.com"])
+        self.wild = self.ca.issue("wild", "*.example.com", ["*.example.com"])
+        self.secure = self.ca.issue("secure", "secure.example.org", ["secure.example.org"])
+        self.alice = self.client_ca.issue("alice", "alice", client=True)
+        self.mallory = self.rogue_ca.issue("mallory", "mallory", client=True)
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca = CertAuthority(d / "server")
-    client_ca = CertAuthority(d / "clients", "Client CA")
-    rogue_ca = CertAuthority(d / "rogue", "Rogue CA")
-    return Pki(
-        ca=ca,
-        exact=ca.issue("exact", "api.example.com", ["api.example.com"]),
-        wild=ca.issue("wild", "*.example.com", ["*.example.com"]),
-        secure=ca.issue("secure", "secure.example.org", ["secure.example.org"]),
-        client_ca=client_ca,
-        alice=client_ca.issue("alice", "alice", client=True),
-        mallory=rogue_ca.issue("mallory", "mallory", client=True),
-        rogue_ca=rogue_ca,
-    )
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("pki"))
 
 
-def tls_config(pki: Pki, port: int, tls_port: int, upstream_port: int, **gateway: Any) -> dict[str, Any]:
+def tls_config(pki: Certs, port: int, tls_port: int, upstream_port: int, **gateway: Any) -> dict[str, Any]:
     config = base_config(port, upstream_port, tls_listen=[f"127.0.0.1:{tls_port}"], **gateway)
     config["routes"][0]["plugins"] = {"proxy-rewrite": {"headers": {"set": SHOWN}}}
     config["ssls"] = [
@@ -80,7 +65,7 @@ def tls_config(pki: Pki, port: int, tls_port: int, upstream_port: int, **gateway
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[tuple[GatewayProcess, int, Upstream]]:
+def gateway(tmp_path_factory: pytest.TempPathFactory, pki: Certs) -> Iterator[tuple[GatewayProcess, int, Upstream]]:
     tmp_path = tmp_path_factory.mktemp("tls")
     with Upstream("up") as upstream:
         tls_port = free_port()
@@ -91,7 +76,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[tupl
 
 # -- clients ----------------------------------------------------------------------------------
 
-def client_context(pki: Pki, client: Issued | None = None, **versions: ssl.TLSVersion) -> ssl.SSLContext:
+def client_context(pki: Certs, client: Issued | None = None, **versions: ssl.TLSVersion) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(pki.ca.path))
     for name, version in versions.items():
         setattr(ctx, name, version)
@@ -120,7 +105,7 @@ def request(sock: ssl.SSLSocket | socket.socket, host: str, path: str = "/echo")
     return response.status, body
 
 
-def served_fingerprint(port: int, server_name: str | None, pki: Pki) -> str:
+def served_fingerprint(port: int, server_name: str | None, pki: Certs) -> str:
     ctx = client_context(pki)
     ctx.check_hostname = False
     with connect(port, server_name, ctx) as sock:
@@ -135,7 +120,7 @@ def upstream_saw(body: bytes) -> dict[str, str]:
 
 # -- certificate selection ----------------------------------------------------------------------
 
-def test_exact_sni_beats_wildcard(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_exact_sni_beats_wildcard(gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     assert served_fingerprint(port, "api.example.com", pki) == cert_fingerprint(pki.exact)
     assert served_fingerprint(port, "shop.example.com", pki) == cert_fingerprint(pki.wild)
@@ -143,7 +128,7 @@ def test_exact_sni_beats_wildcard(gateway: tuple[GatewayProcess, int, Upstream],
 
 
 def test_without_sni_or_with_an_unknown_name_the_handshake_fails(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     # uvloop closes the connection without flushing the alert: the client sees the handshake
     # cut (EOF) rather than the alert's name, at once (no hang; the timeout is 10 s)
@@ -157,7 +142,7 @@ def test_without_sni_or_with_an_unknown_name_the_handshake_fails(
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
-def test_only_tls_1_2_and_1_3(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_only_tls_1_2_and_1_3(gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         ctx = client_context(pki, minimum_version=version, maximum_version=version)
@@ -183,7 +168,7 @@ def test_openssl_s_client_tls_1_1_is_refused(gateway: tuple[GatewayProcess, int,
     assert b"no peer certificate available" in out and b"New, (NONE), Cipher is (NONE)" in out
 
 
-def test_alpn_is_http_1_1(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_alpn_is_http_1_1(gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     ctx = client_context(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
@@ -194,7 +179,7 @@ def test_alpn_is_http_1_1(gateway: tuple[GatewayProcess, int, Upstream], pki: Pk
 
 # -- what the upstream sees ---------------------------------------------------------------------
 
-def test_curl_through_the_tls_listener(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_curl_through_the_tls_listener(gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     curl = shutil.which("curl")
     if curl is None:
@@ -225,7 +210,7 @@ def test_plain_listener_still_says_http(gateway: tuple[GatewayProcess, int, Upst
     assert seen.get("x-sni", "") == "" and seen.get("x-client-verify", "") == ""
 
 
-def test_client_cannot_claim_https_or_sni(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_client_cannot_claim_https_or_sni(gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     with connect(port, "shop.example.com", client_context(pki)) as sock:
         sock.sendall(b"GET /echo HTTP/1.1\r\nHost: shop.example.com\r\n"
@@ -240,7 +225,7 @@ def test_client_cannot_claim_https_or_sni(gateway: tuple[GatewayProcess, int, Up
 # -- client certificates (mTLS for one SNI) ------------------------------------------------------
 
 def test_mtls_accepts_a_client_certificate_from_its_ca(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, _ = gateway
     with connect(port, "secure.example.org", client_context(pki, pki.alice)) as sock:
         status, body = request(sock, "secure.example.org")
@@ -252,7 +237,7 @@ def test_mtls_accepts_a_client_certificate_from_its_ca(
 
 
 def test_mtls_without_a_certificate_is_refused(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, upstream = gateway
     mark = upstream.mark()
     with connect(port, "secure.example.org", client_context(pki)) as sock:
@@ -263,7 +248,7 @@ def test_mtls_without_a_certificate_is_refused(
 
 
 def test_mtls_refuses_a_certificate_from_another_ca(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     _, port, upstream = gateway
     mark = upstream.mark()
     with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -274,7 +259,7 @@ def test_mtls_refuses_a_certificate_from_another_ca(
     upstream.assert_nothing_forwarded(mark)
 
 
-def test_mtls_is_per_sni(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_mtls_is_per_sni(gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     """The SNI without client.ca needs no client certificate on the same listener."""
     _, port, _ = gateway
     with connect(port, "api.example.com", client_context(pki)) as sock:
@@ -283,7 +268,7 @@ def test_mtls_is_per_sni(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki
 
 
 def test_an_mtls_host_through_another_names_handshake_is_misdirected(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     """A handshake for api.example.com (no client certificate) must not carry requests for
     secure.example.org (mTLS): 421, as nginx; the other way round is allowed."""
     _, port, upstream = gateway
@@ -300,7 +285,7 @@ def test_an_mtls_host_through_another_names_handshake_is_misdirected(
 
 
 def test_a_tls_1_2_session_of_another_name_does_not_open_an_mtls_name(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     """OpenSSL resumes a TLS 1.2 session under the name it was made for, whatever SNI the
     client sends: a session made for api.example.com (no client certificate) must not reach
     the mTLS name's upstream."""
@@ -325,7 +310,7 @@ def test_a_tls_1_2_session_of_another_name_does_not_open_an_mtls_name(
 
 
 def test_a_tls_1_3_client_certificate_does_not_carry_over_to_another_mtls_name(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     """alice's certificate is trusted for secure.example.org, not for vault.example.org (another
     CA): a session from the first must not resume into the second."""
     _, port, upstream = gateway
@@ -372,7 +357,7 @@ def test_a_silent_client_is_closed_after_the_header_timeout(
 
 
 def test_a_client_that_never_answers_close_notify_is_let_go(
-        gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+        gateway: tuple[GatewayProcess, int, Upstream], pki: Certs) -> None:
     """After `Connection: close` the gateway sends close_notify and waits for the client's for
     TLS_SHUTDOWN_TIMEOUT (2 s), not uvloop's 30 s, before the socket goes."""
     _, port, _ = gateway
@@ -403,7 +388,7 @@ def test_plain_http_on_the_tls_port_is_closed(gateway: tuple[GatewayProcess, int
     upstream.assert_nothing_forwarded(mark)
 
 
-def test_gateway_check_names_the_bad_key(tmp_path: Path, pki: Pki) -> None:
+def test_gateway_check_names_the_bad_key(tmp_path: Path, pki: Certs) -> None:
     config = tls_config(pki, free_port(), free_port(), free_port())
     config["ssls"][0]["key"] = str(pki.secure.key_path)
     path = tmp_path / "gateway.yaml"
@@ -417,7 +402,7 @@ def test_gateway_check_names_the_bad_key(tmp_path: Path, pki: Pki) -> None:
 
 # -- reload ---------------------------------------------------------------------------------------
 
-def test_reload_replaces_certificates_without_dropping_connections(tmp_path: Path, pki: Pki) -> None:
+def test_reload_replaces_certificates_without_dropping_connections(tmp_path: Path, pki: Certs) -> None:
     ca = pki.ca
     live = ca.issue("live", "api.example.com", ["api.example.com"])
     with Upstream("up") as upstream:
@@ -477,7 +462,7 @@ def test_reload_replaces_certificates_without_dropping_connections(tmp_path: Pat
                 held.close()
 
 
-def test_sessions_resume_across_a_reload(tmp_path: Path, pki: Pki) -> None:
+def test_sessions_resume_across_a_reload(tmp_path: Path, pki: Certs) -> None:
     """One worker: a TLS 1.3 ticket issued before a reload still resumes after it (no ssl with
     client.ca here: with one, TLS 1.3 tickets are off)."""
     with Upstream("up") as upstream:

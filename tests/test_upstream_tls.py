@@ -15,34 +15,25 @@ from typing import Any
 
 import pytest
 
-from tests.support.certs import CertAuthority, Issued
 from tests.support.gateway import GatewayProcess, base_config, wait_until
+from tests.support.pki import Pki
 from tests.support.tls_upstream import TlsUpstream
 from tests.support.upstream import free_port
 
 
-@dataclass
-class Pki:
-    ca: CertAuthority
-    server: Issued
-    rogue_server: Issued
-    ip_server: Issued
-    client_ca: CertAuthority
-    gateway_client: Issued
+class Certs(Pki):
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "Upstream CA")
+        self.server = self.ca.issue("server", "localhost", ["localhost", "backend.internal"])
+        self.rogue_server = self.rogue_ca.issue("rogue", "localhost",
+                                                ["localhost", "backend.internal"])
+        self.ip_server = self.ca.issue("ip", "127.0.0.1", ip_addresses=["127.0.0.1"])
+        self.gateway_client = self.client_ca.issue("gateway", "the-gateway", client=True)
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca = CertAuthority(d / "upstreams", "Upstream CA")
-    rogue = CertAuthority(d / "rogue", "Rogue CA")
-    client_ca = CertAuthority(d / "clients", "Client CA")
-    return Pki(ca=ca,
-               server=ca.issue("server", "localhost", ["localhost", "backend.internal"]),
-               rogue_server=rogue.issue("rogue", "localhost", ["localhost", "backend.internal"]),
-               ip_server=ca.issue("ip", "127.0.0.1", ip_addresses=["127.0.0.1"]),
-               client_ca=client_ca,
-               gateway_client=client_ca.issue("gateway", "the-gateway", client=True))
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("pki"))
 
 
 @dataclass
@@ -54,7 +45,7 @@ class Setup:
     ip: TlsUpstream
 
 
-def https(port: int, pki: Pki, **more: Any) -> dict[str, Any]:
+def https(port: int, pki: Certs, **more: Any) -> dict[str, Any]:
     """An https upstream of one node: by default the address, with the name the certificate
     has as upstream_host (so it is the server name). "localhost" as the node may resolve to
     ::1 as well, where the test upstreams do not listen."""
@@ -65,7 +56,7 @@ def https(port: int, pki: Pki, **more: Any) -> dict[str, Any]:
     return {"scheme": "https", "nodes": [node], "tls": tls, **more}
 
 
-def upstream_tls_config(pki: Pki, good: int, rogue: int, mtls: int, ip: int) -> dict[str, Any]:
+def upstream_tls_config(pki: Certs, good: int, rogue: int, mtls: int, ip: int) -> dict[str, Any]:
     config = base_config(free_port())
     client = {"client_cert": str(pki.gateway_client.cert_path),
               "client_key": str(pki.gateway_client.key_path)}
@@ -91,7 +82,7 @@ def upstream_tls_config(pki: Pki, good: int, rogue: int, mtls: int, ip: int) -> 
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory, pki: Certs) -> Iterator[Setup]:
     with TlsUpstream(pki.server.cert_path, pki.server.key_path) as good, \
             TlsUpstream(pki.rogue_server.cert_path, pki.rogue_server.key_path) as rogue, \
             TlsUpstream(pki.server.cert_path, pki.server.key_path, pki.client_ca.path) as mtls, \
@@ -210,7 +201,7 @@ def check(tmp_path: Path, config: dict[str, Any]) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Pki) -> None:
+def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Certs) -> None:
     config = base_config(free_port())
     missing = tmp_path / "missing-ca.crt"
     config["upstreams"] = [
@@ -228,7 +219,7 @@ def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Pki) -> Non
     assert "upstreams[3].tls: tls applies to scheme https only (the scheme is http)" in out
 
 
-def test_inline_route_upstream_files_are_checked_too(tmp_path: Path, pki: Pki) -> None:
+def test_inline_route_upstream_files_are_checked_too(tmp_path: Path, pki: Certs) -> None:
     config = base_config(free_port())
     config["routes"] = [{"id": "r", "uri": "/*",
                          "upstream": https(1, pki, tls={"ca": str(pki.gateway_client.key_path)})}]
