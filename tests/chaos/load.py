@@ -8,6 +8,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.support.gateway import wait_until
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -22,6 +24,11 @@ class Outcome:
     @property
     def took(self) -> float:
         return self.ended - self.started
+
+    @property
+    def whole(self) -> bool:
+        """A 200 whose whole body arrived."""
+        return self.status == 200 and self.error is None and self.body_ok
 
 
 class LoadPool:
@@ -97,10 +104,20 @@ class LoadPool:
 
     def wait_for(self, host: str, count: int, after: float = 0.0, timeout: float = 10.0) -> None:
         """Until ``count`` requests to ``host`` started after ``after`` have ended."""
-        deadline = time.monotonic() + timeout
-        while len(self.seen(host, after)) < count:
-            assert time.monotonic() < deadline, f"fewer than {count} requests to {host} ended"
-            time.sleep(0.02)
+        wait_until(lambda: len(self.seen(host, after)) >= count, timeout,
+                   f"fewer than {count} requests to {host} ended")
+
+    def wait_served(self, host: str, after: float, what: str, timeout: float = 5.0) -> None:
+        """Until a request to ``host`` started after ``after`` got a whole 200; ``what`` says
+        what failed if none does in time."""
+        wait_until(lambda: any(o.whole for o in self.seen(host, after)), timeout, what)
+
+
+def assert_all_served(outcomes: list[Outcome], minimum: int) -> None:
+    """At least ``minimum`` requests, each a whole 200 within 2 s."""
+    bad = [o for o in outcomes if not o.whole]
+    assert len(outcomes) >= minimum and not bad, summary(bad or outcomes)
+    assert max(o.took for o in outcomes) < 2.0, summary(outcomes)
 
 
 def summary(outcomes: list[Outcome]) -> str:

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from tests.chaos.conftest import chaos_config
-from tests.chaos.load import LoadPool, Outcome, summary
+from tests.chaos.load import LoadPool, assert_all_served, summary
 from tests.chaos.upstreams import ResettingUpstream, reset
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.upstream import Upstream, free_port
 from tests.support.upstream_process import UpstreamProcess
 
@@ -24,14 +24,7 @@ UPLOAD = b"u" * (1 << 20)
 def assert_steady_served(load: LoadPool, after: float, minimum: int = 20) -> None:
     """The other upstream's clients, on the same (single) worker, saw only complete 200s."""
     load.wait_for(STEADY, minimum, after=after)
-    seen = load.seen(STEADY, after)
-    bad = [o for o in seen if o.status != 200 or o.error or not o.body_ok]
-    assert not bad, f"clients of the healthy upstream were hurt: {summary(bad)}"
-    assert max(o.took for o in seen) < 2.0, summary(seen)
-
-
-def complete(o: Outcome) -> bool:
-    return o.status == 200 and o.error is None and o.body_ok
+    assert_all_served(load.seen(STEADY, after), minimum)
 
 
 def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
@@ -42,7 +35,7 @@ def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
             LoadPool(gw.port, {VICTIM: ("GET", "/bytes/262144", None, 4),
                                STEADY: ("GET", "/", None, 4)}) as load:
         load.wait_for(VICTIM, 20)
-        assert all(complete(o) for o in load.seen(VICTIM)), summary(load.seen(VICTIM))
+        assert all(o.whole for o in load.seen(VICTIM)), summary(load.seen(VICTIM))
         killed = time.monotonic()
         victim.kill()
         # requests in flight when it died: a whole response, a 502, or a body cut short (the
@@ -58,11 +51,7 @@ def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
         assert_steady_served(load, killed)
 
         victim.start()  # back on the same port
-        back = time.monotonic()
-        deadline = back + 5.0
-        while not any(complete(o) for o in load.seen(VICTIM, back)):
-            assert time.monotonic() < deadline, "the upstream, back, was not used again"
-            time.sleep(0.05)
+        load.wait_served(VICTIM, time.monotonic(), "the upstream, back, was not used again")
 
 
 def test_upstream_stalled_gives_504_after_its_read_timeout(tmp_path: Path, steady: Upstream) -> None:
@@ -83,10 +72,7 @@ def test_upstream_stalled_gives_504_after_its_read_timeout(tmp_path: Path, stead
 
         resumed = time.monotonic()
         victim.signal(signal.SIGCONT)
-        deadline = resumed + 5.0
-        while not any(complete(o) for o in load.seen(VICTIM, resumed)):
-            assert time.monotonic() < deadline, "the upstream, resumed, was not used again"
-            time.sleep(0.05)
+        load.wait_served(VICTIM, resumed, "the upstream, resumed, was not used again")
 
 
 def test_upstream_reset_mid_response_body_reaches_the_client_as_a_cut(
@@ -102,7 +88,7 @@ def test_upstream_reset_mid_response_body_reaches_the_client_as_a_cut(
         assert victim.resets >= 30
         # never a response that looks whole: the head was relayed (200) and the connection
         # closed before its Content-Length, or nothing was relayed yet and the client got 502
-        assert not any(complete(o) for o in seen), summary(seen)
+        assert not any(o.whole for o in seen), summary(seen)
         assert all((o.status == 200 and (o.error or not o.body_ok)) or o.status == 502
                    for o in seen), summary(seen)
         assert max(o.took for o in seen) < 2.0, summary(seen)
@@ -157,9 +143,6 @@ def test_clients_reset_mid_body_free_their_upstream_connections(
             reset(sock)
         assert_steady_served(load, started)
         load.stop()
-        deadline = time.monotonic() + 5
-        while open_fds(worker) > baseline + 4:
-            assert time.monotonic() < deadline, \
-                f"{open_fds(worker) - baseline} descriptors more than before the resets"
-            time.sleep(0.1)
+        wait_until(lambda: open_fds(worker) <= baseline + 4, 5,
+                   lambda: f"{open_fds(worker) - baseline} descriptors more than before the resets")
         assert gw.worker_pids() == [worker]
