@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.chaos.conftest import chaos_config
@@ -21,6 +23,17 @@ VICTIM, STEADY = "victim.test", "steady.test"
 UPLOAD = b"u" * (1 << 20)
 
 
+@contextmanager
+def victim_under_load(tmp_path: Path, steady: Upstream, victim_port: int,
+                      request: tuple[str, str, bytes | None]) -> Iterator[LoadPool]:
+    """A one-worker gateway in front of the victim and the steady upstream, four clients of each
+    in a loop: the victim's sending ``request`` (method, path, body), the steady one's GET /."""
+    with GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim_port),
+                        workers=1) as gw, \
+            LoadPool(gw.port, {VICTIM: (*request, 4), STEADY: ("GET", "/", None, 4)}) as load:
+        yield load
+
+
 def assert_steady_served(load: LoadPool, after: float, minimum: int = 20) -> None:
     """The other upstream's clients, on the same (single) worker, saw only complete 200s."""
     load.wait_for(STEADY, minimum, after=after)
@@ -30,10 +43,7 @@ def assert_steady_served(load: LoadPool, after: float, minimum: int = 20) -> Non
 def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
         tmp_path: Path, steady: Upstream) -> None:
     with UpstreamProcess("victim") as victim, \
-            GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim.port),
-                           workers=1) as gw, \
-            LoadPool(gw.port, {VICTIM: ("GET", "/bytes/262144", None, 4),
-                               STEADY: ("GET", "/", None, 4)}) as load:
+            victim_under_load(tmp_path, steady, victim.port, ("GET", "/bytes/262144", None)) as load:
         load.wait_for(VICTIM, 20)
         assert all(o.whole for o in load.seen(VICTIM)), summary(load.seen(VICTIM))
         killed = time.monotonic()
@@ -56,10 +66,7 @@ def test_upstream_killed_gives_502_at_once_and_is_used_again_when_back(
 
 def test_upstream_stalled_gives_504_after_its_read_timeout(tmp_path: Path, steady: Upstream) -> None:
     with UpstreamProcess("victim") as victim, \
-            GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim.port),
-                           workers=1) as gw, \
-            LoadPool(gw.port, {VICTIM: ("GET", "/", None, 4),
-                               STEADY: ("GET", "/", None, 4)}) as load:
+            victim_under_load(tmp_path, steady, victim.port, ("GET", "/", None)) as load:
         load.wait_for(VICTIM, 20)
         stopped = time.monotonic()
         victim.signal(signal.SIGSTOP)  # the kernel still accepts for it; it answers nothing
@@ -78,10 +85,7 @@ def test_upstream_stalled_gives_504_after_its_read_timeout(tmp_path: Path, stead
 def test_upstream_reset_mid_response_body_reaches_the_client_as_a_cut(
         tmp_path: Path, steady: Upstream) -> None:
     with ResettingUpstream("response") as victim, \
-            GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim.port),
-                           workers=1) as gw, \
-            LoadPool(gw.port, {VICTIM: ("GET", "/", None, 4),
-                               STEADY: ("GET", "/", None, 4)}) as load:
+            victim_under_load(tmp_path, steady, victim.port, ("GET", "/", None)) as load:
         started = time.monotonic()
         load.wait_for(VICTIM, 30)
         seen = load.seen(VICTIM)
@@ -98,10 +102,8 @@ def test_upstream_reset_mid_response_body_reaches_the_client_as_a_cut(
 def test_upstream_reset_mid_request_body_gives_502_and_frees_the_client(
         tmp_path: Path, steady: Upstream) -> None:
     with ResettingUpstream("request") as victim, \
-            GatewayProcess(tmp_path, chaos_config(free_port(), steady.port, victim.port),
-                           workers=1) as gw, \
-            LoadPool(gw.port, {VICTIM: ("POST", "/upload", UPLOAD, 4),
-                               STEADY: ("GET", "/", None, 4)}) as load:
+            victim_under_load(tmp_path, steady, victim.port,
+                              ("POST", "/upload", UPLOAD)) as load:
         started = time.monotonic()
         load.wait_for(VICTIM, 20)
         seen = load.seen(VICTIM)
