@@ -1,20 +1,22 @@
 """The master process: owns the config and its version, validates every candidate before any
 worker sees it, persists the last good one, starts and restarts workers, and drives reload and
-shutdown. It never touches a request."""
+shutdown. It never touches a request.
+
+Its jobs beside this file: the workers' supervision (start, control channel, restart) in
+worker_supervision.py, the config file's reloads in config_reload.py (both mixins of
+``Master``), the checks a candidate config passes in config_checks.py."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +26,30 @@ from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
-    FileChecks,
     config_to_bytes,
     decode_config,
     default_config,
     dump_config,
 )
-from gateway.server import rolling
 from gateway.server.config_checks import CHECKS, check_bytes, load_and_check
 from gateway.server.config_file import ConfigFile
+from gateway.server.config_reload import ConfigReload, ReloadCounts
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
 from gateway.server.handoff import HandoffServer, request_sockets
-from gateway.server.ipc import encode_frame, read_frame
+from gateway.server.ipc import encode_frame
 from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
 from gateway.server.redis_sync import RedisLimitSyncer
 from gateway.server.state import InstanceState
 from gateway.server.status_report import WorkerPolls, gateway_status
-from gateway.server.worker_boot import worker_command
+from gateway.server.worker_supervision import WorkerHandle, WorkerSupervision, listen_addresses
 from gateway.upstream.health_checker import HealthChecker
 from gateway.upstream.names import node_names
 from gateway.upstream.resolver import NodeResolver
 
 log = logging.getLogger("gateway.master")
 
-# A worker that dies sooner than this after starting counts as a crash loop and is restarted
-# with a growing delay instead of at once.
-CRASH_WINDOW = 2.0
-MAX_RESTART_DELAY = 5.0
 #: Config files larger than this are parsed for the Admin API as soon as they are loaded.
 PRELOAD_SIZE = 256 * 1024
 #: How long the first start of the workers may take before the start is called failed.
@@ -63,36 +60,7 @@ class StartupError(Exception):
     """The gateway cannot start; the message is the one line `gateway run` prints."""
 
 
-def listen_addresses(config: Config) -> list[str]:
-    """Every address the workers accept on (plain, then TLS): the master owns their sockets."""
-    return [*config.gateway.listen, *config.gateway.tls_listen]
-
-
-@dataclass(eq=False)  # hashed by identity: kept in sets while retiring
-class WorkerHandle:
-    index: int
-    process: asyncio.subprocess.Process
-    writer: asyncio.StreamWriter
-    started: float
-    version: int = 0
-    acks: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
-    #: Resolved with None once the worker serves its first config, or with why it cannot.
-    ready: asyncio.Future[str | None] | None = None
-    fatal: str | None = None
-    #: Replaced or removed: drains and exits, and is not restarted.
-    retiring: bool = False
-    #: In place in Master.workers (a successor is not until it serves): only these restart.
-    registered: bool = True
-
-
-@dataclass
-class ReloadCounts:
-    checked: int = 0
-    applied: int = 0
-    rejected: int = 0
-
-
-class Master:
+class Master(ConfigReload, WorkerSupervision):
     def __init__(self, config_path: str | None, workers: int | None = None) -> None:
         self.config_path = os.path.abspath(config_path) if config_path else None
         self.config_file = ConfigFile(self.config_path) if self.config_path else None
@@ -348,43 +316,7 @@ class Master:
             return
         log.error("%s", context.get("message", "event loop error"), exc_info=exc)
 
-    async def start_worker(self, index: int, register: bool = True) -> WorkerHandle:
-        """Starts worker ``index`` on the slot's listening sockets; ``register=False`` starts a
-        successor that the caller puts in place once it serves."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        listen = self.listeners.fds(index, listen_addresses(self.config) if self.config else [])
-        try:
-            argv, extra_env = worker_command([
-                "--id", str(index), "--control-fd", str(child.fileno()),
-                "--limiter-fd", str(self.limiter.fd), "--metrics-fd", str(self.metrics.fd),
-                "--health-fd", str(self.health.fd), "--listen-fds", json.dumps(listen)])
-            process = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(child.fileno(), self.limiter.fd, self.metrics.fd, self.health.fd,
-                                 *(fd for _address, fd in listen)),
-                env={**os.environ, **extra_env})
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
-        handle = WorkerHandle(index, process, writer, time.monotonic(), registered=register)
-        handle.ready = asyncio.get_running_loop().create_future()
-        if register:
-            self.workers[index] = handle
-        self.spawn(self.read_worker(handle, reader))
-        self.spawn(self.supervise(handle))
-        self.send_config(handle)
-        return handle
 
-    def send_config(self, handle: WorkerHandle) -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        handle.acks[self.version] = future
-        if not handle.writer.is_closing():
-            handle.writer.write(encode_frame({"type": "config", "version": self.version,
-                                              "config": self.payload,
-                                              "addresses": self.addresses}))
-        return future
 
     async def follow_names(self, config: Config) -> None:
         """Resolves the host names of ``config``'s nodes before any worker compiles it (a name
@@ -409,203 +341,14 @@ class Master:
             if not handle.writer.is_closing():
                 handle.writer.write(frame)
 
-    @staticmethod
-    def set_ready(handle: WorkerHandle, problem: str | None) -> None:
-        if handle.ready is not None and not handle.ready.done():
-            handle.ready.set_result(problem)
 
-    async def read_worker(self, handle: WorkerHandle, reader: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                message = await read_frame(reader)
-            except (ConnectionError, ValueError) as exc:
-                log.warning("worker %d control channel failed: %s", handle.index, exc)
-                return
-            if message is None:
-                return
-            kind = message.get("type")
-            version = message.get("version", 0)
-            if kind == "ack":
-                handle.version = version
-                self.set_ready(handle, None)
-                future = handle.acks.pop(version, None)
-                if future is not None and not future.done():
-                    future.set_result(True)
-                self.write_status()
-            elif kind == "pong":
-                self.worker_polls.answer(handle, message)
-            elif kind == "fatal":
-                handle.fatal = str(message.get("message"))
-                self.set_ready(handle, handle.fatal)
-            elif kind == "error":
-                log.error("worker %d rejected config version %d: %s", handle.index, version,
-                          message.get("message"))
-                future = handle.acks.pop(version, None)
-                if future is not None and not future.done():
-                    future.set_result(False)
 
-    async def supervise(self, handle: WorkerHandle) -> None:
-        code = await handle.process.wait()
-        handle.writer.close()
-        self.set_ready(handle, handle.fatal or f"exited with status {code} before serving")
-        for future in handle.acks.values():
-            if not future.done():
-                future.set_result(False)
-        if self.workers.get(handle.index) is handle:
-            del self.workers[handle.index]
-        self.retiring.discard(handle)
-        self.write_status()
-        if self.stopping:
-            if not self.workers and not self.retiring:
-                self.done.set()
-            return
-        if handle.retiring or not handle.registered:
-            log.info("worker %d (pid %d) %s exited with %s", handle.index, handle.process.pid,
-                     "drained and" if handle.retiring else "(a successor that never served)",
-                     code)
-            return
-        if not self.serving:
-            return  # the first start failed: start_all reports it and stops
-        lived = time.monotonic() - handle.started
-        crashes = self.crashes.get(handle.index, 0) + 1 if lived < CRASH_WINDOW else 0
-        self.crashes[handle.index] = crashes
-        delay = min(0.1 * (2 ** (crashes - 1)), MAX_RESTART_DELAY) if crashes else 0.0
-        cause = f": {handle.fatal}" if handle.fatal else ""
-        log.error("worker %d (pid %d) exited with %s%s; restarting%s", handle.index,
-                  handle.process.pid, code, cause, f" in {delay:.1f}s" if delay else "")
-        await self.respawn(handle.index, delay)
 
-    async def respawn(self, index: int, delay: float) -> None:
-        """Starts worker ``index`` again, retrying with back-off for as long as it takes: the
-        master never gives up on a worker (a full fd table or process table passes)."""
-        while not self.stopping:
-            if delay:
-                await asyncio.sleep(delay)
-            if self.stopping:
-                return
-            try:
-                await self.start_worker(index)
-                return
-            except OSError as exc:
-                delay = min(max(delay * 2, 0.1), MAX_RESTART_DELAY)
-                log.error("respawn of worker %d failed: %s; retrying in %.1f s", index, exc, delay)
-                self.fd_watch.check()
 
-    async def wait_converged(self, version: int, timeout: float) -> bool:
-        futures = [h.acks[version] for h in self.workers.values() if version in h.acks]
-        if not futures:
-            return all(h.version >= version for h in self.workers.values())
-        done, _ = await asyncio.wait(futures, timeout=timeout)
-        return len(done) == len(futures) and all(f.result() for f in done)
 
-    async def reload(self, reason: str, settle: bool = False) -> bool:
-        """Validates the file and, only if it is good and new, sends it to every worker."""
-        if self.config_file is None or self.stopping:
-            return False
-        if settle:
-            # outside the lock: an Admin API write need not wait for a file to settle
-            await self.config_file.settled(self.settle_time())
-        async with self.reload_lock:
-            try:
-                raw, digest = self.config_file.read()
-            except ConfigError as exc:
-                if self.config_file.first_failure or not settle:  # SIGHUP always gets an answer
-                    log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
-                              self.version, exc)
-                return False
-            if settle and not self.config_file.changed(digest):
-                return True  # the same bytes as the running (or last rejected) version
-            self.config_file.seen_digest = digest
-            self.reloads.checked += 1
-            started = time.monotonic()
-            code_changed = self.plugin_code.changed()
-            try:
-                self.plugin_code.reimport(code_changed)
-            except Exception as exc:  # noqa: BLE001 - a plugin module may fail in any way
-                self.reloads.rejected += 1
-                self.config_file.seen_digest = None  # the same file is tried again
-                log.error("reload (%s) rejected; still serving version %d: plugin module %s "
-                          "cannot be imported: %s: %s", reason, self.version,
-                          ", ".join(code_changed), type(exc).__name__, exc)
-                self.write_status()
-                return False
-            try:
-                config = check_bytes(raw, str(self.config_file.path), file_checks=FileChecks.RELOAD)
-            except ConfigError as exc:
-                self.reloads.rejected += 1
-                log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
-                          self.version, exc)
-                self.write_status()
-                return False
-            if self.config is not None and config.fingerprint() == self.config.fingerprint() \
-                    and not code_changed and not self.restart_unfinished:
-                self.config_raw = raw  # comments or layout changed: the Admin API edits these bytes
-                return True
-            change = self.process_change(config, code_changed)
-            if change.needed:
-                try:
-                    self.listeners.ensure(listen_addresses(config), change.new_count)
-                except OSError as exc:
-                    self.reloads.rejected += 1
-                    log.error("reload (%s) rejected; still serving version %d: %s", reason,
-                              self.version, exc.strerror or exc)
-                    self.write_status()
-                    return False
-            log.info("reload (%s) checked in %.1f ms", reason, (time.monotonic() - started) * 1000)
-            self.config_raw = raw
-            if not change.needed:
-                applied = await self.apply(config, reason, save_first=True)
-                self.preload_document()
-                return applied
-            await self.follow_names(config)
-            self.adopt(config)
-            self.reloads.applied += 1
-            log.info("config version %d needs new worker processes (%s): restarting them "
-                     "one at a time", self.version, change.describe())
-            ok = await rolling.roll(self, change)
-            self.count = change.new_count if ok else len(self.workers)
-            self.restart_unfinished = not ok and change.restart_all
-            self.plugin_code.record(config)
-            if ok:  # else workers not yet replaced still serve the old addresses
-                self.listeners.drop_addresses(listen_addresses(config))
-            self.open_listeners(listen_addresses(config), change.new_count)
-            log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
-                     "applied by every worker" if ok else "NOT applied by every worker",
-                     (time.monotonic() - started) * 1000)
-            self.write_status()
-            self.preload_document()
-            return ok
 
-    def process_change(self, config: Config, code_changed: list[str]) -> rolling.ProcessChange:
-        old_listen = listen_addresses(self.config) if self.config else []
-        new_count = self.worker_count_of(config)
-        return rolling.ProcessChange(
-            old_count=self.count, new_count=new_count,
-            listen_changed=listen_addresses(config) != old_listen,
-            code_changed=[m for m in code_changed if m in self.plugin_code.files],
-            unfinished=self.restart_unfinished)
 
-    def settle_time(self) -> float:
-        return self.config.gateway.config_settle_time if self.config else 0.2
 
-    async def watch(self) -> None:
-        """Applies saved edits of the config file (editors that replace the file included)."""
-        from watchfiles import awatch
-
-        assert self.config_file is not None
-        target = self.config_file.path
-        first = True
-        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
-                                    yield_on_timeout=True,
-                                    watch_filter=lambda _c, p: Path(p) == target):
-            if self.stopping:
-                return
-            # The first (empty) wake-up means the watch is in place: an edit saved while it was
-            # being set up is caught here; the same bytes as the running version are skipped.
-            # Later empty wake-ups are only timeouts: reading the file then would poll it.
-            if (changes or first) and target.exists():
-                await self.reload("file changed", settle=True)
-            first = False
 
     async def housekeeping(self) -> None:
         while not self.stopping:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.server.master import Master, WorkerHandle
+    from gateway.server.worker_supervision import WorkerHandle, WorkerSupervision
 
 log = logging.getLogger("gateway.master")
 
@@ -60,7 +60,7 @@ class ProcessChange:
         return "; ".join(why)
 
 
-async def start_serving(master: Master, slot: int) -> WorkerHandle | None:
+async def start_serving(master: WorkerSupervision, slot: int) -> WorkerHandle | None:
     """A new worker for ``slot`` that serves the master's current config, or None (logged)."""
     try:
         handle = await master.start_worker(slot, register=False)
@@ -81,7 +81,7 @@ async def start_serving(master: Master, slot: int) -> WorkerHandle | None:
     return handle
 
 
-def retire(master: Master, handle: WorkerHandle) -> None:
+def retire(master: WorkerSupervision, handle: WorkerHandle) -> None:
     """The worker stops accepting, finishes its requests (graceful_shutdown_timeout) and exits."""
     handle.retiring = True
     master.retiring.add(handle)
@@ -91,7 +91,7 @@ def retire(master: Master, handle: WorkerHandle) -> None:
         handle.process.send_signal(signal.SIGTERM)
 
 
-async def replace(master: Master, slot: int) -> bool:
+async def replace(master: WorkerSupervision, slot: int) -> bool:
     new = await start_serving(master, slot)
     if new is None:
         return False
@@ -109,7 +109,7 @@ async def replace(master: Master, slot: int) -> bool:
     return True
 
 
-async def retire_slots(master: Master, slots: list[int]) -> None:
+async def retire_slots(master: WorkerSupervision, slots: list[int]) -> None:
     """Steer new connections away from the slots' sockets, let their queues empty, then retire
     the workers and close the sockets, one slot at a time (the kernel re-indexes the group at
     each close, which the steering program follows)."""
@@ -132,7 +132,7 @@ async def retire_slots(master: Master, slots: list[int]) -> None:
     master.write_status()
 
 
-async def roll(master: Master, change: ProcessChange) -> bool:
+async def roll(master: WorkerSupervision, change: ProcessChange) -> bool:
     """Applies the master's (already adopted) config with new processes where needed."""
     ok = True
     if change.restart_all:

@@ -14,7 +14,7 @@ from gateway.upstream.health_checker import HealthChecker
 from gateway.upstream.names import node_addresses
 
 if TYPE_CHECKING:
-    from gateway.server.master import WorkerHandle
+    from gateway.server.worker_supervision import WorkerHandle
 
 #: How long a worker has to answer; one that does not is reported as not responding.
 WORKER_REPLY_TIMEOUT = 1.0
