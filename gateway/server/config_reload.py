@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config import Config, ConfigError, FileChecks
 from gateway.server import rolling
-from gateway.server.config_checks import check_bytes
+from gateway.server.checks import check_bytes
 from gateway.server.config_file import ConfigFile
 from gateway.server.plugin_code import PluginCode
 from gateway.server.worker_supervision import WorkerSupervision, listen_addresses

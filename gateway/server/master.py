@@ -4,7 +4,7 @@ shutdown. It never touches a request.
 
 Its jobs beside this file: the workers' supervision (start, control channel, restart) in
 worker_supervision.py, the config file's reloads in config_reload.py (both mixins of
-``Master``), the checks a candidate config passes in config_checks.py."""
+``Master``), the checks a candidate config passes in checks.py."""
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +31,7 @@ from gateway.config import (
     default_config,
     dump_config,
 )
-from gateway.server.config_checks import CHECKS, check_bytes, load_and_check
+from gateway.server.checks import CHECKS, check_bytes, load_and_check
 from gateway.server.config_file import ConfigFile
 from gateway.server.config_reload import ConfigReload, ReloadCounts
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
