@@ -35,8 +35,9 @@
 //! 64   slots:  256 bytes x slots (see Slot)
 //! ```
 //!
-//! Slots are claimed as in the metrics table (CAS of the key, label written, `READY` published)
-//! and never freed; the master resets a slot when a node (re)appears in the config.
+//! Slots are found and claimed by `gateway_shm::find_or_claim` (CAS of the key, label written,
+//! `READY` published) and never freed; the master resets a slot when a node (re)appears in the
+//! config.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -44,7 +45,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gateway_shm::{
-    hash_key, invalid_header, slot_count, valid_slot_count, whole_pages, Layout, Stamp,
+    find_or_claim, hash_key, invalid_header, slot_count, valid_slot_count, whole_pages,
+    LabeledSlot, Layout, Stamp,
 };
 
 pub use gateway_shm::ShmRegion;
@@ -75,7 +77,6 @@ pub const LAYOUT: Layout = Layout::new(*b"GWHEALTH", VERSION, HEADER_SIZE).with(
 ]);
 
 const LABEL_WORDS: usize = LABEL_MAX / 8;
-const READY: u64 = 1 << 63;
 const MAX_PROBES: usize = 4096;
 const READY_SPINS: u32 = 1 << 20;
 const COUNTER_MAX: u64 = 0xff;
@@ -341,28 +342,21 @@ impl HealthTable {
         if label.len() > LABEL_MAX {
             return None;
         }
-        let hash = hash_key(label);
-        let mask = self.len - 1;
-        let start = (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
-        for probe in 0..self.len.min(MAX_PROBES) {
-            let i = (start + probe) & mask;
-            let slot = self.get(i)?;
-            let mut key = slot.key.load(Ordering::Acquire);
-            if key == 0 {
-                match slot.key.compare_exchange(0, hash, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => {
-                        publish(slot, label);
-                        self.header().used.fetch_add(1, Ordering::Relaxed);
-                        return Some(i);
-                    }
-                    Err(actual) => key = actual,
-                }
-            }
-            if key == hash && holds(slot, label) {
-                return Some(i);
-            }
+        // SAFETY: `slots` points at `len` slots of the mapping (see from_region).
+        let slots = unsafe { std::slice::from_raw_parts(self.slots, self.len) };
+        let (i, claimed) = find_or_claim(
+            slots,
+            hash_key(label),
+            label,
+            label.len() as u64,
+            MAX_PROBES,
+            READY_SPINS,
+            |meta| (meta & 0xffff) as usize == label.len(),
+        )?;
+        if claimed {
+            self.header().used.fetch_add(1, Ordering::Relaxed);
         }
-        None
+        Some(i)
     }
 
     /// Records one outcome for slot `i`; returns the transition it caused. `status` is the HTTP
@@ -481,31 +475,14 @@ impl HealthTable {
     }
 }
 
-fn publish(slot: &Slot, label: &[u8]) {
-    for (word, chunk) in slot.label.iter().zip(label.chunks(8)) {
-        let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
-        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+impl LabeledSlot for Slot {
+    fn key(&self) -> &AtomicU64 {
+        &self.key
     }
-    slot.meta.store(READY | label.len() as u64, Ordering::Release);
-}
-
-fn holds(slot: &Slot, label: &[u8]) -> bool {
-    let mut meta = slot.meta.load(Ordering::Acquire);
-    let mut spins = 0;
-    while meta & READY == 0 {
-        if spins == READY_SPINS {
-            return false;
-        }
-        spins += 1;
-        std::hint::spin_loop();
-        meta = slot.meta.load(Ordering::Acquire);
+    fn meta(&self) -> &AtomicU64 {
+        &self.meta
     }
-    if (meta & 0xffff) as usize != label.len() {
-        return false;
+    fn label_words(&self) -> &[AtomicU64] {
+        &self.label
     }
-    slot.label.iter().zip(label.chunks(8)).all(|(word, chunk)| {
-        let stored = word.load(Ordering::Relaxed).to_ne_bytes();
-        stored[..chunk.len()] == *chunk
-    })
 }

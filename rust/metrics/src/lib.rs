@@ -43,9 +43,10 @@
 //!
 //! # Claiming
 //!
-//! Open addressing with linear probing from the slot picked by the hash. The first process to CAS
-//! a free slot's key from 0 to the hash owns the slot: it writes the label, publishes
-//! `meta` with `READY` (Release) and appends the index to the order array. Anyone who meets the
+//! Open addressing with linear probing from the slot picked by the hash
+//! (`gateway_shm::find_or_claim`). The first process to CAS a free slot's key from 0 to the hash
+//! owns the slot: it writes the label, publishes `meta` with `READY` (Release) and appends the
+//! index to the order array. Anyone who meets the
 //! same hash waits for `READY` and compares kind and label, so two label sets whose hashes collide
 //! get separate slots. A process killed between the CAS and `READY` leaves a slot that is never
 //! shown (one slot of capacity lost, no wrong number).
@@ -60,7 +61,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use gateway_shm::{
-    hash_key, invalid_header, slot_count, valid_slot_count, whole_pages, Layout, Stamp,
+    find_or_claim, hash_key, invalid_header, slot_count, valid_slot_count, whole_pages,
+    LabeledSlot, Layout, Stamp, READY,
 };
 
 pub use gateway_shm::ShmRegion;
@@ -96,7 +98,6 @@ pub const LAYOUT: Layout = Layout::new(*b"GWMETRC1", VERSION, HEADER_SIZE)
     .with(&LATENCY_BUCKETS_MS);
 
 const LABEL_WORDS: usize = LABEL_MAX / 8;
-const READY: u64 = 1 << 63;
 /// Probes of [`MetricsStore::slot`] before it declares the table full. Claiming is off the hot
 /// path (callers cache indexes), so the bound only keeps a nearly full table from being scanned
 /// end to end on every cache miss.
@@ -348,70 +349,28 @@ impl MetricsStore {
     }
 
     fn slot_hashed(&self, kind: Kind, label: &[u8], hash: u64) -> Option<usize> {
-        let mask = self.len - 1;
-        let start = (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
-        for probe in 0..self.len.min(MAX_PROBES) {
-            let i = (start + probe) & mask;
-            let slot = self.slot_at(i);
-            let mut key = slot.key.load(Ordering::Acquire);
-            if key == 0 {
-                match slot.key.compare_exchange(0, hash, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => {
-                        self.publish(i, kind, label);
-                        return Some(i);
-                    }
-                    Err(actual) => key = actual,
-                }
+        // SAFETY: `slots` points at `len` slots of the mapping (see from_region).
+        let slots = unsafe { std::slice::from_raw_parts(self.slots, self.len) };
+        let (i, claimed) = find_or_claim(
+            slots,
+            hash,
+            label,
+            ((kind as u64) << 32) | label.len() as u64,
+            MAX_PROBES,
+            READY_SPINS,
+            |meta| {
+                Kind::from_bits((meta >> 32) & 0xff) == Some(kind)
+                    && (meta & 0xffff_ffff) as usize == label.len()
+            },
+        )?;
+        if claimed {
+            // Each slot is claimed once, so positions never exceed the slot count.
+            let position = self.header().used.fetch_add(1, Ordering::AcqRel) as usize;
+            if position < self.len {
+                self.order_at(position).store(i as u32 + 1, Ordering::Release);
             }
-            if key == hash && self.holds(slot, kind, label) {
-                return Some(i);
-            }
         }
-        None
-    }
-
-    /// Writes the label of a slot this process has just claimed and makes it visible.
-    fn publish(&self, i: usize, kind: Kind, label: &[u8]) {
-        let slot = self.slot_at(i);
-        for (word, chunk) in slot.label.iter().zip(label.chunks(8)) {
-            let mut bytes = [0u8; 8];
-            bytes[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-        }
-        let meta = READY | ((kind as u64) << 32) | label.len() as u64;
-        slot.meta.store(meta, Ordering::Release);
-        let position = self.header().used.fetch_add(1, Ordering::AcqRel) as usize;
-        // Each slot is claimed once, so positions never exceed the slot count.
-        if position < self.len {
-            self.order_at(position).store(i as u32 + 1, Ordering::Release);
-        }
-    }
-
-    /// Whether a slot whose key equals the label's hash really is that label's (waits for its
-    /// claimer to publish it).
-    fn holds(&self, slot: &Slot, kind: Kind, label: &[u8]) -> bool {
-        let mut meta = slot.meta.load(Ordering::Acquire);
-        let mut spins = 0;
-        while meta & READY == 0 {
-            if spins == READY_SPINS {
-                return false;
-            }
-            spins += 1;
-            if spins % 64 == 0 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-            meta = slot.meta.load(Ordering::Acquire);
-        }
-        if Kind::from_bits((meta >> 32) & 0xff) != Some(kind)
-            || (meta & 0xffff_ffff) as usize != label.len()
-        {
-            return false;
-        }
-        let mut stored = [0u8; LABEL_MAX];
-        read_label(slot, label.len(), &mut stored);
-        &stored[..label.len()] == label
+        Some(i)
     }
 
     /// Records one request: `status` counter slot +1, and into the `series` slot the request
@@ -525,4 +484,16 @@ fn read_histogram(buckets: &[AtomicU64; BUCKETS], sum: &AtomicU64) -> Histogram 
         *dst = total;
     }
     out
+}
+
+impl LabeledSlot for Slot {
+    fn key(&self) -> &AtomicU64 {
+        &self.key
+    }
+    fn meta(&self) -> &AtomicU64 {
+        &self.meta
+    }
+    fn label_words(&self) -> &[AtomicU64] {
+        &self.label
+    }
 }

@@ -12,12 +12,14 @@
 //!   indexed by it).
 //! * [`slot_count`], [`valid_slot_count`], [`whole_pages`], [`invalid_header`]: the sizing and
 //!   header checks of the owners' slot tables.
+//! * [`find_or_claim`]: the slot of a label in a shared table, claimed if new.
 //! * `python` (feature `python`): what the owners' PyO3 bindings share.
 //!
 //! This crate knows nothing of what the regions hold; its owners lay out their headers after
 //! the stamp and keep every access to shared contents atomic.
 
 mod hash;
+mod labels;
 mod region;
 mod slots;
 mod stamp;
@@ -29,6 +31,7 @@ pub mod python;
 mod tests;
 
 pub use hash::{fmix64, hash_key, nonzero};
+pub use labels::{find_or_claim, LabeledSlot, READY};
 pub use region::ShmRegion;
 pub use slots::{invalid_header, slot_count, valid_slot_count, whole_pages, PAGE};
 pub use stamp::{Layout, Stamp, StampError, STAMP_SIZE};

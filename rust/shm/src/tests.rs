@@ -225,3 +225,55 @@ fn regions_are_whole_pages() {
     assert_eq!(whole_pages(PAGE + 1), 2 * PAGE);
     assert_eq!(invalid_header("bad").kind(), io::ErrorKind::InvalidData);
 }
+
+// ---------------------------------------------------------------- labeled slots
+
+#[derive(Default)]
+struct TestSlot {
+    key: AtomicU64,
+    meta: AtomicU64,
+    label: [AtomicU64; 2],
+}
+
+impl LabeledSlot for TestSlot {
+    fn key(&self) -> &AtomicU64 {
+        &self.key
+    }
+    fn meta(&self) -> &AtomicU64 {
+        &self.meta
+    }
+    fn label_words(&self) -> &[AtomicU64] {
+        &self.label
+    }
+}
+
+fn find(slots: &[TestSlot], hash: u64, label: &[u8]) -> Option<(usize, bool)> {
+    find_or_claim(slots, hash, label, label.len() as u64, 8, 1000, |meta| {
+        (meta & 0xffff) as usize == label.len()
+    })
+}
+
+#[test]
+fn a_label_is_claimed_once_and_found_again() {
+    let slots: Vec<TestSlot> = (0..8).map(|_| TestSlot::default()).collect();
+    let (i, claimed) = find(&slots, 42, b"shop:9001").unwrap();
+    assert!(claimed);
+    assert_eq!(slots[i].meta.load(Ordering::Relaxed), READY | 9);
+    assert_eq!(find(&slots, 42, b"shop:9001"), Some((i, false)));
+    // the same hash, another label: a slot of its own
+    let (j, claimed) = find(&slots, 42, b"shop:9002").unwrap();
+    assert!(claimed && j != i);
+    assert_eq!(find(&slots, 42, b"shop:9002"), Some((j, false)));
+}
+
+#[test]
+fn a_full_table_or_an_unpublished_claim_finds_nothing() {
+    let slots: Vec<TestSlot> = (0..2).map(|_| TestSlot::default()).collect();
+    assert!(find(&slots, 7, b"a").unwrap().1);
+    assert!(find(&slots, 7, b"b").unwrap().1);
+    assert_eq!(find(&slots, 7, b"c"), None, "full");
+    let slots: Vec<TestSlot> = (0..2).map(|_| TestSlot::default()).collect();
+    slots[0].key.store(9, Ordering::Relaxed); // claimed by a process that died before READY
+    slots[1].key.store(9, Ordering::Relaxed);
+    assert_eq!(find(&slots, 9, b"x"), None);
+}
