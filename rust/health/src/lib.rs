@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gateway_shm::{
-    find_or_claim, hash_key, invalid_header, slot_count, valid_slot_count, whole_pages,
-    LabeledSlot, Layout, Stamp,
+    find_or_claim, hash_key, invalid_header, slot_count, valid_slot_count, whole_pages, Layout,
+    Stamp,
 };
 
 pub use gateway_shm::ShmRegion;
@@ -475,14 +475,4 @@ impl HealthTable {
     }
 }
 
-impl LabeledSlot for Slot {
-    fn key(&self) -> &AtomicU64 {
-        &self.key
-    }
-    fn meta(&self) -> &AtomicU64 {
-        &self.meta
-    }
-    fn label_words(&self) -> &[AtomicU64] {
-        &self.label
-    }
-}
+gateway_shm::labeled_slot!(Slot);

@@ -61,8 +61,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use gateway_shm::{
-    find_or_claim, hash_key, invalid_header, slot_count, valid_slot_count, whole_pages,
-    LabeledSlot, Layout, Stamp, READY,
+    find_or_claim, hash_key, invalid_header, slot_count, valid_slot_count, whole_pages, Layout,
+    Stamp, READY,
 };
 
 pub use gateway_shm::ShmRegion;
@@ -486,14 +486,4 @@ fn read_histogram(buckets: &[AtomicU64; BUCKETS], sum: &AtomicU64) -> Histogram 
     out
 }
 
-impl LabeledSlot for Slot {
-    fn key(&self) -> &AtomicU64 {
-        &self.key
-    }
-    fn meta(&self) -> &AtomicU64 {
-        &self.meta
-    }
-    fn label_words(&self) -> &[AtomicU64] {
-        &self.label
-    }
-}
+gateway_shm::labeled_slot!(Slot);

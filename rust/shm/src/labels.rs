@@ -88,3 +88,22 @@ fn holds<S: LabeledSlot>(
             word.load(Ordering::Relaxed).to_ne_bytes()[..chunk.len()] == *chunk
         })
 }
+
+/// Implements [`LabeledSlot`] for a slot struct whose words are its fields `key`, `meta` and
+/// `label` (an array of `AtomicU64`).
+#[macro_export]
+macro_rules! labeled_slot {
+    ($slot:ty) => {
+        impl $crate::LabeledSlot for $slot {
+            fn key(&self) -> &::std::sync::atomic::AtomicU64 {
+                &self.key
+            }
+            fn meta(&self) -> &::std::sync::atomic::AtomicU64 {
+                &self.meta
+            }
+            fn label_words(&self) -> &[::std::sync::atomic::AtomicU64] {
+                &self.label
+            }
+        }
+    };
+}

@@ -235,17 +235,7 @@ struct TestSlot {
     label: [AtomicU64; 2],
 }
 
-impl LabeledSlot for TestSlot {
-    fn key(&self) -> &AtomicU64 {
-        &self.key
-    }
-    fn meta(&self) -> &AtomicU64 {
-        &self.meta
-    }
-    fn label_words(&self) -> &[AtomicU64] {
-        &self.label
-    }
-}
+crate::labeled_slot!(TestSlot);
 
 fn find(slots: &[TestSlot], hash: u64, label: &[u8]) -> Option<(usize, bool)> {
     find_or_claim(slots, hash, label, label.len() as u64, 8, 1000, |meta| {
