@@ -227,22 +227,28 @@ return totals
 """
 
 #: The synced leaky buckets of one limit-req, on Redis' clock: ARGV[1] the interval per request
-#: in microseconds, ARGV[1 + i] the requests KEYS[i] admitted on the node since its last push.
-#: Each bucket's TAT moves forward by them; returns each bucket's backlog (TAT - now) in us.
+#: in microseconds, ARGV[2] how long ago the node's previous push was (its admissions were
+#: spread over that span, so an empty bucket is filled from then, not from now: otherwise the
+#: node would pay again for requests that conformed), ARGV[2 + i] the requests KEYS[i]
+#: admitted on the node since. Returns each bucket's backlog (TAT - now) in microseconds.
 REQ_SYNC_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
+local since = now - tonumber(ARGV[2])
 local backlogs = {}
 for i, key in ipairs(KEYS) do
-  local added = tonumber(ARGV[i + 1])
+  local added = tonumber(ARGV[i + 2])
   local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
   if added > 0 then
+    if tat < since then tat = since end
     tat = tat + added * interval
-    redis.call('SET', key, string.format('%d', tat), 'PX',
-               math.floor((tat - now) / 1000) + 1000)
+    if tat > now then
+      redis.call('SET', key, string.format('%d', tat), 'PX',
+                 math.floor((tat - now) / 1000) + 1000)
+    end
   end
+  if tat < now then tat = now end
   backlogs[i] = math.floor(tat - now)
 end
 return backlogs

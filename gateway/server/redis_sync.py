@@ -109,15 +109,20 @@ class RedisLimitSyncer:
         self.plans: dict[int, SyncPlan] = {}
         #: per synced key: (local window index, the local count already accounted for in Redis)
         self.bases: dict[int, tuple[int, int]] = {}
+        #: per Redis link: when its last push went through (limit-req's span)
+        self.pushed_at: dict[int, float] = {}
         self.task: asyncio.Task[None] | None = None
+        self.closed = False
 
     def apply(self, config: Any) -> None:
         self.plans = sync_plans(config)
-        if self.plans and self.task is None:
+        if self.plans and self.task is None and not self.closed:
             self.task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
-        while True:
+        # not only the cancellation: redis-py can turn a cancellation that lands in its
+        # socket timeout into a TimeoutError, which the sync takes for an outage
+        while not self.closed:
             plans = self.plans
             await asyncio.sleep(min((p.sync_interval for p in plans.values()), default=1.0))
             try:
@@ -171,6 +176,9 @@ class RedisLimitSyncer:
                 calls.append((plan, pushes[start:start + BATCH]))
         if not calls:
             return
+        now = time.monotonic()
+        interval = min(plan.sync_interval for plan in plans)
+        span_us = round(1e6 * (now - self.pushed_at.get(id(link), now - interval)))
         try:
             client = link.connect()
             scripts = Scripts.of(client)
@@ -185,13 +193,16 @@ class RedisLimitSyncer:
                                                  client=pipe)
                     else:
                         keys = [req_sync_key(plan.tag, key) for key, *_ in batch]
-                        await scripts.req_sync(keys=keys, args=[plan.interval_us, *deltas],
+                        await scripts.req_sync(keys=keys,
+                                               args=[plan.interval_us, span_us, *deltas],
                                                client=pipe)
                 results = await pipe.execute()
         except redis_errors() as exc:
-            link.failed(exc)
+            if not self.closed:  # else the "error" is our own cancellation
+                link.failed(exc)
             return
         link.succeeded()
+        self.pushed_at[id(link)] = now
         for (plan, batch), replies in zip(calls, results):
             for (key, local_window, used, _), reply in zip(batch, replies):
                 if plan.kind == "limit-count":
@@ -204,6 +215,7 @@ class RedisLimitSyncer:
                     self.bases[key] = (local_window, used)
 
     async def close(self) -> None:
+        self.closed = True
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

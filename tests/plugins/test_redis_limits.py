@@ -95,6 +95,9 @@ def test_two_nodes_share_an_exact_count(tmp_path: Path, redis_server: RedisServe
 
 
 SYNC_INTERVAL = 0.1
+#: Between two rounds of requests: several sync intervals, so that a loaded machine still syncs
+#: both nodes within a round (the bounds below allow one round of overshoot).
+REST = 6 * SYNC_INTERVAL
 
 
 def synced_keys(server: RedisServer, **extra: Any) -> dict[str, Any]:
@@ -117,7 +120,7 @@ def test_two_nodes_share_a_synced_count(tmp_path: Path, redis_server: RedisServe
         admitted = 0
         for _ in range(10):
             admitted += spread([a.port, b.port], "count.test", 10)[200]
-            time.sleep(4 * SYNC_INTERVAL)
+            time.sleep(REST)
         assert 30 <= admitted <= 40, admitted
         # the last rounds: both nodes know the global count, nothing more is admitted
         assert spread([a.port, b.port], "count.test", 10) == {429: 10}
@@ -140,10 +143,10 @@ def test_two_nodes_share_synced_counts_per_client(tmp_path: Path,
         for _ in range(8):
             for client in ("alice", "bob"):
                 admitted[client] += spread([a.port, b.port], "count.test", 4, client)[200]
-            time.sleep(4 * SYNC_INTERVAL)
+            time.sleep(REST)
         # 10 each, plus at most one round's share of the other node (the overshoot)
         for client in ("alice", "bob"):
-            assert 10 <= admitted[client] <= 12, admitted
+            assert 10 <= admitted[client] <= 12, (admitted, a.logs(), b.logs())
             assert spread([a.port, b.port], "count.test", 6, client) == {429: 6}
         assert len(redis_server.client().keys(f"{COUNT_SYNC_PREFIX}:*")) == 2
 
@@ -161,7 +164,7 @@ def test_two_nodes_share_a_synced_rate(tmp_path: Path, redis_server: RedisServer
         start = time.monotonic()
         for _ in range(10):
             admitted += spread([a.port, b.port], "rate.test", 2, "carol")[200]
-            time.sleep(4 * SYNC_INTERVAL)
+            time.sleep(REST)
         elapsed = time.monotonic() - start
         # 3 at once (1 + burst), then 1 per second, plus one round (2) of overshoot
         assert 3 + int(elapsed) - 2 <= admitted <= 3 + elapsed + 2, (admitted, elapsed)
@@ -198,7 +201,7 @@ def test_synced_count_goes_on_locally_without_redis(tmp_path: Path,
         assert outage_logs(a, "reachable again") == 1, a.logs()
         # another node's 50 requests arrive through Redis: 80 of 100 used, 20 left
         client.incrby(rkey, 50)
-        time.sleep(4 * SYNC_INTERVAL)
+        time.sleep(REST)
         assert spread([a.port], "count.test", 30) == {200: 20, 429: 10}
         assert PASSWORD not in a.logs()
 
