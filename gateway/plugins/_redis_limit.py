@@ -29,7 +29,7 @@ import msgspec
 log = logging.getLogger("gateway.limits.redis")
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-POLICIES = ("local", "redis")
+POLICIES = ("local", "redis", "redis-cluster")
 #: How long after a failed call Redis is left alone (requests use the fallback meanwhile).
 RETRY_AFTER = 1.0
 
@@ -41,7 +41,9 @@ class RedisFields(msgspec.Struct, kw_only=True):
     redis_password: str | None = None
     redis_database: Annotated[int, msgspec.Meta(ge=0)] = 0
     redis_timeout: Annotated[int, msgspec.Meta(gt=0)] = 1000
-    redis_cluster_nodes: list[str] | None = None
+    #: policy redis-cluster: "host:port" of some of the cluster's nodes (the client asks them
+    #: for the others).
+    redis_cluster_nodes: list[Annotated[str, msgspec.Meta(pattern=r"^[^\s:]+:[0-9]{1,5}$")]] | None = None
     redis_strict: bool = False
     redis_failure: Literal["local", "allow", "deny"] = "local"
     sync_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.1
@@ -50,17 +52,20 @@ class RedisFields(msgspec.Struct, kw_only=True):
 def check_redis_policy(config: Any) -> None:
     """Raises ValueError naming the offending key when the policy's keys do not fit."""
     policy = config.policy
-    if policy == "redis-cluster":
-        raise ValueError("policy: 'redis-cluster' is not supported yet (use policy: redis)")
     if policy not in POLICIES:
-        raise ValueError(f"policy: '{policy}' is not supported (use local or redis)")
+        raise ValueError(f"policy: '{policy}' is not supported (use local, redis or "
+                         "redis-cluster)")
     if policy == "local":
         return
-    if config.redis_host is None:
+    if policy == "redis-cluster":
+        if not config.redis_cluster_nodes:
+            raise ValueError("redis_cluster_nodes: required with policy: redis-cluster")
+        if config.redis_database != 0:
+            raise ValueError("redis_database: a Redis cluster has database 0 only")
+    elif config.redis_host is None:
         raise ValueError("redis_host: required with policy: redis")
-    if config.redis_cluster_nodes is not None:
-        raise ValueError("redis_cluster_nodes: only with policy: redis-cluster, which is "
-                         "not supported yet")
+    elif config.redis_cluster_nodes is not None:
+        raise ValueError("redis_cluster_nodes: only with policy: redis-cluster")
     if config.redis_strict:
         return
     if config.redis_failure != "local":
@@ -85,18 +90,24 @@ class RedisLink:
 
     _links: ClassVar[dict[tuple[Any, ...], RedisLink]] = {}
 
-    def __init__(self, host: str, port: int, password: str | None, database: int,
-                 timeout_ms: int) -> None:
-        self.where = f"{host}:{port}/{database}"
+    def __init__(self, host: str | None, port: int, password: str | None, database: int,
+                 timeout_ms: int, cluster_nodes: tuple[str, ...] = ()) -> None:
+        self.where = f"cluster {','.join(cluster_nodes)}" if cluster_nodes else \
+            f"{host}:{port}/{database}"
         self.params = (host, port, password, database, timeout_ms / 1000.0)
+        self.cluster_nodes = cluster_nodes
         self.client: Any = None
+        #: cluster: the sync scripts are loaded on every primary (its pipelines do not load them)
+        self.scripts_loaded = False
         self.down_until = 0.0
         self.down = False
 
     @classmethod
     def of(cls, config: Any) -> RedisLink:
-        key = (config.redis_host, config.redis_port, config.redis_password,
-               config.redis_database, config.redis_timeout)
+        nodes = tuple(config.redis_cluster_nodes or ()) if config.policy == "redis-cluster" \
+            else ()
+        key = (None if nodes else config.redis_host, config.redis_port, config.redis_password,
+               config.redis_database, config.redis_timeout, nodes)
         link = cls._links.get(key)
         if link is None:
             link = cls._links[key] = cls(*key)
@@ -113,8 +124,17 @@ class RedisLink:
             from redis.backoff import NoBackoff
 
             host, port, password, database, timeout = self.params
+            if self.cluster_nodes:
+                from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+                startup = [ClusterNode(*node.rsplit(":", 1)) for node in self.cluster_nodes]
+                self.client = RedisCluster(
+                    startup_nodes=startup, password=password, socket_timeout=timeout,
+                    socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+                return self.client
             # no retries: a failed call takes the fallback at once (the default retries with
             # back-off for seconds, which would hold requests)
+            assert host is not None  # the config check requires it without cluster nodes
             self.client = redis.asyncio.Redis(
                 host=host, port=port, password=password, db=database,
                 socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -122,6 +142,7 @@ class RedisLink:
         return self.client
 
     def failed(self, exc: BaseException) -> None:
+        self.scripts_loaded = False
         self.down_until = time.monotonic() + RETRY_AFTER
         if not self.down:
             self.down = True
@@ -138,7 +159,10 @@ class RedisLink:
 def redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions
 
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+    # a cluster without a node for a slot (one down, before failover) is an outage too
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterError, redis.exceptions.ClusterDownError,
+            redis.exceptions.NoScriptError, OSError)
 
 
 #: limit-count, fixed window: KEYS[1] the window's key, ARGV cost, window in ms.
@@ -260,13 +284,14 @@ def sync_tag(kind: str, measure: float, config: Any) -> int:
     plugin, its window or rate, the Redis it shares), the same in every process and node."""
     from gateway._native import hash_key
 
-    where = (kind, float(measure), config.redis_host, config.redis_port, config.redis_database)
+    where = (kind, float(measure), config.redis_host, config.redis_port, config.redis_database,
+             config.policy, tuple(config.redis_cluster_nodes or ()))
     return hash_key(repr(where)) & TAG_MASK
 
 
 def synced_tag_of(config: Any, kind: str, measure: float) -> int | None:
     """The sync tag when ``config`` is in synced mode (policy redis, not strict), else None."""
-    if config.policy != "redis" or config.redis_strict:
+    if config.policy == "local" or config.redis_strict:
         return None
     return sync_tag(kind, measure, config)
 

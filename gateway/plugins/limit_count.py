@@ -13,8 +13,10 @@ key and synced by the master every ``sync_interval`` (gateway/server/redis_sync.
 the key type; with ``redis_strict: true``, one script call per request (windows of the wall
 clock so every node agrees; see ``_redis_limit``).
 
-Differs from APISIX: ``policy`` redis-cluster/redis-sentinel are not supported (a config
-error), nor sliding windows with redis; ``rules``
+``policy: redis-cluster`` does the same through a Redis cluster (``redis_cluster_nodes``).
+
+Differs from APISIX: ``policy`` redis-sentinel is not supported (a config error), nor sliding
+windows with redis; ``rules``
 and variable-valued ``count``/``time_window`` are not supported;
 ``time_window`` may be fractional. Fixed windows are aligned to multiples of ``time_window``
 of the monotonic clock (all keys' windows end together) rather than starting at each key's
@@ -62,7 +64,7 @@ class LimitCountConfig(PluginConfig, RedisFields):
 
     def __post_init__(self) -> None:
         check_redis_policy(self)
-        if self.policy == "redis" and self.window_type == "sliding":
+        if self.policy != "local" and self.window_type == "sliding":
             raise ValueError("window_type: 'sliding' is not supported with policy: redis")
 
     def __repr__(self) -> str:
@@ -94,7 +96,7 @@ class LimitCount(Plugin):
         # policy redis, strict: every request goes through the Python access (one Redis call
         # each); synced: counted locally under a synced key (the native hook hashes local keys
         # only), which the master's syncer finds in the table and shares through Redis
-        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+        self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
         self.sync_tag = synced_tag_of(config, self.name, self.window)
         python_access = self.redis is not None or self.sync_tag is not None

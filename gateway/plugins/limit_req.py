@@ -13,8 +13,9 @@ to a bucket in Redis every ``sync_interval`` and raises the node's bucket to the
 (gateway/server/redis_sync.py). With ``redis_strict: true``, one GCRA script call per request
 on Redis' clock instead (see ``_redis_limit``).
 
-Differs from APISIX: ``policy`` redis-cluster is not supported (a config error); ``key``
-defaults to
+``policy: redis-cluster`` does the same through a Redis cluster (``redis_cluster_nodes``).
+
+Differs from APISIX: ``key`` defaults to
 ``remote_addr``; the bucket is per route unless the plugin is a global rule (APISIX also
 restarts buckets when the route's config changes, we keep them across reloads).
 """
@@ -101,7 +102,7 @@ class LimitReq(Plugin):
         self.native_access.configure(self.rate, self.burst, self.nodelay)
         # policy redis, strict: every request goes through the Python access (one Redis call
         # each); synced: decided locally under a synced key, admissions counted for the syncer
-        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+        self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
         self.sync_tag = synced_tag_of(config, self.name, self.rate)
         python_access = self.redis is not None or self.sync_tag is not None

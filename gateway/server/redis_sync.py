@@ -27,7 +27,9 @@ import msgspec
 
 from gateway._native import synced_tag
 from gateway.plugins._redis_limit import (
+    COUNT_SYNC_SCRIPT,
     REQ_CONSUMED_WINDOW,
+    REQ_SYNC_SCRIPT,
     RedisLink,
     Scripts,
     count_sync_key,
@@ -64,7 +66,7 @@ def sync_plans(config: Any) -> dict[int, SyncPlan]:
     def visit(plugins: Any) -> None:
         for name, struct in (("limit-count", LimitCountConfig), ("limit-req", LimitReqConfig)):
             raw = plugins.get(name) if plugins else None
-            if not isinstance(raw, dict) or raw.get("policy") != "redis":
+            if not isinstance(raw, dict) or raw.get("policy") not in ("redis", "redis-cluster"):
                 continue
             try:
                 conf: Any = msgspec.convert(raw, struct)
@@ -182,6 +184,10 @@ class RedisLimitSyncer:
         try:
             client = link.connect()
             scripts = Scripts.of(client)
+            if link.cluster_nodes and not link.scripts_loaded:
+                await client.script_load(COUNT_SYNC_SCRIPT)  # on every primary
+                await client.script_load(REQ_SYNC_SCRIPT)
+                link.scripts_loaded = True
             async with client.pipeline(transaction=False) as pipe:
                 for plan, batch in calls:
                     deltas = [delta for *_, delta in batch]

@@ -19,7 +19,7 @@ import yaml
 
 from gateway.plugins._redis_limit import COUNT_SYNC_PREFIX, REQ_SYNC_PREFIX, RETRY_AFTER
 from tests.support.gateway import GatewayProcess, base_config, wait_until
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisCluster, RedisServer
 from tests.support.upstream import Upstream, free_port
 
 PASSWORD = "s3cret-redis-pass"
@@ -171,6 +171,42 @@ def test_two_nodes_share_a_synced_rate(tmp_path: Path, redis_server: RedisServer
         assert redis_server.client().keys(f"{REQ_SYNC_PREFIX}:*")
 
 
+def test_two_nodes_share_limits_through_a_redis_cluster(tmp_path: Path) -> None:
+    """policy: redis-cluster on three real cluster masters: a synced per-client count (each
+    limit's keys share one hash tag, so its script call stays in one slot) and a strict
+    limit-req (one key per call), shared by two nodes."""
+    far_from_hour_boundary()
+    (tmp_path / "cluster").mkdir()
+    with RedisCluster(tmp_path / "cluster", password=PASSWORD) as cluster:
+        keys = {"policy": "redis-cluster", "redis_cluster_nodes": cluster.nodes[:1],
+                "redis_password": PASSWORD, "redis_timeout": 500}
+        routes = [
+            route("count", {"limit-count": {
+                "count": 10, "time_window": 3600, "key": "http_x_client", "rejected_code": 429,
+                "sync_interval": SYNC_INTERVAL, **keys}}),
+            route("rate", {"limit-req": {
+                "rate": 0.1, "burst": 2, "nodelay": True, "key": "http_x_client",
+                "rejected_code": 429, "redis_strict": True, **keys}}),
+        ]
+        with Upstream("up") as upstream, \
+                GatewayProcess(node_dir(tmp_path, "a"), node_config(upstream, routes)) as a, \
+                GatewayProcess(node_dir(tmp_path, "b"), node_config(upstream, routes)) as b:
+            admitted: Counter[str] = Counter()
+            for _ in range(8):
+                for client in ("alice", "bob"):
+                    admitted[client] += spread([a.port, b.port], "count.test", 4, client)[200]
+                time.sleep(REST)
+            for client in ("alice", "bob"):
+                assert 10 <= admitted[client] <= 12, (admitted, a.logs(), b.logs())
+            # strict: 1 at the rate + a burst of 2 over both nodes, per client
+            for client in ("carol", "dave"):
+                assert spread([a.port, b.port], "rate.test", 10, client) == {200: 3, 429: 7}
+            stored = [str(key) for server in cluster.servers
+                      for key in server.client().keys("gateway:*")]
+            assert any(key.startswith(COUNT_SYNC_PREFIX) for key in stored), stored
+            assert PASSWORD not in a.logs() + b.logs()
+
+
 def test_synced_count_goes_on_locally_without_redis(tmp_path: Path,
                                                     redis_server: RedisServer) -> None:
     far_from_hour_boundary()
@@ -292,7 +328,14 @@ BASE = {"count": 1, "time_window": 1, "policy": "redis", "redis_host": "127.0.0.
     ({"limit-count": {**BASE, "redis_host": None}}, "routes[0].plugins.limit-count",
      "redis_host: required with policy: redis"),
     ({"limit-count": {**BASE, "policy": "redis-cluster"}}, "routes[0].plugins.limit-count",
-     "policy: 'redis-cluster' is not supported yet"),
+     "redis_cluster_nodes: required with policy: redis-cluster"),
+    ({"limit-count": {**BASE, "policy": "redis-cluster", "redis_cluster_nodes": ["a:1"],
+                      "redis_database": 2}}, "routes[0].plugins.limit-count",
+     "redis_database: a Redis cluster has database 0 only"),
+    ({"limit-count": {**BASE, "redis_cluster_nodes": ["a:1"]}}, "routes[0].plugins.limit-count",
+     "redis_cluster_nodes: only with policy: redis-cluster"),
+    ({"limit-count": {**BASE, "policy": "redis-cluster", "redis_cluster_nodes": ["a"]}},
+     "routes[0].plugins.limit-count.redis_cluster_nodes[0]", "Expected `str` matching"),
     ({"limit-count": {**BASE, "policy": "memcached"}}, "routes[0].plugins.limit-count",
      "policy: 'memcached' is not supported"),
     ({"limit-count": {**BASE, "redis_port": 70000}},
