@@ -13,6 +13,7 @@ __all__ = [
     "HttpParseError", "parse_request", "parse_response", "RequestHead", "ResponseHead",
     "ChunkedScanner", "Router", "normalize_path", "NOT_FOUND", "METHOD_NOT_ALLOWED", "BAD_PATH",
     "SharedLimiter", "BREAKER_HEALTHY", "BREAKER_UNHEALTHY", "BREAKER_TRIP", "hash_key",
+    "synced_key", "synced_tag",
     "SharedMetrics", "SharedHealth", "ABI_REQUEST_HEAD_SIZE", "_proto",
 ]
 
@@ -110,6 +111,9 @@ def normalize_path(path: bytes) -> bytes: ...
 
 # ---- rust/limiter -------------------------------------------------------------------------
 
+# A key's text, or a slot key (int) from synced_key / synced_counter_keys.
+_Key = str | bytes | int
+
 @final
 class SharedLimiter:
     """Token buckets (GCRA) and window counters in shared memory, exact across processes."""
@@ -122,18 +126,26 @@ class SharedLimiter:
     def fd(self) -> int: ...
     @property
     def overflow(self) -> int: ...
-    def acquire(self, key: str | bytes, rate: float, burst: float = 0.0,
+    def acquire(self, key: _Key, rate: float, burst: float = 0.0,
                 cost: float = 1.0) -> tuple[bool, float]:
         """(admitted, delay in seconds); nginx limit_req semantics."""
-    def count(self, key: str | bytes, limit: int, window_seconds: float, cost: int = 1,
+    def count(self, key: _Key, limit: int, window_seconds: float, cost: int = 1,
               sliding: bool = False) -> tuple[bool, int, float]:
         """(admitted, remaining, seconds until the window resets)."""
-    def count_used(self, key: str | bytes, window_seconds: float) -> int:
+    def count_used(self, key: _Key, window_seconds: float) -> int:
         """Requests counted in the current fixed window of ``key`` (read-only)."""
-    def count_add(self, key: str | bytes, window_seconds: float, delta: int) -> int:
+    def count_add(self, key: _Key, window_seconds: float, delta: int) -> int:
         """Adds ``delta`` to the current fixed window of ``key`` whatever the limit (capped at
         2^32 - 1): the other nodes' counts for a per-node syncer. The count after it."""
-    def gauge_acquire(self, key: str | bytes, max: int) -> tuple[bool, int, int]:
+    def synced_counter_keys(self) -> list[int]:
+        """The synced keys (see synced_key) that hold a counter slot: the live keys of the limits
+        that the master's Redis syncer shares between nodes."""
+    def bucket_raise(self, key: _Key, backlog_seconds: float) -> float:
+        """Raises the token bucket of ``key`` to at least ``backlog_seconds`` of waiting
+        requests (the other nodes' requests); the backlog after it."""
+    def bucket_backlog(self, key: _Key) -> float:
+        """Seconds of requests waiting in the token bucket of ``key`` (read-only)."""
+    def gauge_acquire(self, key: _Key, max: int) -> tuple[bool, int, int]:
         """In-flight gauge (limit-conn): adds one if below ``max``. (admitted, count, slot);
         pass ``slot`` to gauge_release when the request ends (-1: nothing was counted)."""
     def gauge_release(self, key: str | bytes, slot: int) -> bool: ...
@@ -154,7 +166,10 @@ BREAKER_HEALTHY: int
 BREAKER_UNHEALTHY: int
 BREAKER_TRIP: int
 
-def hash_key(key: str | bytes) -> int: ...
+def hash_key(key: _Key) -> int: ...
+def synced_key(key: str | bytes, tag: int) -> int:
+    """The slot key of ``key`` for a limit synced between nodes under ``tag`` (20 bits)."""
+def synced_tag(slot_key: int) -> int | None: ...
 
 # ---- rust/metrics -------------------------------------------------------------------------
 

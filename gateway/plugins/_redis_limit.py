@@ -2,14 +2,17 @@
 one Redis (APISIX's keys: ``redis_host``, ``redis_port``, ``redis_password``,
 ``redis_database``, ``redis_timeout`` in milliseconds).
 
-Without ``redis_strict`` (limit-count with a constant key), the workers count in the node's
-shared memory as for ``policy: local`` and the master's one syncer
-(gateway/server/redis_sync.py) exchanges the counts with Redis every ``sync_interval``.
-Strict mode (``redis_strict: true``) makes one Lua script call per request, so the limit is
-exact across nodes at the price of a Redis round trip per request (for low rates). When Redis
-cannot be reached, ``redis_failure`` decides: ``local`` (default) keeps limiting with the
-node's shared-memory limiter, ``allow`` admits, ``deny`` rejects. The outage is logged once,
-Redis is retried at most once a second, and its return is logged once too.
+Without ``redis_strict`` (synced mode), the workers count in the node's shared memory as for
+``policy: local``, under a *synced key* (rust/limiter/src/synced.rs: a flag bit, a tag naming
+the limit's parameters, the hash of the request's key), and the master's one syncer
+(gateway/server/redis_sync.py) finds the live keys by iterating the shared table and exchanges
+their counts with Redis every ``sync_interval``: no Redis round trip on the hot path, any key
+(per client, per consumer, constant). Strict mode (``redis_strict: true``) makes one Lua script
+call per request, so the limit is exact across nodes at the price of a Redis round trip per
+request (for low rates). When Redis cannot be reached, ``redis_failure`` decides: ``local``
+(default) keeps limiting with the node's shared-memory limiter, ``allow`` admits, ``deny``
+rejects. The outage is logged once, Redis is retried at most once a second, and its return is
+logged once too.
 
 The client is redis-py's asyncio client with the hiredis parser: the maintained client of the
 Redis project itself, with pipelining, Lua scripts by SHA (``EVALSHA`` with ``EVAL`` fallback)
@@ -28,7 +31,7 @@ import msgspec
 log = logging.getLogger("gateway.limits.redis")
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-POLICIES = ("local", "redis")
+POLICIES = ("local", "redis", "redis-cluster")
 #: How long after a failed call Redis is left alone (requests use the fallback meanwhile).
 RETRY_AFTER = 1.0
 
@@ -40,34 +43,33 @@ class RedisFields(msgspec.Struct, kw_only=True):
     redis_password: str | None = None
     redis_database: Annotated[int, msgspec.Meta(ge=0)] = 0
     redis_timeout: Annotated[int, msgspec.Meta(gt=0)] = 1000
-    redis_cluster_nodes: list[str] | None = None
+    #: policy redis-cluster: "host:port" of some of the cluster's nodes (the client asks them
+    #: for the others).
+    redis_cluster_nodes: list[Annotated[str, msgspec.Meta(pattern=r"^[^\s:]+:[0-9]{1,5}$")]] | None = None
     redis_strict: bool = False
     redis_failure: Literal["local", "allow", "deny"] = "local"
     sync_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.1
 
 
-def check_redis_policy(config: Any, syncable: bool = False) -> None:
+def check_redis_policy(config: Any) -> None:
     """Raises ValueError naming the offending key when the policy's keys do not fit."""
     policy = config.policy
-    if policy == "redis-cluster":
-        raise ValueError("policy: 'redis-cluster' is not supported yet (use policy: redis)")
     if policy not in POLICIES:
-        raise ValueError(f"policy: '{policy}' is not supported (use local or redis)")
+        raise ValueError(f"policy: '{policy}' is not supported (use local, redis or "
+                         "redis-cluster)")
     if policy == "local":
         return
-    if config.redis_host is None:
+    if policy == "redis-cluster":
+        if not config.redis_cluster_nodes:
+            raise ValueError("redis_cluster_nodes: required with policy: redis-cluster")
+        if config.redis_database != 0:
+            raise ValueError("redis_database: a Redis cluster has database 0 only")
+    elif config.redis_host is None:
         raise ValueError("redis_host: required with policy: redis")
-    if config.redis_cluster_nodes is not None:
-        raise ValueError("redis_cluster_nodes: only with policy: redis-cluster, which is "
-                         "not supported yet")
+    elif config.redis_cluster_nodes is not None:
+        raise ValueError("redis_cluster_nodes: only with policy: redis-cluster")
     if config.redis_strict:
         return
-    if not syncable:
-        raise ValueError("redis_strict: policy: redis needs redis_strict: true here (the "
-                         "per-node syncer covers limit-count)")
-    if config.key_type != "constant":
-        raise ValueError("key_type: policy: redis without redis_strict needs key_type: constant "
-                         "for now (the per-node syncer knows the keys from the config)")
     if config.redis_failure != "local":
         raise ValueError("redis_failure: only 'local' without redis_strict (the workers count "
                          "locally and the syncer catches up)")
@@ -90,18 +92,24 @@ class RedisLink:
 
     _links: ClassVar[dict[tuple[Any, ...], RedisLink]] = {}
 
-    def __init__(self, host: str, port: int, password: str | None, database: int,
-                 timeout_ms: int) -> None:
-        self.where = f"{host}:{port}/{database}"
+    def __init__(self, host: str | None, port: int, password: str | None, database: int,
+                 timeout_ms: int, cluster_nodes: tuple[str, ...] = ()) -> None:
+        self.where = f"cluster {','.join(cluster_nodes)}" if cluster_nodes else \
+            f"{host}:{port}/{database}"
         self.params = (host, port, password, database, timeout_ms / 1000.0)
+        self.cluster_nodes = cluster_nodes
         self.client: Any = None
+        #: cluster: the sync scripts are loaded on every primary (its pipelines do not load them)
+        self.scripts_loaded = False
         self.down_until = 0.0
         self.down = False
 
     @classmethod
     def of(cls, config: Any) -> RedisLink:
-        key = (config.redis_host, config.redis_port, config.redis_password,
-               config.redis_database, config.redis_timeout)
+        nodes = tuple(config.redis_cluster_nodes or ()) if config.policy == "redis-cluster" \
+            else ()
+        key = (None if nodes else config.redis_host, config.redis_port, config.redis_password,
+               config.redis_database, config.redis_timeout, nodes)
         link = cls._links.get(key)
         if link is None:
             link = cls._links[key] = cls(*key)
@@ -118,8 +126,17 @@ class RedisLink:
             from redis.backoff import NoBackoff
 
             host, port, password, database, timeout = self.params
+            if self.cluster_nodes:
+                from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+                startup = [ClusterNode(*node.rsplit(":", 1)) for node in self.cluster_nodes]
+                self.client = RedisCluster(
+                    startup_nodes=startup, password=password, socket_timeout=timeout,
+                    socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+                return self.client
             # no retries: a failed call takes the fallback at once (the default retries with
             # back-off for seconds, which would hold requests)
+            assert host is not None  # the config check requires it without cluster nodes
             self.client = redis.asyncio.Redis(
                 host=host, port=port, password=password, db=database,
                 socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -127,6 +144,7 @@ class RedisLink:
         return self.client
 
     def failed(self, exc: BaseException) -> None:
+        self.scripts_loaded = False
         self.down_until = time.monotonic() + RETRY_AFTER
         if not self.down:
             self.down = True
@@ -143,7 +161,10 @@ class RedisLink:
 def redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions
 
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+    # a cluster without a node for a slot (one down, before failover) is an outage too
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterError, redis.exceptions.ClusterDownError,
+            redis.exceptions.NoScriptError, OSError)
 
 
 async def strict_access(config: Any, link: RedisLink, rejected: Any,
@@ -211,6 +232,8 @@ class Scripts:
     def __init__(self, client: Any) -> None:
         self.count = client.register_script(COUNT_SCRIPT)
         self.req = client.register_script(REQ_SCRIPT)
+        self.count_sync = client.register_script(COUNT_SYNC_SCRIPT)
+        self.req_sync = client.register_script(REQ_SYNC_SCRIPT)
 
     @classmethod
     def of(cls, client: Any) -> Scripts:
@@ -229,3 +252,89 @@ def window_key(prefix: str, key: str, window: float) -> tuple[str, int, float]:
     reset = ((index + 1) * window_ms - now_ms) / 1000
     return f"{prefix}:{key}:{window_ms}:{index}", window_ms, reset
 
+
+
+# ------------------------------------------------------------------ synced mode (not strict)
+
+#: Redis key prefixes of the synced counts and buckets.
+COUNT_SYNC_PREFIX = "gateway:limit-count-sync"
+REQ_SYNC_PREFIX = "gateway:limit-req-sync"
+#: limit-req's synced keys count their admitted requests in a counter of this window, which the
+#: syncer reads to know what to push (the bucket's TAT alone does not say how many passed).
+REQ_CONSUMED_WINDOW = 3600.0
+TAG_MASK = (1 << 20) - 1
+
+#: The synced counts, for every key of one limit (KEYS share a cluster slot: one hash tag).
+#: ARGV[1] the window in ms, ARGV[1 + i] the new local requests of KEYS[i]. Returns the total
+#: of each key's window after the push.
+COUNT_SYNC_SCRIPT = """
+local window = ARGV[1]
+local totals = {}
+for i, key in ipairs(KEYS) do
+  local delta = tonumber(ARGV[i + 1])
+  local total
+  if delta > 0 then
+    total = redis.call('INCRBY', key, delta)
+    if total == delta then redis.call('PEXPIRE', key, window) end
+  else
+    total = tonumber(redis.call('GET', key) or '0')
+  end
+  totals[i] = total
+end
+return totals
+"""
+
+#: The synced leaky buckets of one limit-req, on Redis' clock: ARGV[1] the interval per request
+#: in microseconds, ARGV[2] how long ago the node's previous push was (its admissions were
+#: spread over that span, so an empty bucket is filled from then, not from now: otherwise the
+#: node would pay again for requests that conformed), ARGV[2 + i] the requests KEYS[i]
+#: admitted on the node since. Returns each bucket's backlog (TAT - now) in microseconds.
+REQ_SYNC_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local since = now - tonumber(ARGV[2])
+local backlogs = {}
+for i, key in ipairs(KEYS) do
+  local added = tonumber(ARGV[i + 2])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if added > 0 then
+    if tat < since then tat = since end
+    tat = tat + added * interval
+    if tat > now then
+      redis.call('SET', key, string.format('%d', tat), 'PX',
+                 math.floor((tat - now) / 1000) + 1000)
+    end
+  end
+  if tat < now then tat = now end
+  backlogs[i] = math.floor(tat - now)
+end
+return backlogs
+"""
+
+
+def sync_tag(kind: str, measure: float, config: Any) -> int:
+    """The tag of a synced limit's keys: names what the master's syncer needs to sync them (the
+    plugin, its window or rate, the Redis it shares), the same in every process and node."""
+    from gateway._native import hash_key
+
+    where = (kind, float(measure), config.redis_host, config.redis_port, config.redis_database,
+             config.policy, tuple(config.redis_cluster_nodes or ()))
+    return hash_key(repr(where)) & TAG_MASK
+
+
+def synced_tag_of(config: Any, kind: str, measure: float) -> int | None:
+    """The sync tag when ``config`` is in synced mode (policy redis, not strict), else None."""
+    if config.policy == "local" or config.redis_strict:
+        return None
+    return sync_tag(kind, measure, config)
+
+
+def count_sync_key(tag: int, slot_key: int, window: float) -> tuple[str, int, float]:
+    """Redis key of a synced count's current window (see window_key); the tag in braces keeps a
+    limit's keys in one cluster slot."""
+    return window_key(f"{COUNT_SYNC_PREFIX}:{{{tag:05x}}}", f"{slot_key:016x}", window)
+
+
+def req_sync_key(tag: int, slot_key: int) -> str:
+    return f"{REQ_SYNC_PREFIX}:{{{tag:05x}}}:{slot_key:016x}"

@@ -68,6 +68,10 @@ class PluginEnv:
     worker_id: int = -1
     #: The current addresses of the host names in nodes (None: names are kept as they are).
     addresses: Mapping[str, Sequence[str]] | None = None
+    #: ``plugin_metadata`` by plugin name, each as its plugin's ``Metadata`` struct. A write
+    #: (file or Admin API) is a new config version, compiled again in every worker, so a
+    #: plugin reads its metadata once, in ``bind``.
+    plugin_metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def compile_upstream(self, upstream: Any, label: str) -> UpstreamGroup:
         """An inline upstream (a dict in APISIX's shape or a config ``Upstream``) compiled to a

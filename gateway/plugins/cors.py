@@ -1,7 +1,14 @@
 """``cors``: Cross-Origin Resource Sharing with APISIX's keys and defaults (``allow_origins``
 "*", ``allow_methods`` "*", ``allow_headers`` "*", ``expose_headers`` unset, ``max_age`` 5,
-``allow_credential`` false, ``allow_origins_by_regex``, ``timing_allow_origins``,
-``timing_allow_origins_by_regex``).
+``allow_credential`` false, ``allow_origins_by_regex``, ``allow_origins_by_metadata``,
+``timing_allow_origins``, ``timing_allow_origins_by_regex``).
+
+Plugin metadata (``plugin_metadata: {cors: {allow_origins: {NAME: "origin,origin"}}}``, in
+the file or at ``/apisix/admin/plugin_metadata/cors``) names lists of origins once for every
+route; ``allow_origins_by_metadata: [NAME, ...]`` allows the origins of those lists. As in
+APISIX, they are tried first, then ``allow_origins_by_regex``, then ``allow_origins``; a name
+missing from the metadata allows nothing. A write of the metadata applies to every route at
+once (every worker compiles the new config version).
 
 A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered 200
 by the gateway in the rewrite phase, before authentication, and never reaches the upstream.
@@ -14,15 +21,18 @@ credentials (the request's origin / method list / requested headers are echoed),
 Differences from APISIX: only a real preflight is answered by the gateway (APISIX answers every
 OPTIONS); a single configured origin is sent only to that origin (APISIX sends it to any
 origin and leaves the refusal to the browser); with ``allow_origins_by_regex`` the unused
-``allow_origins`` may keep its "*" under ``allow_credential``; ``allow_origins_by_metadata`` is
-not offered (no plugin metadata).
+``allow_origins`` may keep its "*" under ``allow_credential``; with regexes configured, an
+origin they do not match is refused rather than tried against ``allow_origins``.
 """
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+import msgspec
 
 from gateway.plugins import Context, Response
-from gateway.plugins.base import Plugin, PluginConfig
+from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
 ALL_METHODS = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE"
 
@@ -41,6 +51,23 @@ def _regexes(patterns: list[str] | None, key: str) -> list[re.Pattern[str]]:
     return out
 
 
+def _check_origins(key: str, value: str) -> None:
+    for origin in _split(value):
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s,]+|null", origin):
+            raise ValueError(f"{key}: {origin!r} is not an origin (scheme://host[:port])")
+
+
+class CorsMetadata(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """cors' plugin metadata: named lists of origins ("scheme://host[:port]", comma-separated)
+    that routes allow with ``allow_origins_by_metadata``."""
+    allow_origins: dict[Annotated[str, msgspec.Meta(min_length=1)],
+                        Annotated[str, msgspec.Meta(min_length=1)]]
+
+    def __post_init__(self) -> None:
+        for name, value in self.allow_origins.items():
+            _check_origins(f"allow_origins.{name}", value)
+
+
 class CorsConfig(PluginConfig):
     allow_origins: str = "*"
     allow_methods: str = "*"
@@ -49,6 +76,7 @@ class CorsConfig(PluginConfig):
     max_age: int = 5
     allow_credential: bool = False
     allow_origins_by_regex: list[str] | None = None
+    allow_origins_by_metadata: list[Annotated[str, msgspec.Meta(min_length=1)]] | None = None
     timing_allow_origins: str | None = None
     timing_allow_origins_by_regex: list[str] | None = None
 
@@ -65,12 +93,8 @@ class CorsConfig(PluginConfig):
                                  "values, or use '**' to allow everything knowingly")
         for key in ("allow_origins", "timing_allow_origins"):
             value = getattr(self, key)
-            if value is None or value in ("*", "**"):
-                continue
-            for origin in _split(value):
-                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s,]+|null", origin):
-                    raise ValueError(f"{key}: {origin!r} is not an origin "
-                                     "(scheme://host[:port])")
+            if value is not None and value not in ("*", "**"):
+                _check_origins(key, value)
         for key in ("allow_methods", "allow_headers", "expose_headers"):
             value = getattr(self, key)
             if value is not None and ("\r" in value or "\n" in value):
@@ -83,6 +107,8 @@ class Cors(Plugin):
     name = "cors"
     priority = 4000
     Config = CorsConfig
+    Metadata = CorsMetadata
+    config: CorsConfig
 
     def __init__(self, config: CorsConfig) -> None:
         super().__init__(config)
@@ -109,9 +135,20 @@ class Cors(Plugin):
             fixed.append(("Access-Control-Allow-Credentials", "true"))
         self.fixed = fixed
         self.preflight = Response(200, b"", [])
+        self.metadata_origins: frozenset[str] = frozenset()
+
+    def bind(self, env: PluginEnv) -> None:
+        names = self.config.allow_origins_by_metadata
+        metadata = env.plugin_metadata.get(self.name)
+        if names and metadata is not None:
+            self.metadata_origins = frozenset(
+                origin for name in names
+                for origin in _split(metadata.allow_origins.get(name, "")))
 
     def allowed_origin(self, origin: str | None) -> str | None:
         """The Access-Control-Allow-Origin to send for ``origin``; None: not allowed."""
+        if origin and origin in self.metadata_origins:
+            return origin
         if self.origin_regexes:
             # APISIX: with regexes configured, they alone decide
             if origin and any(r.search(origin) for r in self.origin_regexes):

@@ -8,14 +8,15 @@ process of the node. With ``show_limit_quota_header`` the response, proxied or r
 carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds
 until the window ends, rounded up).
 
-``policy: redis`` shares the counters between nodes through Redis: with a constant key, counted
-here and synced by the master every ``sync_interval`` (gateway/server/redis_sync.py); with
-``redis_strict: true``, one script call per request (windows of the wall clock so every node
-agrees; see ``_redis_limit``).
+``policy: redis`` shares the counters between nodes through Redis: counted here under a synced
+key and synced by the master every ``sync_interval`` (gateway/server/redis_sync.py), whatever
+the key type; with ``redis_strict: true``, one script call per request (windows of the wall
+clock so every node agrees; see ``_redis_limit``).
 
-Differs from APISIX: ``policy`` redis-cluster/redis-sentinel are not supported (a config
-error), nor redis with per-request keys without ``redis_strict``, nor sliding windows with
-redis; ``rules``
+``policy: redis-cluster`` does the same through a Redis cluster (``redis_cluster_nodes``).
+
+Differs from APISIX: ``policy`` redis-sentinel is not supported (a config error), nor sliding
+windows with redis; ``rules``
 and variable-valued ``count``/``time_window`` are not supported;
 ``time_window`` may be fractional. Fixed windows are aligned to multiples of ``time_window``
 of the monotonic clock (all keys' windows end together) rather than starting at each key's
@@ -28,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway._native import synced_key
 from gateway._proto import LimitCountAccess
 from gateway.plugins import Context
 from gateway.plugins._keys import LimitKey
@@ -37,6 +39,7 @@ from gateway.plugins._redis_limit import (
     check_redis_policy,
     masked_repr,
     strict_access,
+    synced_tag_of,
     window_key,
 )
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
@@ -59,8 +62,8 @@ class LimitCountConfig(PluginConfig, RedisFields):
     window_type: Literal["fixed", "sliding"] = "fixed"
 
     def __post_init__(self) -> None:
-        check_redis_policy(self, syncable=True)
-        if self.policy == "redis" and self.window_type == "sliding":
+        check_redis_policy(self)
+        if self.policy != "local" and self.window_type == "sliding":
             raise ValueError("window_type: 'sliding' is not supported with policy: redis")
 
     def __repr__(self) -> str:
@@ -89,24 +92,29 @@ class LimitCount(Plugin):
         self.native_access = LimitCountAccess(self, "access")
         self.native_access.rejected = self.rejected
         self.native_access.configure(config.count, self.window, self.sliding, self.headers)
-        # policy redis: every request goes through the Python access (one Redis call each)
-        # (not strict: counted locally, the master's syncer shares the counts through Redis)
-        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+        # policy redis, strict: every request goes through the Python access (one Redis call
+        # each); synced: counted locally under a synced key (the native hook hashes local keys
+        # only), which the master's syncer finds in the table and shares through Redis
+        self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
-        self.native_hooks = {} if self.redis else {"access": self.native_access}
+        self.sync_tag = synced_tag_of(config, self.name, self.window)
+        python_access = self.redis is not None or self.sync_tag is not None
+        self.native_hooks = {} if python_access else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
-        if self.redis is None:
+        if self.native_hooks:
             self.limit_key.bind_native(self.native_access, env.limiter)
 
     def access(self, ctx: Context) -> Any:
         if self.redis is not None:
             return self._redis_access(ctx, self.limit_key(ctx))
+        if self.sync_tag is not None:
+            return self._local_access(ctx, synced_key(self.limit_key(ctx), self.sync_tag))
         return self._local_access(ctx, self.limit_key(ctx))
 
-    def _local_access(self, ctx: Context, key: str) -> Any:
+    def _local_access(self, ctx: Context, key: str | int) -> Any:
         try:
             admitted, remaining, reset = self.limiter.count(
                 key, self.count, self.window, 1, self.sliding)

@@ -7,11 +7,15 @@ processes, so the node admits ``rate`` r/s, not ``rate`` x workers. As in nginx,
 within ``burst`` above the rate is delayed until it conforms (``nodelay``: passed at once);
 beyond that it is rejected.
 
-``policy: redis`` with ``redis_strict: true`` shares the bucket between nodes through Redis
-(one GCRA script call per request on Redis' clock; see ``_redis_limit``).
+``policy: redis`` shares the bucket between nodes through Redis: each node decides with its own
+bucket under a synced key and counts what it admits; the master's syncer pushes those counts
+to a bucket in Redis every ``sync_interval`` and raises the node's bucket to the global backlog
+(gateway/server/redis_sync.py). With ``redis_strict: true``, one GCRA script call per request
+on Redis' clock instead (see ``_redis_limit``).
 
-Differs from APISIX: ``policy`` redis-cluster is not supported (a config error), nor redis
-without ``redis_strict``; ``key`` defaults to
+``policy: redis-cluster`` does the same through a Redis cluster (``redis_cluster_nodes``).
+
+Differs from APISIX: ``key`` defaults to
 ``remote_addr``; the bucket is per route unless the plugin is a global rule (APISIX also
 restarts buckets when the route's config changes, we keep them across reloads).
 """
@@ -23,10 +27,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway._native import synced_key
 from gateway._proto import LimitReqAccess
 from gateway.plugins import Context, Response
 from gateway.plugins._keys import LimitKey
-from gateway.plugins._redis_limit import RedisFields, RedisLink, check_redis_policy, masked_repr, strict_access
+from gateway.plugins._redis_limit import (
+    REQ_CONSUMED_WINDOW,
+    RedisFields,
+    RedisLink,
+    check_redis_policy,
+    masked_repr,
+    strict_access,
+    synced_tag_of,
+)
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
 Status = Annotated[int, msgspec.Meta(ge=200, le=599)]
@@ -86,21 +99,37 @@ class LimitReq(Plugin):
         self.native_access = LimitReqAccess(self, "access")
         self.native_access.rejected = self.rejected
         self.native_access.configure(self.rate, self.burst, self.nodelay)
-        # policy redis: every request goes through the Python access (one Redis call each)
-        self.redis = RedisLink.of(config) if config.policy == "redis" and config.redis_strict \
+        # policy redis, strict: every request goes through the Python access (one Redis call
+        # each); synced: decided locally under a synced key, admissions counted for the syncer
+        self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
-        self.native_hooks = {} if self.redis else {"access": self.native_access}
+        self.sync_tag = synced_tag_of(config, self.name, self.rate)
+        python_access = self.redis is not None or self.sync_tag is not None
+        self.native_hooks = {} if python_access else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
         self.limit_key.bind(env.route_id)
-        if self.redis is None:
+        if self.native_hooks:
             self.limit_key.bind_native(self.native_access, env.limiter)
 
     def access(self, ctx: Context) -> Any:
         if self.redis is not None:
             return self._redis_access(self.limit_key(ctx))
+        if self.sync_tag is not None:
+            return self._synced_access(synced_key(self.limit_key(ctx), self.sync_tag))
         return self._local_access(self.limit_key(ctx))
+
+    def _synced_access(self, key: int) -> Any:
+        try:
+            admitted, delay = self.limiter.acquire(key, self.rate, self.burst)
+            if admitted:
+                self.limiter.count_add(key, REQ_CONSUMED_WINDOW, 1)
+        except Exception:
+            if self.config.allow_degradation:
+                return None
+            raise
+        return self._answer(admitted, delay)
 
     def _local_access(self, key: str) -> Any:
         try:

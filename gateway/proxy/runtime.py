@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import msgspec
+
 from gateway._native import Router, SharedLimiter
 from gateway._proto import RouteEntry, Runtime, UpstreamGroup
 from gateway.config import Config, Route, Upstream
 from gateway.plugins import Plugin, hook_chains
 from gateway.plugins.base import PluginEnv
 from gateway.plugins.consumers import ConsumerEntry, ConsumerIndex
-from gateway.plugins.registry import instantiate
+from gateway.plugins.registry import instantiate, metadata_schema
 from gateway.upstream.compile import compile_upstream, with_timeout
 from gateway.upstream.health import inline_key
 from gateway.upstream.names import Addresses
@@ -57,6 +59,17 @@ def local_limiter() -> SharedLimiter:
     return _local_limiter
 
 
+def plugin_metadata(config: Config) -> dict[str, Any]:
+    """The config's plugin_metadata as each plugin's ``Metadata`` struct (validated by the
+    config check already)."""
+    out: dict[str, Any] = {}
+    for name, raw in config.plugin_metadata.items():
+        schema = metadata_schema(name)
+        if schema is not None:
+            out[name] = msgspec.convert(raw, schema, strict=False)
+    return out
+
+
 def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
     built: list[Plugin] = []
     for key, raw in plugins.items():
@@ -82,7 +95,8 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
         ConsumerEntry(c.username, c.group_id, dict(c.labels), {p.name: p for p in build_plugins(c.plugins)})
         for c in config.consumers)
     env = PluginEnv(limiter=limiter or local_limiter(), consumers=consumers, upstreams=groups,
-                    metrics=metrics, worker_id=worker_id, addresses=addresses)
+                    metrics=metrics, worker_id=worker_id, addresses=addresses,
+                    plugin_metadata=plugin_metadata(config))
     global_plugins = build_plugins(config.global_plugins)
     for plugin in global_plugins:
         bind_plugin(plugin, env, "global_rules.plugins")

@@ -43,3 +43,16 @@ def test_env_expansion_of_plain_data_reports_paths() -> None:
     assert data == {"a": ["x", "${Y}", "${MISSING}"]}
     assert [(p.path, p.message.split(" (")[0]) for p in problems] == [
         ("a[2]", "environment variable MISSING is not set")]
+
+
+def test_plugin_metadata_of_a_plugin_that_takes_it() -> None:
+    config = parse_config_text(
+        "plugin_metadata: {cors: {allow_origins: {partners: 'https://a.example,https://b.example'}}}",
+        env={}, extra_checks=CHECKS)
+    assert config.plugin_metadata == {"cors": {"allow_origins": {
+        "partners": "https://a.example,https://b.example"}}}
+    found = issues("plugin_metadata: {cors: {allow_origins: {partners: 'a.example'}}}")
+    assert ("plugin_metadata.cors",
+            "allow_origins.partners: 'a.example' is not an origin (scheme://host[:port])") in found
+    found = issues("plugin_metadata: {cors: {allow_origins: {partners: 7}}}")
+    assert ("plugin_metadata.cors.allow_origins[...]", "Expected `str`, got `int`") in found

@@ -1,6 +1,7 @@
-"""limit-count and limit-req with ``policy: redis`` (strict mode): real redis-server processes
-and two real gateway nodes (separate ``gateway run`` processes, 2 workers each) sharing one
-Redis; Redis killed under load and brought back; config errors from ``gateway check``."""
+"""limit-count and limit-req with ``policy: redis`` (strict and synced modes): real
+redis-server processes and two real gateway nodes (separate ``gateway run`` processes, 2
+workers each) sharing one Redis; Redis killed under load and brought back; config errors from
+``gateway check``."""
 from __future__ import annotations
 
 import http.client
@@ -16,10 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.plugins._redis_limit import RETRY_AFTER, window_key
-from gateway.server.redis_sync import PREFIX
+from gateway.plugins._redis_limit import COUNT_SYNC_PREFIX, REQ_SYNC_PREFIX, RETRY_AFTER
 from tests.support.gateway import GatewayProcess, base_config, wait_until
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisCluster, RedisServer
 from tests.support.upstream import Upstream, free_port
 
 PASSWORD = "s3cret-redis-pass"
@@ -48,10 +48,11 @@ def route(name: str, plugins: dict[str, Any]) -> dict[str, Any]:
             "plugins": plugins}
 
 
-def get(port: int, host: str) -> int:
+def get(port: int, host: str, client: str = "") -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", "/echo", headers={"Host": host, "Connection": "close"})
+        conn.request("GET", "/echo", headers={"Host": host, "Connection": "close",
+                                              "X-Client": client})
         response = conn.getresponse()
         response.read()
         return response.status
@@ -59,10 +60,10 @@ def get(port: int, host: str) -> int:
         conn.close()
 
 
-def spread(ports: list[int], host: str, n: int) -> Counter[int]:
+def spread(ports: list[int], host: str, n: int, client: str = "") -> Counter[int]:
     """``n`` requests on fresh connections, alternating between the nodes, 8 at a time."""
     with ThreadPoolExecutor(8) as pool:
-        return Counter(pool.map(lambda i: get(ports[i % len(ports)], host), range(n)))
+        return Counter(pool.map(lambda i: get(ports[i % len(ports)], host, client), range(n)))
 
 
 @pytest.fixture
@@ -94,6 +95,9 @@ def test_two_nodes_share_an_exact_count(tmp_path: Path, redis_server: RedisServe
 
 
 SYNC_INTERVAL = 0.1
+#: Between two rounds of requests: several sync intervals, so that a loaded machine still syncs
+#: both nodes within a round (the bounds below allow one round of overshoot).
+REST = 6 * SYNC_INTERVAL
 
 
 def synced_keys(server: RedisServer, **extra: Any) -> dict[str, Any]:
@@ -116,11 +120,91 @@ def test_two_nodes_share_a_synced_count(tmp_path: Path, redis_server: RedisServe
         admitted = 0
         for _ in range(10):
             admitted += spread([a.port, b.port], "count.test", 10)[200]
-            time.sleep(4 * SYNC_INTERVAL)
+            time.sleep(REST)
         assert 30 <= admitted <= 40, admitted
         # the last rounds: both nodes know the global count, nothing more is admitted
         assert spread([a.port, b.port], "count.test", 10) == {429: 10}
         assert PASSWORD not in a.logs() + b.logs()
+
+
+def test_two_nodes_share_synced_counts_per_client(tmp_path: Path,
+                                                  redis_server: RedisServer) -> None:
+    """Per-request keys in synced mode: each client's count is shared by the two nodes (the
+    masters find the clients' keys in their shared memory), and the clients' counts stay
+    apart."""
+    far_from_hour_boundary()
+    routes = [route("count", {"limit-count": {
+        "count": 10, "time_window": 3600, "key": "http_x_client", "rejected_code": 429,
+        **synced_keys(redis_server)}})]
+    with Upstream("up") as upstream, \
+            GatewayProcess(node_dir(tmp_path, "a"), node_config(upstream, routes)) as a, \
+            GatewayProcess(node_dir(tmp_path, "b"), node_config(upstream, routes)) as b:
+        admitted: Counter[str] = Counter()
+        for _ in range(8):
+            for client in ("alice", "bob"):
+                admitted[client] += spread([a.port, b.port], "count.test", 4, client)[200]
+            time.sleep(REST)
+        # 10 each, plus at most one round's share of the other node (the overshoot)
+        for client in ("alice", "bob"):
+            assert 10 <= admitted[client] <= 12, (admitted, a.logs(), b.logs())
+            assert spread([a.port, b.port], "count.test", 6, client) == {429: 6}
+        assert len(redis_server.client().keys(f"{COUNT_SYNC_PREFIX}:*")) == 2
+
+
+def test_two_nodes_share_a_synced_rate(tmp_path: Path, redis_server: RedisServer) -> None:
+    """limit-req in synced mode: one request per node per round, both nodes together admit
+    about the one rate (each alone would admit 3 + 4 over the 4 s: 14 in total)."""
+    routes = [route("rate", {"limit-req": {
+        "rate": 1, "burst": 2, "nodelay": True, "key": "http_x_client", "rejected_code": 429,
+        **synced_keys(redis_server)}})]
+    with Upstream("up") as upstream, \
+            GatewayProcess(node_dir(tmp_path, "a"), node_config(upstream, routes)) as a, \
+            GatewayProcess(node_dir(tmp_path, "b"), node_config(upstream, routes)) as b:
+        admitted = 0
+        start = time.monotonic()
+        for _ in range(10):
+            admitted += spread([a.port, b.port], "rate.test", 2, "carol")[200]
+            time.sleep(REST)
+        elapsed = time.monotonic() - start
+        # 3 at once (1 + burst), then 1 per second, plus one round (2) of overshoot
+        assert 3 + int(elapsed) - 2 <= admitted <= 3 + elapsed + 2, (admitted, elapsed)
+        assert redis_server.client().keys(f"{REQ_SYNC_PREFIX}:*")
+
+
+def test_two_nodes_share_limits_through_a_redis_cluster(tmp_path: Path) -> None:
+    """policy: redis-cluster on three real cluster masters: a synced per-client count (each
+    limit's keys share one hash tag, so its script call stays in one slot) and a strict
+    limit-req (one key per call), shared by two nodes."""
+    far_from_hour_boundary()
+    (tmp_path / "cluster").mkdir()
+    with RedisCluster(tmp_path / "cluster", password=PASSWORD) as cluster:
+        keys = {"policy": "redis-cluster", "redis_cluster_nodes": cluster.nodes[:1],
+                "redis_password": PASSWORD, "redis_timeout": 500}
+        routes = [
+            route("count", {"limit-count": {
+                "count": 10, "time_window": 3600, "key": "http_x_client", "rejected_code": 429,
+                "sync_interval": SYNC_INTERVAL, **keys}}),
+            route("rate", {"limit-req": {
+                "rate": 0.1, "burst": 2, "nodelay": True, "key": "http_x_client",
+                "rejected_code": 429, "redis_strict": True, **keys}}),
+        ]
+        with Upstream("up") as upstream, \
+                GatewayProcess(node_dir(tmp_path, "a"), node_config(upstream, routes)) as a, \
+                GatewayProcess(node_dir(tmp_path, "b"), node_config(upstream, routes)) as b:
+            admitted: Counter[str] = Counter()
+            for _ in range(8):
+                for client in ("alice", "bob"):
+                    admitted[client] += spread([a.port, b.port], "count.test", 4, client)[200]
+                time.sleep(REST)
+            for client in ("alice", "bob"):
+                assert 10 <= admitted[client] <= 12, (admitted, a.logs(), b.logs())
+            # strict: 1 at the rate + a burst of 2 over both nodes, per client
+            for client in ("carol", "dave"):
+                assert spread([a.port, b.port], "rate.test", 10, client) == {200: 3, 429: 7}
+            stored = [str(key) for server in cluster.servers
+                      for key in server.client().keys("gateway:*")]
+            assert any(key.startswith(COUNT_SYNC_PREFIX) for key in stored), stored
+            assert PASSWORD not in a.logs() + b.logs()
 
 
 def test_synced_count_goes_on_locally_without_redis(tmp_path: Path,
@@ -129,12 +213,16 @@ def test_synced_count_goes_on_locally_without_redis(tmp_path: Path,
     routes = [route("count", {"limit-count": {
         "count": 100, "time_window": 3600, "key_type": "constant", "key": "all",
         "rejected_code": 429, **synced_keys(redis_server)}})]
-    rkey = window_key(PREFIX, "limit-count\x00route\x00count\x00all", 3600)[0]
     with Upstream("up") as upstream, \
             GatewayProcess(node_dir(tmp_path, "a"), node_config(upstream, routes)) as a:
         assert spread([a.port], "count.test", 10) == {200: 10}
         client = redis_server.client()
-        wait_until(lambda: client.get(rkey) == "10", 5, "the node's 10 requests pushed to Redis")
+
+        def pushed() -> bool:
+            return [client.get(k) for k in client.keys(f"{COUNT_SYNC_PREFIX}:*")] == ["10"]
+
+        wait_until(pushed, 5, "the node's 10 requests pushed to Redis")
+        rkey = str(client.keys(f"{COUNT_SYNC_PREFIX}:*")[0])
         with ThreadPoolExecutor(1) as pool:  # killed mid-load
             load = pool.submit(spread, [a.port], "count.test", 30)
             redis_server.kill()
@@ -145,11 +233,11 @@ def test_synced_count_goes_on_locally_without_redis(tmp_path: Path,
         client = redis_server.client()
         # back: the requests of the outage are pushed (what was pushed before is lost with
         # Redis' memory) and the log says so once
-        wait_until(lambda: client.get(rkey) == "30", 10, lambda: f"{client.get(rkey)}")
+        wait_until(lambda: client.get(rkey) == "30", 10, lambda: repr(client.get(rkey)))
         assert outage_logs(a, "reachable again") == 1, a.logs()
         # another node's 50 requests arrive through Redis: 80 of 100 used, 20 left
         client.incrby(rkey, 50)
-        time.sleep(4 * SYNC_INTERVAL)
+        time.sleep(REST)
         assert spread([a.port], "count.test", 30) == {200: 20, 429: 10}
         assert PASSWORD not in a.logs()
 
@@ -240,22 +328,27 @@ BASE = {"count": 1, "time_window": 1, "policy": "redis", "redis_host": "127.0.0.
     ({"limit-count": {**BASE, "redis_host": None}}, "routes[0].plugins.limit-count",
      "redis_host: required with policy: redis"),
     ({"limit-count": {**BASE, "policy": "redis-cluster"}}, "routes[0].plugins.limit-count",
-     "policy: 'redis-cluster' is not supported yet"),
+     "redis_cluster_nodes: required with policy: redis-cluster"),
+    ({"limit-count": {**BASE, "policy": "redis-cluster", "redis_cluster_nodes": ["a:1"],
+                      "redis_database": 2}}, "routes[0].plugins.limit-count",
+     "redis_database: a Redis cluster has database 0 only"),
+    ({"limit-count": {**BASE, "redis_cluster_nodes": ["a:1"]}}, "routes[0].plugins.limit-count",
+     "redis_cluster_nodes: only with policy: redis-cluster"),
+    ({"limit-count": {**BASE, "policy": "redis-cluster", "redis_cluster_nodes": ["a"]}},
+     "routes[0].plugins.limit-count.redis_cluster_nodes[0]", "Expected `str` matching"),
     ({"limit-count": {**BASE, "policy": "memcached"}}, "routes[0].plugins.limit-count",
      "policy: 'memcached' is not supported"),
     ({"limit-count": {**BASE, "redis_port": 70000}},
      "routes[0].plugins.limit-count.redis_port", "<= 65535"),
     ({"limit-count": {**BASE, "redis_failure": "maybe"}},
      "routes[0].plugins.limit-count.redis_failure", "Invalid enum value 'maybe'"),
-    ({"limit-count": {**BASE, "redis_strict": False}}, "routes[0].plugins.limit-count",
-     "key_type: policy: redis without redis_strict needs key_type: constant"),
-    ({"limit-count": {**BASE, "redis_strict": False, "key_type": "constant",
-                      "redis_failure": "deny"}}, "routes[0].plugins.limit-count",
-     "redis_failure: only 'local' without redis_strict"),
+    ({"limit-count": {**BASE, "redis_strict": False, "redis_failure": "deny"}},
+     "routes[0].plugins.limit-count", "redis_failure: only 'local' without redis_strict"),
     ({"limit-count": {**BASE, "sync_interval": 0}},
      "routes[0].plugins.limit-count.sync_interval", "> 0"),
-    ({"limit-req": {"rate": 1, "policy": "redis", "redis_host": "127.0.0.1"}},
-     "routes[0].plugins.limit-req", "redis_strict: policy: redis needs redis_strict: true"),
+    ({"limit-req": {"rate": 1, "policy": "redis", "redis_host": "127.0.0.1",
+                    "redis_failure": "allow"}},
+     "routes[0].plugins.limit-req", "redis_failure: only 'local' without redis_strict"),
     ({"limit-count": {**BASE, "window_type": "sliding"}}, "routes[0].plugins.limit-count",
      "window_type: 'sliding' is not supported with policy: redis"),
     ({"limit-req": {"rate": 1, "policy": "redis", "redis_strict": True,

@@ -16,7 +16,7 @@
 //! # Region layout (native-endian words, offsets in bytes)
 //!
 //! ```text
-//! 0    stamp            32 bytes (gateway_shm::Stamp): magic "GWLIMIT1", version 3, header
+//! 0    stamp            32 bytes (gateway_shm::Stamp): magic "GWLIMIT1", version 4, header
 //!                       size 128, fingerprint of the slot size and probe window, total length
 //! 32   bucket_slots     u64  (power of two)
 //! 40   counter_slots    u64  (power of two)
@@ -70,6 +70,7 @@ use gateway_shm::{
 };
 
 mod cells;
+mod synced;
 mod table;
 
 #[cfg(feature = "python")]
@@ -79,13 +80,14 @@ pub mod python;
 mod tests;
 
 pub use cells::{BreakerOutcome, BreakerState, GaugeDecision};
-pub use gateway_shm::{hash_key, ShmRegion};
+pub use gateway_shm::ShmRegion;
+pub use synced::{synced_key, synced_tag, SYNCED, SYNCED_TAG_BITS};
 pub use table::PROBE_WINDOW;
 
 use table::{Probe, Slot, Table, TOMB, VALUE_MASK};
 
 /// Layout version; bumped on any incompatible change of the header or slot formats.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Bytes reserved for the header at the start of the region.
 pub const HEADER_SIZE: usize = 128;
 /// The stamp of a limiter region (written by [`Limiter::create`], checked by
@@ -126,6 +128,12 @@ struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 const _: () = assert!(std::mem::size_of::<Slot>() == 16);
+
+/// The slot key of `key` for a node-local limit: [`gateway_shm::hash_key`] with the top bit
+/// cleared, so that it never looks like a key synced between nodes (see [`synced_key`]).
+pub fn hash_key(key: &[u8]) -> u64 {
+    nonzero(gateway_shm::hash_key(key) & !SYNCED)
+}
 
 /// `CLOCK_MONOTONIC` in nanoseconds (system-wide, so comparable across processes).
 pub fn monotonic_ns() -> u64 {
@@ -590,9 +598,14 @@ fn tag_diff(a: u64, b: u64) -> i64 {
 }
 
 /// Slot key of a counter: distinct per (key, window length, mode/parity) so that a change of
-/// window length or mode never reads counts kept in other units.
+/// window length or mode never reads counts kept in other units. A synced key's fixed-window
+/// counter is the key itself (its tag already names the window), so that the master's syncer
+/// finds it by iterating the table; every other slot key has the top bit clear.
 fn counter_key(key: u64, wns: u64, tag: u64) -> u64 {
-    nonzero(fmix64(key ^ fmix64(wns ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15))))
+    if key & SYNCED != 0 && tag == 0 {
+        return key;
+    }
+    nonzero(fmix64(key ^ fmix64(wns ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15))) & !SYNCED)
 }
 
 /// Rounds values within 1e-6 of an integer to it (undoes float noise in `remaining`).

@@ -18,9 +18,12 @@
 use gateway_shm::python::os_error;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyInt, PyString};
 
-use crate::{hash_key as rust_hash_key, monotonic_ns, BreakerOutcome, BreakerState, Limiter};
+use crate::{
+    hash_key as rust_hash_key, monotonic_ns, synced_key as rust_synced_key, BreakerOutcome,
+    BreakerState, Limiter,
+};
 
 const BREAKER_HEALTHY: u8 = 0;
 const BREAKER_UNHEALTHY: u8 = 1;
@@ -36,15 +39,24 @@ fn breaker_tuple(state: BreakerState) -> (bool, f64, u32, u32, u32) {
     )
 }
 
-/// Hashes a `str` (UTF-8) or `bytes` key without copying.
-fn key_hash(key: &Bound<'_, PyAny>) -> PyResult<u64> {
+/// The bytes of a `str` (UTF-8) or `bytes` key, without copying, to `f`.
+fn with_key_bytes<R>(key: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(s) = key.cast::<PyString>() {
-        return Ok(rust_hash_key(s.to_str()?.as_bytes()));
+        return Ok(f(s.to_str()?.as_bytes()));
     }
     if let Ok(b) = key.cast::<PyBytes>() {
-        return Ok(rust_hash_key(b.as_bytes()));
+        return Ok(f(b.as_bytes()));
     }
-    Err(PyTypeError::new_err("key must be str or bytes"))
+    Err(PyTypeError::new_err("key must be str, bytes or an int from synced_key"))
+}
+
+/// Hashes a `str` or `bytes` key; an `int` is a slot key already (from `synced_key` or
+/// `synced_counter_keys`).
+fn key_hash(key: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if key.is_instance_of::<PyInt>() {
+        return key.extract::<u64>();
+    }
+    with_key_bytes(key, rust_hash_key)
 }
 
 fn seconds_to_ns(seconds: f64) -> PyResult<u64> {
@@ -153,6 +165,25 @@ impl SharedLimiter {
         Ok(self.inner.count_add(h, seconds_to_ns(window_seconds)?, delta, monotonic_ns()))
     }
 
+    /// The synced keys that hold a counter slot (ints; see synced_key), for the master's
+    /// Redis syncer.
+    fn synced_counter_keys(&self) -> Vec<u64> {
+        self.inner.synced_counter_keys()
+    }
+
+    /// Raises the token bucket of `key` to at least `backlog_seconds` of waiting requests;
+    /// returns the backlog after it.
+    fn bucket_raise(&self, key: &Bound<'_, PyAny>, backlog_seconds: f64) -> PyResult<f64> {
+        let h = key_hash(key)?;
+        let backlog = if backlog_seconds > 0.0 { seconds_to_ns(backlog_seconds)? } else { 0 };
+        Ok(ns_to_seconds(self.inner.bucket_raise(h, backlog, monotonic_ns())))
+    }
+
+    /// Seconds of requests waiting in the token bucket of `key` (read-only).
+    fn bucket_backlog(&self, key: &Bound<'_, PyAny>) -> PyResult<f64> {
+        Ok(ns_to_seconds(self.inner.bucket_backlog(key_hash(key)?, monotonic_ns())))
+    }
+
     /// In-flight gauge (limit-conn): adds one if below `max`. Returns (allowed, count, slot):
     /// pass `slot` to gauge_release when the request ends; slot is -1 when nothing was counted
     /// (rejected, or admitted uncounted because the table was full).
@@ -237,6 +268,21 @@ fn py_hash_key(key: &Bound<'_, PyAny>) -> PyResult<u64> {
     key_hash(key)
 }
 
+/// The slot key (an int) of `key` for a limit synced between nodes under `tag` (the tag names
+/// the limit's parameters; its low 20 bits are kept).
+#[pyfunction]
+#[pyo3(name = "synced_key")]
+fn py_synced_key(key: &Bound<'_, PyAny>, tag: u32) -> PyResult<u64> {
+    with_key_bytes(key, |bytes| rust_synced_key(bytes, tag))
+}
+
+/// The tag of a synced slot key, None for a local one.
+#[pyfunction]
+#[pyo3(name = "synced_tag")]
+fn py_synced_tag(slot_key: u64) -> Option<u32> {
+    crate::synced_tag(slot_key)
+}
+
 /// Adds `SharedLimiter` and `hash_key` to `m`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SharedLimiter>()?;
@@ -244,5 +290,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BREAKER_UNHEALTHY", BREAKER_UNHEALTHY)?;
     m.add("BREAKER_TRIP", BREAKER_TRIP)?;
     m.add_function(wrap_pyfunction!(py_hash_key, m)?)?;
+    m.add_function(wrap_pyfunction!(py_synced_key, m)?)?;
+    m.add_function(wrap_pyfunction!(py_synced_tag, m)?)?;
     Ok(())
 }

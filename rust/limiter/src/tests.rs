@@ -860,3 +860,70 @@ fn count_add_counts_in_later_decisions() {
     assert_eq!(l.count_add(7, w, u64::MAX, T0), u64::from(u32::MAX));
     assert_eq!(l.count_used(7, w, T0 + w), 0, "the next window starts empty");
 }
+
+// ---------------------------------------------------------------- keys synced between nodes
+
+#[test]
+fn local_and_synced_keys_are_apart() {
+    for i in 0..10_000u32 {
+        let bytes = i.to_string();
+        assert_eq!(hash_key(bytes.as_bytes()) & SYNCED, 0);
+        let s = synced_key(bytes.as_bytes(), 0xabcde);
+        assert_eq!(synced_tag(s), Some(0xabcde));
+        assert_eq!(synced_tag(hash_key(bytes.as_bytes())), None);
+    }
+    assert_eq!(synced_tag(synced_key(b"k", u32::MAX)), Some((1 << SYNCED_TAG_BITS) - 1));
+    assert_ne!(synced_key(b"a", 1), synced_key(b"b", 1));
+    assert_ne!(synced_key(b"a", 1), synced_key(b"a", 2));
+}
+
+#[test]
+fn synced_counter_keys_lists_the_live_synced_counters_only() {
+    let l = lim();
+    let synced: Vec<u64> = (0..50u32).map(|i| synced_key(format!("c{i}").as_bytes(), 7)).collect();
+    for &k in &synced {
+        assert!(l.count(k, 10, SEC, 1, T0, false).allowed);
+    }
+    // local counters (fixed and sliding), sliding counters of a synced key, buckets: not listed
+    for i in 0..50u32 {
+        l.count(hash_key(format!("c{i}").as_bytes()), 10, SEC, 1, T0, false);
+        l.count(hash_key(format!("s{i}").as_bytes()), 10, SEC, 1, T0, true);
+        l.acquire(synced_key(format!("b{i}").as_bytes(), 7), 10.0, 0.0, 1.0, T0);
+    }
+    l.count(synced_key(b"sliding", 7), 10, SEC, 1, T0, true);
+    let mut listed = l.synced_counter_keys();
+    listed.sort_unstable();
+    let mut expected = synced.clone();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    // the count of a listed key is read and added to by the same key
+    assert_eq!(l.count_used(synced[0], SEC, T0), 1);
+    assert_eq!(l.count_add(synced[0], SEC, 4, T0), 5);
+    assert_eq!(l.count_used(synced[0], SEC, T0 + SEC), 0);
+}
+
+#[test]
+fn synced_counter_keys_sees_other_processes_counts() {
+    let a = lim();
+    let b = Limiter::attach(a.fd()).unwrap();
+    let k = synced_key(b"route\x00203.0.113.9", 3);
+    b.count(k, 10, SEC, 1, T0, false);
+    assert_eq!(a.synced_counter_keys(), vec![k]);
+}
+
+#[test]
+fn bucket_raise_only_fills_the_bucket() {
+    let l = lim();
+    let k = synced_key(b"req", 9);
+    // empty bucket raised by 300 ms of others' requests: at 10 r/s with burst 2, 0.3 s of backlog
+    // leaves room for none
+    assert_eq!(l.bucket_raise(k, 300 * MS, T0), 300 * MS);
+    assert_eq!(l.bucket_backlog(k, T0), 300 * MS);
+    assert!(!l.acquire(k, 10.0, 2.0, 1.0, T0).allowed);
+    // a smaller backlog leaves the fuller bucket alone
+    assert_eq!(l.bucket_raise(k, 100 * MS, T0), 300 * MS);
+    // once it drained, requests pass again
+    assert!(l.acquire(k, 10.0, 2.0, 1.0, T0 + 200 * MS).allowed);
+    assert_eq!(l.bucket_backlog(k, T0 + 200 * MS), 200 * MS);
+    assert_eq!(l.bucket_backlog(synced_key(b"absent", 9), T0), 0);
+}
