@@ -101,5 +101,9 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
     with RawUpstream(answer, close_after=False, read_body=True) as upstream:
         port = free_port()
         tmp: Path = tmp_path_factory.mktemp("rfc")
-        with GatewayProcess(tmp, base_config(port, upstream.port), workers=1) as gw:
+        config = base_config(port, upstream.port)
+        # a route outside the path grammar (UTF-8), telling the upstream it matched
+        config["routes"].append({"id": "encoded", "uri": "/caf\u00e9/:name", "upstream_id": "up",
+                                 "plugins": {"proxy-rewrite": {"headers": {"X-Route": "encoded"}}}})
+        with GatewayProcess(tmp, config, workers=1) as gw:
             yield Wire(gw, upstream)
