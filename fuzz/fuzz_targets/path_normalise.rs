@@ -28,6 +28,9 @@ fn decode_segment(seg: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < seg.len() {
+        if seg[i] == 0 {
+            return Err(PathError::NulByte);
+        }
         if seg[i] != b'%' {
             if pchar(seg[i]) {
                 out.push(seg[i]);

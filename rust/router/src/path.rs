@@ -4,7 +4,8 @@
 //! Rules (RFC 3986 section 6.2.2 syntax-based normalisation plus dot-segment removal):
 //! - `%XX` of an unreserved character (ALPHA / DIGIT / `-` / `.` / `_` / `~`) is decoded; every
 //!   other escape is kept encoded with its hex digits uppercased (`%2f` -> `%2F`, which therefore
-//!   never acts as a separator). A malformed escape (`%zz`, a truncated `%2`) and `%00` are errors.
+//!   never acts as a separator). A malformed escape (`%zz`, a truncated `%2`), `%00` and a raw
+//!   NUL are errors.
 //! - runs of `/` collapse to one `/`;
 //! - `.` segments are removed and `..` segments remove the previous segment; a `..` that would
 //!   climb above the root is an error (the gateway answers 400) rather than being clamped;
@@ -29,7 +30,7 @@ pub enum PathError {
     NotAbsolute,
     /// A `%` not followed by two hex digits.
     InvalidEscape,
-    /// `%00`.
+    /// `%00`, or a raw NUL byte.
     NulByte,
     /// A `..` segment above the root.
     AboveRoot,
@@ -190,6 +191,10 @@ fn normalize_slow(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
             }
             i += 3;
         } else if PATH_CLASS[b as usize] == P_ESCAPE {
+            if b == 0 {
+                // as `%00` is: encoded, it would be a path that no longer normalises
+                return Err(PathError::NulByte);
+            }
             out.extend_from_slice(&[b'%', HEX_UPPER[(b >> 4) as usize], HEX_UPPER[(b & 15) as usize]]);
             i += 1;
         } else {

@@ -141,6 +141,14 @@ fn normalize_encodes_bytes_a_path_may_not_hold_raw() {
     assert_eq!(normalize_path(b"/a b?c#d\x01").unwrap().as_ref(), b"/a%20b%3Fc%23d%01");
 }
 
+/// Found by the path_normalise fuzz target: a raw NUL was encoded as `%00`, a path that does not
+/// normalise again (`%00` is an error); a raw NUL is the same error.
+#[test]
+fn normalize_raw_nul_is_an_error_like_its_escape() {
+    assert_eq!(normalize_path(b"/a\x00b"), Err(PathError::NulByte));
+    assert_eq!(normalize_path(b"/\x00"), Err(PathError::NulByte));
+}
+
 #[test]
 fn find_matches_the_encoded_spelling_it_forwards() {
     let rt = router(vec![r(&["/caf\u{e9}"]), r(&["/files/:name"]), r(&["/public/*"])]);
