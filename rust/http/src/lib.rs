@@ -5,9 +5,10 @@
 //! buffer. Nothing is allocated per parse. Tokenizing is done by `httparse`;
 //! this crate adds the checks a proxy needs against request smuggling
 //! (RFC 9110 / RFC 9112), which `httparse` alone is too lenient for:
-//! bare LF line endings, raw non-ASCII request targets, duplicate or
-//! malformed Content-Length, ambiguous Transfer-Encoding, CL+TE, missing or
-//! repeated Host, invalid Connection lists.
+//! bare LF line endings, duplicate or malformed Content-Length, ambiguous
+//! Transfer-Encoding, CL+TE, missing or repeated Host, invalid Connection lists.
+//! Request-target bytes outside the URI grammar are flagged for escaping (the
+//! `target` module says which and why).
 //!
 //! Chunked bodies are validated (and optionally decoded) by [`ChunkedScanner`],
 //! a resumable byte-level state machine that can be fed arbitrary splits.
