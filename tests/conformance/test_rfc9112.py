@@ -5,6 +5,7 @@ closed where the RFC says so, and no byte at the upstream."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -271,6 +272,44 @@ def test_rfc9112_5_field_section_too_large_is_431(wire: Wire) -> None:
     assert response.status == 431
 
 
+def bad_response(wire: Wire, name: bytes) -> tuple[bytes, bytes]:
+    """What the client got for a request the upstream answers with BAD_RESPONSES[name], and the
+    upstream connection's bytes from that request on (read after three more requests, so a
+    connection the gateway pooled again would have carried one of them)."""
+    marker = b"/bad-response/" + name
+    response, forwarded = wire.exchange(request(b"GET " + marker + b" HTTP/1.1", HOST, CLOSE))
+    assert len(forwarded) == 1 and marker in forwarded[0]
+    for i in range(3):
+        forwarded_once(wire, request(b"GET /after-bad-response/%d HTTP/1.1" % i, HOST, CLOSE))
+    upstream = next(bytes(c) for c in wire.upstream.raw_connections if marker in c)
+    return response.raw, upstream[upstream.index(marker):]
+
+
+def upstream_closed(wire: Wire, name: bytes) -> bool:
+    """Whether the gateway closed the upstream connection that carried /bad-response/name."""
+    index = next(i for i, c in enumerate(wire.upstream.raw_connections)
+                 if b"/bad-response/" + name in c)
+    deadline = time.monotonic() + 2.0
+    while index not in wire.upstream.peer_closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return index in wire.upstream.peer_closed
+
+
+def test_rfc9112_5_1_response_whitespace_before_colon_is_not_forwarded(wire: Wire) -> None:
+    # a proxy MUST remove whitespace between a response's field name and colon before
+    # forwarding; the gateway discards such a response: 502, and nothing of it reaches the client
+    raw, _ = bad_response(wire, b"space-before-colon")
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+    assert b"X-A" not in raw
+
+
+def test_rfc9112_5_2_response_obs_fold_is_502(wire: Wire) -> None:
+    # a gateway receiving obs-fold in a response MUST discard it and answer 502, or unfold it
+    raw, _ = bad_response(wire, b"obs-fold")
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+    assert b"X-A" not in raw
+
+
 # -- 6 Message body ----------------------------------------------------------------------------
 
 def test_rfc9112_6_1_transfer_encoding_in_http10_is_faulty_framing(wire: Wire) -> None:
@@ -328,6 +367,29 @@ def test_rfc9112_6_3_request_body_too_large_is_413(tmp_path_factory: pytest.Temp
                                              body=b"x" * 101))
         assert raw.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), raw[:200]
         assert up.raw_connections == [] or not any(up.raw_connections)
+
+
+@pytest.mark.parametrize("name", [b"invalid-length", b"differing-lengths", b"length-list"])
+def test_rfc9112_6_3_response_with_invalid_content_length_is_502_and_closes_upstream(
+        wire: Wire, name: bytes) -> None:
+    # a proxy receiving a response with an invalid Content-Length MUST close the connection to
+    # the server, discard the response and send 502: the upstream connection carries nothing more
+    raw, upstream = bad_response(wire, name)
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+    assert upstream.count(b" HTTP/1.1\r\n") == 1, upstream
+    assert upstream_closed(wire, name)
+
+
+def test_rfc9112_6_3_response_with_length_and_chunked_is_not_relayed_with_both(wire: Wire) -> None:
+    # Transfer-Encoding overrides Content-Length and a sender MUST remove the Content-Length
+    # before forwarding such a message; the gateway refuses it whole (502, a desync defence),
+    # and never lets both reach the client
+    raw, upstream = bad_response(wire, b"length-and-chunked")
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    assert not (b"\r\ncontent-length:" in head and b"\r\ntransfer-encoding:" in head)
+    assert upstream.count(b" HTTP/1.1\r\n") == 1, upstream
+    assert upstream_closed(wire, b"length-and-chunked")
 
 
 # -- 7 Chunked transfer coding -----------------------------------------------------------------
