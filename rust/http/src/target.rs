@@ -102,7 +102,11 @@ pub fn escape_query(query: &[u8], out: &mut Vec<u8>) {
         if keep {
             out.push(b);
         } else {
-            out.extend_from_slice(&[b'%', HEX_UPPER[(b >> 4) as usize], HEX_UPPER[(b & 15) as usize]]);
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[(b >> 4) as usize],
+                HEX_UPPER[(b & 15) as usize],
+            ]);
         }
     }
 }

@@ -195,7 +195,11 @@ fn normalize_slow(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
                 // as `%00` is: encoded, it would be a path that no longer normalises
                 return Err(PathError::NulByte);
             }
-            out.extend_from_slice(&[b'%', HEX_UPPER[(b >> 4) as usize], HEX_UPPER[(b & 15) as usize]]);
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[(b >> 4) as usize],
+                HEX_UPPER[(b & 15) as usize],
+            ]);
             i += 1;
         } else {
             out.push(b);
