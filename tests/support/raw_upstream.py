@@ -88,7 +88,8 @@ class RawUpstream:
             try:
                 chunk = conn.recv(65536)
             except ConnectionResetError:
-                chunk = b""
+                self.peer_closed.add(index)
+                raise
             if not chunk:
                 self.peer_closed.add(index)
             raw.extend(chunk)
