@@ -50,6 +50,7 @@ typedef struct {
     uint8_t expect_continue;
     uint8_t upgrade;
     uint8_t has_host;
+    uint8_t query_escape;
     uint64_t content_length;
     gw_span target;
     gw_span path;
@@ -86,6 +87,7 @@ uint64_t gw_chunked_body_bytes(const gw_chunked *scanner);
 int32_t gw_chunked_decode(gw_chunked *scanner, const uint8_t *buf, size_t len, uint8_t *out,
                           size_t *consumed, size_t *out_len, uint8_t *done);
 void gw_abi_sizes(size_t *request_head, size_t *response_head);
+size_t gw_escape_query(const uint8_t *query, size_t len, uint8_t *out);
 
 typedef struct gw_params gw_params;
 gw_params *gw_params_new(void);

@@ -5,8 +5,8 @@ use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use gateway_http::{
-    parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed, RequestHead,
-    ResponseHead,
+    escape_query, parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed,
+    RequestHead, ResponseHead,
 };
 use gateway_router::{Outcome, Params, Router};
 
@@ -146,6 +146,24 @@ pub extern "C" fn gw_abi_sizes(request_head: *mut usize, response_head: *mut usi
         *request_head = std::mem::size_of::<RequestHead>();
         *response_head = std::mem::size_of::<ResponseHead>();
     }
+}
+
+/// Writes a query the parser flagged (`query_escape`) percent-encoded where RFC 3986 asks (see
+/// `gateway_http::escape_query`) to `out`, which has room for 3 * `len` bytes; returns the
+/// number of bytes written.
+///
+/// # Safety
+/// `query` points at `len` readable bytes, `out` at 3 * `len` writable ones.
+#[no_mangle]
+pub unsafe extern "C" fn gw_escape_query(query: *const u8, len: usize, out: *mut u8) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let mut escaped = Vec::with_capacity(len * 3);
+    escape_query(std::slice::from_raw_parts(query, len), &mut escaped);
+    let n = escaped.len().min(len * 3);
+    std::ptr::copy_nonoverlapping(escaped.as_ptr(), out, n);
+    n
 }
 
 /// Like [`gw_chunked_feed`] but also writes the decoded payload to `out` (at least `len` bytes of

@@ -1,6 +1,7 @@
 //! The path normaliser against a reference written the slow, obvious way (split on '/', decode
 //! each segment, a stack for dot segments), plus its own promises: the result is normal
-//! (normalising it again changes nothing) and unchanged input is borrowed, not copied.
+//! (normalising it again changes nothing), within RFC 3986's path grammar (pchar, '/' and
+//! uppercase escapes only: what the gateway forwards), and unchanged input is borrowed, not copied.
 //!
 //! Input: the raw request path.
 #![no_main]
@@ -16,13 +17,26 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// One segment with its escapes decoded (unreserved) or uppercased (the rest).
+/// A byte a path segment may hold raw (RFC 3986 pchar without pct-encoded).
+fn pchar(b: u8) -> bool {
+    unreserved(b) || b"!$&'()*+,;=:@".contains(&b)
+}
+
+/// One segment with its escapes decoded (unreserved) or uppercased (the rest), and the bytes a
+/// segment may not hold raw encoded.
 fn decode_segment(seg: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < seg.len() {
+        if seg[i] == 0 {
+            return Err(PathError::NulByte);
+        }
         if seg[i] != b'%' {
-            out.push(seg[i]);
+            if pchar(seg[i]) {
+                out.push(seg[i]);
+            } else {
+                out.extend_from_slice(format!("%{:02X}", seg[i]).as_bytes());
+            }
             i += 1;
             continue;
         }
@@ -87,6 +101,17 @@ fuzz_target!(|raw: &[u8]| {
     if let Ok(norm) = got {
         if let Cow::Owned(ref v) = norm {
             assert_ne!(v.as_slice(), raw, "an unchanged path was copied");
+        }
+        let mut k = 0;
+        while k < norm.len() {
+            if norm[k] == b'%' {
+                let esc = &norm[k + 1..k + 3];
+                assert!(esc.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)), "{norm:?}");
+                k += 3;
+            } else {
+                assert!(norm[k] == b'/' || pchar(norm[k]), "{norm:?} holds {:?} raw", norm[k]);
+                k += 1;
+            }
         }
         let again = normalize_path(&norm).expect("a normalised path is valid");
         assert!(matches!(again, Cow::Borrowed(_)), "normalising twice changed {norm:?}");

@@ -1,13 +1,16 @@
 //! The request head parser: no panic, every accepted head is sound (spans inside the head,
 //! one framing, no CR/LF/NUL in values), and the result does not depend on how the bytes
-//! arrived: a prefix of an accepted head is "need more", and the head alone parses the same.
+//! arrived: a prefix of an accepted head is "need more", and the head alone parses the same. A
+//! query is flagged for escaping exactly when it holds bytes outside RFC 3986's grammar, and its
+//! escaped form is within it.
 //!
 //! Input: one control byte (bit 0: tight limits; the rest: where to cut the prefix), then the
 //! bytes the client sent.
 #![no_main]
 use gateway_fuzz::{check_headers, is_tchar, span_in};
 use gateway_http::{
-    parse_request, Limits, Parsed, RequestHead, BODY_CHUNKED, BODY_LENGTH, BODY_NONE,
+    escape_query, parse_request, query_needs_escape, Limits, Parsed, RequestHead, BODY_CHUNKED,
+    BODY_LENGTH, BODY_NONE,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +20,7 @@ fn summary(buf: &[u8], h: &RequestHead) -> impl PartialEq + std::fmt::Debug {
     let hs: Vec<_> = h.headers().iter().map(|e| (e.name, e.value, e.flags)).collect();
     (
         (h.head_len, h.method, h.method_id, h.version_minor, h.body_kind, h.keep_alive),
-        (h.expect_continue, h.upgrade, h.has_host, h.content_length),
+        (h.expect_continue, h.upgrade, h.has_host, h.query_escape, h.content_length),
         (h.target, h.path, h.query, h.host.get(buf).to_vec()),
         hs,
     )
@@ -52,6 +55,13 @@ fuzz_target!(|data: &[u8]| {
     assert!(!target.is_empty(), "empty target");
     assert!(!target.iter().any(|&b| b <= b' ' || b == 0x7f), "control or space in {target:?}");
     assert!(head.version_minor <= 1);
+    let query = head.query.get(buf);
+    assert_eq!(head.query_escape != 0, query_needs_escape(query), "query {query:?}");
+    if head.query_escape != 0 {
+        let mut escaped = Vec::new();
+        escape_query(query, &mut escaped);
+        assert!(!query_needs_escape(&escaped), "{escaped:?} escaped from {query:?}");
+    }
     let (cl, te) = check_headers(buf, n, head.headers());
     match (cl, te) {
         (Some(v), false) => {

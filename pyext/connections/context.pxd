@@ -47,4 +47,5 @@ cdef class RequestContext:
     cdef void remove_upstream_header_bytes(self, bytes lower_name) except *
     cdef uint64_t balance_hash(self, object key_of) except? 0
     cdef bytes build_upstream_head(self)
+    cdef bytes forwarded_query(self)
     cdef int add_transfer_encoding(self, HeadBuffer hb, const char *d, size_t dlen) except -1

@@ -139,7 +139,20 @@ cdef class RequestContext:
 
     @property
     def query_string(self):
-        return self.data[self.head.query.off:self.head.query.off + self.head.query.len].decode("latin-1")
+        return self.forwarded_query().decode("latin-1")
+
+    cdef bytes forwarded_query(self):
+        """The query as it goes upstream: percent-encoded where RFC 3986 asks, when the parser
+        flagged it (rust/http/src/target.rs), so plugins read what the upstream gets."""
+        cdef gw_span q = self.head.query
+        cdef bytes out
+        cdef size_t n
+        if not self.head.query_escape:
+            return self.data[q.off:q.off + q.len]
+        out = PyBytes_FromStringAndSize(NULL, q.len * 3)
+        n = gw_escape_query(<const uint8_t *>PyBytes_AS_STRING(self.data) + q.off, q.len,
+                            <uint8_t *>PyBytes_AS_STRING(out))
+        return out[:n]
 
     @property
     def args(self):
@@ -354,7 +367,10 @@ cdef class RequestContext:
                 hb.add("/", 1)  # absolute-form target without a path
             if h.query.len:
                 hb.add("?", 1)
-                hb.add_span(d, dlen, h.query)
+                if h.query_escape:
+                    hb.add_bytes(self.forwarded_query())
+                else:
+                    hb.add_span(d, dlen, h.query)
         hb.add(" HTTP/1.1\r\n", 11)
         if self.upstream_host_override is not None:
             hb.add_header("Host", 4, PyBytes_AS_STRING(self.upstream_host_override),

@@ -52,6 +52,7 @@ cdef extern from "gateway_ffi.h":
         uint8_t expect_continue
         uint8_t upgrade
         uint8_t has_host
+        uint8_t query_escape
         uint64_t content_length
         gw_span target
         gw_span path
@@ -88,6 +89,7 @@ cdef extern from "gateway_ffi.h":
     int32_t gw_chunked_decode(gw_chunked *scanner, const uint8_t *buf, size_t len, uint8_t *out,
                               size_t *consumed, size_t *out_len, uint8_t *done) nogil
     void gw_abi_sizes(size_t *request_head, size_t *response_head) nogil
+    size_t gw_escape_query(const uint8_t *query, size_t len, uint8_t *out) nogil
 
     ctypedef struct gw_params:
         pass

@@ -19,6 +19,22 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 UPSTREAM_DATE = b"Sun, 06 Nov 1994 08:49:37 GMT"
 
 
+# Upstream answers outside RFC 9112's field and framing rules, by the name after /bad-response/.
+BAD_RESPONSES = {
+    b"space-before-colon": b"HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 2\r\n\r\nok",
+    b"obs-fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+    b"nul-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+    b"cr-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok",
+    b"ctl-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok",
+    b"invalid-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok",
+    b"differing-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    b"length-list": b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok",
+    b"length-and-chunked": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    b"bad-name": b"HTTP/1.1 200 OK\r\nX(A): 1\r\nContent-Length: 2\r\n\r\nok",
+}
+
+
 def answer(head: bytes) -> bytes:
     target = head.split(b"\r\n", 1)[0].split(b" ")[1:2]
     if target == [b"/with-date"]:
@@ -27,6 +43,8 @@ def answer(head: bytes) -> bytes:
         return b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + OK
     if target == [b"/no-content"]:
         return b"HTTP/1.1 204 No Content\r\n\r\n"
+    if target[0].startswith(b"/bad-response/") if target else False:
+        return BAD_RESPONSES[target[0].removeprefix(b"/bad-response/")]
     if target == [b"/hop"]:
         return (b"HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nX-Kept: 1\r\n"
                 b"Content-Length: 2\r\n\r\nok")
@@ -101,5 +119,9 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
     with RawUpstream(answer, close_after=False, read_body=True) as upstream:
         port = free_port()
         tmp: Path = tmp_path_factory.mktemp("rfc")
-        with GatewayProcess(tmp, base_config(port, upstream.port), workers=1) as gw:
+        config = base_config(port, upstream.port)
+        # a route outside the path grammar (UTF-8), telling the upstream it matched
+        config["routes"].append({"id": "encoded", "uri": "/caf\u00e9/:name", "upstream_id": "up",
+                                 "plugins": {"proxy-rewrite": {"headers": {"X-Route": "encoded"}}}})
+        with GatewayProcess(tmp, config, workers=1) as gw:
             yield Wire(gw, upstream)

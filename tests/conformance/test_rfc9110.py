@@ -12,7 +12,7 @@ import pytest
 
 from tests.conformance.conftest import UPSTREAM_DATE, Wire
 from tests.conformance.parsers import parse_h11
-from tests.conformance.test_rfc9112 import CLOSE, GET, HOST, forwarded_once, request
+from tests.conformance.test_rfc9112 import CLOSE, GET, HOST, bad_response, forwarded_once, request
 
 
 def field_lines(forwarded: bytes, name: bytes) -> list[bytes]:
@@ -48,6 +48,16 @@ def test_rfc9110_5_5_obs_text_and_htab_are_forwarded_unchanged(wire: Wire) -> No
 def test_rfc9110_5_6_2_field_name_must_be_a_token(wire: Wire, name: bytes) -> None:
     response = wire.refused(request(GET, HOST, name + b": v"))
     assert response.status == 400 and response.closed
+
+
+@pytest.mark.parametrize("name", [b"nul-in-value", b"cr-in-value", b"ctl-in-value", b"bad-name"])
+def test_rfc9110_5_5_invalid_response_field_is_not_forwarded(wire: Wire, name: bytes) -> None:
+    # a recipient of CR, LF or NUL in a field value MUST reject the message or replace them with
+    # SP before forwarding; other CTLs and a name that is not a token are invalid too. The
+    # gateway rejects the response: 502, and nothing of the field reaches the client
+    raw, _ = bad_response(wire, name)
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+    assert b"X-A" not in raw and b"X(A)" not in raw
 
 
 def test_rfc9110_5_3_repeated_field_lines_keep_their_order(wire: Wire) -> None:
@@ -238,14 +248,18 @@ def test_rfc9110_15_2_no_informational_response_to_http10(wire: Wire) -> None:
     assert response.raw.startswith(b"HTTP/1.1 200 "), response.raw[:200]
 
 
-@pytest.mark.parametrize(("data", "status", "phrase"), [
+REFUSALS = [
     (request(b"GET /a b HTTP/1.1", HOST), 400, b"Bad Request"),
     (request(b"GET /" + b"a" * 20000 + b" HTTP/1.1", HOST), 414, b"URI Too Long"),
     (request(GET, HOST, *[b"X-F%d: %s" % (i, b"v" * 1000) for i in range(64)]), 431,
      b"Request Header Fields Too Large"),
     (request(b"CONNECT a.test:443 HTTP/1.1", b"Host: a.test:443"), 501, b"Not Implemented"),
     (request(b"GET / HTTP/2.0", HOST), 505, b"HTTP Version Not Supported"),
-], ids=["400", "414", "431", "501", "505"])
+]
+REFUSAL_IDS = ["400", "414", "431", "501", "505"]
+
+
+@pytest.mark.parametrize(("data", "status", "phrase"), REFUSALS, ids=REFUSAL_IDS)
 def test_rfc9110_15_status_line_of_each_refusal(wire: Wire, data: bytes, status: int,
                                                 phrase: bytes) -> None:
     # each refusal gets the status section 15 defines for it, with the registered phrase,
@@ -254,3 +268,11 @@ def test_rfc9110_15_status_line_of_each_refusal(wire: Wire, data: bytes, status:
     assert response.raw.startswith(b"HTTP/1.1 %d %s\r\n" % (status, phrase)), response.raw[:200]
     assert response.header(b"content-length") == [str(len(response.body)).encode()]
     assert response.body
+
+
+@pytest.mark.parametrize(("data", "status", "phrase"), REFUSALS, ids=REFUSAL_IDS)
+def test_rfc9110_6_6_1_date_on_every_refusal(wire: Wire, data: bytes, status: int,
+                                             phrase: bytes) -> None:
+    # the gateway is the origin of its refusals: Date is a MUST on its 4xx, and it sends one on
+    # its 5xx as well (a MAY), so every answer it makes carries the time it was made
+    assert_now_imf_fixdate(wire.refused(data).header(b"date"))

@@ -37,6 +37,7 @@ class RawUpstream:
         self.dropped = 0
         self.requests: list[bytes] = []  # with read_body: each request's bytes, head and body
         self.raw_connections: list[bytearray] = []
+        self.peer_closed: set[int] = set()  # indexes in raw_connections the gateway closed (EOF/RST)
         self.unframed: list[bytes] = []  # bytes read_body could not delimit (bad framing)
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,12 +79,19 @@ class RawUpstream:
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(10)
         raw = bytearray()
+        index = len(self.raw_connections)
         self.raw_connections.append(raw)
         buffer = b""
 
         def more() -> bool:
             nonlocal buffer
-            chunk = conn.recv(65536)
+            try:
+                chunk = conn.recv(65536)
+            except ConnectionResetError:
+                self.peer_closed.add(index)
+                raise
+            if not chunk:
+                self.peer_closed.add(index)
             raw.extend(chunk)
             buffer += chunk
             return bool(chunk)

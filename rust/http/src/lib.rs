@@ -5,9 +5,10 @@
 //! buffer. Nothing is allocated per parse. Tokenizing is done by `httparse`;
 //! this crate adds the checks a proxy needs against request smuggling
 //! (RFC 9110 / RFC 9112), which `httparse` alone is too lenient for:
-//! bare LF line endings, raw non-ASCII request targets, duplicate or
-//! malformed Content-Length, ambiguous Transfer-Encoding, CL+TE, missing or
-//! repeated Host, invalid Connection lists.
+//! bare LF line endings, duplicate or malformed Content-Length, ambiguous
+//! Transfer-Encoding, CL+TE, missing or repeated Host, invalid Connection lists.
+//! Request-target bytes outside the URI grammar are flagged for escaping (the
+//! `target` module says which and why).
 //!
 //! Chunked bodies are validated (and optionally decoded) by [`ChunkedScanner`],
 //! a resumable byte-level state machine that can be fed arbitrary splits.
@@ -16,6 +17,9 @@ use std::mem::MaybeUninit;
 
 mod chunked;
 pub use chunked::ChunkedScanner;
+mod target;
+pub use target::{escape_query, query_needs_escape};
+use target::{valid_escape_at, TARGET_CLASS, T_ESCAPE, T_OK, T_QMARK, T_REJECT};
 
 #[cfg(feature = "python")]
 pub mod python;
@@ -135,6 +139,9 @@ pub struct RequestHead {
     pub upgrade: u8,
     /// A Host header field is present (possibly with an empty value).
     pub has_host: u8,
+    /// The query holds bytes outside RFC 3986's grammar: it is forwarded through
+    /// [`escape_query`] (see the `target` module).
+    pub query_escape: u8,
     /// Value of the Content-Length header (0 when absent).
     pub content_length: u64,
     /// The raw request-target.
@@ -166,6 +173,7 @@ impl RequestHead {
             expect_continue: 0,
             upgrade: 0,
             has_host: 0,
+            query_escape: 0,
             content_length: 0,
             target: Span::default(),
             path: Span::default(),
@@ -807,18 +815,27 @@ pub fn parse_request(
 /// Validates the request-target and sets path / query / host (authority forms).
 #[inline]
 fn check_target(t: &[u8], off: u32, mid: u8, out: &mut RequestHead) -> Result<(), HttpError> {
-    // One pass: visible ASCII only, no fragment, find the first '?'.
+    // One pass: refuse what breaks the request line, find the first '?', and note whether the
+    // query needs escaping before it is forwarded (the path's escapes are the normaliser's).
     let mut q = usize::MAX;
+    let mut escape = false;
     for (i, &b) in t.iter().enumerate() {
-        // Raw bytes >= 0x80 (UTF-8 paths) are accepted and forwarded as they are, like nginx
-        // does; they cannot change framing or routing meaning.
-        if b <= 0x20 || b == 0x7f || b == b'#' {
+        let class = TARGET_CLASS[b as usize];
+        if class == T_OK {
+            continue;
+        }
+        if class == T_REJECT {
             return Err(bad("invalid character in request-target"));
         }
-        if b == b'?' && q == usize::MAX {
-            q = i;
+        if class == T_QMARK {
+            if q == usize::MAX {
+                q = i;
+            }
+        } else if q != usize::MAX && (class == T_ESCAPE || !valid_escape_at(t, i)) {
+            escape = true;
         }
     }
+    out.query_escape = escape as u8;
     out.host = Span::default();
     out.query = Span::default();
     let set_pq = |out: &mut RequestHead, p0: usize| {

@@ -224,6 +224,57 @@ fn target_forms() {
     assert_eq!(s(b, h.query), b"a?b");
 }
 
+/// RFC 9112 section 3.2 / RFC 3986: a query with bytes outside the URI grammar is accepted but
+/// flagged, and `escape_query` gives its one grammatical spelling; a query within it is not.
+#[test]
+fn query_outside_the_uri_grammar_is_flagged_for_escaping() {
+    let flagged = |t: &str| {
+        let b = format!("GET {t} HTTP/1.1\r\nHost: h\r\n\r\n");
+        ok(b.as_bytes()).query_escape
+    };
+    for t in [
+        "/?a={1}",
+        "/?a=\"b\"",
+        "/?a[]=1",
+        "/?x=<y>",
+        "/?a|b",
+        "/?a^b",
+        "/?a`b",
+        "/?a\\b",
+        "/?50%",
+        "/?a=%zz",
+        "/?a=%4",
+        "http://h/?a={b}",
+        "/p?q=1?{",
+    ] {
+        assert_eq!(flagged(t), 1, "{t}");
+    }
+    for t in [
+        "/",
+        "/?",
+        "/?a=1&b=%7B%C3%A9%20",
+        "/?q=/a?b:c@d!$&'()*+,;=",
+        "/{path}?a=1",
+        "/a%zz?b",
+        "http://h/{x}",
+    ] {
+        assert_eq!(flagged(t), 0, "{t}");
+    }
+    assert_eq!(ok(b"GET /?caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n").query_escape, 1);
+
+    let esc = |q: &[u8]| {
+        let mut out = b"?".to_vec();
+        escape_query(q, &mut out);
+        assert_eq!(query_needs_escape(q), out[1..] != *q, "{q:?}");
+        String::from_utf8(out[1..].to_vec()).unwrap()
+    };
+    assert_eq!(esc(b"a={\"b\":[1]}&c"), "a=%7B%22b%22:%5B1%5D%7D&c");
+    assert_eq!(esc(b"x=caf\xc3\xa9|<>\\^`"), "x=caf%C3%A9%7C%3C%3E%5C%5E%60");
+    assert_eq!(esc(b"d=50%&e=%4&f=%zz&g=%2f"), "d=50%25&e=%254&f=%25zz&g=%2f");
+    assert_eq!(esc(b"q=/a?b:c@d!$&'()*+,;=~-._"), "q=/a?b:c@d!$&'()*+,;=~-._");
+    assert_eq!(esc(b"a b#\x00"), "a%20b%23%00");
+}
+
 #[test]
 fn target_rejects() {
     for t in [
@@ -239,7 +290,7 @@ fn target_rejects() {
         let b = format!("GET {t} HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(status(b.as_bytes()), 400, "{t}");
     }
-    // raw UTF-8 in the path is accepted and forwarded as is (like nginx)
+    // raw UTF-8 in the path is accepted (the router's normaliser encodes it before forwarding)
     assert_eq!(ok(b"GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n").path.len, 3);
     assert_eq!(status(b"GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
     assert_eq!(status(b"GET /a\x00b HTTP/1.1\r\nHost: h\r\n\r\n"), 400);

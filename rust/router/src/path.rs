@@ -4,15 +4,22 @@
 //! Rules (RFC 3986 section 6.2.2 syntax-based normalisation plus dot-segment removal):
 //! - `%XX` of an unreserved character (ALPHA / DIGIT / `-` / `.` / `_` / `~`) is decoded; every
 //!   other escape is kept encoded with its hex digits uppercased (`%2f` -> `%2F`, which therefore
-//!   never acts as a separator). A malformed escape (`%zz`, a truncated `%2`) and `%00` are errors.
+//!   never acts as a separator). A malformed escape (`%zz`, a truncated `%2`), `%00` and a raw
+//!   NUL are errors.
 //! - runs of `/` collapse to one `/`;
 //! - `.` segments are removed and `..` segments remove the previous segment; a `..` that would
 //!   climb above the root is an error (the gateway answers 400) rather than being clamped;
 //! - the path must start with `/` (origin-form); anything else is an error;
-//! - a trailing slash is preserved (`/a/b/` stays `/a/b/`, `/a/b/.` becomes `/a/b/`).
+//! - a trailing slash is preserved (`/a/b/` stays `/a/b/`, `/a/b/.` becomes `/a/b/`);
+//! - a byte a path may not hold raw (RFC 3986 section 3.3: anything but pchar and `/`) is
+//!   percent-encoded with uppercase hex: raw UTF-8 (`/café` -> `/caf%C3%A9`, what browsers send)
+//!   and the excluded ASCII characters (`/a{b}` -> `/a%7Bb%7D`, `\` -> `%5C`). The normal form
+//!   is then the one spelling of the path the grammar allows, the router matches it and the
+//!   gateway forwards it, so an upstream's parser cannot read another path than the one routed
+//!   (a server taking `\` for `/` would see `/public\..\admin` as `/admin`).
 //!
-//! The query string is not part of the input: the caller passes the path only. Bytes other than
-//! `%`, `/` and `.` are copied unchanged (the HTTP parser has already rejected control bytes).
+//! The query string is not part of the input: the caller passes the path only. Unreserved
+//! characters, sub-delims, `:` and `@` are copied unchanged.
 use std::borrow::Cow;
 use std::fmt;
 
@@ -23,7 +30,7 @@ pub enum PathError {
     NotAbsolute,
     /// A `%` not followed by two hex digits.
     InvalidEscape,
-    /// `%00`.
+    /// `%00`, or a raw NUL byte.
     NulByte,
     /// A `..` segment above the root.
     AboveRoot,
@@ -76,7 +83,36 @@ pub(crate) fn normalize_into(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, Path
     }
 }
 
-/// True when `raw` starts with `/` and has no `%`, no `//` and no `/.`: then it is already normal.
+/// A byte copied as it is (pchar other than `%` and `.`).
+const P_PLAIN: u8 = 0;
+const P_SLASH: u8 = 1;
+const P_DOT: u8 = 2;
+const P_PERCENT: u8 = 3;
+/// A byte a path may not hold raw: percent-encoded.
+const P_ESCAPE: u8 = 4;
+
+static PATH_CLASS: [u8; 256] = {
+    let mut t = [P_ESCAPE; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'/' => P_SLASH,
+            b'.' => P_DOT,
+            b'%' => P_PERCENT,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => P_PLAIN,
+            b'-' | b'_' | b'~' => P_PLAIN,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => P_PLAIN,
+            b':' | b'@' => P_PLAIN,
+            _ => P_ESCAPE,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// True when `raw` starts with `/` and has no `%`, no `//`, no `/.` and no byte to encode: then
+/// it is already normal.
 #[inline]
 fn is_clean(raw: &[u8]) -> bool {
     if raw.first() != Some(&b'/') {
@@ -84,16 +120,16 @@ fn is_clean(raw: &[u8]) -> bool {
     }
     let mut after_slash = false;
     for &b in raw {
-        match b {
-            b'%' => return false,
-            b'/' => {
+        match PATH_CLASS[b as usize] {
+            P_PLAIN => after_slash = false,
+            P_SLASH => {
                 if after_slash {
                     return false;
                 }
                 after_slash = true;
             }
-            b'.' if after_slash => return false,
-            _ => after_slash = false,
+            P_DOT if !after_slash => {}
+            _ => return false,
         }
     }
     true
@@ -154,6 +190,17 @@ fn normalize_slow(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
                 out.extend_from_slice(&[b'%', HEX_UPPER[hi as usize], HEX_UPPER[lo as usize]]);
             }
             i += 3;
+        } else if PATH_CLASS[b as usize] == P_ESCAPE {
+            if b == 0 {
+                // as `%00` is: encoded, it would be a path that no longer normalises
+                return Err(PathError::NulByte);
+            }
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[(b >> 4) as usize],
+                HEX_UPPER[(b & 15) as usize],
+            ]);
+            i += 1;
         } else {
             out.push(b);
             i += 1;

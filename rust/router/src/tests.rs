@@ -122,6 +122,46 @@ fn normalize_escapes() {
 }
 
 #[test]
+fn normalize_encodes_bytes_a_path_may_not_hold_raw() {
+    // RFC 3986 section 3.3 (the grammar RFC 9112 section 3.2 gives the request-target): raw
+    // UTF-8 and the excluded ASCII characters are encoded, as a client should have sent them
+    assert_eq!(norm("/caf\u{e9}").unwrap(), "/caf%C3%A9");
+    assert_eq!(norm("/a\"b<c>d").unwrap(), "/a%22b%3Cc%3Ed");
+    assert_eq!(norm("/a{b}|c^d`e\\f[g]").unwrap(), "/a%7Bb%7D%7Cc%5Ed%60e%5Cf%5Bg%5D");
+    // the byte a raw character and its escape are spelled alike once normal
+    assert_eq!(norm("/a%7bb").unwrap(), norm("/a{b").unwrap());
+    assert_eq!(norm("/caf%c3%a9").unwrap(), norm("/caf\u{e9}").unwrap());
+    // a backslash is not a separator here, and is forwarded as one no server reads as '/'
+    assert_eq!(norm("/public\\..\\admin").unwrap(), "/public%5C..%5Cadmin");
+    // what a path may hold raw stays raw, and borrowed
+    for p in ["/a:b@c!$&'()*+,;=d", "/v1/models/m:predict"] {
+        assert!(matches!(normalize_path(p.as_bytes()), Ok(Cow::Borrowed(_))), "{p}");
+    }
+    // bytes the HTTP parser refuses are encoded too when the normaliser is called directly
+    assert_eq!(normalize_path(b"/a b?c#d\x01").unwrap().as_ref(), b"/a%20b%3Fc%23d%01");
+}
+
+/// Found by the path_normalise fuzz target: a raw NUL was encoded as `%00`, a path that does not
+/// normalise again (`%00` is an error); a raw NUL is the same error.
+#[test]
+fn normalize_raw_nul_is_an_error_like_its_escape() {
+    assert_eq!(normalize_path(b"/a\x00b"), Err(PathError::NulByte));
+    assert_eq!(normalize_path(b"/\x00"), Err(PathError::NulByte));
+}
+
+#[test]
+fn find_matches_the_encoded_spelling_it_forwards() {
+    let rt = router(vec![r(&["/caf\u{e9}"]), r(&["/files/:name"]), r(&["/public/*"])]);
+    assert_eq!(get(&rt, "/caf\u{e9}"), Found(0));
+    assert_eq!(get(&rt, "/caf%C3%A9"), Found(0));
+    assert_eq!(params_of(&rt, "/files/a{b}").1, pv(&[("name", "a%7Bb%7D")]));
+    let mut p = Params::new();
+    assert_eq!(rt.find(b"GET", b"", b"/public/a\\..\\x", &mut p), Found(2));
+    assert_eq!(p.path(), b"/public/a%5C..%5Cx");
+    assert!(p.normalized_changed());
+}
+
+#[test]
 fn normalize_invalid() {
     assert_eq!(norm("/%zz"), Err(PathError::InvalidEscape));
     assert_eq!(norm("/%2"), Err(PathError::InvalidEscape));
