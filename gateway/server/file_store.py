@@ -8,8 +8,10 @@ Reads come from the file's document as it was when the running config was loaded
 2. checks the client's ``modifiedIndex`` (412 when stale) and builds the whole resulting config
    (the running config with this one resource changed; ``${VAR}`` in the body expanded as in
    the file) and validates it with the checker every config goes through (400 with the path);
-3. sends it to the workers and, meanwhile, writes the file back (ruamel round trip, temp file +
-   fsync + rename); a write that fails puts the previous config back.
+3. sends it to the workers and, meanwhile, writes the file back (temp file + fsync + rename):
+   only the changed resource is rendered, spliced into the file's text (yaml_splice), or the
+   whole document when the file is not cut that way (ruamel round trip); a write that fails
+   puts the previous config back. The answer comes once the file is durable.
 
 Revisions: the store counts them. Loading a file is one revision; a resource keeps its
 ``modifiedIndex`` until its content changes (by the API or by a hand edit).
@@ -17,11 +19,12 @@ Revisions: the store counts them. Loading a file is one revision; a resource kee
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,8 +37,12 @@ from gateway.atomic_file import write_atomically
 from gateway.config import Config
 from gateway.server import yaml_roundtrip
 from gateway.server.candidate import candidate_config
+from gateway.server.yaml_splice import SplicedFile
 
 log = logging.getLogger("gateway.admin")
+
+#: The sections the file's text is cut into resources for (yaml_splice).
+KEY_FIELDS = {kind.name: kind.key_field for kind in KINDS.values() if kind.key_field is not None}
 
 class StoreHost(Protocol):
     """What the store needs of the master."""
@@ -64,6 +71,8 @@ class FileConfigStore:
         self.doc: Any = None
         self.doc_raw: bytes | None = None
         self.doc_config: Config | None = None
+        #: the file's text cut at its resources; None: cut it again before the next write
+        self.spliced: SplicedFile | None = None
         self.revision = 0
         #: a write holds the document between its edit and the file on disk
         self.committing = False
@@ -85,6 +94,7 @@ class FileConfigStore:
         else:
             doc = msgspec.to_builtins(config) if config is not None else {}
         self.doc, self.doc_raw, self.doc_config = (doc if doc is not None else {}), raw, config
+        self.spliced = None
         self.renumber()
 
     def renumber(self) -> None:
@@ -201,8 +211,9 @@ class FileConfigStore:
             confirmed = [0.0]
             applied.add_done_callback(lambda _: confirmed.__setitem__(0, time.monotonic()))
             try:
-                raw = (await asyncio.to_thread(yaml_roundtrip.dump, self.doc)).encode()
+                raw, keep = await asyncio.to_thread(self.rendered, kind, name, value)
                 await asyncio.to_thread(write_atomically, self.path, raw, _file_mode(self.path))
+                keep()
             except Exception as exc:
                 undo()
                 await applied
@@ -233,6 +244,21 @@ class FileConfigStore:
             return
         old = self.versions.get(key)
         self.versions[key] = (old[0] if old else self.revision, self.revision, _fingerprint(value))
+
+    def rendered(self, kind: Kind, name: str, value: Any) -> tuple[bytes, Callable[[], None]]:
+        """The file's new bytes (the edited document's), and what to call once they are on
+        disk. The old bytes are cut at their resources once, then only the changed one is
+        rendered; the whole document when the file is not cut that way."""
+        if self.spliced is None and self.doc_raw is not None:
+            self.spliced = SplicedFile.parse(self.doc_raw.decode("utf-8-sig"), KEY_FIELDS)
+        render = None if value is None else functools.partial(yaml_roundtrip.dump_item, value)
+        edited = self.spliced.edited(kind.name, name, render) if self.spliced is not None else None
+        if edited is not None:
+            text, keep = edited
+            return text.encode(), keep
+        def cut_again() -> None:
+            self.spliced = None  # cut from the new bytes at the next write
+        return yaml_roundtrip.dump(self.doc).encode(), cut_again
 
     def validated(self, kind: Kind, name: str, value: Any) -> Config:
         assert self.host.config is not None

@@ -42,6 +42,11 @@ def dump(root: Any) -> str:
     return out.getvalue()
 
 
+def dump_item(value: Any) -> str:
+    """One resource (JSON data) as the whole-document dump renders an item of its list."""
+    return dump(CommentedSeq([from_plain(value)]))
+
+
 def to_plain(value: Any) -> Any:
     """ruamel's node types as JSON data (dates, which the config loader reads as text, as text)."""
     if isinstance(value, dict):
