@@ -27,7 +27,6 @@ from gateway.config import (
     ConfigError,
     ConfigIssue,
     FileChecks,
-    config_to_bytes,
     decode_config,
     default_config,
     dump_config,
@@ -36,6 +35,7 @@ from gateway.config import (
 from gateway.plugins.registry import PluginLoadError, check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
+from gateway.server.config_delta import Shipment
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
@@ -118,6 +118,8 @@ class WorkerHandle:
     writer: asyncio.StreamWriter
     started: float
     version: int = 0
+    #: the last config version sent to it (a delta goes only to a worker sent the one before)
+    sent: int = 0
     acks: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
     #: Resolved with None once the worker serves its first config, or with why it cannot.
     ready: asyncio.Future[str | None] | None = None
@@ -144,7 +146,8 @@ class Master:
         #: The file bytes the running config came from (None: not from the file); the Admin
         #: API's file store edits this document and refuses to write over any other.
         self.config_raw: bytes | None = None
-        self.payload = b""
+        #: the running version as frames for the workers: a delta or a snapshot
+        self.shipment = Shipment()
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
         self.retiring: set[WorkerHandle] = set()
@@ -205,7 +208,7 @@ class Master:
     def adopt(self, config: Config, persist: bool = True) -> None:
         self.config = config
         self.version += 1
-        self.payload = config_to_bytes(config)
+        self.shipment.adopt(config, self.version)
         self.health_checker.apply(config, self.addresses)
         self.redis_syncer.apply(config)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
@@ -424,9 +427,8 @@ class Master:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         handle.acks[self.version] = future
         if not handle.writer.is_closing():
-            handle.writer.write(encode_frame({"type": "config", "version": self.version,
-                                              "config": self.payload,
-                                              "addresses": self.addresses}))
+            handle.writer.write(self.shipment.frame(handle.sent, self.addresses))
+            handle.sent = self.version
         return future
 
     async def follow_names(self, config: Config) -> None:
@@ -475,6 +477,8 @@ class Master:
                 if future is not None and not future.done():
                     future.set_result(True)
                 self.write_status()
+            elif kind == "resync" and not handle.writer.is_closing():  # it missed a version
+                handle.writer.write(self.shipment.full_frame(self.addresses))
             elif kind == "pong":
                 self.worker_polls.answer(handle, message)
             elif kind == "fatal":
