@@ -70,10 +70,13 @@ def decode_changes(raw: Sequence[Sequence[Any]]) -> list[Change]:
 
 
 def _key(item: Any, field: str) -> str:
-    return str(getattr(item, field))
+    return getattr(item, field)  # type: ignore[no-any-return]
 
 
 def _list_changes(before: Sequence[Any], after: Sequence[Any], field: str) -> list[tuple[str, Any]] | None:
+    quick = _one_edit(before, after, field)
+    if quick is not None:
+        return quick
     old = {_key(item, field): item for item in before}
     if len(old) != len(before):
         return None
@@ -91,6 +94,27 @@ def _list_changes(before: Sequence[Any], after: Sequence[Any], field: str) -> li
     if [k for k, _ in _applied_keys(list(old), changes)] != keys:
         return None
     return changes
+
+
+def _one_edit(before: Sequence[Any], after: Sequence[Any], field: str) -> list[tuple[str, Any]] | None:
+    """The changes when ``after`` is ``before`` with one item replaced in place, added at the end
+    or removed, the others the same objects (an Admin API write); None when it is not that."""
+    n = len(before)
+    if len(after) == n + 1 and all(a is b for a, b in zip(before, after)):
+        key = _key(after[n], field)
+        return None if any(_key(item, field) == key for item in before) else [(key, after[n])]
+    if len(after) == n:
+        differ = [i for i in range(n) if before[i] is not after[i]]
+        if not differ:
+            return []
+        if len(differ) == 1 and _key(before[differ[0]], field) == _key(after[differ[0]], field):
+            i = differ[0]
+            return [] if before[i] == after[i] else [(_key(after[i], field), after[i])]
+    if len(after) == n - 1:
+        i = next((i for i in range(n - 1) if before[i] is not after[i]), n - 1)
+        if all(a is b for a, b in zip(before[i + 1:], after[i:])):
+            return [(_key(before[i], field), None)]
+    return None
 
 
 def _applied_keys(keys: list[str], changes: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

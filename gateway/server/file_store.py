@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,11 +90,13 @@ class FileConfigStore:
         raw, config = host.config_raw, host.config
         if raw is not None:
             text = raw.decode("utf-8-sig")
-            doc = await asyncio.to_thread(yaml_roundtrip.load, text)
+            doc, spliced = await asyncio.to_thread(
+                lambda: (yaml_roundtrip.load(text), SplicedFile.parse(text, KEY_FIELDS)))
         else:
             doc = msgspec.to_builtins(config) if config is not None else {}
+            spliced = None
         self.doc, self.doc_raw, self.doc_config = (doc if doc is not None else {}), raw, config
-        self.spliced = None
+        self.spliced = spliced
         self.renumber()
 
     def renumber(self) -> None:
@@ -121,13 +123,18 @@ class FileConfigStore:
 
     def nodes(self, kind: Kind) -> list[tuple[str, Any]]:
         """(name, document node) of every resource of a kind, in document order."""
+        return list(self.iter_nodes(kind))
+
+    def iter_nodes(self, kind: Kind) -> Iterator[tuple[str, Any]]:
         section = self.section(kind)
         if kind.key_field is None:
-            return [(str(k), v) for k, v in section.items()] if isinstance(section, dict) else []
-        if not isinstance(section, list):
-            return []
-        return [(value[kind.key_field], value) for value in section
-                if isinstance(value, dict) and isinstance(value.get(kind.key_field), str)]
+            if isinstance(section, dict):
+                yield from ((str(k), v) for k, v in section.items())
+            return
+        if isinstance(section, list):
+            key = kind.key_field
+            yield from ((value[key], value) for value in section
+                        if isinstance(value, dict) and isinstance(value.get(key), str))
 
     def entries(self, kind: Kind) -> list[tuple[str, Any]]:
         return [(name, yaml_roundtrip.to_plain(node)) for name, node in self.nodes(kind)]
@@ -144,7 +151,7 @@ class FileConfigStore:
 
     async def get(self, kind: Kind, name: str) -> Resource | None:
         await self.sync()
-        for key, node in self.nodes(kind):
+        for key, node in self.iter_nodes(kind):
             if key == name:
                 return self.resource(kind, name, yaml_roundtrip.to_plain(node))
         return None

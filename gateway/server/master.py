@@ -32,6 +32,7 @@ from gateway.config import (
     dump_config,
     parse_config_file,
 )
+from gateway.config.snapshot import RouteTexts
 from gateway.plugins.registry import PluginLoadError, check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
@@ -165,6 +166,7 @@ class Master:
         self.state = InstanceState(self.config_path)
         self.reload_lock = asyncio.Lock()
         self.save_lock = asyncio.Lock()
+        self.route_texts: RouteTexts = {}  # the last good copy's routes, for the next one
         self.reloads = ReloadCounts()
         self.fd_watch = FdWatch(log, "the master")
         # Shared memory the workers attach to (rate limits exact across workers); created once,
@@ -214,7 +216,7 @@ class Master:
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         if persist:
-            self.state.save_last_good(dump_config(config))
+            self.state.save_last_good(dump_config(config, self.route_texts))
 
     def validate(self, data: Any) -> Config:
         """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
@@ -258,7 +260,7 @@ class Master:
     async def save_last_good(self, config: Config) -> None:
         async with self.save_lock:
             if config is self.config:  # a newer version, when there is one, is saved instead
-                await asyncio.to_thread(lambda: self.state.save_last_good(dump_config(config)))
+                await asyncio.to_thread(lambda: self.state.save_last_good(dump_config(config, self.route_texts)))
 
     def worker_count(self) -> int:
         return self.worker_count_of(self.config)
