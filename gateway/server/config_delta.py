@@ -122,24 +122,26 @@ def _applied_keys(keys: list[str], changes: list[tuple[str, Any]]) -> list[tuple
 
 
 def _applied(items: list[Any], field: str | None, changes: Sequence[tuple[str, Any]]) -> list[Any]:
-    key_of: Callable[[Any], str] = (lambda pair: pair[0]) if field is None else (lambda item: _key(item, field))
-
-    def wrap(key: str, value: Any) -> Any:
-        return (key, value) if field is None else value
-    index = {key_of(item): i for i, item in enumerate(items)}
-    removed: set[int] = set()
+    """``items`` (resources named by ``field``, or (key, value) pairs when it is None) with the
+    changes applied in place: a changed one where it was, a new one at the end, removed ones
+    gone."""
+    keys = [pair[0] for pair in items] if field is None else [getattr(item, field) for item in items]
+    removed = False
     for key, value in changes:
-        at = index.get(key)
+        try:
+            at = keys.index(key)
+        except ValueError:
+            at = -1
         if value is None:
-            if at is not None:
-                removed.add(at)
-                del index[key]
-        elif at is not None:
-            items[at] = wrap(key, value)
+            if at >= 0:
+                keys[at] = None  # a key is a string: None marks the place as empty
+                removed = True
+        elif at >= 0:
+            items[at] = (key, value) if field is None else value
         else:
-            index[key] = len(items)
-            items.append(wrap(key, value))
-    return [item for i, item in enumerate(items) if i not in removed] if removed else items
+            keys.append(key)
+            items.append((key, value) if field is None else value)
+    return [item for k, item in zip(keys, items) if k is not None] if removed else items
 
 
 class Shipment:

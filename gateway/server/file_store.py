@@ -73,6 +73,8 @@ class FileConfigStore:
         self.doc_config: Config | None = None
         #: the file's text cut at its resources; None: cut it again before the next write
         self.spliced: SplicedFile | None = None
+        #: section -> the name of each of its items (see names_of)
+        self.names: dict[str, list[str | None]] = {}
         self.revision = 0
         #: a write holds the document between its edit and the file on disk
         self.committing = False
@@ -97,6 +99,7 @@ class FileConfigStore:
             spliced = None
         self.doc, self.doc_raw, self.doc_config = (doc if doc is not None else {}), raw, config
         self.spliced = spliced
+        self.names = {}
         self.renumber()
 
     def renumber(self) -> None:
@@ -151,10 +154,25 @@ class FileConfigStore:
 
     async def get(self, kind: Kind, name: str) -> Resource | None:
         await self.sync()
+        section = self.section(kind)
+        if kind.key_field is not None and isinstance(section, list) and section is self.doc.get(kind.name):
+            names = self.names_of(kind, section)
+            node = section[names.index(name)] if name in names else None
+            return None if node is None else self.resource(kind, name, yaml_roundtrip.to_plain(node))
         for key, node in self.iter_nodes(kind):
             if key == name:
                 return self.resource(kind, name, yaml_roundtrip.to_plain(node))
         return None
+
+    def names_of(self, kind: Kind, section: list[Any]) -> list[str | None]:
+        """The name of each item of a list section, kept beside the document (finding one of
+        10k resources by scanning ruamel's nodes costs milliseconds)."""
+        names = self.names.get(kind.name)
+        if names is None or len(names) != len(section):
+            key = kind.key_field
+            names = self.names[kind.name] = [
+                v.get(key) if isinstance(v, dict) and isinstance(v.get(key), str) else None for v in section]
+        return names
 
     # ---------------------------------------------------------------- writes
 
@@ -297,19 +315,22 @@ class FileConfigStore:
             section = doc[kind.name] = yaml_roundtrip.from_plain(self.section(kind))
         elif not isinstance(section, list):
             section = doc[kind.name] = yaml_roundtrip.from_plain([])
-        found = [i for i, v in enumerate(section) if isinstance(v, dict) and v.get(kind.key_field) == name]
-        if found:
-            index = found[0]
+        names = self.names_of(kind, section)
+        if name in names:
+            index = names.index(name)
             old_item = section[index]
             if node is None:
                 del section[index]
+                del names[index]
             else:
                 section[index] = node
         else:
             index, old_item = -1, None
             section.append(node)
+            names.append(name)
 
         def undo_list() -> None:
+            self.names.pop(kind.name, None)
             if old_section is not section:
                 if old_section is None:
                     doc.pop(kind.name, None)
