@@ -15,7 +15,8 @@ the same config.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -98,21 +99,24 @@ def _list_changes(before: Sequence[Any], after: Sequence[Any], field: str) -> li
 
 def _one_edit(before: Sequence[Any], after: Sequence[Any], field: str) -> list[tuple[str, Any]] | None:
     """The changes when ``after`` is ``before`` with one item replaced in place, added at the end
-    or removed, the others the same objects (an Admin API write); None when it is not that."""
+    or removed, the others the same (an Admin API write); None when it is not that. The lists
+    are compared at C speed (list equality tries identity first)."""
     n = len(before)
-    if len(after) == n + 1 and all(a is b for a, b in zip(before, after)):
+    if len(after) == n + 1 and before == after[:n]:
         key = _key(after[n], field)
-        return None if any(_key(item, field) == key for item in before) else [(key, after[n])]
+        return None if key in [_key(item, field) for item in before] else [(key, after[n])]
     if len(after) == n:
-        differ = [i for i in range(n) if before[i] is not after[i]]
-        if not differ:
+        differ = list(map(operator.is_not, before, after))
+        count = differ.count(True)
+        if count == 0:
             return []
-        if len(differ) == 1 and _key(before[differ[0]], field) == _key(after[differ[0]], field):
-            i = differ[0]
+        i = differ.index(True)
+        if count == 1 and _key(before[i], field) == _key(after[i], field):
             return [] if before[i] == after[i] else [(_key(after[i], field), after[i])]
-    if len(after) == n - 1:
-        i = next((i for i in range(n - 1) if before[i] is not after[i]), n - 1)
-        if all(a is b for a, b in zip(before[i + 1:], after[i:])):
+    if len(after) == n - 1 and n:
+        differ = list(map(operator.is_not, before[:n - 1], after))
+        i = differ.index(True) if True in differ else n - 1
+        if before[i + 1:] == after[i:]:
             return [(_key(before[i], field), None)]
     return None
 

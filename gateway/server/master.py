@@ -29,10 +29,8 @@ from gateway.config import (
     FileChecks,
     decode_config,
     default_config,
-    dump_config,
     parse_config_file,
 )
-from gateway.config.snapshot import RouteTexts
 from gateway.plugins.registry import PluginLoadError, check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
@@ -41,6 +39,7 @@ from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
 from gateway.server.handoff import HandoffServer, request_sockets
+from gateway.server.last_good import LastGoodCopy
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
@@ -119,8 +118,7 @@ class WorkerHandle:
     writer: asyncio.StreamWriter
     started: float
     version: int = 0
-    #: the last config version sent to it (a delta goes only to a worker sent the one before)
-    sent: int = 0
+    sent: int = 0  # the last config version sent to it (see config_delta.py)
     acks: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
     #: Resolved with None once the worker serves its first config, or with why it cannot.
     ready: asyncio.Future[str | None] | None = None
@@ -147,8 +145,7 @@ class Master:
         #: The file bytes the running config came from (None: not from the file); the Admin
         #: API's file store edits this document and refuses to write over any other.
         self.config_raw: bytes | None = None
-        #: the running version as frames for the workers: a delta or a snapshot
-        self.shipment = Shipment()
+        self.shipment = Shipment()  # the running version as frames for the workers
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
         self.retiring: set[WorkerHandle] = set()
@@ -165,8 +162,7 @@ class Master:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state = InstanceState(self.config_path)
         self.reload_lock = asyncio.Lock()
-        self.save_lock = asyncio.Lock()
-        self.route_texts: RouteTexts = {}  # the last good copy's routes, for the next one
+        self.last_good = LastGoodCopy(self.state)
         self.reloads = ReloadCounts()
         self.fd_watch = FdWatch(log, "the master")
         # Shared memory the workers attach to (rate limits exact across workers); created once,
@@ -216,7 +212,7 @@ class Master:
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         if persist:
-            self.state.save_last_good(dump_config(config, self.route_texts))
+            self.last_good.save(config)
 
     def validate(self, data: Any) -> Config:
         """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
@@ -249,18 +245,13 @@ class Master:
         for handle in list(self.workers.values()):
             self.send_config(handle)
         if not save_first:
-            self.spawn(self.save_last_good(config))
+            self.spawn(self.last_good.save_soon(config))
         ok = await self.wait_converged(self.version, timeout=30.0)
         log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                  "applied by every worker" if ok else "NOT applied by every worker",
                  (time.monotonic() - started) * 1000)
         self.write_status()
         return ok
-
-    async def save_last_good(self, config: Config) -> None:
-        async with self.save_lock:
-            if config is self.config:  # a newer version, when there is one, is saved instead
-                await asyncio.to_thread(lambda: self.state.save_last_good(dump_config(config, self.route_texts)))
 
     def worker_count(self) -> int:
         return self.worker_count_of(self.config)

@@ -30,19 +30,14 @@ _OTHER_BREAKS = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 
 
 @dataclass
-class Item:
-    name: str
-    #: the resource's own lines
-    body: str
-    #: the comment and blank lines after it, up to the next item or the end of the list
-    trailing: str
-
-
-@dataclass
 class Section:
     #: the column of the items' dashes
     dash: int
-    items: list[Item] = field(default_factory=list)
+    #: each item's name
+    names: list[str] = field(default_factory=list)
+    #: each item's body then its trailing lines (flat lists: 10k items are copied, searched
+    #: and joined at C speed)
+    texts: list[str] = field(default_factory=list)
 
 
 class SplicedFile:
@@ -98,9 +93,7 @@ class SplicedFile:
             if isinstance(piece, str):
                 out.append(piece)
             else:
-                for item in piece.items:
-                    out.append(item.body)
-                    out.append(item.trailing)
+                out.extend(piece.texts)
         return "".join(out)
 
     def edited(self, section_name: str, name: str,
@@ -111,33 +104,30 @@ class SplicedFile:
         section = self.sections.get(section_name)
         if section is None:
             return None
-        items = list(section.items)
-        index = next((i for i, item in enumerate(items) if item.name == name), None)
+        names, texts = list(section.names), list(section.texts)
+        index = names.index(name) if name in names else -1
         if render is None:
-            if index is None:
+            if index <= 0:  # missing; or the first, whose following lines need a new owner
                 return None
-            if index == 0:
-                return None  # its following lines (the file's end, maybe) would need a new owner
-            gone = items.pop(index)
-            before = items[index - 1]  # the lines below it stay where they were
-            items[index - 1] = Item(before.name, before.body, before.trailing + gone.trailing)
+            texts[2 * index - 1] += texts[2 * index + 1]  # the lines below it stay where they were
+            del texts[2 * index:2 * index + 2]
+            del names[index]
         else:
             body = _indented(render(), section.dash)
-            if index is not None:
-                items[index] = Item(name, body, items[index].trailing)
-            elif items:
-                last = items[-1]
-                items[-1] = Item(last.name, last.body, "")
-                items.append(Item(name, body, last.trailing))
+            if index >= 0:
+                texts[2 * index] = body
+            elif names:
+                texts[-1:] = ["", body, texts[-1]]  # the list's following lines stay after it
+                names.append(name)
             else:
                 return None
-        before = section.items
-        section.items = items
+        before = section.names, section.texts
+        section.names, section.texts = names, texts
         text = self.render()
-        section.items = before
+        section.names, section.texts = before
 
         def keep() -> None:
-            section.items = items
+            section.names, section.texts = names, texts
         return text, keep
 
 
@@ -156,14 +146,14 @@ def _section(nodes: list[yaml.Node], key_field: str, lines: list[str], end: int,
         dash = len(m.group(1))
         starts.append(line)
         names.append(name)
-    items = []
+    texts: list[str] = []
     for i, node in enumerate(nodes):
         last = _last_line(node)
         following = starts[i + 1] if i + 1 < len(nodes) else end
         if last >= following:
             return None
-        items.append(Item(names[i], cut(starts[i], last + 1), cut(last + 1, following)))
-    return Section(dash, items)
+        texts += [cut(starts[i], last + 1), cut(last + 1, following)]
+    return Section(dash, names, texts)
 
 
 def _key(node: yaml.Node, key_field: str) -> str | None:
