@@ -104,7 +104,7 @@ def _one_edit(before: Sequence[Any], after: Sequence[Any], field: str) -> list[t
     n = len(before)
     if len(after) == n + 1 and before == after[:n]:
         key = _key(after[n], field)
-        return None if key in [_key(item, field) for item in before] else [(key, after[n])]
+        return None if key in list(map(operator.attrgetter(field), before)) else [(key, after[n])]
     if len(after) == n:
         differ = list(map(operator.is_not, before, after))
         count = differ.count(True)
@@ -129,7 +129,7 @@ def _applied(items: list[Any], field: str | None, changes: Sequence[tuple[str, A
     """``items`` (resources named by ``field``, or (key, value) pairs when it is None) with the
     changes applied in place: a changed one where it was, a new one at the end, removed ones
     gone."""
-    keys = [pair[0] for pair in items] if field is None else [getattr(item, field) for item in items]
+    keys = list(map(operator.itemgetter(0) if field is None else operator.attrgetter(field), items))
     removed = False
     for key, value in changes:
         try:
