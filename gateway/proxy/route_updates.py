@@ -55,7 +55,7 @@ def with_route_changes(parts: CompiledParts, config: Config,
 
 def _appended(config: Config, added: list[Any]) -> bool:
     """Whether the new enabled routes are the last enabled routes of the config, in order."""
-    tail = []
+    tail: list[Any] = []
     for route in reversed(config.routes):
         if len(tail) == len(added):
             break

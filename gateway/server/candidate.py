@@ -134,8 +134,7 @@ def _routes_after(running: Config, kind: Kind, target: int, value: Any) -> list[
     if value is None:
         del routes[target:target + 1]
     else:
-        status = value.get("status", 1) if isinstance(value, dict) else 1
-        placeholder = Route(id="-", uri="/", status=status if status in (0, 1) else 1)
+        placeholder = Route(id="-", uri="/", status=0 if isinstance(value, dict) and value.get("status") == 0 else 1)
         if target < len(routes):
             routes[target] = placeholder
         else:

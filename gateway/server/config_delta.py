@@ -71,7 +71,8 @@ def decode_changes(raw: Sequence[Sequence[Any]]) -> list[Change]:
 
 
 def _key(item: Any, field: str) -> str:
-    return getattr(item, field)  # type: ignore[no-any-return]
+    key: str = getattr(item, field)
+    return key
 
 
 def _list_changes(before: Sequence[Any], after: Sequence[Any], field: str) -> list[tuple[str, Any]] | None:

@@ -19,6 +19,7 @@ Revisions: the store counts them. Loading a file is one revision; a resource kee
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import hashlib
 import logging
@@ -74,7 +75,7 @@ class FileConfigStore:
         #: the file's text cut at its resources; None: cut it again before the next write
         self.spliced: SplicedFile | None = None
         #: section -> the name of each of its items (see names_of)
-        self.names: dict[str, list[str | None]] = {}
+        self.names: dict[str, builtins.list[str | None]] = {}
         self.revision = 0
         #: a write holds the document between its edit and the file on disk
         self.committing = False
@@ -164,7 +165,7 @@ class FileConfigStore:
                 return self.resource(kind, name, yaml_roundtrip.to_plain(node))
         return None
 
-    def names_of(self, kind: Kind, section: list[Any]) -> list[str | None]:
+    def names_of(self, kind: Kind, section: builtins.list[Any]) -> builtins.list[str | None]:
         """The name of each item of a list section, kept beside the document (finding one of
         10k resources by scanning ruamel's nodes costs milliseconds)."""
         names = self.names.get(kind.name)

@@ -39,8 +39,8 @@ from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
 from gateway.server.handoff import HandoffServer, request_sockets
-from gateway.server.last_good import LastGoodCopy
 from gateway.server.ipc import encode_frame, read_frame
+from gateway.server.last_good import LastGoodCopy
 from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
 from gateway.server.redis_sync import RedisLimitSyncer

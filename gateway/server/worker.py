@@ -23,8 +23,8 @@ from gateway.observability.access_log import AccessLog
 from gateway.proxy.route_updates import with_route_changes
 from gateway.proxy.runtime import CompiledParts, compile_parts, runtime_of
 from gateway.server.acceptor import Acceptor
-from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.config_delta import apply_changes, decode_changes
+from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import BACKLOG, reuseport_socket
 from gateway.server.tls import TlsListener

@@ -68,7 +68,7 @@ class SplicedFile:
         found: list[tuple[int, int, str, Section]] = []  # (first line, end line, name, section)
         keys = root.value
         for k, (key, value) in enumerate(keys):
-            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else ""
             if name not in key_fields or not isinstance(value, yaml.SequenceNode) \
                     or value.flow_style or not value.value:
                 continue

@@ -3,7 +3,6 @@ produces must load to the data the write asked for, keep every untouched byte, a
 decline (the caller then renders the whole document)."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import hypothesis.strategies as st
