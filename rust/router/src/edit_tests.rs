@@ -40,7 +40,7 @@ fn spec(rng: &mut Rng) -> RouteSpec {
         1 => vec![rng.pick(HOSTS).to_string(), rng.pick(HOSTS).to_string()],
         _ => vec![],
     };
-    let methods = if rng.next() % 3 == 0 { vec![rng.pick(METHODS).to_string()] } else { vec![] };
+    let methods = if rng.next().is_multiple_of(3) { vec![rng.pick(METHODS).to_string()] } else { vec![] };
     RouteSpec { paths, hosts, methods, priority: (rng.next() % 3) as i32 - 1 }
 }
 
@@ -62,7 +62,7 @@ fn set_route_matches_a_router_built_from_the_routes_left() {
         let mut edited = Router::new(&initial).unwrap();
         for _ in 0..25 {
             let index = (rng.next() % (slots.len() as u64 + 1)) as usize;
-            let new = if rng.next() % 4 == 0 && index < slots.len() {
+            let new = if rng.next().is_multiple_of(4) && index < slots.len() {
                 None
             } else {
                 Some(spec(&mut rng))

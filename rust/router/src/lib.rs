@@ -997,9 +997,11 @@ impl ParsedRoute {
     }
 }
 
+/// (param names, wildcard name, is a wildcard pattern, is fully static)
+type EntryParts = (Box<[Box<str>]>, Option<Box<str>>, bool, bool);
+
 impl Pattern {
-    /// (param names, wildcard name, is a wildcard pattern, is fully static)
-    fn entry_parts(&self) -> (Box<[Box<str>]>, Option<Box<str>>, bool, bool) {
+    fn entry_parts(&self) -> EntryParts {
         let params: Box<[Box<str>]> = self
             .segs
             .iter()
