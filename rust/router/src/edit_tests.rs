@@ -40,7 +40,8 @@ fn spec(rng: &mut Rng) -> RouteSpec {
         1 => vec![rng.pick(HOSTS).to_string(), rng.pick(HOSTS).to_string()],
         _ => vec![],
     };
-    let methods = if rng.next().is_multiple_of(3) { vec![rng.pick(METHODS).to_string()] } else { vec![] };
+    let methods =
+        if rng.next().is_multiple_of(3) { vec![rng.pick(METHODS).to_string()] } else { vec![] };
     RouteSpec { paths, hosts, methods, priority: (rng.next() % 3) as i32 - 1 }
 }
 
