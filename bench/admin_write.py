@@ -13,10 +13,11 @@ client polls the proxy on fresh connections for that path. Per write it records:
 * **acknowledged**: the PUT's round trip. The API answers once every worker confirmed the new
   config version and the file is written back, so this bounds "live on every worker".
 
-It prints p50/p90/p99/max of both per route count. The whole config is validated and recompiled
-on each write (no incremental router update): at 10k routes the figure is dominated by that
-(and by the YAML written back); see the README's Admin API section. Figures on a loaded shared
-machine mean little: quote them with the load.
+It prints p50/p90/p99/max of both per route count, and the master's own account of each write
+(its check; every worker's confirmation and the file written, after the check). A write is
+checked on the part of the config it affects, sent to the workers as a delta, compiled route by
+route into a copy of the router and spliced into the file's text (see the README's Admin API
+section). Figures on a loaded shared machine mean little: quote them with the load.
 """
 from __future__ import annotations
 

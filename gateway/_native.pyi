@@ -105,6 +105,10 @@ class Router:
               ) -> tuple[int, list[tuple[str, str]], bytes | None]:
         """(route index or NOT_FOUND / METHOD_NOT_ALLOWED / BAD_PATH, params, the normalised
         path when it differs from ``path``)."""
+    def edited(self, changes: list[tuple[int, tuple[list[str], list[str], list[str], int] | None]]
+               ) -> Router:
+        """A new router with each (index, route or None) set in turn: index == len adds a
+        route, None removes one (its index stays taken, matching nothing)."""
     def __len__(self) -> int: ...
 
 def normalize_path(path: bytes) -> bytes: ...

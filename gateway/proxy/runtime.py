@@ -3,7 +3,7 @@ ordered by priority, and upstream groups. Workers build one per config version a
 atomically; a request keeps the runtime it started with."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -80,12 +80,34 @@ def build_plugins(plugins: dict[str, Any]) -> list[Plugin]:
     return built
 
 
+@dataclass
+class CompiledParts:
+    """A compiled config and what compiling a route of the next version reuses
+    (gateway/proxy/route_updates.py): the upstream groups, the plugin environment, the global
+    plugins, and the slot of each enabled route in ``entries`` and the router."""
+    groups: dict[str, UpstreamGroup]
+    env: PluginEnv
+    global_plugins: list[Plugin]
+    health: Any
+    entries: list[RouteEntry]
+    router: Router
+    #: route id -> its index in ``entries`` and the router
+    slots: dict[str, int] = field(default_factory=dict)
+
+
 def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None = None,
                     metrics: Any = None, worker_id: int = -1, health: Any = None,
                     addresses: Addresses | None = None) -> Runtime:
     """``health``: the shared node health table (a worker's); None compiles without it.
     ``addresses``: the current addresses of the host names in nodes (the master resolves
     them); None keeps names as they are (``gateway check``)."""
+    parts = compile_parts(config, limiter, metrics, worker_id, health, addresses)
+    return runtime_of(parts, config, version)
+
+
+def compile_parts(config: Config, limiter: SharedLimiter | None = None, metrics: Any = None,
+                  worker_id: int = -1, health: Any = None,
+                  addresses: Addresses | None = None) -> CompiledParts:
     groups: dict[str, UpstreamGroup] = {}
     for i, upstream in enumerate(config.upstreams):
         groups[upstream.id or f"upstreams[{i}]"] = _compile_upstream(
@@ -106,20 +128,26 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
 
     specs: list[tuple[list[str], list[str], list[str], int]] = []
     entries: list[RouteEntry] = []
+    slots: dict[str, int] = {}
     for i, route in enumerate(config.routes):
         if route.status == 0:
             continue
+        slots[route.id] = len(entries)
         entries.append(compile_route(route, i, len(entries), groups, global_plugins, env, health))
         specs.append(route_spec(route))
     try:
         router = Router(specs)
     except ValueError as exc:
         raise CompileError(f"routes: {exc}") from None
+    return CompiledParts(groups, env, global_plugins, health, entries, router, slots)
+
+
+def runtime_of(parts: CompiledParts, config: Config, version: int) -> Runtime:
     gw = config.gateway
     return Runtime(
         version,
-        router,
-        entries,
+        parts.router,
+        parts.entries,
         gw.max_request_line,
         gw.max_header_size,
         gw.max_headers,

@@ -8,8 +8,10 @@ Reads come from the file's document as it was when the running config was loaded
 2. checks the client's ``modifiedIndex`` (412 when stale) and builds the whole resulting config
    (the running config with this one resource changed; ``${VAR}`` in the body expanded as in
    the file) and validates it with the checker every config goes through (400 with the path);
-3. sends it to the workers and, meanwhile, writes the file back (ruamel round trip, temp file +
-   fsync + rename); a write that fails puts the previous config back.
+3. sends it to the workers and, meanwhile, writes the file back (temp file + fsync + rename):
+   only the changed resource is rendered, spliced into the file's text (yaml_splice), or the
+   whole document when the file is not cut that way (ruamel round trip); a write that fails
+   puts the previous config back. The answer comes once the file is durable.
 
 Revisions: the store counts them. Loading a file is one revision; a resource keeps its
 ``modifiedIndex`` until its content changes (by the API or by a hand edit).
@@ -17,11 +19,13 @@ Revisions: the store counts them. Loading a file is one revision; a resource kee
 from __future__ import annotations
 
 import asyncio
+import builtins
+import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,8 +38,12 @@ from gateway.atomic_file import write_atomically
 from gateway.config import Config
 from gateway.server import yaml_roundtrip
 from gateway.server.candidate import candidate_config
+from gateway.server.yaml_splice import SplicedFile
 
 log = logging.getLogger("gateway.admin")
+
+#: The sections the file's text is cut into resources for (yaml_splice).
+KEY_FIELDS = {kind.name: kind.key_field for kind in KINDS.values() if kind.key_field is not None}
 
 class StoreHost(Protocol):
     """What the store needs of the master."""
@@ -64,6 +72,10 @@ class FileConfigStore:
         self.doc: Any = None
         self.doc_raw: bytes | None = None
         self.doc_config: Config | None = None
+        #: the file's text cut at its resources; None: cut it again before the next write
+        self.spliced: SplicedFile | None = None
+        #: section -> the name of each of its items (see names_of)
+        self.names: dict[str, builtins.list[str | None]] = {}
         self.revision = 0
         #: a write holds the document between its edit and the file on disk
         self.committing = False
@@ -81,10 +93,14 @@ class FileConfigStore:
         raw, config = host.config_raw, host.config
         if raw is not None:
             text = raw.decode("utf-8-sig")
-            doc = await asyncio.to_thread(yaml_roundtrip.load, text)
+            doc, spliced = await asyncio.to_thread(
+                lambda: (yaml_roundtrip.load(text), SplicedFile.parse(text, KEY_FIELDS)))
         else:
             doc = msgspec.to_builtins(config) if config is not None else {}
+            spliced = None
         self.doc, self.doc_raw, self.doc_config = (doc if doc is not None else {}), raw, config
+        self.spliced = spliced
+        self.names = {}
         self.renumber()
 
     def renumber(self) -> None:
@@ -111,13 +127,18 @@ class FileConfigStore:
 
     def nodes(self, kind: Kind) -> list[tuple[str, Any]]:
         """(name, document node) of every resource of a kind, in document order."""
+        return list(self.iter_nodes(kind))
+
+    def iter_nodes(self, kind: Kind) -> Iterator[tuple[str, Any]]:
         section = self.section(kind)
         if kind.key_field is None:
-            return [(str(k), v) for k, v in section.items()] if isinstance(section, dict) else []
-        if not isinstance(section, list):
-            return []
-        return [(value[kind.key_field], value) for value in section
-                if isinstance(value, dict) and isinstance(value.get(kind.key_field), str)]
+            if isinstance(section, dict):
+                yield from ((str(k), v) for k, v in section.items())
+            return
+        if isinstance(section, list):
+            key = kind.key_field
+            yield from ((value[key], value) for value in section
+                        if isinstance(value, dict) and isinstance(value.get(key), str))
 
     def entries(self, kind: Kind) -> list[tuple[str, Any]]:
         return [(name, yaml_roundtrip.to_plain(node)) for name, node in self.nodes(kind)]
@@ -134,10 +155,25 @@ class FileConfigStore:
 
     async def get(self, kind: Kind, name: str) -> Resource | None:
         await self.sync()
-        for key, node in self.nodes(kind):
+        section = self.section(kind)
+        if kind.key_field is not None and isinstance(section, list) and section is self.doc.get(kind.name):
+            names = self.names_of(kind, section)
+            node = section[names.index(name)] if name in names else None
+            return None if node is None else self.resource(kind, name, yaml_roundtrip.to_plain(node))
+        for key, node in self.iter_nodes(kind):
             if key == name:
                 return self.resource(kind, name, yaml_roundtrip.to_plain(node))
         return None
+
+    def names_of(self, kind: Kind, section: builtins.list[Any]) -> builtins.list[str | None]:
+        """The name of each item of a list section, kept beside the document (finding one of
+        10k resources by scanning ruamel's nodes costs milliseconds)."""
+        names = self.names.get(kind.name)
+        if names is None or len(names) != len(section):
+            key = kind.key_field
+            names = self.names[kind.name] = [
+                v.get(key) if isinstance(v, dict) and isinstance(v.get(key), str) else None for v in section]
+        return names
 
     # ---------------------------------------------------------------- writes
 
@@ -201,8 +237,9 @@ class FileConfigStore:
             confirmed = [0.0]
             applied.add_done_callback(lambda _: confirmed.__setitem__(0, time.monotonic()))
             try:
-                raw = (await asyncio.to_thread(yaml_roundtrip.dump, self.doc)).encode()
+                raw, keep = await asyncio.to_thread(self.rendered, kind, name, value)
                 await asyncio.to_thread(write_atomically, self.path, raw, _file_mode(self.path))
+                keep()
             except Exception as exc:
                 undo()
                 await applied
@@ -234,6 +271,21 @@ class FileConfigStore:
         old = self.versions.get(key)
         self.versions[key] = (old[0] if old else self.revision, self.revision, _fingerprint(value))
 
+    def rendered(self, kind: Kind, name: str, value: Any) -> tuple[bytes, Callable[[], None]]:
+        """The file's new bytes (the edited document's), and what to call once they are on
+        disk. The old bytes are cut at their resources once, then only the changed one is
+        rendered; the whole document when the file is not cut that way."""
+        if self.spliced is None and self.doc_raw is not None:
+            self.spliced = SplicedFile.parse(self.doc_raw.decode("utf-8-sig"), KEY_FIELDS)
+        render = None if value is None else functools.partial(yaml_roundtrip.dump_item, value)
+        edited = self.spliced.edited(kind.name, name, render) if self.spliced is not None else None
+        if edited is not None:
+            text, keep = edited
+            return text.encode(), keep
+        def cut_again() -> None:
+            self.spliced = None  # cut from the new bytes at the next write
+        return yaml_roundtrip.dump(self.doc).encode(), cut_again
+
     def validated(self, kind: Kind, name: str, value: Any) -> Config:
         assert self.host.config is not None
         return candidate_config(self.host.config, kind, name, value, self.host.validate)
@@ -264,19 +316,22 @@ class FileConfigStore:
             section = doc[kind.name] = yaml_roundtrip.from_plain(self.section(kind))
         elif not isinstance(section, list):
             section = doc[kind.name] = yaml_roundtrip.from_plain([])
-        found = [i for i, v in enumerate(section) if isinstance(v, dict) and v.get(kind.key_field) == name]
-        if found:
-            index = found[0]
+        names = self.names_of(kind, section)
+        if name in names:
+            index = names.index(name)
             old_item = section[index]
             if node is None:
                 del section[index]
+                del names[index]
             else:
                 section[index] = node
         else:
             index, old_item = -1, None
             section.append(node)
+            names.append(name)
 
         def undo_list() -> None:
+            self.names.pop(kind.name, None)
             if old_section is not section:
                 if old_section is None:
                     doc.pop(kind.name, None)

@@ -26,18 +26,18 @@ from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
-    config_to_bytes,
     decode_config,
     default_config,
-    dump_config,
 )
 from gateway.server.checks import CHECKS, check_bytes, load_and_check
+from gateway.server.config_delta import Shipment
 from gateway.server.config_file import ConfigFile
 from gateway.server.config_reload import ConfigReload, ReloadCounts
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
 from gateway.server.handoff import HandoffServer, request_sockets
 from gateway.server.ipc import encode_frame
+from gateway.server.last_good import LastGoodCopy
 from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
 from gateway.server.redis_sync import RedisLimitSyncer
@@ -69,7 +69,7 @@ class Master(ConfigReload, WorkerSupervision):
         #: The file bytes the running config came from (None: not from the file); the Admin
         #: API's file store edits this document and refuses to write over any other.
         self.config_raw: bytes | None = None
-        self.payload = b""
+        self.shipment = Shipment()  # the running version as frames for the workers
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
         self.retiring: set[WorkerHandle] = set()
@@ -86,7 +86,7 @@ class Master(ConfigReload, WorkerSupervision):
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state = InstanceState(self.config_path)
         self.reload_lock = asyncio.Lock()
-        self.save_lock = asyncio.Lock()
+        self.last_good = LastGoodCopy(self.state)
         self.reloads = ReloadCounts()
         self.fd_watch = FdWatch(log, "the master")
         # Shared memory the workers attach to (rate limits exact across workers); created once,
@@ -130,13 +130,13 @@ class Master(ConfigReload, WorkerSupervision):
     def adopt(self, config: Config, persist: bool = True) -> None:
         self.config = config
         self.version += 1
-        self.payload = config_to_bytes(config)
+        self.shipment.adopt(config, self.version)
         self.health_checker.apply(config, self.addresses)
         self.redis_syncer.apply(config)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         if persist:
-            self.state.save_last_good(dump_config(config))
+            self.last_good.save(config)
 
     def validate(self, data: Any) -> Config:
         """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
@@ -169,18 +169,13 @@ class Master(ConfigReload, WorkerSupervision):
         for handle in list(self.workers.values()):
             self.send_config(handle)
         if not save_first:
-            self.spawn(self.save_last_good(config))
+            self.spawn(self.last_good.save_soon(config))
         ok = await self.wait_converged(self.version, timeout=30.0)
         log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                  "applied by every worker" if ok else "NOT applied by every worker",
                  (time.monotonic() - started) * 1000)
         self.write_status()
         return ok
-
-    async def save_last_good(self, config: Config) -> None:
-        async with self.save_lock:
-            if config is self.config:  # a newer version, when there is one, is saved instead
-                await asyncio.to_thread(lambda: self.state.save_last_good(dump_config(config)))
 
     def worker_count(self) -> int:
         return self.worker_count_of(self.config)

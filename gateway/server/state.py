@@ -107,4 +107,5 @@ class InstanceState:
 
     def save_status(self, status: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
-            write_atomically(self.status, json.dumps(status).encode())
+            # rewritten at every worker's acknowledgement: no fsync on the master's loop
+            write_atomically(self.status, json.dumps(status).encode(), durable=False)

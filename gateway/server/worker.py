@@ -20,8 +20,10 @@ from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway._proto import Server
 from gateway.config import Config, config_from_bytes
 from gateway.observability.access_log import AccessLog
-from gateway.proxy.runtime import compile_runtime
+from gateway.proxy.route_updates import with_route_changes
+from gateway.proxy.runtime import CompiledParts, compile_parts, runtime_of
 from gateway.server.acceptor import Acceptor
+from gateway.server.config_delta import apply_changes, decode_changes
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.sockets import BACKLOG
@@ -64,6 +66,8 @@ class Worker:
         self.listeners: list[asyncio.AbstractServer] = []
         self.acceptor: Acceptor | None = None
         self.config: Config | None = None
+        #: the running config compiled, for compiling the next version's changed routes only
+        self.parts: CompiledParts | None = None
         self.version = 0
         self.stopping = asyncio.Event()
         self.quit_now = False
@@ -130,6 +134,12 @@ class Worker:
             if kind == "config":
                 self.addresses = message.get("addresses") or {}
                 await self._apply(message["version"], message["config"])
+            elif kind == "delta":  # see config_delta.py
+                self.addresses = message.get("addresses") or {}
+                if self.config is None or message.get("base") != self.version:
+                    self._send({"type": "resync", "version": message["version"]})
+                else:
+                    await self._apply(message["version"], None, message["changes"])
             elif kind == "addresses":
                 self._readdress(message.get("addresses") or {})
             elif kind == "drain":
@@ -146,14 +156,25 @@ class Worker:
         if self.writer is not None and not self.writer.is_closing():
             self.writer.write(encode_frame(message))
 
-    async def _apply(self, version: int, payload: bytes) -> None:
+    async def _apply(self, version: int, payload: bytes | None, delta: Any = None) -> None:
+        """Serves a version sent whole (``payload``) or as changes to the running one."""
         try:
-            config = config_from_bytes(payload)
-            runtime = compile_runtime(config, version, limiter=self.limiter,
-                                      metrics=self.metrics, worker_id=self.worker_id,
-                                      health=self.health, addresses=self.addresses)
-            # new handshakes take the new certificates; open connections keep theirs
-            self.tls.update(config.ssls, config.gateway.fallback_sni)
+            changes = decode_changes(delta) if delta is not None else None
+            if changes is not None and self.config is not None:
+                config = apply_changes(self.config, changes)
+            else:
+                assert payload is not None
+                config = config_from_bytes(payload)
+            parts = None
+            if changes is not None and self.parts is not None \
+                    and self.parts.env.addresses == self.addresses:  # else nodes need them
+                parts = with_route_changes(self.parts, config, changes)
+            if parts is None:
+                parts = self._compile(config, self.addresses)
+            runtime = runtime_of(parts, config, version)
+            if changes is None or any(section == "ssls" for section, _k, _v in changes):
+                # new handshakes take the new certificates; open connections keep theirs
+                self.tls.update(config.ssls, config.gateway.fallback_sni)
         except Exception as exc:  # the master validated it; say why if it still fails here
             if self.server is None:
                 log.exception("worker %d: config version %d rejected", self.worker_id, version)
@@ -180,8 +201,13 @@ class Worker:
             self._configure_access_log(config)
             self._configure_limit(config)
         self.config = config
+        self.parts = parts
         self.version = version
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
+
+    def _compile(self, config: Config, addresses: dict[str, list[str]]) -> CompiledParts:
+        return compile_parts(config, limiter=self.limiter, metrics=self.metrics,
+                             worker_id=self.worker_id, health=self.health, addresses=addresses)
 
     def _readdress(self, addresses: dict[str, list[str]]) -> None:
         """A host name in the nodes resolves to other addresses: the running config is compiled
@@ -190,13 +216,12 @@ class Worker:
         if self.server is None or self.config is None:
             return
         try:
-            runtime = compile_runtime(self.config, self.version, limiter=self.limiter,
-                                      metrics=self.metrics, worker_id=self.worker_id,
-                                      health=self.health, addresses=addresses)
+            parts = self._compile(self.config, addresses)
         except Exception:  # the same config compiled before: only the node lists changed
             log.exception("worker %d: new node addresses not applied", self.worker_id)
             return
-        self.server.set_runtime(runtime)
+        self.parts = parts
+        self.server.set_runtime(runtime_of(parts, self.config, self.version))
 
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway.config import Config
+from gateway.server.config_delta import Shipment
 from gateway.server.fd_limits import FdWatch
-from gateway.server.ipc import encode_frame, read_frame
+from gateway.server.ipc import read_frame
 from gateway.server.listeners import Listeners
 from gateway.server.status_report import WorkerPolls
 from gateway.server.worker_boot import worker_command
@@ -36,6 +37,7 @@ class WorkerHandle:
     writer: asyncio.StreamWriter
     started: float
     version: int = 0
+    sent: int = 0  # the last config version sent to it (see config_delta.py)
     acks: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
     #: Resolved with None once the worker serves its first config, or with why it cannot.
     ready: asyncio.Future[str | None] | None = None
@@ -50,7 +52,7 @@ class WorkerSupervision:
     # Master's state (set in Master.__init__) and methods this part uses.
     config: Config | None
     version: int
-    payload: bytes
+    shipment: Shipment
     addresses: dict[str, list[str]]
     workers: dict[int, WorkerHandle]
     retiring: set[WorkerHandle]
@@ -103,9 +105,8 @@ class WorkerSupervision:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         handle.acks[self.version] = future
         if not handle.writer.is_closing():
-            handle.writer.write(encode_frame({"type": "config", "version": self.version,
-                                              "config": self.payload,
-                                              "addresses": self.addresses}))
+            handle.writer.write(self.shipment.frame(handle.sent, self.addresses))
+            handle.sent = self.version
         return future
 
     @staticmethod
@@ -131,6 +132,8 @@ class WorkerSupervision:
                 if future is not None and not future.done():
                     future.set_result(True)
                 self.write_status()
+            elif kind == "resync" and not handle.writer.is_closing():  # it missed a version
+                handle.writer.write(self.shipment.full_frame(self.addresses))
             elif kind == "pong":
                 self.worker_polls.answer(handle, message)
             elif kind == "fatal":

@@ -42,6 +42,20 @@ def dump(root: Any) -> str:
     return out.getvalue()
 
 
+_item_yaml: YAML | None = None
+
+
+def dump_item(value: Any) -> str:
+    """One resource (JSON data) as the whole-document dump renders an item of its list (one
+    YAML object kept: making one looks for plugins on disk; writes are serialised by the store)."""
+    global _item_yaml
+    if _item_yaml is None:
+        _item_yaml = _yaml()
+    out = io.StringIO()
+    _item_yaml.dump(CommentedSeq([from_plain(value)]), out)
+    return out.getvalue()
+
+
 def to_plain(value: Any) -> Any:
     """ruamel's node types as JSON data (dates, which the config loader reads as text, as text)."""
     if isinstance(value, dict):

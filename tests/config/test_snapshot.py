@@ -50,3 +50,16 @@ def test_a_snapshot_is_typed_on_decode() -> None:
     raw = msgspec.msgpack.encode({"routes": [{"id": "r", "uri": "/", "nope": 1}]})
     with pytest.raises(msgspec.ValidationError, match="unknown field `nope`"):
         config_from_bytes(raw)
+
+
+def test_a_dump_reusing_the_routes_texts_is_the_whole_dump() -> None:
+    """The last good copy after an Admin API write re-renders only the routes that changed."""
+    texts: dict[int, tuple[object, str]] = {}
+    assert dump_config(CONFIG, texts) == dump_config(CONFIG)
+    assert [route for route, _text in texts.values()] == CONFIG.routes
+    extra = Route(id="s", uri="/s", upstream_id="u", methods=["GET"], plugins={"a": {"b": [1, {"c": "yes"}]}})
+    changed = msgspec.structs.replace(CONFIG, routes=[*CONFIG.routes, extra])
+    assert dump_config(changed, texts) == dump_config(changed)
+    assert len(texts) == 2
+    assert dump_config(msgspec.structs.replace(CONFIG, routes=[]), texts) == \
+        dump_config(msgspec.structs.replace(CONFIG, routes=[]))

@@ -73,6 +73,9 @@ pub mod python;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod edit_tests;
+
 const NONE: u32 = u32::MAX;
 /// Nodes with more static children than this use a hash map instead of a linear scan.
 const SMALL_CHILDREN: usize = 8;
@@ -240,13 +243,17 @@ impl<'a> Iterator for ParamsIter<'a> {
 
 impl ExactSizeIterator for ParamsIter<'_> {}
 
-/// The compiled, immutable router. `Send + Sync`: share it between threads behind an `Arc` and
-/// swap the `Arc` on reload.
-#[derive(Debug)]
+/// The compiled router. `Send + Sync`: share it between threads behind an `Arc` and swap the
+/// `Arc` on reload. [`Router::set_route`] changes one route in place (clone it first to keep
+/// serving the old one meanwhile).
+#[derive(Debug, Clone)]
 pub struct Router {
     route_count: usize,
     /// Method filter per route index.
     methods: Vec<MethodSet>,
+    /// Hosts and priority per route index (to place a route set later among the others).
+    route_hosts: Vec<Vec<HostPat>>,
+    route_priority: Vec<i32>,
     /// One entry per (route, path).
     entries: Vec<Entry>,
     /// Candidate sets, one per distinct pattern shape.
@@ -271,35 +278,137 @@ impl Router {
         let mut methods = Vec::with_capacity(routes.len());
         let mut any_hosts = false;
         for (idx, spec) in routes.iter().enumerate() {
-            let route = idx as u32;
-            if spec.paths.is_empty() {
-                return Err(BuildError::NoPaths { route: idx });
-            }
-            let mut hosts = Vec::with_capacity(spec.hosts.len());
-            for h in &spec.hosts {
-                let pat = parse_host(h).map_err(|reason| BuildError::InvalidHost {
-                    route: idx,
-                    host: h.clone(),
-                    reason,
-                })?;
-                if !hosts.contains(&pat) {
-                    hosts.push(pat);
-                }
-            }
-            any_hosts |= !hosts.is_empty();
-            methods.push(MethodSet::parse(idx, &spec.methods)?);
-            b.route_hosts.push(hosts);
+            let parsed = ParsedRoute::parse(idx, spec)?;
+            any_hosts |= !parsed.hosts.is_empty();
+            methods.push(parsed.methods);
+            b.route_hosts.push(parsed.hosts);
             b.route_priority.push(spec.priority);
-            for p in &spec.paths {
-                let pattern = parse_pattern(p).map_err(|reason| BuildError::InvalidPath {
-                    route: idx,
-                    path: p.clone(),
-                    reason,
-                })?;
-                b.insert(route, pattern);
+            for pattern in parsed.patterns {
+                b.insert(idx as u32, pattern);
             }
         }
         Ok(b.finish(routes.len(), methods, any_hosts))
+    }
+
+    /// Sets route `index` to `spec` (`index == len()` adds a route), or removes it (`None`: the
+    /// index stays taken and matches nothing, so the other routes keep theirs). The route is
+    /// placed among the others as [`Router::new`] would place it at that index. On an error the
+    /// router is unchanged.
+    pub fn set_route(&mut self, index: usize, spec: Option<&RouteSpec>) -> Result<(), BuildError> {
+        if index > self.route_count || index + 1 >= NONE as usize {
+            return Err(BuildError::TooManyRoutes);
+        }
+        let parsed = spec.map(|s| ParsedRoute::parse(index, s)).transpose()?;
+        let route = index as u32;
+        if index == self.route_count {
+            self.route_count += 1;
+            self.methods.push(MethodSet::parse(index, &[])?);
+            self.route_hosts.push(Vec::new());
+            self.route_priority.push(0);
+        } else {
+            self.remove_entries(route);
+        }
+        let Some(parsed) = parsed else {
+            return Ok(());
+        };
+        self.any_hosts |= !parsed.hosts.is_empty();
+        self.methods[index] = parsed.methods;
+        self.route_hosts[index] = parsed.hosts;
+        self.route_priority[index] = spec.map_or(0, |s| s.priority);
+        for pattern in parsed.patterns {
+            self.insert_entry(route, pattern);
+        }
+        Ok(())
+    }
+
+    /// Takes every entry of `route` out of its leaf.
+    fn remove_entries(&mut self, route: u32) {
+        for e in 0..self.entries.len() {
+            if self.entries[e].route != route {
+                continue;
+            }
+            self.entries[e].route = NONE;
+            let e = e as u32;
+            let leaf = &mut self.leaves[self.entries[e as usize].leaf as usize];
+            let without =
+                |list: &[u32]| -> Box<[u32]> { list.iter().copied().filter(|&x| x != e).collect() };
+            leaf.no_host = without(&leaf.no_host);
+            if let Some(hosts) = &mut leaf.hosts {
+                for map in [&mut hosts.exact, &mut hosts.wild] {
+                    for list in map.values_mut() {
+                        *list = without(list);
+                    }
+                    map.retain(|_, list| !list.is_empty());
+                }
+            }
+        }
+    }
+
+    /// Adds one (route, path) entry: the trie nodes and leaf it needs, then the entry in the
+    /// leaf's candidate lists in the builder's order.
+    fn insert_entry(&mut self, route: u32, pattern: Pattern) {
+        let (params, wildcard, is_wild, is_static) = pattern.entry_parts();
+        let next_leaf = self.leaves.len() as u32;
+        let leaf = if is_static {
+            *self.statics.entry(pattern.static_key()).or_insert(next_leaf)
+        } else {
+            let trie = if is_wild { &mut self.wild_trie } else { &mut self.param_trie };
+            if trie.is_empty() {
+                trie.push(Node::empty());
+            }
+            let mut node = 0usize;
+            for s in pattern.segs {
+                let next = trie.len() as u32;
+                let child = match s {
+                    Seg::Static(bytes) => match trie[node].statics.get(&bytes) {
+                        Some(c) => c,
+                        None => {
+                            trie[node].statics.insert(bytes, next);
+                            trie.push(Node::empty());
+                            next
+                        }
+                    },
+                    Seg::Param(_) => {
+                        if trie[node].param == NONE {
+                            trie[node].param = next;
+                            trie.push(Node::empty());
+                        }
+                        trie[node].param
+                    }
+                };
+                node = child as usize;
+            }
+            if trie[node].leaf == NONE {
+                trie[node].leaf = next_leaf;
+            }
+            trie[node].leaf
+        };
+        if leaf == next_leaf {
+            self.leaves.push(Leaf { no_host: Box::new([]), hosts: None });
+        }
+        let e = self.entries.len() as u32;
+        self.entries.push(Entry { route, params, wildcard, leaf });
+        let (entries, priority) = (&self.entries, &self.route_priority);
+        let placed = |list: &[u32]| -> Box<[u32]> {
+            let mut v = list.to_vec();
+            v.push(e);
+            sort_candidates(&mut v, entries, priority);
+            v.into_boxed_slice()
+        };
+        let hosts = &self.route_hosts[route as usize];
+        let leaf = &mut self.leaves[leaf as usize];
+        if hosts.is_empty() {
+            leaf.no_host = placed(&leaf.no_host);
+        }
+        for h in hosts {
+            let index = leaf.hosts.get_or_insert_with(Default::default);
+            let (map, key) = match h {
+                HostPat::Exact(h) => (&mut index.exact, h),
+                HostPat::Suffix(s) => (&mut index.wild, s),
+            };
+            let list = map.entry(key.clone()).or_insert_with(|| Box::new([]));
+            *list = placed(list);
+        }
     }
 
     /// Number of routes the router was built from.
@@ -534,23 +643,25 @@ struct Req<'a> {
 }
 
 /// One (route, path) pair: a candidate in its pattern's leaf.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
+    /// NONE once the route was removed or set again.
     route: u32,
+    leaf: u32,
     /// Names of the `:params` in order (the pattern's own names).
     params: Box<[Box<str>]>,
     /// Name of a named wildcard.
     wildcard: Option<Box<str>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Leaf {
     /// Entries of routes without hosts, best first.
     no_host: Box<[u32]>,
     hosts: Option<Box<HostIndex>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct HostIndex {
     /// exact host -> entries, best first
     exact: FxMap<Box<[u8]>, Box<[u32]>>,
@@ -558,7 +669,7 @@ struct HostIndex {
     wild: FxMap<Box<[u8]>, Box<[u32]>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Node {
     statics: Children,
     /// The `:param` child, or NONE.
@@ -567,13 +678,37 @@ struct Node {
     leaf: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Children {
     Small(Box<[(Box<[u8]>, u32)]>),
     Map(FxMap<Box<[u8]>, u32>),
 }
 
+impl Node {
+    fn empty() -> Node {
+        Node { statics: Children::Small(Box::new([])), param: NONE, leaf: NONE }
+    }
+}
+
 impl Children {
+    /// Adds a static child after the others (the builder's insertion order).
+    fn insert(&mut self, seg: Box<[u8]>, child: u32) {
+        match self {
+            Children::Small(v) => {
+                let mut list = std::mem::take(v).into_vec();
+                list.push((seg, child));
+                *self = if list.len() > SMALL_CHILDREN {
+                    Children::Map(list.into_iter().collect())
+                } else {
+                    Children::Small(list.into_boxed_slice())
+                };
+            }
+            Children::Map(m) => {
+                m.insert(seg, child);
+            }
+        }
+    }
+
     #[inline]
     fn get(&self, seg: &[u8]) -> Option<u32> {
         match self {
@@ -603,7 +738,7 @@ fn method_bit(m: &[u8]) -> u16 {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct MethodSet {
     bits: u16,
     others: Box<[Box<[u8]>]>,
@@ -826,6 +961,86 @@ fn parse_pattern(raw: &str) -> Result<Pattern, String> {
     Ok(Pattern { segs, wildcard })
 }
 
+/// A route's spec, checked and parsed.
+struct ParsedRoute {
+    methods: MethodSet,
+    hosts: Vec<HostPat>,
+    patterns: Vec<Pattern>,
+}
+
+impl ParsedRoute {
+    fn parse(idx: usize, spec: &RouteSpec) -> Result<ParsedRoute, BuildError> {
+        if spec.paths.is_empty() {
+            return Err(BuildError::NoPaths { route: idx });
+        }
+        let mut hosts = Vec::with_capacity(spec.hosts.len());
+        for h in &spec.hosts {
+            let pat = parse_host(h).map_err(|reason| BuildError::InvalidHost {
+                route: idx,
+                host: h.clone(),
+                reason,
+            })?;
+            if !hosts.contains(&pat) {
+                hosts.push(pat);
+            }
+        }
+        let methods = MethodSet::parse(idx, &spec.methods)?;
+        let mut patterns = Vec::with_capacity(spec.paths.len());
+        for p in &spec.paths {
+            patterns.push(parse_pattern(p).map_err(|reason| BuildError::InvalidPath {
+                route: idx,
+                path: p.clone(),
+                reason,
+            })?);
+        }
+        Ok(ParsedRoute { methods, hosts, patterns })
+    }
+}
+
+/// (param names, wildcard name, is a wildcard pattern, is fully static)
+type EntryParts = (Box<[Box<str>]>, Option<Box<str>>, bool, bool);
+
+impl Pattern {
+    fn entry_parts(&self) -> EntryParts {
+        let params: Box<[Box<str>]> = self
+            .segs
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Param(n) => Some(n.clone()),
+                Seg::Static(_) => None,
+            })
+            .collect();
+        let is_static = params.is_empty() && self.wildcard.is_none();
+        let (wildcard, is_wild) = match &self.wildcard {
+            Some(name) => (name.clone(), true),
+            None => (None, false),
+        };
+        (params, wildcard, is_wild, is_static)
+    }
+
+    /// The normalised path of a fully static pattern.
+    fn static_key(&self) -> Box<[u8]> {
+        let mut key = Vec::new();
+        for s in &self.segs {
+            if let Seg::Static(bytes) = s {
+                key.push(b'/');
+                key.extend_from_slice(bytes);
+            }
+        }
+        key.into_boxed_slice()
+    }
+}
+
+/// A leaf's candidates best first: higher priority, then earlier route, then earlier path of
+/// that route; a route listed twice in one bucket (two paths of the same shape) keeps one entry.
+fn sort_candidates(list: &mut Vec<u32>, entries: &[Entry], priority: &[i32]) {
+    list.sort_by_key(|&e| {
+        let r = entries[e as usize].route;
+        (std::cmp::Reverse(priority[r as usize]), r, e)
+    });
+    list.dedup_by_key(|&mut e| entries[e as usize].route);
+}
+
 // ----- builder -----
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
@@ -912,32 +1127,12 @@ struct Builder {
 
 impl Builder {
     fn insert(&mut self, route: u32, pattern: Pattern) {
-        let params: Box<[Box<str>]> = pattern
-            .segs
-            .iter()
-            .filter_map(|s| match s {
-                Seg::Param(n) => Some(n.clone()),
-                Seg::Static(_) => None,
-            })
-            .collect();
-        let is_static = params.is_empty() && pattern.wildcard.is_none();
+        let (params, wildcard, is_wild, is_static) = pattern.entry_parts();
         let entry = self.entries.len() as u32;
-        let (wildcard, is_wild) = match pattern.wildcard {
-            Some(name) => (name, true),
-            None => (None, false),
-        };
-        self.entries.push(Entry { route, params, wildcard });
 
         let leaf = if is_static {
-            let mut key = Vec::new();
-            for s in &pattern.segs {
-                if let Seg::Static(bytes) = s {
-                    key.push(b'/');
-                    key.extend_from_slice(bytes);
-                }
-            }
             let next = self.leaves.len() as u32;
-            let leaf = *self.statics.entry(key.into_boxed_slice()).or_insert(next);
+            let leaf = *self.statics.entry(pattern.static_key()).or_insert(next);
             if leaf == next {
                 self.leaves.push(Vec::new());
             }
@@ -979,6 +1174,7 @@ impl Builder {
             }
             trie[node].leaf
         };
+        self.entries.push(Entry { route, params, wildcard, leaf });
         self.leaves[leaf as usize].push(entry);
     }
 
@@ -992,15 +1188,7 @@ impl Builder {
             param_trie,
             wild_trie,
         } = self;
-        // Best first: higher priority, then earlier route, then earlier path of that route.
-        let sort = |list: &mut Vec<u32>| {
-            list.sort_by_key(|&e| {
-                let r = entries[e as usize].route;
-                (std::cmp::Reverse(route_priority[r as usize]), r, e)
-            });
-            // A route listed twice in one bucket (two paths of the same shape) needs one entry.
-            list.dedup_by_key(|&mut e| entries[e as usize].route);
-        };
+        let sort = |list: &mut Vec<u32>| sort_candidates(list, &entries, &route_priority);
         let leaves = leaves
             .into_iter()
             .map(|list| {
@@ -1054,6 +1242,8 @@ impl Builder {
         Router {
             route_count,
             methods,
+            route_hosts,
+            route_priority,
             entries,
             leaves,
             statics,

@@ -78,6 +78,25 @@ impl PyRouter {
         })
     }
 
+    /// `edited(changes) -> Router`: a new router with each `(index, route or None)` of
+    /// `changes` set in turn (see `Router::set_route`: `index == len` adds a route, None removes
+    /// one, its index staying taken); this one is unchanged and keeps serving meanwhile.
+    fn edited(&self, changes: Vec<(usize, Option<RouteTuple>)>) -> PyResult<Self> {
+        let mut inner = self.inner.clone();
+        for (index, route) in changes {
+            let spec = route.map(|(paths, hosts, methods, priority)| RouteSpec {
+                paths,
+                hosts,
+                methods,
+                priority,
+            });
+            inner
+                .set_route(index, spec.as_ref())
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        Ok(PyRouter { inner })
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }
