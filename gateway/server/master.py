@@ -12,12 +12,11 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
@@ -25,32 +24,32 @@ from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
-    ConfigIssue,
     FileChecks,
     config_to_bytes,
     decode_config,
     default_config,
     dump_config,
-    parse_config_file,
 )
-from gateway.plugins.registry import PluginLoadError, check_plugin_configs
-from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server import rolling
+from gateway.server.checks import CHECKS, check_bytes, check_file_mode, load_and_check
 from gateway.server.config_file import ConfigFile
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
 from gateway.server.file_store import FileConfigStore
+from gateway.server.file_watch import watch_config_file
 from gateway.server.handoff import HandoffServer, request_sockets
 from gateway.server.ipc import encode_frame, read_frame
 from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
 from gateway.server.redis_sync import RedisLimitSyncer
 from gateway.server.state import InstanceState
-from gateway.server.status_report import WorkerPolls, gateway_status
-from gateway.server.tls import check_ssl_contexts
+from gateway.server.status_report import StoreReport, WorkerPolls, gateway_status
 from gateway.server.worker_boot import worker_command
 from gateway.upstream.health_checker import HealthChecker
 from gateway.upstream.names import node_names
 from gateway.upstream.resolver import NodeResolver
+
+if TYPE_CHECKING:
+    from gateway.etcd.source import EtcdSource
 
 log = logging.getLogger("gateway.master")
 
@@ -66,44 +65,6 @@ START_TIMEOUT = 30.0
 
 class StartupError(Exception):
     """The gateway cannot start; the message is the one line `gateway run` prints."""
-
-
-def compile_check(config: Config, file: str) -> list[ConfigIssue]:
-    """Extra check run with the config loader: the config must also compile (router patterns,
-    balancer types), so nothing that validates can fail later in a worker."""
-    try:
-        compile_runtime(config, 0)
-    except CompileError as exc:
-        return [ConfigIssue(file=file, path=exc.path, message=str(exc), line=None)]
-    except (ValueError, TypeError, KeyError, ImportError, PluginLoadError):
-        return []  # a plugin that cannot be built: check_plugin_configs reports it with its path
-    except ssl.SSLError as exc:  # files the certificate checks accepted, refused by OpenSSL
-        return [ConfigIssue(file=file, path="", message=f"OpenSSL refuses an upstream's tls "
-                            f"settings: {exc}", line=None)]
-    except OSError:
-        return []  # an unreadable tls file: the certificate checks report it with its path
-    return []
-
-
-def tls_check(config: Config, file: str) -> list[ConfigIssue]:
-    """Extra check: OpenSSL must accept every ssl (the loader checked the PEM with
-    `cryptography`), so a worker never meets a certificate it cannot load."""
-    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"OpenSSL refuses it: {reason}",
-                        line=None)
-            for i, reason in check_ssl_contexts(config.ssls)]
-
-
-CHECKS = (check_plugin_configs, compile_check, tls_check)
-
-
-def load_and_check(path: str) -> Config:
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    return parse_config_file(raw, path, extra_checks=CHECKS)
-
-
-def check_bytes(raw: bytes, path: str, file_checks: FileChecks = FileChecks.FILE) -> Config:
-    return parse_config_file(raw, path, extra_checks=CHECKS, file_checks=file_checks)
 
 
 def listen_addresses(config: Config) -> list[str]:
@@ -181,6 +142,8 @@ class Master:
         self.resolver: NodeResolver | None = None
         self.addresses: dict[str, list[str]] = {}
         self.store: FileConfigStore | None = None
+        #: etcd mode's watch and loader (gateway/etcd/); None in file mode
+        self.etcd: EtcdSource | None = None
 
     # ---------------------------------------------------------------- config
 
@@ -213,9 +176,30 @@ class Master:
         if persist:
             self.state.save_last_good(dump_config(config))
 
-    def validate(self, data: Any) -> Config:
-        """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
-        return decode_config(data, "admin API", extra_checks=CHECKS)
+    def validate(self, data: Any, source: str = "admin API") -> Config:
+        """An Admin API or etcd candidate (plain data) through the file's checker (may run in a
+        thread)."""
+        return decode_config(data, source, extra_checks=CHECKS)
+
+    def check_file(self, raw: bytes, file_checks: FileChecks) -> Config:
+        assert self.config_file is not None
+        path = str(self.config_file.path)
+        config = check_bytes(raw, path, file_checks=file_checks)
+        return self.etcd.node_file(config, path) if self.etcd else check_file_mode(config, path)
+
+    async def start_etcd(self, file_config: Config) -> Config:
+        """etcd mode: the node file holds the settings, etcd the resources (gateway/etcd/)."""
+        from gateway.etcd.source import EtcdSource, StartError, node_settings
+
+        assert file_config.gateway.etcd is not None
+        if file_config.gateway.state_dir:  # where the on-disk copy of etcd's state is
+            self.state.move_to(Path(file_config.gateway.state_dir))
+        settings = node_settings(file_config, str(self.config_path), strict=self.config_raw is not None)
+        self.etcd = EtcdSource(self, file_config.gateway.etcd, settings)
+        try:
+            return await self.etcd.first_config()
+        except StartError as exc:
+            raise StartupError(str(exc)) from None
 
     def preload_document(self) -> None:
         """A big file's document is parsed for the Admin API before its first request (seconds
@@ -273,6 +257,8 @@ class Master:
         loop.set_exception_handler(self.loop_exception)
         raise_fd_limit()
         config = self.initial_config()
+        if config.gateway.etcd is not None:
+            config = await self.start_etcd(config)
         count = self.count = self.worker_count_of(config)
         self.open_listeners(listen_addresses(config), count)
         await self.follow_names(config)
@@ -280,8 +266,12 @@ class Master:
         self.plugin_code.record(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics, self.status)
-        store = self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
-        AdminApi(store).register(self.admin.router)
+        if self.etcd is not None:
+            from gateway.etcd.store import EtcdConfigStore
+            AdminApi(EtcdConfigStore(self.etcd, self)).register(self.admin.router)
+        else:
+            self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
+            AdminApi(self.store).register(self.admin.router)
         await self.admin.start()
         self.preload_document()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
@@ -295,6 +285,8 @@ class Master:
         self.write_status()
         if self.config_file is not None:
             self.spawn(self.watch())
+        if self.etcd is not None:
+            self.etcd.start()
         self.spawn(self.housekeeping())
         await self.done.wait()
         self.listeners.close()
@@ -573,7 +565,7 @@ class Master:
                 self.write_status()
                 return False
             try:
-                config = check_bytes(raw, str(self.config_file.path), file_checks=FileChecks.RELOAD)
+                config = self.check_file(raw, FileChecks.RELOAD)
             except ConfigError as exc:
                 self.reloads.rejected += 1
                 log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
@@ -632,23 +624,10 @@ class Master:
         return self.config.gateway.config_settle_time if self.config else 0.2
 
     async def watch(self) -> None:
-        """Applies saved edits of the config file (editors that replace the file included)."""
-        from watchfiles import awatch
-
+        """Applies saved edits of the config file (in etcd mode: the node's settings)."""
         assert self.config_file is not None
-        target = self.config_file.path
-        first = True
-        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
-                                    yield_on_timeout=True,
-                                    watch_filter=lambda _c, p: Path(p) == target):
-            if self.stopping:
-                return
-            # The first (empty) wake-up means the watch is in place: an edit saved while it was
-            # being set up is caught here; the same bytes as the running version are skipped.
-            # Later empty wake-ups are only timeouts: reading the file then would poll it.
-            if (changes or first) and target.exists():
-                await self.reload("file changed", settle=True)
-            first = False
+        await watch_config_file(self.config_file.path, lambda: self.reload("file changed", settle=True),
+                                lambda: self.stopping)
 
     async def housekeeping(self) -> None:
         while not self.stopping:
@@ -664,6 +643,8 @@ class Master:
             self.admin.close()
         await self.health_checker.close()
         await self.redis_syncer.close()
+        if self.etcd is not None:
+            await self.etcd.close()
         for server in self.handoffs.values():
             server.close()  # a gateway taking over answers for the addresses from now on
         sig = signal.SIGQUIT if fast else signal.SIGTERM
@@ -694,18 +675,27 @@ class Master:
     async def status(self) -> dict[str, Any]:
         """The admin listener's ``GET /status``."""
         return await gateway_status(self.config, self.version, list(self.workers.values()),
-                                    self.worker_polls, self.health_checker)
+                                    self.worker_polls, self.health_checker, self.store_report())
+
+    def store_report(self) -> StoreReport:
+        """Where the config comes from and, in etcd mode, the revision each version came from."""
+        if self.etcd is None:
+            return StoreReport({"type": "file", "config": self.config_path})
+        return StoreReport(self.etcd.report(), self.etcd.revision_of)
 
     def write_status(self) -> None:
         """A small JSON file describing the running processes (tests and tools read it)."""
+        report = self.store_report()
         self.state.save_status({
             "pid": os.getpid(),
             "version": self.version,
+            "store": report.store,
             "config": self.config_path,
             "serving": self.serving,
             "reloads": {"checked": self.reloads.checked, "applied": self.reloads.applied,
                         "rejected": self.reloads.rejected},
-            "workers": [{"index": h.index, "pid": h.process.pid, "version": h.version}
+            "workers": [{"index": h.index, "pid": h.process.pid, "version": h.version,
+                         **report.revision(h.version)}
                         for h in sorted(self.workers.values(), key=lambda h: h.index)],
             "draining": [{"index": h.index, "pid": h.process.pid, "version": h.version}
                          for h in sorted(self.retiring, key=lambda h: h.index)],
