@@ -203,7 +203,10 @@ class EtcdClient:
                                         timeout=timeout) as response:
                 async for line in response.aiter_lines():
                     if line.strip():
-                        yield watch_response(json.loads(line))
+                        message = watch_response(json.loads(line))
+                        if message.canceled and "Unauthenticated" in message.cancel_reason:
+                            self.token = None  # expired: the next watch authenticates again
+                        yield message
         except (httpx.HTTPError, ValueError) as exc:
             self.current = (self.current + 1) % len(self.endpoints)
             raise EtcdUnavailable(f"{endpoint}: {describe(exc)}") from None

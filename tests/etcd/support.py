@@ -2,17 +2,23 @@
 resources in a real etcd under a prefix of the test's own."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.etcd_server import EtcdServer
 from tests.support.gateway import GatewayProcess, http_get
 from tests.support.upstream import free_port
 
 KEY = "etcd-test-key"
+
+#: The tests start Debian's etcd-server (`etcd`); .ci/run installs it.
+requires_etcd = pytest.mark.skipif(shutil.which("etcd") is None,
+                                   reason="etcd is not installed (apt-get install etcd-server)")
 
 
 def mock_route(route_id: str, body: str, **extra: Any) -> dict[str, Any]:

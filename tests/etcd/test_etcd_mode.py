@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.etcd.support import EtcdNode, mock_route
+from tests.etcd.support import EtcdNode, mock_route, requires_etcd
 from tests.support.etcd_server import EtcdServer
 
-pytestmark = pytest.mark.skipif(not any(os.access(os.path.join(p, "etcd"), os.X_OK)
-                                        for p in os.environ.get("PATH", "").split(os.pathsep)),
-                                reason="etcd is not installed (apt-get install etcd-server)")
+pytestmark = requires_etcd
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One etcd for the module: each test has a prefix of its own."""
     with EtcdServer(tmp_path_factory.mktemp("etcd")) as server:
         yield server
 

@@ -20,8 +20,9 @@ def b64(text: str) -> str:
 
 
 class EtcdServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, options: list[str] | None = None) -> None:
         self.dir = directory
+        self.options = options or []
         self.port = free_port()
         self.peer_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -36,15 +37,15 @@ class EtcdServer:
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"test={peer}",
-                "--experimental-watch-progress-notify-interval", "1s"]
+                "--experimental-watch-progress-notify-interval", "1s", *self.options]
         self.proc = subprocess.Popen(args, stdout=open(self.dir / "etcd.log", "ab"),
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             try:
-                self.revision()
+                httpx.get(self.url + "/version", timeout=1).raise_for_status()
                 return self
-            except (httpx.HTTPError, KeyError, ValueError):
+            except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"etcd did not start on {self.port}:\n"
