@@ -187,7 +187,9 @@ class EtcdSource:
                 if self.full_read_needed:
                     await self.full_read()
                 await self.watch_once()
-            except EtcdError as exc:
+            except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
+                if not isinstance(exc, EtcdError):
+                    log.error("etcd watch failed", exc_info=exc)
                 if self.connected or str(exc) != self.last_error:
                     log.error("etcd unreachable (%s): still serving revision %d; trying again",
                               exc, self.running)
@@ -253,29 +255,35 @@ class EtcdSource:
         while True:
             await self.changed.wait()
             self.changed.clear()
-            revision, kvs = self.position, dict(self.kvs)
-            started = time.monotonic()
             try:
-                config = await asyncio.to_thread(self.compose, kvs)
-            except ConfigError as exc:
-                log.error("etcd revision %d rejected; still serving revision %d:\n%s", revision,
-                          self.running, exc)
-                self.processed(revision, False)
-                continue
-            host = self.host
-            async with host.reload_lock:
-                if host.config is not None and config.fingerprint() == host.config.fingerprint():
-                    self.running = self.revisions[host.version] = revision
-                    host.write_status()
-                    ok = True
-                else:
-                    self.label_next(revision)
-                    ok = await host.apply(config, f"etcd revision {revision}")
-            log.debug("etcd revision %d checked and applied in %.1f ms", revision,
-                      (time.monotonic() - started) * 1000)
-            if ok:
-                await asyncio.to_thread(self.save_backup, revision, kvs)
-            self.processed(revision, ok)
+                await self.apply_state(self.position, dict(self.kvs))
+            except Exception:  # noqa: BLE001 - the next state is applied all the same
+                log.exception("etcd revision %d could not be applied", self.position)
+
+    async def apply_state(self, revision: int, kvs: dict[str, bytes]) -> None:
+        """One state of etcd, checked; applied to every worker when it is good and new."""
+        started = time.monotonic()
+        try:
+            config = await asyncio.to_thread(self.compose, kvs)
+        except ConfigError as exc:
+            log.error("etcd revision %d rejected; still serving revision %d:\n%s", revision,
+                      self.running, exc)
+            self.processed(revision, False)
+            return
+        host = self.host
+        async with host.reload_lock:
+            if host.config is not None and config.fingerprint() == host.config.fingerprint():
+                self.running = self.revisions[host.version] = revision
+                host.write_status()
+                ok = True
+            else:
+                self.label_next(revision)
+                ok = await host.apply(config, f"etcd revision {revision}")
+        log.debug("etcd revision %d checked and applied in %.1f ms", revision,
+                  (time.monotonic() - started) * 1000)
+        if ok:
+            await asyncio.to_thread(self.save_backup, revision, kvs)
+        self.processed(revision, ok)
 
     def processed(self, revision: int, ok: bool) -> None:
         waiting = []

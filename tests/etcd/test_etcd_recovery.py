@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.etcd.support import EtcdNode, mock_route, requires_etcd
+from tests.support.certs import CertAuthority
 from tests.support.etcd_server import EtcdServer
 
 pytestmark = requires_etcd
@@ -71,3 +72,24 @@ def test_etcd_with_authentication_and_expiring_tokens(tmp_path: Path) -> None:
             wrong.start()
         assert "not-it" not in wrong.process.logs()
         wrong.admin.close()
+
+
+def test_etcd_over_https_with_a_client_certificate(tmp_path: Path) -> None:
+    ca = CertAuthority(tmp_path / "pki")
+    server = ca.issue("etcd", "etcd", ip_addresses=["127.0.0.1"], also_client=True)
+    client = ca.issue("gateway", "gateway", client=True)
+    tls = (ca.path, server.cert_path, server.key_path, client.cert_path, client.key_path)
+    with EtcdServer(tmp_path, tls=tls) as etcd:
+        etcd.put("/t9/routes/a", mock_route("a", "A1"))
+        node = EtcdNode(tmp_path / "node", etcd, "/t9")
+        node.node_config["gateway"]["store"].update(
+            ca_file=str(ca.path), cert_file=str(client.cert_path), key_file=str(client.key_path))
+        node.process.write_config(node.node_config)
+        node.start()
+        try:
+            assert node.body("/a") == "200 A1"
+            revision = etcd.put("/t9/routes/a", mock_route("a", "A2"))  # through the watch
+            node.wait_revision(revision)
+            assert node.body("/a") == "200 A2"
+        finally:
+            node.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -20,16 +21,27 @@ def b64(text: str) -> str:
 
 
 class EtcdServer:
-    def __init__(self, directory: Path, options: list[str] | None = None) -> None:
+    def __init__(self, directory: Path, options: list[str] | None = None,
+                 tls: tuple[Path, Path, Path, Path, Path] | None = None) -> None:
+        """``tls``: (CA, server cert, server key, client cert, client key): https, and clients
+        must show a certificate of that CA."""
         self.dir = directory
         self.options = options or []
+        self.tls = tls
         self.port = free_port()
         self.peer_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def http(self) -> httpx.Client:
+        if self.tls is None:
+            return httpx.Client(timeout=5)
+        context = ssl.create_default_context(cafile=str(self.tls[0]))
+        context.load_cert_chain(self.tls[3], self.tls[4])
+        return httpx.Client(timeout=5, verify=context)
 
     def start(self) -> EtcdServer:
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -38,12 +50,17 @@ class EtcdServer:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"test={peer}",
                 "--experimental-watch-progress-notify-interval", "1s", *self.options]
+        if self.tls:
+            ca, cert, key = self.tls[:3]
+            args += ["--trusted-ca-file", str(ca), "--cert-file", str(cert), "--key-file", str(key),
+                     "--client-cert-auth"]
         self.proc = subprocess.Popen(args, stdout=open(self.dir / "etcd.log", "ab"),
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(self.url + "/version", timeout=1).raise_for_status()
+                with self.http() as client:
+                    client.get(self.url + "/version", timeout=1).raise_for_status()
                 return self
             except httpx.HTTPError:
                 pass
@@ -59,7 +76,8 @@ class EtcdServer:
             self.proc = None
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        reply: dict[str, Any] = httpx.post(self.url + path, json=body, timeout=5).json()
+        with self.http() as client:
+            reply: dict[str, Any] = client.post(self.url + path, json=body).json()
         if "error" in reply:
             raise RuntimeError(f"etcd: {reply}")
         return reply
