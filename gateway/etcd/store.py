@@ -20,9 +20,9 @@ import orjson
 
 from gateway.admin.api import Resource, StoreError
 from gateway.admin.api.resources import Kind
-from gateway.config import Config
+from gateway.config import Config, ConfigIssue
 from gateway.etcd.client import EtcdError, EtcdUnavailable, b64, key_value
-from gateway.etcd.keys import decode_value, key_of
+from gateway.etcd.keys import decode_value, key_of, sections
 from gateway.etcd.source import EtcdSource
 from gateway.server.candidate import candidate_config
 
@@ -125,7 +125,25 @@ class EtcdConfigStore:
         running = self.checker.config
         if running is None:
             raise StoreError(503, "the gateway has no running config yet")
-        await asyncio.to_thread(candidate_config, running, kind, name, value, self.checker.validate)
+        try:
+            await asyncio.to_thread(candidate_config, running, kind, name, value, self.checker.validate)
+        except StoreError as exc:
+            raise self.with_keys(exc) from None
+
+    def with_keys(self, error: StoreError) -> StoreError:
+        """A refusal naming the other resources it is about by their etcd keys (``routes[3]``
+        means nothing to someone who sees only keys), while the running config is etcd's state."""
+        source = self.source
+        if error.status != 409 or source.running != source.position:
+            return error
+        _, places, _ = sections(source.prefix, source.kvs.items(), expand=False)
+        for item in error.errors:
+            located = places.locate(ConfigIssue(file="", path=item["config_path"], message=""))
+            if located.file:
+                item["key"] = located.file
+                item["path"] = located.path
+        head = "; ".join(f"{e.get('key', '')}: {e['path']}: {e['message']}" for e in error.errors[:3])
+        return StoreError(409, f"still used: {head}", error.errors)
 
     async def wait_applied(self, kind: Kind, name: str, revision: int) -> None:
         if not await self.source.wait_applied(revision, APPLY_TIMEOUT):

@@ -106,6 +106,14 @@ def test_conditional_writes_compare_the_mod_revision(tmp_path: Path, etcd: EtcdS
         assert node.admin.delete("/apisix/admin/routes/a").status_code == 200
         assert node.body("/a").startswith("404")
         assert node.admin.delete("/apisix/admin/routes/a").status_code == 404
+        # a delete the rest still needs names what needs it by its key
+        etcd.put("/t3/upstreams/u", {"nodes": [{"host": "127.0.0.1", "port": 9}]})
+        revision = etcd.put("/t3/routes/uses-u", {"uri": "/u", "upstream_id": "u"})
+        node.wait_revision(revision)
+        refused = node.admin.delete("/apisix/admin/upstreams/u")
+        assert refused.status_code == 409
+        assert refused.json()["errors"][0]["key"] == "/t3/routes/uses-u"
+        assert "/t3/routes/uses-u: upstream_id: unknown upstream 'u'" in refused.json()["error_msg"]
     finally:
         node.close()
 
