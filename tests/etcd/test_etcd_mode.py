@@ -217,3 +217,16 @@ def test_outage_restart_compaction_and_two_nodes_converging(tmp_path: Path) -> N
         finally:
             first.close()
             second.close()
+
+
+def test_gateway_routes_shows_the_etcd_revision_of_each_worker(tmp_path: Path, etcd: EtcdServer) -> None:
+    revision = etcd.put("/t10/routes/a", mock_route("a", "A1"))
+    node = EtcdNode(tmp_path, etcd, "/t10").start()
+    try:
+        shown = node.process.cli("routes")
+        assert shown.returncode == 0, shown.stderr
+        assert f"worker 0 pid {node.process.worker_pids()[0]}: version 1 (etcd revision {revision})" \
+            in shown.stdout
+        assert "a   /a    *" in shown.stdout
+    finally:
+        node.close()
