@@ -14,7 +14,7 @@ import base64
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,7 +189,7 @@ class EtcdClient:
     # ---------------------------------------------------------------- watch
 
     async def watch(self, prefix: str, start_revision: int, idle_timeout: float
-                    ) -> AsyncIterator[WatchResponse]:
+                    ) -> AsyncGenerator[WatchResponse, None]:
         """The watch stream of every key under ``prefix`` from ``start_revision``, with progress
         notifications. Ends (EtcdUnavailable) when the connection is lost or nothing, not even a
         progress notification, arrived for ``idle_timeout`` seconds."""

@@ -18,6 +18,7 @@ and the admin ``/status`` give each worker's, and nodes on one etcd converge on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -215,15 +216,17 @@ class EtcdSource:
     async def watch_once(self) -> None:
         """Watches until the stream ends; returns when a full read is needed first."""
         idle = 2 * self.settings.progress_interval + self.settings.timeout
-        async for response in self.client.watch(self.prefix + "/", self.position + 1, idle):
-            if not self.connected:
-                log.info("etcd is back: watching %s from revision %d", self.prefix, self.position + 1)
-                self.connected = True
-                self.host.write_status()
-            if self.lost_events(response):
-                self.full_read_needed = True
-                return
-            self.take(response)
+        # closed on return: the stream's connection is let go at once, not when collected
+        async with contextlib.aclosing(self.client.watch(self.prefix + "/", self.position + 1, idle)) as stream:
+            async for response in stream:
+                if not self.connected:
+                    log.info("etcd is back: watching %s from revision %d", self.prefix, self.position + 1)
+                    self.connected = True
+                    self.host.write_status()
+                if self.lost_events(response):
+                    self.full_read_needed = True
+                    return
+                self.take(response)
 
     def lost_events(self, response: WatchResponse) -> bool:
         if response.canceled:
