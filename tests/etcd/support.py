@@ -34,7 +34,7 @@ class EtcdNode:
             "listen": [f"127.0.0.1:{self.port}"],
             "admin": {"listen": f"127.0.0.1:{self.admin_port}", "key": KEY},
             "store": {"type": "etcd", "endpoints": [etcd.url], "prefix": prefix, "timeout": 1,
-                      "progress_interval": 1},
+                      "progress_interval": 2},  # etcd notifies every second
         }}
         self.process = GatewayProcess(tmp_path, self.node_config, workers=workers)
         self.admin = httpx.Client(base_url=f"http://127.0.0.1:{self.admin_port}",
