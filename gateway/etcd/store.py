@@ -1,13 +1,14 @@
 """The Admin API's store in etcd mode: each resource is its key, ``createdIndex`` and
 ``modifiedIndex`` are etcd's ``create_revision`` and ``mod_revision``.
 
-Reads go to etcd (what another node wrote is there at once). A write is validated first, the
-running config with this one resource changed, by the checker every config goes through (400
-with the path); then it is one transaction: the put (or delete) if the key's ``mod_revision`` is
-still the one the client expects (``If-Match``: 412 otherwise; a create by POST: the key must
-not exist). The value is the body as written (``${VAR}`` unexpanded: secrets stay out of etcd).
-The answer comes once this node's workers serve the write (it arrives through the watch, like
-anybody's write), so a client reading its own write through the proxy finds it.
+Reads go to etcd (what another node wrote is there at once). A write is validated first: the
+state etcd would hold with it, composed and checked as the watch does (400 with the path in the
+body; 409 naming the keys of the others at fault). Then it is one transaction: the put (or
+delete) if the key's ``mod_revision`` is still the one the client expects (``If-Match``: 412
+otherwise; a create by POST: the key must not exist). The value is the body as written
+(``${VAR}`` unexpanded: secrets stay out of etcd). The answer comes once this node's workers
+serve the write (it arrives through the watch, like anybody's write), so a client reading its
+own write through the proxy finds it.
 """
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ import orjson
 
 from gateway.admin.api import Resource, StoreError
 from gateway.admin.api.resources import Kind
-from gateway.config import Config, ConfigIssue
+from gateway.config import Config, ConfigError
 from gateway.etcd.client import EtcdError, EtcdUnavailable, b64, key_value
-from gateway.etcd.keys import decode_value, key_of, sections
+from gateway.etcd.keys import decode_value, key_of
 from gateway.etcd.source import EtcdSource
-from gateway.server.candidate import candidate_config
 
 #: How long a write waits for this node's workers to serve it.
 APPLY_TIMEOUT = 30.0
@@ -74,14 +74,15 @@ class EtcdConfigStore:
         if current is not None and create_only:
             raise StoreError(409, f"{kind.key(name)} exists")
         self.check_expected(kind, name, current, expect)
-        await self.validate(kind, name, value)
+        raw = orjson.dumps(value)
+        await self.validate(kind, name, raw)
         key = key_of(self.source.prefix, kind, name)
         compare = []
         if expect is not None:
             compare.append({"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(expect)})
         elif create_only:
             compare.append({"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
-        put = {"request_put": {"key": b64(key), "value": b64(orjson.dumps(value)), "prev_kv": True}}
+        put = {"request_put": {"key": b64(key), "value": b64(raw), "prev_kv": True}}
         with etcd_errors():
             succeeded, revision, responses = await self.client.txn(compare, [put])
         if not succeeded:
@@ -121,34 +122,43 @@ class EtcdConfigStore:
             return StoreError(409, f"{kind.key(name)} exists")
         return StoreError(412, f"{kind.key(name)} changed after modifiedIndex {expect}: read it again")
 
-    async def validate(self, kind: Kind, name: str, value: Any) -> None:
-        running = self.checker.config
-        if running is None:
-            raise StoreError(503, "the gateway has no running config yet")
-        try:
-            await asyncio.to_thread(candidate_config, running, kind, name, value, self.checker.validate)
-        except StoreError as exc:
-            raise self.with_keys(exc) from None
-
-    def with_keys(self, error: StoreError) -> StoreError:
-        """A refusal naming the other resources it is about by their etcd keys (``routes[3]``
-        means nothing to someone who sees only keys), while the running config is etcd's state."""
+    async def validate(self, kind: Kind, name: str, value: bytes | None) -> None:
+        """The state etcd would hold after this write, composed and checked exactly as the watch
+        will (same order, same expansion); the watch then applies this very config when that
+        state arrives instead of checking it again."""
         source = self.source
-        if error.status != 409 or source.running != source.position:
-            return error
-        _, places, _ = sections(source.prefix, source.kvs.items(), expand=False)
-        for item in error.errors:
-            located = places.locate(ConfigIssue(file="", path=item["config_path"], message=""))
-            if located.file:
-                item["key"] = located.file
-                item["path"] = located.path
-        head = "; ".join(f"{e.get('key', '')}: {e['path']}: {e['message']}" for e in error.errors[:3])
-        return StoreError(409, f"still used: {head}", error.errors)
+        if self.checker.config is None:
+            raise StoreError(503, "the gateway has no running config yet")
+        key = key_of(source.prefix, kind, name)
+        kvs = dict(source.kvs)
+        if value is None:
+            kvs.pop(key, None)
+        else:
+            kvs[key] = value
+        try:
+            config = await asyncio.to_thread(source.compose, kvs)
+        except ConfigError as exc:
+            raise refusal(exc, key, deleting=value is None) from None
+        source.expect(kvs, config)
 
     async def wait_applied(self, kind: Kind, name: str, revision: int) -> None:
         if not await self.source.wait_applied(revision, APPLY_TIMEOUT):
             raise StoreError(503, f"{kind.key(name)} was written to etcd (revision {revision}) but this "
                                   "gateway does not serve it (rejected, or etcd's watch is late: see the log)")
+
+
+def refusal(error: ConfigError, key: str, deleting: bool) -> StoreError:
+    """The checker's issues as the Admin API's answer: 400 when the written resource is at
+    fault (``path`` inside its body), 409 when others are (a delete they need; ``key`` names
+    each)."""
+    errors = [{"path": issue.path if issue.file == key else "", "config_path": issue.path,
+               "key": issue.file, "message": issue.message} for issue in error.issues]
+    if not deleting and any(issue.file == key for issue in error.issues):
+        head = "; ".join(f"{e['path']}: {e['message']}" if e["path"] else e["message"]
+                         for e in errors[:3] if e["key"] == key)
+        return StoreError(400, f"invalid: {head}", errors)
+    head = "; ".join(f"{e['key']}: {e['config_path']}: {e['message']}" for e in errors[:3])
+    return StoreError(409, f"{'still used' if deleting else 'conflicts with etcd'}: {head}", errors)
 
 
 @contextlib.contextmanager
