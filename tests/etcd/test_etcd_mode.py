@@ -230,3 +230,21 @@ def test_gateway_routes_shows_the_etcd_revision_of_each_worker(tmp_path: Path, e
         assert "a   /a    *" in shown.stdout
     finally:
         node.close()
+
+
+def test_node_file_edits_apply_with_etcds_resources_and_the_store_stays(tmp_path: Path, etcd: EtcdServer) -> None:
+    etcd.put("/t12/routes/a", mock_route("a", "A1"))
+    node = EtcdNode(tmp_path, etcd, "/t12").start()
+    try:
+        moved = {"gateway": {**node.node_config["gateway"],
+                             "store": {**node.node_config["gateway"]["store"], "prefix": "/elsewhere"}}}
+        node.process.write_config(moved)
+        deadline = time.monotonic() + 10
+        while "gateway.store: the store changes only on restart" not in node.process.logs():
+            assert time.monotonic() < deadline, node.process.logs()
+            time.sleep(0.05)
+        node.process.write_config({"gateway": {**node.node_config["gateway"], "client_max_body_size": 10}})
+        node.process.wait_version(2)
+        assert node.body("/a") == "200 A1"  # the node's settings changed; the resources are etcd's
+    finally:
+        node.close()

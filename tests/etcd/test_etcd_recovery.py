@@ -3,6 +3,7 @@ data lost, or restored from an old backup), and one with authentication whose to
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -89,6 +90,32 @@ def test_etcd_over_https_with_a_client_certificate(tmp_path: Path) -> None:
         try:
             assert node.body("/a") == "200 A1"
             revision = etcd.put("/t9/routes/a", mock_route("a", "A2"))  # through the watch
+            node.wait_revision(revision)
+            assert node.body("/a") == "200 A2"
+        finally:
+            node.close()
+
+
+def test_progress_notifications_keep_a_quiet_watch_and_a_silent_one_is_made_again(tmp_path: Path) -> None:
+    with EtcdServer(tmp_path) as etcd:
+        etcd.put("/t11/routes/a", mock_route("a", "A1"))
+        node = EtcdNode(tmp_path / "node", etcd, "/t11")  # a watch silent for 2 x 2 s + 1 s is dead
+        node.start()
+        try:
+            time.sleep(6.0)  # nothing changes, but etcd says every second that the watch is alive
+            assert "etcd unreachable" not in node.process.logs()
+            assert etcd.proc is not None
+            etcd.proc.send_signal(signal.SIGSTOP)  # the connection stays open, and says nothing
+            try:
+                deadline = time.monotonic() + 15
+                while "etcd unreachable" not in node.process.logs():
+                    assert time.monotonic() < deadline, node.process.logs()
+                    time.sleep(0.1)
+                assert "timed out" in node.process.logs()
+                assert node.body("/a") == "200 A1"
+            finally:
+                etcd.proc.send_signal(signal.SIGCONT)
+            revision = etcd.put("/t11/routes/a", mock_route("a", "A2"))
             node.wait_revision(revision)
             assert node.body("/a") == "200 A2"
         finally:
