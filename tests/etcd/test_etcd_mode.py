@@ -16,6 +16,7 @@ import yaml
 
 from tests.etcd.support import EtcdNode, mock_route, requires_etcd
 from tests.support.etcd_server import EtcdServer
+from tests.support.upstream import free_port
 
 pytestmark = requires_etcd
 
@@ -132,7 +133,9 @@ def gateway_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_export_and_import_round_trip(tmp_path: Path, etcd: EtcdServer) -> None:
-    node = EtcdNode(tmp_path, etcd, "/t5")  # only its node file
+    node = EtcdNode(tmp_path, etcd, "/t5")  # only its node file, whose first endpoint is dead
+    node.node_config["gateway"]["store"]["endpoints"].insert(0, f"http://127.0.0.1:{free_port()}")
+    node.process.write_config(node.node_config)
     node_file = str(node.process.config_path)
     resources = {
         "upstreams": [{"id": "u", "nodes": [{"host": "127.0.0.1", "port": 9}]}],
