@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.etcd.support import EtcdNode, mock_route, requires_etcd
-from tests.support.etcd_server import EtcdServer
+from tests.support.etcd_server import EtcdServer, b64
 from tests.support.upstream import free_port
 
 pytestmark = requires_etcd
@@ -251,3 +251,21 @@ def test_node_file_edits_apply_with_etcds_resources_and_the_store_stays(tmp_path
         assert node.body("/a") == "200 A1"  # the node's settings changed; the resources are etcd's
     finally:
         node.close()
+
+
+def test_an_import_larger_than_one_transaction_is_batched_in_order(tmp_path: Path, etcd: EtcdServer) -> None:
+    node = EtcdNode(tmp_path, etcd, "/t13")
+    routes = [{"id": f"r{i:03}", "uri": f"/r{i}", "upstream_id": "u"} for i in range(150)]
+    source = tmp_path / "many.yaml"
+    source.write_text(yaml.safe_dump({"upstreams": [{"id": "u", "nodes": [{"host": "127.0.0.1", "port": 9}]}],
+                                      "routes": routes}))
+    done = gateway_cli("config", "import", str(source), "-c", str(node.process.config_path))
+    assert done.returncode == 0, done.stderr
+    assert "151 resources" in done.stdout and "(2 transactions)" in done.stdout
+    assert len(etcd.keys("/t13/")) == 151
+    # the upstream the routes name went in with the first transaction
+    revisions = {kv["key"]: int(kv["mod_revision"]) for kv in etcd.call(
+        "/v3/kv/range", {"key": b64("/t13/"), "range_end": b64("/t130")})["kvs"]}
+    upstream = revisions.pop(b64("/t13/upstreams/u"))
+    assert upstream == min(revisions.values()) < max(revisions.values())
+    node.admin.close()
