@@ -43,6 +43,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         print(f"{args.config}: {len(exc.issues)} error(s)", file=sys.stderr)
         return 2
+    if config.gateway.etcd is not None:
+        print(f"{args.config}: ok (etcd mode: the resources are under {config.gateway.etcd.prefix} "
+              f"in etcd; `gateway config export -c {args.config}` shows them)")
+        return 0
     print(f"{args.config}: ok ({len(config.routes)} routes, {len(config.upstreams)} upstreams, "
           f"{len(config.consumers)} consumers)")
     return 0

@@ -160,6 +160,8 @@ def test_export_and_import_round_trip(tmp_path: Path, etcd: EtcdServer) -> None:
     done = gateway_cli("config", "export", "-c", node_file, "--to", str(exported))
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(exported.read_text()) == resources
+    checked = gateway_cli("check", "-c", node_file)
+    assert checked.returncode == 0 and "etcd mode: the resources are under /t5 in etcd" in checked.stdout
     # an invalid file: every issue with its path, nothing written
     broken = tmp_path / "broken.yaml"
     broken.write_text("routes:\n  - id: r1\n    uri: /r1\n    upstream_id: gone\n")
