@@ -1,6 +1,7 @@
 """Command line: ``gateway run`` serves, ``gateway check`` validates a config file,
 ``gateway reload`` and ``gateway stop`` signal the running master of a config, ``gateway routes``
-shows what it serves, ``gateway import apisix`` converts an APISIX standalone config."""
+shows what it serves, ``gateway import apisix`` converts an APISIX standalone config, ``gateway
+config export/import`` moves resources between a file and etcd."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         print(f"{args.config}: {len(exc.issues)} error(s)", file=sys.stderr)
         return 2
+    if config.gateway.etcd is not None:
+        print(f"{args.config}: ok (etcd mode: the resources are under {config.gateway.etcd.prefix} "
+              f"in etcd; `gateway config export -c {args.config}` shows them)")
+        return 0
     print(f"{args.config}: ok ({len(config.routes)} routes, {len(config.upstreams)} upstreams, "
           f"{len(config.consumers)} consumers)")
     return 0
@@ -87,6 +92,14 @@ def cmd_routes(args: argparse.Namespace) -> int:
     return show_routes(args.config, args.json)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from gateway.etcd.transfer import export_config, import_config
+
+    if args.action == "export":
+        return export_config(args.config, args.to)
+    return import_config(args.config, args.file)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
@@ -124,6 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("-o", "--output", help="where to write the result (default: stdout); "
                      "written only when it passes `gateway check`")
     imp.set_defaults(func=cmd_import)
+    config = sub.add_parser("config", help="move the resources between a YAML file and etcd "
+                            "(the etcd settings are the node file's gateway.store)")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    export = config_sub.add_parser("export", help="etcd's resources as a YAML config file")
+    export.add_argument("-c", "--config", required=True, help="the node file (etcd mode)")
+    export.add_argument("--to", help="the file to write (default: stdout)")
+    export.set_defaults(func=cmd_config)
+    into = config_sub.add_parser("import", help="make etcd hold exactly the resources of a "
+                                 "config file (checked first; keys it lacks are deleted)")
+    into.add_argument("file", help="a config file (its gateway: section is not imported)")
+    into.add_argument("-c", "--config", required=True, help="the node file (etcd mode)")
+    into.set_defaults(func=cmd_config)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.requestvars.table import families, is_variable, variable_names
 
@@ -151,6 +152,31 @@ def check_gateway(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             out.append(issue_at(file, ("gateway", "admin", "allow_admin", i), f"invalid CIDR {cidr!r}"))
+    out.extend(check_etcd_store(gw, file))
+    return out
+
+
+def check_etcd_store(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
+    etcd = gw.etcd
+    if etcd is None:
+        return []
+    out: list[ConfigIssue] = []
+    if not etcd.endpoints:
+        out.append(issue_at(file, ("gateway", "store", "endpoints"), "at least one endpoint is required"))
+    for i, url in enumerate(etcd.endpoints):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            out.append(issue_at(file, ("gateway", "store", "endpoints", i),
+                                f"expected http://host:port or https://host:port, got {url!r}"))
+    if not etcd.prefix.startswith("/") or etcd.prefix.endswith("/") or "//" in etcd.prefix:
+        out.append(issue_at(file, ("gateway", "store", "prefix"),
+                            f"expected a key prefix like /gateway (starts with /, no trailing /), got {etcd.prefix!r}"))
+    if (etcd.user is None) != (etcd.password is None):
+        out.append(issue_at(file, ("gateway", "store", "user" if etcd.user is None else "password"),
+                            "user and password go together"))
+    if (etcd.cert_file is None) != (etcd.key_file is None):
+        out.append(issue_at(file, ("gateway", "store", "cert_file" if etcd.cert_file is None else "key_file"),
+                            "cert_file and key_file go together"))
     return out
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "Checks",
     "Config",
     "Consumer",
+    "EtcdStore",
     "GatewaySettings",
     "GlobalRule",
     "GlobalRules",
@@ -96,6 +97,33 @@ class AdminSettings(_Struct, kw_only=True, frozen=True):
     max_connections: PositiveInt = 256
 
 
+class EtcdStore(_Struct, kw_only=True, frozen=True):
+    """``gateway.store: {type: etcd, ...}``: routes, upstreams, consumers... live in etcd, one key
+    per resource under ``prefix`` (README "etcd mode")."""
+
+    type: Literal["etcd"]
+    #: etcd client URLs (http:// or https://); tried in turn when one does not answer.
+    endpoints: list[str] = msgspec.field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    #: Every key of this gateway's resources starts with it (``/gateway/routes/<id>``).
+    prefix: str = "/gateway"
+    #: Seconds one request to etcd may take (connect and answer).
+    timeout: PositiveSeconds = 3.0
+    #: etcd's authentication (``etcdctl user add``); None: etcd without auth.
+    user: str | None = None
+    password: str | None = None
+    #: https endpoints: the CA that signed etcd's certificate (None: the system's), and a client
+    #: certificate and key when etcd asks for one.
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: etcd's --experimental-watch-progress-notify-interval: a watch silent for longer than about
+    #: twice this is taken for dead and made again.
+    progress_interval: PositiveSeconds = 600.0
+    #: Where the last good resources read from etcd are kept (a node started while etcd is down
+    #: serves them); None: ``etcd-snapshot.json`` in the instance's state directory.
+    backup: str | None = None
+
+
 class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Proxy listen addresses, "host:port" or "[v6addr]:port". A single string is accepted.
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
@@ -108,8 +136,16 @@ class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Worker processes: an int >= 1, or "auto" for one per CPU.
     workers: PositiveInt | Literal["auto"] = "auto"
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
-    #: Where routes/upstreams/consumers are stored: this file, or etcd.
-    store: Literal["file", "etcd"] = "file"
+    #: Where routes/upstreams/consumers are stored: this file, or etcd (``{type: etcd, ...}``;
+    #: ``etcd`` alone: etcd on 127.0.0.1:2379 under /gateway). Changes only on restart.
+    store: Literal["file", "etcd"] | EtcdStore = "file"
+
+    @property
+    def etcd(self) -> EtcdStore | None:
+        """The etcd settings, when the resources live in etcd."""
+        if isinstance(self.store, EtcdStore):
+            return self.store
+        return EtcdStore(type="etcd") if self.store == "etcd" else None
 
     # Data-plane limits. Defaults follow nginx so behaviour is unsurprising
     # next to it; all times in seconds, all sizes in bytes.

@@ -9,7 +9,14 @@ was found before them (`only_if_clean`), never on one with unread files or unloa
 which the checks before them report at their paths."""
 from __future__ import annotations
 
-from gateway.config import Config, ConfigIssue, FileChecks, only_if_clean, parse_config_file
+from gateway.config import (
+    Config,
+    ConfigError,
+    ConfigIssue,
+    FileChecks,
+    only_if_clean,
+    parse_config_file,
+)
 from gateway.plugins.registry import check_plugin_configs
 from gateway.proxy.runtime import CompileError, compile_runtime
 from gateway.server.tls import check_ssl_contexts
@@ -51,3 +58,11 @@ def load_and_check(path: str) -> Config:
 
 def check_bytes(raw: bytes, path: str, file_checks: FileChecks = FileChecks.FILE) -> Config:
     return parse_config_file(raw, path, extra_checks=CHECKS, file_checks=file_checks)
+
+
+def check_file_mode(config: Config, file: str) -> Config:
+    """A reload in file mode cannot switch to etcd: the store is chosen at start."""
+    if config.gateway.etcd is not None:
+        raise ConfigError([ConfigIssue(file=file, path="gateway.store",
+                                       message="the store changes only on restart")])
+    return config

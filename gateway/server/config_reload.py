@@ -8,13 +8,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.config import Config, ConfigError, FileChecks
 from gateway.server import rolling
-from gateway.server.checks import check_bytes
 from gateway.server.config_file import ConfigFile
+from gateway.server.file_watch import watch_config_file
 from gateway.server.plugin_code import PluginCode
 from gateway.server.worker_supervision import WorkerSupervision, listen_addresses
 
@@ -46,6 +45,7 @@ class ConfigReload(WorkerSupervision):
         def preload_document(self) -> None: ...
         def open_listeners(self, addresses: list[str], count: int) -> None: ...
         def worker_count_of(self, config: Config | None) -> int: ...
+        def check_file(self, raw: bytes, file_checks: FileChecks) -> Config: ...
 
     async def reload(self, reason: str, settle: bool = False) -> bool:
         """Validates the file and, only if it is good and new, sends it to every worker."""
@@ -79,7 +79,7 @@ class ConfigReload(WorkerSupervision):
                 self.write_status()
                 return False
             try:
-                config = check_bytes(raw, str(self.config_file.path), file_checks=FileChecks.RELOAD)
+                config = self.check_file(raw, FileChecks.RELOAD)
             except ConfigError as exc:
                 self.reloads.rejected += 1
                 log.error("reload (%s) rejected; still serving version %d:\n%s", reason,
@@ -138,20 +138,7 @@ class ConfigReload(WorkerSupervision):
         return self.config.gateway.config_settle_time if self.config else 0.2
 
     async def watch(self) -> None:
-        """Applies saved edits of the config file (editors that replace the file included)."""
-        from watchfiles import awatch
-
+        """Applies saved edits of the config file (in etcd mode: the node's settings)."""
         assert self.config_file is not None
-        target = self.config_file.path
-        first = True
-        async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
-                                    yield_on_timeout=True,
-                                    watch_filter=lambda _c, p: Path(p) == target):
-            if self.stopping:
-                return
-            # The first (empty) wake-up means the watch is in place: an edit saved while it was
-            # being set up is caught here; the same bytes as the running version are skipped.
-            # Later empty wake-ups are only timeouts: reading the file then would poll it.
-            if (changes or first) and target.exists():
-                await self.reload("file changed", settle=True)
-            first = False
+        await watch_config_file(self.config_file.path, lambda: self.reload("file changed", settle=True),
+                                lambda: self.stopping)

@@ -83,14 +83,19 @@ def _column(values: list[str] | None) -> str:
     return ",".join(values) if values else "*"
 
 
+def _etcd(process: dict[str, Any]) -> str:
+    """In etcd mode, the etcd revision a config version came from."""
+    return f" (etcd revision {process['revision']})" if process.get("revision") else ""
+
+
 def format_table(live: dict[str, Any]) -> str:
     version = live["master"]["version"]
-    lines = [f"master {live['master']['pid']}: config version {version}"]
+    lines = [f"master {live['master']['pid']}: config version {version}{_etcd(live['master'])}"]
     for w in live["workers"]:
         note = "" if w.get("responding", True) else " (not responding)"
         if w["version"] != version:
             note += f" (still on version {w['version']}: these routes are not live there yet)"
-        lines.append(f"worker {w['index']} pid {w['pid']}: version {w['version']}{note}")
+        lines.append(f"worker {w['index']} pid {w['pid']}: version {w['version']}{_etcd(w)}{note}")
     rows = [("ID", "URIS", "METHODS", "HOSTS", "UPSTREAM", "PLUGINS", "STATUS")]
     for r in live["routes"]:
         uris = r.get("uris") or ([r["uri"]] if r.get("uri") else [])

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
@@ -26,10 +26,11 @@ from gateway.admin.api import AdminApi
 from gateway.config import (
     Config,
     ConfigError,
+    FileChecks,
     decode_config,
     default_config,
 )
-from gateway.server.checks import CHECKS, check_bytes, load_and_check
+from gateway.server.checks import CHECKS, check_bytes, check_file_mode, load_and_check
 from gateway.server.config_delta import Shipment
 from gateway.server.config_file import ConfigFile
 from gateway.server.config_reload import ConfigReload, ReloadCounts
@@ -42,11 +43,14 @@ from gateway.server.listeners import Listeners
 from gateway.server.plugin_code import PluginCode
 from gateway.server.redis_sync import RedisLimitSyncer
 from gateway.server.state import InstanceState
-from gateway.server.status_report import WorkerPolls, gateway_status
+from gateway.server.status_report import StoreReport, WorkerPolls, gateway_status
 from gateway.server.worker_supervision import WorkerHandle, WorkerSupervision, listen_addresses
 from gateway.upstream.health_checker import HealthChecker
 from gateway.upstream.names import node_names
 from gateway.upstream.resolver import NodeResolver
+
+if TYPE_CHECKING:
+    from gateway.etcd.source import EtcdSource
 
 log = logging.getLogger("gateway.master")
 
@@ -106,6 +110,8 @@ class Master(ConfigReload, WorkerSupervision):
         self.resolver: NodeResolver | None = None
         self.addresses: dict[str, list[str]] = {}
         self.store: FileConfigStore | None = None
+        #: etcd mode's watch and loader (gateway/etcd/); None in file mode
+        self.etcd: EtcdSource | None = None
 
     # ---------------------------------------------------------------- config
 
@@ -138,9 +144,30 @@ class Master(ConfigReload, WorkerSupervision):
         if persist:
             self.last_good.save(config)
 
-    def validate(self, data: Any) -> Config:
-        """An Admin API candidate (plain data) through the file's checker (may run in a thread)."""
-        return decode_config(data, "admin API", extra_checks=CHECKS)
+    def validate(self, data: Any, source: str = "admin API") -> Config:
+        """An Admin API or etcd candidate (plain data) through the file's checker (may run in a
+        thread)."""
+        return decode_config(data, source, extra_checks=CHECKS)
+
+    def check_file(self, raw: bytes, file_checks: FileChecks) -> Config:
+        assert self.config_file is not None
+        path = str(self.config_file.path)
+        config = check_bytes(raw, path, file_checks=file_checks)
+        return self.etcd.node_file(config, path) if self.etcd else check_file_mode(config, path)
+
+    async def start_etcd(self, file_config: Config) -> Config:
+        """etcd mode: the node file holds the settings, etcd the resources (gateway/etcd/)."""
+        from gateway.etcd.source import EtcdSource, StartError, node_settings
+
+        assert file_config.gateway.etcd is not None
+        if file_config.gateway.state_dir:  # where the on-disk copy of etcd's state is
+            self.state.move_to(Path(file_config.gateway.state_dir))
+        settings = node_settings(file_config, str(self.config_path), strict=self.config_raw is not None)
+        self.etcd = EtcdSource(self, file_config.gateway.etcd, settings)
+        try:
+            return await self.etcd.first_config()
+        except StartError as exc:
+            raise StartupError(str(exc)) from None
 
     def preload_document(self) -> None:
         """A big file's document is parsed for the Admin API before its first request (seconds
@@ -193,6 +220,8 @@ class Master(ConfigReload, WorkerSupervision):
         loop.set_exception_handler(self.loop_exception)
         raise_fd_limit()
         config = self.initial_config()
+        if config.gateway.etcd is not None:
+            config = await self.start_etcd(config)
         count = self.count = self.worker_count_of(config)
         self.open_listeners(listen_addresses(config), count)
         await self.follow_names(config)
@@ -200,8 +229,12 @@ class Master(ConfigReload, WorkerSupervision):
         self.plugin_code.record(config)
         self.admin = AdminServer(lambda: self.config.gateway.admin if self.config else config.gateway.admin,
                                  self.state.state_dir, self.metrics, self.status)
-        store = self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
-        AdminApi(store).register(self.admin.router)
+        if self.etcd is not None:
+            from gateway.etcd.store import EtcdConfigStore
+            AdminApi(EtcdConfigStore(self.etcd, self)).register(self.admin.router)
+        else:
+            self.store = FileConfigStore(self, self.config_file.path if self.config_file else None)
+            AdminApi(self.store).register(self.admin.router)
         await self.admin.start()
         self.preload_document()
         loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload("SIGHUP")))
@@ -215,6 +248,8 @@ class Master(ConfigReload, WorkerSupervision):
         self.write_status()
         if self.config_file is not None:
             self.spawn(self.watch())
+        if self.etcd is not None:
+            self.etcd.start()
         self.spawn(self.housekeeping())
         await self.done.wait()
         self.listeners.close()
@@ -359,6 +394,8 @@ class Master(ConfigReload, WorkerSupervision):
             self.admin.close()
         await self.health_checker.close()
         await self.redis_syncer.close()
+        if self.etcd is not None:
+            await self.etcd.close()
         for server in self.handoffs.values():
             server.close()  # a gateway taking over answers for the addresses from now on
         sig = signal.SIGQUIT if fast else signal.SIGTERM
@@ -389,18 +426,27 @@ class Master(ConfigReload, WorkerSupervision):
     async def status(self) -> dict[str, Any]:
         """The admin listener's ``GET /status``."""
         return await gateway_status(self.config, self.version, list(self.workers.values()),
-                                    self.worker_polls, self.health_checker)
+                                    self.worker_polls, self.health_checker, self.store_report())
+
+    def store_report(self) -> StoreReport:
+        """Where the config comes from and, in etcd mode, the revision each version came from."""
+        if self.etcd is None:
+            return StoreReport({"type": "file", "config": self.config_path})
+        return StoreReport(self.etcd.report(), self.etcd.revision_of)
 
     def write_status(self) -> None:
         """A small JSON file describing the running processes (tests and tools read it)."""
+        report = self.store_report()
         self.state.save_status({
             "pid": os.getpid(),
             "version": self.version,
+            "store": report.store,
             "config": self.config_path,
             "serving": self.serving,
             "reloads": {"checked": self.reloads.checked, "applied": self.reloads.applied,
                         "rejected": self.reloads.rejected},
-            "workers": [{"index": h.index, "pid": h.process.pid, "version": h.version}
+            "workers": [{"index": h.index, "pid": h.process.pid, "version": h.version,
+                         **report.revision(h.version)}
                         for h in sorted(self.workers.values(), key=lambda h: h.index)],
             "draining": [{"index": h.index, "pid": h.process.pid, "version": h.version}
                          for h in sorted(self.retiring, key=lambda h: h.index)],

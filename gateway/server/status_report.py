@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
@@ -18,6 +20,17 @@ if TYPE_CHECKING:
 
 #: How long a worker has to answer; one that does not is reported as not responding.
 WORKER_REPLY_TIMEOUT = 1.0
+
+
+@dataclass
+class StoreReport:
+    """Where the config comes from (``store`` in the status) and, in etcd mode, the etcd revision
+    a config version came from (each worker's ``revision``)."""
+    store: dict[str, Any]
+    revision_of: Callable[[int], int | None] | None = None
+
+    def revision(self, version: int) -> dict[str, int | None]:
+        return {} if self.revision_of is None else {"revision": self.revision_of(version)}
 
 
 class WorkerPolls:
@@ -79,10 +92,13 @@ def upstream_report(config: Config, checker: HealthChecker) -> list[dict[str, An
 
 
 async def gateway_status(config: Config | None, version: int, workers: list[WorkerHandle],
-                         polls: WorkerPolls, checker: HealthChecker) -> dict[str, Any]:
+                         polls: WorkerPolls, checker: HealthChecker,
+                         store: StoreReport | None = None) -> dict[str, Any]:
     replies = await asyncio.gather(*(polls.poll(h) for h in sorted(workers, key=lambda h: h.index)))
+    store = store or StoreReport({})
     return {
-        "master": {"pid": os.getpid(), "version": version},
-        "workers": list(replies),
+        "master": {"pid": os.getpid(), "version": version, **store.revision(version)},
+        "store": store.store,
+        "workers": [{**reply, **store.revision(reply["version"])} for reply in replies],
         "upstreams": upstream_report(config, checker) if config is not None else [],
     }

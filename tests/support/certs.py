@@ -68,17 +68,20 @@ class CertAuthority:
 
     def issue(self, file_stem: str, common_name: str, dns_names: list[str] | None = None,
               client: bool = False, expired: bool = False,
-              ip_addresses: list[str] | None = None) -> Issued:
+              ip_addresses: list[str] | None = None, also_client: bool = False) -> Issued:
+        """``also_client``: a server's certificate it also shows as a client (etcd's gateway
+        connects to its own server with it)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         start, end = (now - 10 * DAY, now - DAY) if expired else (now - DAY, now + 30 * DAY)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        usages = [usage, ExtendedKeyUsageOID.CLIENT_AUTH] if also_client else [usage]
         builder = (
             x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(self.name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
         if dns_names or ip_addresses:
             names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names or []]
             names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses or []]
