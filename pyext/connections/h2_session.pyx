@@ -225,6 +225,18 @@ cdef class H2Connection(ClientConnection):
                 not nghttp2_session_want_write(self.session):
             ClientConnection.close(self)
 
+    cdef void flush_soon(self):
+        """Output from the upstream side (responses, window updates): sent once at the end
+        of this event-loop turn, so the streams answered in one turn share one write."""
+        if self.in_recv or self.flush_pending or self.state == C_CLOSED:
+            return  # inside mem_recv2 the read's own flush sends it
+        self.flush_pending = True
+        self.server.loop.call_soon(self.run_flush)
+
+    def run_flush(self):
+        self.flush_pending = False
+        self.flush()
+
     cdef void goaway(self, uint32_t error_code):
         """No new streams: the ones already opened finish (graceful GOAWAY)."""
         if self.goaway_sent or self.session == NULL:
