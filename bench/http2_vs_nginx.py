@@ -1,17 +1,17 @@
 """HTTP/2 downstream against nginx: CPU per request with h2load, the same upstream, one
 worker each, alternating in the same run.
 
-    python bench/http2_vs_nginx.py [--quick] [--requests 40000] [--runs 2]
-                                   [--connections 10] [--streams 10] [--json OUT]
+    python bench/http2_vs_nginx.py [--quick] [--requests 100000] [--runs 3]
+                                   [--connections 5] [--streams 10] [--json OUT]
 
 Both servers proxy to one nginx upstream over HTTP/1.1 keep-alive: nginx with
 `listen ... ssl http2` (TLS, ALPN h2) and `listen ... http2` (h2c with prior knowledge; the
 nginx 1.22 syntax), the gateway with `tls_listen` (ALPN h2) and `listen` (h2c preface). h2load
-(Debian's nghttp2-client) sends ``--requests`` requests over ``--connections`` connections with
-``--streams`` concurrent streams each (5 x 10: 50 requests in flight, as the wrk benches' 50
-connections; above the 64 pooled upstream connections both proxies would churn them). CPU is utime + stime of the server's processes from
-/proc, divided by the requests h2load completed. Output: a Markdown table on stdout, progress
-on stderr.
+(Debian's nghttp2-client) sends ``--requests`` requests over ``--connections`` connections
+with ``--streams`` concurrent streams each (5 x 10: 50 requests in flight, as the wrk benches'
+50 connections; above the 64 pooled upstream connections both proxies would churn them). CPU
+is utime + stime of the server's processes from /proc, divided by the requests h2load
+completed. Output: a Markdown table on stdout, progress on stderr.
 """
 from __future__ import annotations
 
