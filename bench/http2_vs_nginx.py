@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,21 +131,25 @@ def run(args: argparse.Namespace, base: str) -> list[dict]:
 
 
 def render(rows: list[dict]) -> str:
-    out = ["| case | server | req/s | CPU µs/req | failed | gateway/nginx CPU |",
-           "|---|---|---|---|---|---|"]
+    """Medians over the runs; the ratio is the median of run i's gateway / run i's nginx (each
+    pair measured back to back, so the machine's drift hits both)."""
+    out = ["| case | nginx CPU µs/req | gateway CPU µs/req | gateway/nginx | nginx req/s | "
+           "gateway req/s | failed |", "|---|---:|---:|---:|---:|---:|---:|"]
     for label, _tls in CASES:
-        best: dict[str, dict] = {}
-        for row in rows:
-            if row["case"] == label and (row["server"] not in best or
-                                         row["cpu_us_per_req"] < best[row["server"]]["cpu_us_per_req"]):
-                best[row["server"]] = row
-        ratio = (best["gateway"]["cpu_us_per_req"] / best["nginx"]["cpu_us_per_req"]
-                 if "gateway" in best and "nginx" in best else float("nan"))
-        for name in ("nginx", "gateway"):
-            if name in best:
-                r = best[name]
-                out.append(f"| {label} | {name} | {r['rps']:.0f} | {r['cpu_us_per_req']:.1f} | "
-                           f"{r['failed']} | {f'{ratio:.2f}x' if name == 'gateway' else ''} |")
+        by = {name: {r["run"]: r for r in rows if r["case"] == label and r["server"] == name}
+              for name in ("nginx", "gateway")}
+        runs = sorted(set(by["nginx"]) & set(by["gateway"]))
+        if not runs:
+            continue
+        ratio = statistics.median(by["gateway"][n]["cpu_us_per_req"] / by["nginx"][n]["cpu_us_per_req"]
+                                  for n in runs)
+
+        def med(name: str, key: str, by: dict = by, runs: list[int] = runs) -> float:
+            return statistics.median(by[name][n][key] for n in runs)
+        failed = sum(by[name][n]["failed"] for name in by for n in runs)
+        out.append(f"| {label} | {med('nginx', 'cpu_us_per_req'):.1f} | "
+                   f"{med('gateway', 'cpu_us_per_req'):.1f} | {ratio:.2f}x | "
+                   f"{med('nginx', 'rps'):.0f} | {med('gateway', 'rps'):.0f} | {failed} |")
     return "\n".join(out)
 
 
