@@ -150,7 +150,7 @@ cdef class H2Connection(ClientConnection):
 
     def eof_received(self):
         # the client sends no more frames: streams in flight still get their responses
-        return True
+        return bool(self.streams)
 
     def pause_writing(self):
         self.writing_paused = True
