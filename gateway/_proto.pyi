@@ -14,6 +14,7 @@ from typing_extensions import deprecated, disjoint_base
 PASS_HOST_PASS: int
 PASS_HOST_NODE: int
 PASS_HOST_REWRITE: int
+NGHTTP2_VERSION: str
 
 def reason_phrase(status: int) -> str: ...
 
@@ -190,12 +191,16 @@ class Runtime:
     keepalive_timeout: float
     send_timeout: float
     max_body: int
+    h2_max_concurrent_streams: int
+    h2_max_header_list_size: int
     timed: bool
     def __init__(self, version: int, router: Any, routes: list[RouteEntry],
                  max_request_line: int = 8192, max_header_size: int = 32768,
                  max_headers: int = 100, header_timeout: float = 10.0,
                  body_timeout: float = 60.0, keepalive_timeout: float = 60.0,
-                 send_timeout: float = 60.0, max_body: int = 0) -> None: ...
+                 send_timeout: float = 60.0, max_body: int = 0,
+                 h2_max_concurrent_streams: int = 128,
+                 h2_max_header_list_size: int = 32768) -> None: ...
 
 @disjoint_base
 class UpstreamPool:
@@ -267,6 +272,15 @@ class ClientConnection(asyncio.Protocol):
     @property
     def tls(self) -> TlsSession | None: ...
     def __init__(self, server: Server, on_tls_listener: bool = False) -> None: ...
+
+@disjoint_base
+class H2Stream(ClientConnection):
+    """One HTTP/2 request stream: the client its Exchange answers (pyext/connections/h2_stream.pyx)."""
+
+@disjoint_base
+class H2Connection(ClientConnection):
+    """An HTTP/2 client connection, an nghttp2 server session (pyext/connections/h2_session.pyx)."""
+    def run_flush(self) -> None: ...
 
 @disjoint_base
 class TlsSession:

@@ -156,6 +156,8 @@ def runtime_of(parts: CompiledParts, config: Config, version: int) -> Runtime:
         float(gw.keepalive_timeout),
         float(gw.send_timeout),
         gw.client_max_body_size,
+        gw.http2.max_concurrent_streams,
+        gw.http2.max_header_list_size,
     )
 
 

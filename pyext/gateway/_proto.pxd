@@ -3,6 +3,7 @@ live in the .pxd beside its .pyx (uvloop's layout)."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
 include "includes/ffi.pxd"
+include "includes/nghttp2.pxd"
 
 cdef class HeadBuffer
 cdef class Response
@@ -25,6 +26,8 @@ cdef class PhaseRunner
 cdef class Exchange
 cdef class TlsSession
 cdef class ClientConnection
+cdef class H2Stream
+cdef class H2Connection
 cdef class NativeHook
 cdef class PrometheusLog
 cdef class LimitAccess
@@ -52,6 +55,7 @@ include "connections/context.pxd"
 include "connections/phases.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"
+include "connections/h2_session.pxd"
 include "plugins/native_hook.pxd"
 include "plugins/prometheus_hook.pxd"
 include "plugins/limit_hooks.pxd"
