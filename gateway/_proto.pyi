@@ -140,6 +140,9 @@ class UpstreamGroup:
     def fail_open(self) -> bool: ...
     @property
     def passive(self) -> PassiveChecks | None: ...
+    @property
+    def grpc(self) -> bool:
+        """Scheme grpc or grpcs: calls go over pooled HTTP/2 sessions."""
     def __init__(self, id: str, nodes: list[UpstreamNode], type: str = "roundrobin",
                  retries: int = 1, connect_timeout: float = 6.0, send_timeout: float = 60.0,
                  read_timeout: float = 60.0, keepalive_size: int = 320,
@@ -149,7 +152,8 @@ class UpstreamGroup:
                  balancers: tuple[Balancer, ...] | None = None,
                  passive: PassiveChecks | None = None, fail_open: bool = True,
                  retry_timeout: float = 0.0,
-                 retry_statuses: frozenset[int] | None = None) -> None: ...
+                 retry_statuses: frozenset[int] | None = None,
+                 grpc: bool = False) -> None: ...
     def with_timeouts(self, connect_timeout: float, send_timeout: float,
                       read_timeout: float) -> UpstreamGroup: ...
     def pick(self, ex: Exchange | None = None,
