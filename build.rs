@@ -3,6 +3,8 @@
 //! Each `.pyx` is translated with the interpreter maturin targets (`PYO3_PYTHON`), compiled with
 //! single-phase init so `PyInit_<name>()` returns a ready module object, and linked statically;
 //! `src/lib.rs` calls the init functions and registers the modules under `gateway.<name>`.
+//! nghttp2 (the HTTP/2 engine) comes from the `libnghttp2-sys` crate, built from its vendored C
+//! sources; the Cython modules compile against its headers and call it directly.
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,10 +38,17 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
+    // libnghttp2-sys (`links = "nghttp2"`) installs its headers under DEP_NGHTTP2_ROOT/include.
+    let nghttp2_root = env::var("DEP_NGHTTP2_ROOT").expect("libnghttp2-sys exports its root");
+    println!("cargo:rerun-if-env-changed=DEP_NGHTTP2_ROOT");
+
     let mut build = cc::Build::new();
     build
         .include(python_include_dir(&python))
         .include(&pyext)
+        .include(Path::new(&nghttp2_root).join("include"))
+        // nghttp2 is linked statically: no dllimport decoration on Windows.
+        .define("NGHTTP2_STATICLIB", None)
         .define("CYTHON_PEP489_MULTI_PHASE_INIT", "0")
         .define("CYTHON_NO_PYINIT_EXPORT", "1")
         .flag_if_supported("-Wno-unused-function")

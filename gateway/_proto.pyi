@@ -14,6 +14,7 @@ from typing_extensions import deprecated, disjoint_base
 PASS_HOST_PASS: int
 PASS_HOST_NODE: int
 PASS_HOST_REWRITE: int
+NGHTTP2_VERSION: str
 
 def reason_phrase(status: int) -> str: ...
 

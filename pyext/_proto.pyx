@@ -33,6 +33,7 @@ log = logging.getLogger("gateway.proxy")
 include "includes/abi_check.pyx"
 include "includes/consts.pxi"
 include "includes/helpers.pyx"
+include "includes/nghttp2_info.pyx"
 include "http/head_buffer.pyx"
 include "http/local_response.pyx"
 include "runtime/health.pyx"

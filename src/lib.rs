@@ -5,6 +5,9 @@ use pyo3::types::PyDict;
 
 mod ffi;
 
+// The Cython HTTP/2 session calls nghttp2's C API; naming the crate links its static library.
+use libnghttp2_sys as _;
+
 extern "C" {
     // Defined by the Cython-generated C compiled in build.rs (single-phase init).
     fn PyInit__proto() -> *mut pyo3::ffi::PyObject;

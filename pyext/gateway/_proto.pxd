@@ -3,6 +3,7 @@ live in the .pxd beside its .pyx (uvloop's layout)."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
 include "includes/ffi.pxd"
+include "includes/nghttp2.pxd"
 
 cdef class HeadBuffer
 cdef class Response
