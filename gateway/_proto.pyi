@@ -33,8 +33,11 @@ class Response:
     status: int
     body: bytes
     headers: Any
+    grpc_status: int
+    """The gRPC status a gRPC client gets for this answer; -1: derived from the HTTP status."""
     def __init__(self, status: int = 200, body: bytes | str = b"",
-                 headers: Iterable[tuple[str, str]] | dict[str, str] | None = None) -> None: ...
+                 headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
+                 grpc_status: int = -1) -> None: ...
 
 @disjoint_base
 class UpstreamNode:
