@@ -247,6 +247,41 @@ def test_grpcs_upstream_with_a_test_ca(tmp_path: Path) -> None:
         assert bad.status[b"grpc-status"] == b"14"
 
 
+def test_a_client_that_does_not_read_holds_the_upstream_to_a_window(backend: GrpcBackend) -> None:
+    """Response DATA is acknowledged to the node only as the downstream takes it: a stalled
+    client stops the node after about a stream window, and the rest follows once it reads."""
+    async def main() -> tuple[int, int, Downstream]:
+        call, down = Harness(group_for(backend.port)).call("ServerStream")
+        acks: list[int] = []
+        down.data = lambda data: (setattr(down, "body", down.body + data), acks.append(len(data)))
+        call.request_data(frame(b"200:16384"), True)  # 3.2 MB
+        await asyncio.sleep(1.0)
+        held = len(down.body)
+        for n in acks:
+            call.response_sent(n)
+        down.data = lambda data: (setattr(down, "body", down.body + data), call.response_sent(len(data)))
+        await down.finished.wait()
+        return held, backend.streamed, down
+    held, streamed, down = run(main())
+    assert 0 < held <= 300_000, held  # the 256 KiB stream window (and frames in flight)
+    assert len(messages(down.body)) == 200 and down.status[b"grpc-status"] == b"0"
+
+
+def test_client_reset_cancels_the_upstream_call(backend: GrpcBackend) -> None:
+    async def main() -> H2UpstreamPool:
+        h = Harness(group_for(backend.port))
+        call, down = h.call("Unary", **{"x-sleep": "5"})
+        call.request_data(frame(b"x"), True)
+        await asyncio.sleep(0.3)
+        call.client_reset()
+        assert down.finished.is_set() and down.head is None  # nothing more goes downstream
+        await asyncio.sleep(0.1)
+        return h.pool
+    pool = run(main())
+    assert backend.cancelled.wait(5), "the upstream call was not cancelled"
+    assert list(pool.session_counts().values()) == [(1, 0)]  # the connection stays, for others
+
+
 def test_helpers() -> None:
     assert grpc_timeout_seconds(b"100m") == pytest.approx(0.1)
     assert grpc_timeout_seconds(b"2S") == 2.0 and grpc_timeout_seconds(b"1H") == 3600.0

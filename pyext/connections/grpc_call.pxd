@@ -15,6 +15,10 @@ cdef class GrpcDownstream:
 
 cdef class GrpcCall(H2StreamOwner):
     cdef GrpcDownstream down
+    cdef Exchange ex                      # the request's context (chash keys), None from Python
+    cdef bytearray early                  # request body received before start()
+    cdef bint early_end
+    cdef readonly bint started
     cdef H2UpstreamStream up
     cdef H2UpstreamPool pool
     cdef object loop
@@ -32,9 +36,9 @@ cdef class GrpcCall(H2StreamOwner):
     cdef readonly bint finished           # trailers (or a reset) went downstream
     cdef readonly int grpc_status         # what the client was told (-1: not known yet)
     cdef readonly int http_status         # the upstream's :status (0: none)
-    cdef readonly double started
+    cdef readonly double started_at
 
-    cdef void start(self)
+    cdef void start(self, UpstreamGroup group)
     cdef void try_node(self, bytearray body, bint body_ended)
     cdef void on_request_data(self, bytes data, bint end)
     cdef void on_response_sent(self, size_t n)

@@ -136,11 +136,14 @@ cdef class GrpcCall(H2StreamOwner):
     (on_response_sent) and a client's reset (on_client_reset)."""
 
     def __init__(self, GrpcDownstream down, H2UpstreamPool pool, object loop, UpstreamGroup group,
-                 list client_fields, bytes client_ip=None, bytes scheme=b"http"):
-        """``client_fields``: the request's fields as received, pseudo-headers included."""
+                 list client_fields, bytes client_ip=None, bytes scheme=b"http",
+                 Exchange ex=None):
+        """``client_fields``: the request's fields as received, pseudo-headers included. The
+        deadline (grpc-timeout) runs from now; request DATA is kept until start()."""
         cdef bytes name, value
         cdef double timeout = -1.0
         self.down = down
+        self.ex = ex
         self.pool = pool
         self.loop = loop
         self.group = group
@@ -162,17 +165,28 @@ cdef class GrpcCall(H2StreamOwner):
             fields.append((b"x-forwarded-for", client_ip))
             fields.append((b"x-forwarded-proto", scheme))
         self.fields = fields
-        self.started = now_monotonic()
+        self.started_at = now_monotonic()
         if timeout >= 0:
             self.timer = loop.call_later(timeout, self.on_deadline)
 
-    cdef void start(self):
-        if not self.finished:
-            self.try_node(None, False)
+    cdef void start(self, UpstreamGroup group):
+        """Routing and plugins let the call through to ``group`` (None: the one given)."""
+        cdef bytearray body = self.early
+        cdef size_t n = len(body) if body is not None else 0
+        if group is not None:
+            self.group = group
+        self.started = True
+        self.early = None
+        if self.finished:
+            return
+        self.unacked += n  # acknowledged to the client once the upstream stream takes them
+        self.try_node(body, self.early_end)
+        if self.up is not None and not self.up.over_high_water:
+            self.on_h2_request_drained(self.up)
 
     cdef void try_node(self, bytearray body, bint body_ended):
         cdef UpstreamGroup group = self.group
-        cdef UpstreamNode node = group.pick(None, self.failed_nodes)
+        cdef UpstreamNode node = group.pick(self.ex, self.failed_nodes)
         cdef bytes authority
         if node is None:
             self.answer_status(GRPC_UNAVAILABLE, "no upstream node available")
@@ -198,6 +212,12 @@ cdef class GrpcCall(H2StreamOwner):
 
     cdef void on_request_data(self, bytes data, bint end):
         cdef size_t n = len(data)
+        if not self.started and not self.finished:
+            if self.early is None:
+                self.early = bytearray()
+            self.early += data
+            self.early_end = end
+            return
         if self.up is None:
             if n:
                 self.down.consume_request(n)  # the call is over: nothing to hold the client for
@@ -229,7 +249,7 @@ cdef class GrpcCall(H2StreamOwner):
         self.timer = None
         if not self.finished:
             log.info("gRPC call %s: deadline exceeded after %.3f s", self.path.decode("latin-1"),
-                     now_monotonic() - self.started)
+                     now_monotonic() - self.started_at)
             self.answer_status(GRPC_DEADLINE_EXCEEDED, "deadline exceeded")
 
     # -- from the upstream stream --
@@ -338,12 +358,15 @@ cdef class GrpcCall(H2StreamOwner):
         if self.unacked:
             self.down.consume_request(self.unacked)
             self.unacked = 0
+        if self.early:
+            self.down.consume_request(len(self.early))
+            self.early = None
         self.down.call_done(self)
 
     # -- the same, from Python (a downstream written in Python; the tests) --
 
     def begin(self):
-        self.start()
+        self.start(None)
 
     def request_data(self, bytes data, bint end=False):
         self.on_request_data(data, end)

@@ -22,7 +22,7 @@ def _identity(data: bytes) -> bytes:
 
 class GrpcBackend:
     """Methods: Unary (echo; metadata ``x-sleep`` seconds first, ``x-fail`` "code:message" to
-    fail), ServerStream (the request is a count n: n messages back), ClientStream (the requests
+    fail), ServerStream (the request is "n" or "n:size": n messages back, padded by size), ClientStream (the requests
     joined), Bidi (each request echoed at once). Every call answers trailer ``x-trailer:
     done-<method>`` and binary trailer ``x-bin-bin``."""
 
@@ -32,6 +32,7 @@ class GrpcBackend:
         self.seen: list[dict[str, str]] = []   # each call's invocation metadata
         self.cancelled = threading.Event()
         self.calls = 0
+        self.streamed = 0                      # messages ServerStream has handed to grpcio
         self.server: grpc.Server | None = None
 
     # -- handlers --
@@ -63,8 +64,10 @@ class GrpcBackend:
 
     def server_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         self._begin(context, "server_stream")
-        for i in range(int(request or b"0")):
-            yield b"message %d" % i
+        count, _, size = request.partition(b":")
+        for i in range(int(count or b"0")):
+            self.streamed = i + 1
+            yield b"message %d" % i + b"." * int(size or b"0")
 
     def client_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         self._begin(context, "client_stream")
