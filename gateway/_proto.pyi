@@ -198,12 +198,16 @@ class Runtime:
     keepalive_timeout: float
     send_timeout: float
     max_body: int
+    h2_max_concurrent_streams: int
+    h2_max_header_list_size: int
     timed: bool
     def __init__(self, version: int, router: Any, routes: list[RouteEntry],
                  max_request_line: int = 8192, max_header_size: int = 32768,
                  max_headers: int = 100, header_timeout: float = 10.0,
                  body_timeout: float = 60.0, keepalive_timeout: float = 60.0,
-                 send_timeout: float = 60.0, max_body: int = 0) -> None: ...
+                 send_timeout: float = 60.0, max_body: int = 0,
+                 h2_max_concurrent_streams: int = 128,
+                 h2_max_header_list_size: int = 32768) -> None: ...
 
 @disjoint_base
 class UpstreamPool:

@@ -12,7 +12,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from libc.string cimport memcpy, memchr
+from libc.string cimport memcpy, memchr, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from posix.types cimport time_t
@@ -52,6 +52,8 @@ include "connections/context.pyx"
 include "connections/phases.pyx"
 include "connections/exchange.pyx"
 include "connections/client_connection.pyx"
+include "connections/h2_stream.pyx"
+include "connections/h2_session.pyx"
 include "plugins/native_hook.pyx"
 include "plugins/prometheus_hook.pyx"
 include "plugins/limit_hooks.pyx"

@@ -183,10 +183,14 @@ def test_openssl_s_client_tls_1_1_is_refused(gateway: tuple[GatewayProcess, int,
     assert b"no peer certificate available" in out and b"New, (NONE), Cipher is (NONE)" in out
 
 
-def test_alpn_is_http_1_1(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
+def test_alpn_picks_h2_or_http_1_1(gateway: tuple[GatewayProcess, int, Upstream], pki: Pki) -> None:
     _, port, _ = gateway
     ctx = client_context(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with connect(port, "api.example.com", ctx) as sock:
+        assert sock.selected_alpn_protocol() == "h2"  # tests/test_http2.py speaks it
+    ctx = client_context(pki)
+    ctx.set_alpn_protocols(["http/1.1"])
     with connect(port, "api.example.com", ctx) as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
         assert request(sock, "api.example.com")[0] == 200

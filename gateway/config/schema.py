@@ -97,10 +97,20 @@ class AdminSettings(_Struct, kw_only=True, frozen=True):
     max_connections: PositiveInt = 256
 
 
+class Http2Settings(_Struct, kw_only=True, frozen=True):
+    #: Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS;
+    #: nginx's http2_max_concurrent_streams). A client opening more gets them refused.
+    max_concurrent_streams: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] = 128
+    #: Bytes of one request's header list as RFC 9113 counts them (names + values + 32 per
+    #: field; SETTINGS_MAX_HEADER_LIST_SIZE). Larger requests are answered 431.
+    max_header_list_size: Annotated[int, msgspec.Meta(ge=1024, le=2**31 - 1)] = 32768
+
+
 class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Proxy listen addresses, "host:port" or "[v6addr]:port". A single string is accepted.
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
-    #: HTTPS listen addresses (TLS 1.2/1.3, ALPN http/1.1; certificates from `ssls` by SNI).
+    #: HTTPS listen addresses (TLS 1.2/1.3, ALPN h2 and http/1.1; certificates from `ssls` by
+    #: SNI).
     #: Like `listen`, they change only on restart.
     tls_listen: list[str] = []
     #: The SNI a TLS client that sends none is treated as (APISIX's `fallback_sni`): its
@@ -149,6 +159,8 @@ class GatewaySettings(_Struct, kw_only=True, frozen=True):
     #: Nameservers for the host names in upstream nodes, "ip" or "ip:port" ("[v6]:port");
     #: empty = the system's (/etc/resolv.conf). /etc/hosts is read first either way.
     resolvers: list[str] = msgspec.field(default_factory=list)
+    #: HTTP/2 (over TLS by ALPN, h2c on `listen`): per-connection limits.
+    http2: Http2Settings = msgspec.field(default_factory=Http2Settings)
 
 
 # ----------------------------------------------------------------------- upstream

@@ -114,6 +114,8 @@ def compile_runtime(config: Config, version: int, limiter: SharedLimiter | None 
         float(gw.keepalive_timeout),
         float(gw.send_timeout),
         gw.client_max_body_size,
+        gw.http2.max_concurrent_streams,
+        gw.http2.max_header_list_size,
     )
 
 

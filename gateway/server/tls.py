@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 
 from gateway.config import Ssl, is_ip, sni_candidates
 
-#: ALPN protocols offered; "h2" joins when the HTTP/2 session exists.
-ALPN_PROTOCOLS = ["http/1.1"]
+#: ALPN protocols offered, preferred first: the negotiated one picks the connection's protocol
+#: (ClientConnection.connection_made hands "h2" to the HTTP/2 session).
+ALPN_PROTOCOLS = ["h2", "http/1.1"]
 #: TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3's suites are all AEAD already).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 

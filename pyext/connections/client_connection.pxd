@@ -44,3 +44,4 @@ cdef class ClientConnection:
     cdef void on_timeout(self, double now)
     cdef void abort(self)
     cdef void close(self)
+    cdef void drain(self, double until)

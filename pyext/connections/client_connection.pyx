@@ -34,6 +34,9 @@ cdef class ClientConnection:
         if self.on_tls_listener:
             self.tls = TlsSession(transport.get_extra_info("ssl_object"))
             self.tls_refusal = self.tls.refusal()
+            if self.tls.alpn_protocol == "h2":
+                hand_to_h2(self, None)  # the client chose HTTP/2 in the handshake
+                return
         # Until the first byte the idle timer applies; the header timer starts with the head.
         # Accepted while draining (already queued when the listener closed): served, with
         # Connection: close, rather than reset.
@@ -178,6 +181,9 @@ cdef class ClientConnection:
         cdef bytes rest
         if self.tls_refusal is not None:
             self.reject(400, self.tls_refusal)
+            return
+        if self.requests == 0 and self.tls is None and data[0] == 0x50 and \
+                take_h2c_preface(self, data):  # "P": h2c with prior knowledge?
             return
         self.processing = True
         try:
@@ -439,6 +445,15 @@ cdef class ClientConnection:
             self.server.drop_client(self)
             if self.transport is not None:
                 self.transport.close()
+
+    cdef void drain(self, double until):
+        """The worker drains: an idle connection closes at ``until`` (0: now); a busy one
+        says Connection: close with its response."""
+        if self.state == C_IDLE:
+            if until == 0:
+                self.close()
+            elif self.deadline == 0 or self.deadline > until:
+                self.deadline = until
 
 
 MESSAGE_HTTP_HEADERS = (("Content-Type", "message/http"),)

@@ -206,7 +206,7 @@ cdef class RequestContext:
 
     @property
     def http_version(self):
-        return "1.1" if self.version_minor == 1 else "1.0"
+        return "1.1" if self.version_minor == 1 else "2.0" if self.version_minor == 2 else "1.0"
 
     @property
     def headers(self):
@@ -404,6 +404,8 @@ cdef class RequestContext:
         # naming the protocol it received; a Via the client sent stays before it (one list)
         if h.version_minor == 0:
             hb.add("Via: 1.0 gateway\r\n", 18)
+        elif h.version_minor == 2:
+            hb.add("Via: 2 gateway\r\n", 16)
         else:
             hb.add("Via: 1.1 gateway\r\n", 18)
         if self.upstream_header_set is not None:

@@ -384,7 +384,7 @@ cdef class Exchange(PhaseRunner):
         # (chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0 ones).
         self.filtering = bool(self.route.body_filter) and r.body_kind != GW_BODY_NONE
         self.chunked_to_client = r.body_kind == GW_BODY_CHUNKED and (
-            self.version_minor == 0 or self.filtering)
+            self.version_minor != 1 or self.filtering)  # HTTP/1.0 and HTTP/2 (2): unchunked
         if self.version_minor == 0 and (r.body_kind == GW_BODY_CHUNKED or self.filtering):
             # An HTTP/1.0 client cannot read chunked framing: the body ends with the connection.
             close = True

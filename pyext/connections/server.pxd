@@ -19,3 +19,4 @@ cdef class Server:
 
     cdef void add_client(self, ClientConnection c)
     cdef void drop_client(self, ClientConnection c)
+    cdef void replace_client(self, ClientConnection old, ClientConnection new)

@@ -38,6 +38,11 @@ cdef class Server:
             if self.acceptor is not None:
                 self.acceptor.connection_gone()
 
+    cdef void replace_client(self, ClientConnection old, ClientConnection new):
+        """``new`` carries on ``old``'s transport (HTTP/2 taking over): one connection still."""
+        self.clients.discard(old)
+        self.clients.add(new)
+
     def protocol_factory(self):
         return ClientConnection(self)
 
@@ -74,11 +79,7 @@ cdef class Server:
         self.pool.draining = True
         self.h2_pool.drain()
         for c in list(self.clients):
-            if c.state == C_IDLE:
-                if idle_grace <= 0:
-                    c.close()
-                elif c.deadline == 0 or c.deadline > until:
-                    c.deadline = until
+            c.drain(until if idle_grace > 0 else 0)
 
     def close_all(self):
         cdef ClientConnection c

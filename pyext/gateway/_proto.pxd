@@ -32,6 +32,8 @@ cdef class PhaseRunner
 cdef class Exchange
 cdef class TlsSession
 cdef class ClientConnection
+cdef class H2Stream
+cdef class H2Connection
 cdef class NativeHook
 cdef class PrometheusLog
 cdef class LimitAccess
@@ -61,6 +63,7 @@ include "connections/context.pxd"
 include "connections/phases.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"
+include "connections/h2_session.pxd"
 include "plugins/native_hook.pxd"
 include "plugins/prometheus_hook.pxd"
 include "plugins/limit_hooks.pxd"

@@ -6,7 +6,8 @@
 from libc.stdint cimport uint8_t, int32_t, uint32_t, uint64_t
 
 
-cdef extern from "nghttp2/nghttp2.h" nogil:
+# Types and callback types: callbacks run with the GIL held (inside mem_recv2 / mem_send2).
+cdef extern from "nghttp2/nghttp2.h":
     ctypedef ssize_t nghttp2_ssize
 
     ctypedef struct nghttp2_session:
@@ -308,6 +309,9 @@ cdef extern from "nghttp2/nghttp2.h" nogil:
         nghttp2_session *session, int lib_error_code, const char *msg, size_t len,
         void *user_data) noexcept
 
+
+# Functions: plain C, callable without the GIL.
+cdef extern from "nghttp2/nghttp2.h" nogil:
     int nghttp2_session_callbacks_new(nghttp2_session_callbacks **callbacks_ptr)
     void nghttp2_session_callbacks_del(nghttp2_session_callbacks *callbacks)
     void nghttp2_session_callbacks_set_send_callback2(

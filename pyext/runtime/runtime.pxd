@@ -24,4 +24,6 @@ cdef class Runtime:
     cdef public double keepalive_timeout
     cdef public double send_timeout
     cdef public uint64_t max_body
+    cdef public uint32_t h2_max_concurrent_streams
+    cdef public uint32_t h2_max_header_list_size
     cdef public bint timed                # some route has log hooks: measure latencies

@@ -24,7 +24,8 @@ cdef class Runtime:
     def __init__(self, int version, object router, list routes, int max_request_line=8192,
                  int max_header_size=32768, int max_headers=100, double header_timeout=10.0,
                  double body_timeout=60.0, double keepalive_timeout=60.0,
-                 double send_timeout=60.0, uint64_t max_body=0):
+                 double send_timeout=60.0, uint64_t max_body=0,
+                 uint32_t h2_max_concurrent_streams=128, uint32_t h2_max_header_list_size=32768):
         self.version = version
         self.router = router
         self.router_handle = <const void *><size_t>router._handle
@@ -37,4 +38,6 @@ cdef class Runtime:
         self.keepalive_timeout = keepalive_timeout
         self.send_timeout = send_timeout
         self.max_body = max_body
+        self.h2_max_concurrent_streams = h2_max_concurrent_streams
+        self.h2_max_header_list_size = h2_max_header_list_size
         self.timed = any((<RouteEntry>r).log for r in routes)

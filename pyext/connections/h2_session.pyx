@@ -1,0 +1,364 @@
+cdef bytes H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+cdef enum:
+    # CVE-2023-44487 (rapid reset): a client may reset this many streams at once, then this
+    # many per second (nghttp2's own defaults, stated here so they stay ours); past that the
+    # connection ends with GOAWAY ENHANCE_YOUR_CALM.
+    H2_RESET_BURST = 1000
+    H2_RESET_RATE = 33
+    # CVE-2024-27316 (CONTINUATION flood): CONTINUATION frames allowed in one header block.
+    H2_MAX_CONTINUATIONS = 8
+    # SETTINGS entries one frame may carry.
+    H2_MAX_SETTINGS = 32
+
+# While streams are open the sweep visits the connection this often for their deadlines.
+DEF H2_SWEEP_SECONDS = 1.0
+
+# nghttp2's callbacks are set once per process; every session shares them (user_data is the
+# H2Connection, a stream's data source its H2Stream).
+cdef nghttp2_session_callbacks *h2_callbacks = NULL
+
+
+cdef nghttp2_session_callbacks *server_callbacks() except NULL:
+    global h2_callbacks
+    if h2_callbacks == NULL:
+        if nghttp2_session_callbacks_new(&h2_callbacks) != 0:
+            raise MemoryError()
+        nghttp2_session_callbacks_set_on_begin_headers_callback(h2_callbacks, h2_on_begin_headers)
+        nghttp2_session_callbacks_set_on_header_callback(h2_callbacks, h2_on_header)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(h2_callbacks, h2_on_frame_recv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2_callbacks, h2_on_data)
+        nghttp2_session_callbacks_set_on_stream_close_callback(h2_callbacks, h2_on_stream_close)
+        nghttp2_session_callbacks_set_on_frame_send_callback(h2_callbacks, h2_on_frame_send)
+    return h2_callbacks
+
+
+cdef class H2Connection(ClientConnection):
+    """An HTTP/2 client connection: nghttp2 parses and frames (``mem_recv2`` on each read,
+    ``mem_send2`` for what is due), its callbacks open H2Streams, and each stream's request
+    runs as an Exchange. It takes over the transport of the ClientConnection that accepted it
+    (ALPN "h2" after the TLS handshake, or the h2c preface on the plain listener)."""
+
+    def __dealloc__(self):
+        if self.session != NULL:
+            nghttp2_session_del(self.session)
+            self.session = NULL
+        if self.names != NULL:
+            PyMem_Free(self.names)
+            self.names = NULL
+
+    cdef void start(self, bytes first) except *:
+        """Creates the session, queues the server SETTINGS and reads ``first`` (bytes the
+        accepting connection already received)."""
+        cdef Runtime runtime = self.server.runtime
+        cdef nghttp2_option *opt = NULL
+        cdef nghttp2_settings_entry iv[3]
+        cdef int rc
+        self.streams = {}
+        self.max_header_list_size = runtime.h2_max_header_list_size
+        if nghttp2_option_new(&opt) != 0:
+            raise MemoryError()
+        try:
+            # Windows follow the upstreams: DATA is acknowledged once an upstream took it.
+            nghttp2_option_set_no_auto_window_update(opt, 1)
+            # CVE-2023-44487: streams a client resets, a token bucket (nghttp2's defaults)
+            nghttp2_option_set_stream_reset_rate_limit(opt, H2_RESET_BURST, H2_RESET_RATE)
+            # CVE-2024-27316: CONTINUATION frames per header block
+            nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS)
+            nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS)
+            rc = nghttp2_session_server_new2(&self.session, server_callbacks(), <void *>self, opt)
+        finally:
+            nghttp2_option_del(opt)
+        if rc != 0:
+            raise MemoryError()
+        iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
+        iv[0].value = runtime.h2_max_concurrent_streams
+        iv[1].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
+        iv[1].value = runtime.h2_max_header_list_size
+        iv[2].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH
+        iv[2].value = 0
+        nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, iv, 3)
+        self.set_state(C_IDLE)
+        self.deadline = now_monotonic() + runtime.keepalive_timeout
+        if self.server.draining:
+            self.goaway(NGHTTP2_NO_ERROR)
+        if first:
+            self.data_received(first)
+        else:
+            self.flush()
+
+    def data_received(self, bytes data):
+        cdef nghttp2_ssize rc
+        if self.session == NULL or self.state == C_CLOSED:
+            return
+        self.in_recv = True
+        try:
+            rc = nghttp2_session_mem_recv2(self.session, <const uint8_t *>PyBytes_AS_STRING(data),
+                                           PyBytes_GET_SIZE(data))
+        finally:
+            self.in_recv = False
+        if rc < 0:
+            # A connection error: the client is told why (GOAWAY) and the connection closes
+            # once that is sent (flush sees the session wants neither to read nor to write).
+            log.info("HTTP/2 connection from %s:%d ended: %s", self.client_ip.decode(),
+                     self.client_port, (<bytes>nghttp2_strerror(<int>rc)).decode())
+            if rc == NGHTTP2_ERR_BAD_CLIENT_MAGIC or rc == NGHTTP2_ERR_NOMEM:
+                self.abort()
+                return
+            nghttp2_session_terminate_session(
+                self.session, NGHTTP2_ENHANCE_YOUR_CALM
+                if rc == NGHTTP2_ERR_FLOODED or rc == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                else NGHTTP2_PROTOCOL_ERROR)
+        self.flush()
+
+    def connection_lost(self, exc):
+        cdef H2Stream s
+        self.set_state(C_CLOSED)
+        self.server.drop_client(self)
+        self.deadline = 0
+        for s in list(self.streams.values()):
+            s.on_closed(NGHTTP2_CANCEL)
+        self.streams.clear()
+
+    def eof_received(self):
+        # the client sends no more frames: streams in flight still get their responses
+        return True
+
+    def pause_writing(self):
+        self.writing_paused = True
+        self.send_buffered = self.transport.get_write_buffer_size()
+        self.send_deadline = now_monotonic() + self.server.runtime.send_timeout
+
+    def resume_writing(self):
+        self.writing_paused = False
+        self.send_deadline = 0
+        self.flush()
+
+    cdef void open_stream(self, int32_t stream_id) except *:
+        cdef H2Stream s = H2Stream.__new__(H2Stream)
+        s.server = self.server
+        s.conn = self
+        s.stream_id = stream_id
+        s.transport = self.transport
+        s.write = None
+        s.client_ip = self.client_ip
+        s.client_port = self.client_port
+        s.tls = self.tls
+        s.tls_refusal = self.tls_refusal
+        s.on_tls_listener = self.on_tls_listener
+        s.pending = bytearray()
+        s.fields = bytearray()
+        s.out = []
+        s.state = C_HEAD
+        self.streams[stream_id] = s
+        nghttp2_session_set_stream_user_data(self.session, stream_id, <void *>s)
+        if self.state == C_IDLE:
+            self.set_state(C_ACTIVE)
+            self.deadline = now_monotonic() + H2_SWEEP_SECONDS
+
+    cdef void stream_gone(self, H2Stream s):
+        self.streams.pop(s.stream_id, None)
+        if not self.streams and self.state == C_ACTIVE:
+            self.set_state(C_IDLE)
+            self.deadline = now_monotonic() + (
+                DRAIN_IDLE_GRACE if self.server.draining else self.server.runtime.keepalive_timeout)
+
+    cdef void flush(self):
+        """Sends what the session has due, unless inside nghttp2 (sent when it returns) or the
+        client's socket is full (sent on resume_writing). Closes the connection when nghttp2
+        wants neither to read nor to write (after GOAWAY, or a connection error)."""
+        cdef const uint8_t *p = NULL
+        cdef nghttp2_ssize n
+        cdef list parts
+        if self.in_recv or self.flushing or self.session == NULL or self.state == C_CLOSED:
+            return
+        self.flushing = True
+        parts = []
+        try:
+            while not self.writing_paused:
+                n = nghttp2_session_mem_send2(self.session, &p)
+                if n <= 0:
+                    if n < 0:
+                        log.warning("HTTP/2 session error: %s",
+                                    (<bytes>nghttp2_strerror(<int>n)).decode())
+                        self.flushing = False
+                        self.abort()
+                        return
+                    break
+                parts.append(PyBytes_FromStringAndSize(<const char *>p, n))
+        finally:
+            self.flushing = False
+        if parts:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
+            else:
+                self.transport.write(b"".join(parts))
+        if not nghttp2_session_want_read(self.session) and \
+                not nghttp2_session_want_write(self.session):
+            ClientConnection.close(self)
+
+    cdef void goaway(self, uint32_t error_code):
+        """No new streams: the ones already opened finish (graceful GOAWAY)."""
+        if self.goaway_sent or self.session == NULL:
+            return
+        self.goaway_sent = True
+        nghttp2_submit_goaway(self.session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(self.session),
+                              error_code, NULL, 0)
+        self.flush()
+
+    cdef void drain(self, double until):
+        self.goaway(NGHTTP2_NO_ERROR)
+        if not self.streams and self.state != C_CLOSED:
+            self.deadline = until
+
+    cdef void on_timeout(self, double now):
+        cdef H2Stream s
+        if self.state == C_IDLE:
+            # keep-alive timeout, or a draining worker's grace: GOAWAY, then close
+            self.goaway(NGHTTP2_NO_ERROR)
+            self.close()
+            return
+        for s in list(self.streams.values()):
+            if s.deadline and now >= s.deadline:
+                s.on_timeout(now)
+        self.flush()
+        if self.state == C_ACTIVE:
+            self.deadline = now + H2_SWEEP_SECONDS
+
+    cdef void abort(self):
+        ClientConnection.abort(self)
+
+    cdef void close(self):
+        if self.state != C_CLOSED:
+            self.goaway(NGHTTP2_NO_ERROR)
+            ClientConnection.close(self)
+
+
+cdef bint take_h2c_preface(ClientConnection c, bytes data) except -1:
+    """On a plain connection's first bytes: True when they are (or begin) the HTTP/2
+    connection preface, which then hands the connection to an H2Connection (h2c with prior
+    knowledge, RFC 9113 3.3)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    if n < 24:
+        if H2_PREFACE.startswith(data):
+            c.pending += data  # the rest of the preface is on its way
+            return True
+        return False
+    if memcmp(PyBytes_AS_STRING(data), PyBytes_AS_STRING(H2_PREFACE), 24) != 0:
+        return False
+    hand_to_h2(c, data)
+    return True
+
+
+cdef void hand_to_h2(ClientConnection c, bytes first) except *:
+    """``c``'s transport now speaks HTTP/2 (ALPN h2, or the h2c preface): an H2Connection
+    takes it over, and ``c`` leaves the server's client set without counting as closed."""
+    cdef H2Connection h = H2Connection.__new__(H2Connection)
+    h.server = c.server
+    h.pending = bytearray()
+    h.transport = c.transport
+    h.write = c.transport.write
+    h.client_ip = c.client_ip
+    h.client_port = c.client_port
+    h.on_tls_listener = c.on_tls_listener
+    h.tls = c.tls
+    h.tls_refusal = c.tls_refusal
+    c.server.replace_client(c, h)
+    c.transport.set_protocol(h)
+    c.set_state(C_CLOSED)
+    c.transport = None
+    h.start(first)
+
+
+# -- nghttp2 callbacks: they run inside mem_recv2 / mem_send2 and must not raise --
+
+cdef int h2_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
+                             void *user_data) noexcept:
+    if frame.hd.type != NGHTTP2_HEADERS or frame.headers.cat != NGHTTP2_HCAT_REQUEST:
+        return 0
+    try:
+        (<H2Connection>user_data).open_stream(frame.hd.stream_id)
+    except BaseException:
+        log.exception("HTTP/2: opening a stream failed")
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+    return 0
+
+
+cdef int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                      void *user_data) noexcept:
+    cdef void *p
+    if frame.hd.type != NGHTTP2_HEADERS or frame.headers.cat != NGHTTP2_HCAT_REQUEST:
+        return 0  # trailers: the HTTP/1.1 upstream request carries none
+    p = nghttp2_session_get_stream_user_data(session, frame.hd.stream_id)
+    if p == NULL:
+        return 0
+    try:
+        (<H2Stream>p).add_field(name, namelen, value, valuelen)
+    except BaseException:
+        log.exception("HTTP/2: a request field failed")
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+    return 0
+
+
+cdef int h2_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
+                          void *user_data) noexcept:
+    cdef void *p
+    cdef bint end_stream = (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) != 0
+    if frame.hd.type != NGHTTP2_HEADERS and frame.hd.type != NGHTTP2_DATA:
+        return 0
+    p = nghttp2_session_get_stream_user_data(session, frame.hd.stream_id)
+    if p == NULL:
+        return 0
+    try:
+        if frame.hd.type == NGHTTP2_HEADERS and frame.headers.cat == NGHTTP2_HCAT_REQUEST:
+            (<H2Stream>p).on_headers_done(end_stream)
+        elif end_stream:
+            (<H2Stream>p).on_end_stream()
+    except BaseException:
+        log.exception("HTTP/2: a request failed")
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+    return 0
+
+
+cdef int h2_on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                    const uint8_t *data, size_t size, void *user_data) noexcept:
+    cdef void *p = nghttp2_session_get_stream_user_data(session, stream_id)
+    # The connection window reopens at once: one slow upstream holds back only its stream.
+    nghttp2_session_consume_connection(session, size)
+    if p == NULL:
+        return 0
+    try:
+        (<H2Stream>p).on_data(data, size)
+    except BaseException:
+        log.exception("HTTP/2: request body failed")
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+    return 0
+
+
+cdef int h2_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                            void *user_data) noexcept:
+    cdef void *p = nghttp2_session_get_stream_user_data(session, stream_id)
+    if p == NULL:
+        return 0
+    try:
+        (<H2Stream>p).on_closed(error_code)
+    except BaseException:
+        log.exception("HTTP/2: closing a stream failed")
+    return 0
+
+
+cdef int h2_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
+                          void *user_data) noexcept:
+    """The response ended while the request body was still coming: the rest is not wanted
+    (RFC 9113 8.1: RST_STREAM NO_ERROR once the response is complete)."""
+    cdef void *p
+    if not (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) or (
+            frame.hd.type != NGHTTP2_DATA and frame.hd.type != NGHTTP2_HEADERS):
+        return 0
+    p = nghttp2_session_get_stream_user_data(session, frame.hd.stream_id)
+    if p != NULL and not (<H2Stream>p).remote_closed:
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame.hd.stream_id,
+                                  NGHTTP2_NO_ERROR)
+    return 0

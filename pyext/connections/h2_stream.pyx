@@ -1,0 +1,345 @@
+cdef enum:
+    H2_STREAM_BUFFER_HIGH = 65536   # response bytes held for one stream before its upstream pauses
+    H2_STREAM_BUFFER_LOW = 16384    # ... and resumes
+    H2_MAX_RESPONSE_FIELDS = 130    # GW_MAX_HEADERS + :status + slack
+
+# Fields HTTP/2 forbids (RFC 9113 8.2.2) or that only frame an HTTP/1.1 message: dropped when an
+# HTTP/1.1 head becomes HEADERS.
+cdef uint32_t H1_ONLY_FIELDS = GW_HF_HOP_BY_HOP | GW_HF_TRANSFER_ENCODING | GW_HF_CONNECTION | \
+    GW_HF_UPGRADE
+
+
+cdef class H2Stream(ClientConnection):
+    """One request stream. It is the Exchange's client: the request arrives as HEADERS and
+    DATA and is handed on as the HTTP/1.1 head the same parser reads on a plain connection (one
+    Rust call), so the Exchange, routing, plugins and limits run unchanged; the Exchange's
+    response head and body come back through ``hold_head`` / ``write_body`` / ``write_head``
+    and leave as HEADERS and DATA. Flow control follows the upstream: request DATA is
+    acknowledged (WINDOW_UPDATE) only once the upstream connection took it, and the upstream is
+    paused while this stream's response bytes wait for the client's window."""
+
+    cdef void add_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
+                        size_t valuelen) except *:
+        self.header_list_size += namelen + valuelen + 32  # RFC 9113 6.5.2's accounting
+        if self.header_list_size > self.conn.max_header_list_size:
+            self.too_large = True
+        if self.too_large:
+            return
+        if namelen and name[0] == b':':
+            field = PyBytes_FromStringAndSize(<const char *>value, valuelen)
+            if namelen == 7 and memcmp(name, b":method", 7) == 0:
+                self.method = field
+            elif namelen == 5 and memcmp(name, b":path", 5) == 0:
+                self.path = field
+            elif namelen == 10 and memcmp(name, b":authority", 10) == 0:
+                self.authority = field
+            return  # :scheme: the gateway's own scheme is what upstreams are told
+        if namelen == 6 and memcmp(name, b"cookie", 6) == 0:
+            field = PyBytes_FromStringAndSize(<const char *>value, valuelen)
+            self.cookie = field if self.cookie is None else self.cookie + b"; " + field
+            return
+        if namelen == 4 and memcmp(name, b"host", 4) == 0 and self.authority is not None:
+            return  # :authority wins (RFC 9113 8.3.1); nghttp2 checked they agree
+        if namelen == 14 and memcmp(name, b"content-length", 14) == 0:
+            self.has_length = True
+        elif namelen == 6 and memcmp(name, b"expect", 6) == 0:
+            return  # no 100-continue on HTTP/2: DATA flows under flow control instead
+        self.fields += name[:namelen]
+        self.fields += b": "
+        self.fields += value[:valuelen]
+        self.fields += b"\r\n"
+
+    cdef void on_headers_done(self, bint end_stream) except *:
+        """The request's header block is complete: parse it as an HTTP/1.1 head and start its
+        exchange, as ClientConnection.process does for a head read off the wire."""
+        cdef const char *reason = NULL
+        cdef int32_t n
+        cdef Exchange ex
+        cdef Runtime runtime = self.server.runtime
+        cdef bytearray head
+        self.remote_closed = end_stream
+        if self.too_large:
+            self.respond_plain(431, "request header fields too large")
+            return
+        if self.tls_refusal is not None:
+            self.respond_plain(400, self.tls_refusal)
+            return
+        head = bytearray(self.method or b"GET")
+        head += b" "
+        head += self.path if self.path is not None else (self.authority or b"/")
+        head += b" HTTP/1.1\r\n"
+        if self.authority is not None:
+            head += b"host: "
+            head += self.authority
+            head += b"\r\n"
+        head += self.fields
+        if self.cookie is not None:
+            head += b"cookie: "
+            head += self.cookie
+            head += b"\r\n"
+        if not end_stream and not self.has_length:
+            # a body of unknown length: framed for the HTTP/1.1 side as the parser expects
+            self.chunked_body = True
+            head += b"transfer-encoding: chunked\r\n"
+        head += b"\r\n"
+        data = bytes(head)
+        self.fields = None
+        n = gw_parse_request(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                             &runtime.limits, &self.head, &reason)
+        if n <= 0:
+            self.respond_plain(-n if n < 0 else 431, (<bytes>reason).decode(errors="replace")
+                               if reason != NULL else "bad request")
+            return
+        # HTTP/2 marks itself to the Exchange and the request variables as version 2.0
+        self.head.version_minor = 2
+        self.head.keep_alive = 1
+        self.deadline = 0
+        ex = self.begin(data, runtime)
+        if self.ex is ex and end_stream and self.chunked_body:
+            self.on_end_stream()
+        if self.ex is ex and not ex.response_started:
+            ex.start()
+
+    cdef void on_data(self, const uint8_t *data, size_t size) except *:
+        cdef bytes chunk
+        cdef Exchange ex = self.ex
+        if ex is None or ex.body_done or self.state == C_CLOSED:
+            nghttp2_session_consume_stream(self.conn.session, self.stream_id, size)
+            return
+        if self.chunked_body:
+            chunk = b"%x\r\n%b\r\n" % (size, data[:size])
+        else:
+            chunk = PyBytes_FromStringAndSize(<const char *>data, size)
+        self.feed_body(chunk)
+        # Acknowledged only if the upstream took it (its transport under the high water).
+        if self.reading_paused_upstream or self.reading_paused_backlog:
+            self.unconsumed += size
+        else:
+            nghttp2_session_consume_stream(self.conn.session, self.stream_id, size)
+
+    cdef void on_end_stream(self) except *:
+        self.remote_closed = True
+        if self.chunked_body and self.ex is not None and not self.ex.body_done:
+            self.feed_body(b"0\r\n\r\n")
+
+    cdef void on_closed(self, uint32_t error_code) except *:
+        """nghttp2 closed the stream (done, or reset by either side)."""
+        cdef Exchange ex = self.ex
+        self.release_upstream()
+        self.set_state(C_CLOSED)
+        self.out = None
+        self.conn.stream_gone(self)
+        if ex is not None:
+            self.ex = None
+            ex.on_client_lost()
+
+    cdef void respond_plain(self, int status, str reason) except *:
+        """A request refused before it has an exchange (nothing of it was routed)."""
+        cdef bytes out = encode_local_response(
+            self.server.scratch, status, error_body(reason), JSON_HEADERS, False,
+            self.method == b"HEAD")
+        self.submit_head(out, None, False)
+
+    cdef void submit_head(self, bytes head, bytes body, bint more) except *:
+        """Queues the response HEADERS from an HTTP/1.1 ``head`` the Exchange wrote (bytes
+        past the head are body, as are ``body``); ``more``: body bytes may follow."""
+        cdef H2Connection conn = self.conn
+        cdef gw_response_head *r = &conn.rhead
+        cdef const char *reason = NULL
+        cdef const char *d = PyBytes_AS_STRING(head)
+        cdef int32_t n
+        cdef nghttp2_nv nva[H2_MAX_RESPONSE_FIELDS]
+        cdef size_t nvlen = 1, i, j, off = 0
+        cdef char status[3]
+        cdef gw_header *e
+        cdef nghttp2_data_provider2 provider
+        cdef int rc
+        n = gw_parse_response(<const uint8_t *>d, PyBytes_GET_SIZE(head),
+                              1 if self.method == b"HEAD" else 0, &conn_limits, r, &reason)
+        if n <= 0:
+            log.error("HTTP/2 stream %d: the response head could not be re-read (%s)",
+                      self.stream_id, (<bytes>reason).decode() if reason != NULL else "incomplete")
+            self.reset(NGHTTP2_INTERNAL_ERROR)
+            return
+        if n < PyBytes_GET_SIZE(head):
+            rest = head[n:]
+            body = rest if body is None else rest + body
+        if conn.names_cap < <size_t>n:
+            conn.names = <uint8_t *>PyMem_Realloc(conn.names, n)
+            if conn.names == NULL:
+                conn.names_cap = 0
+                raise MemoryError()
+            conn.names_cap = n
+        status[0] = <char>(48 + r.status // 100)
+        status[1] = <char>(48 + (r.status // 10) % 10)
+        status[2] = <char>(48 + r.status % 10)
+        nva[0].name = <uint8_t *>b":status"
+        nva[0].namelen = 7
+        nva[0].value = <uint8_t *>status
+        nva[0].valuelen = 3
+        nva[0].flags = NGHTTP2_NV_FLAG_NONE
+        for i in range(r.n_headers):
+            e = &r.headers[i]
+            if e.flags & H1_ONLY_FIELDS or nvlen >= H2_MAX_RESPONSE_FIELDS:
+                continue
+            # HTTP/2 field names are lowercase (RFC 9113 8.2.1)
+            for j in range(e.name.len):
+                conn.names[off + j] = ascii_lower(<uint8_t>d[e.name.off + j])
+            nva[nvlen].name = conn.names + off
+            nva[nvlen].namelen = e.name.len
+            off += e.name.len
+            nva[nvlen].value = <uint8_t *>d + e.value.off
+            nva[nvlen].valuelen = e.value.len
+            nva[nvlen].flags = NGHTTP2_NV_FLAG_NONE
+            if field_is_keep_alive(conn.names + off - e.name.len, e.name.len):
+                continue
+            nvlen += 1
+        if body is not None and PyBytes_GET_SIZE(body):
+            self.out.append(body)
+            self.out_size += PyBytes_GET_SIZE(body)
+        self.out_eof = not more
+        self.submitted = True
+        if self.out_size or more:
+            provider.source.ptr = <void *>self
+            provider.read_callback = h2_read_body
+            rc = nghttp2_submit_response2(conn.session, self.stream_id, nva, nvlen, &provider)
+        else:
+            rc = nghttp2_submit_response2(conn.session, self.stream_id, nva, nvlen, NULL)
+        if rc != 0:
+            self.reset(NGHTTP2_INTERNAL_ERROR)
+            return
+        conn.flush()
+
+    # -- what the Exchange calls on its client --
+
+    cdef void write_head(self, bytes head):
+        if self.state != C_CLOSED and not self.submitted:
+            self.submit_head(head, None, False)
+
+    cdef void hold_head(self, bytes head):
+        self.held_head = head
+
+    cdef void write_body(self, bytes data):
+        cdef bytes head = self.held_head
+        if self.state == C_CLOSED:
+            return
+        if head is not None:
+            self.held_head = None
+            self.submit_head(head, data, True)
+        else:
+            self.out.append(data)
+            self.out_size += PyBytes_GET_SIZE(data)
+            if self.deferred:
+                self.deferred = False
+                nghttp2_session_resume_data(self.conn.session, self.stream_id)
+            self.conn.flush()
+        if self.out_size > H2_STREAM_BUFFER_HIGH and self.ex is not None and \
+                self.ex.upstream is not None and not self.upstream_held:
+            # the client's stream window is not draining as fast: the upstream waits
+            self.upstream_held = True
+            self.ex.upstream.pause_reading_for_client()
+
+    cdef void flush_head(self):
+        pass  # the held head goes out with the body, or at on_exchange_done as a whole response
+
+    cdef void on_exchange_done(self, Exchange ex):
+        cdef bytes head = self.held_head
+        if self.ex is not ex:
+            return
+        self.ex = None
+        self.release_upstream()
+        if self.state == C_CLOSED:
+            return
+        if head is not None:
+            self.held_head = None
+            self.submit_head(head, None, False)
+            return
+        self.out_eof = True
+        if self.deferred:
+            self.deferred = False
+            nghttp2_session_resume_data(self.conn.session, self.stream_id)
+        self.conn.flush()
+
+    cdef void update_reading(self):
+        """Request body waits for the upstream: its bytes stay unacknowledged (the client's
+        stream window closes) until the upstream's transport drains."""
+        cdef size_t n = self.unconsumed
+        if self.state == C_CLOSED or self.reading_paused_upstream or self.reading_paused_backlog:
+            return
+        if n:
+            self.unconsumed = 0
+            nghttp2_session_consume_stream(self.conn.session, self.stream_id, n)
+            self.conn.flush()
+
+    cdef void release_upstream(self):
+        if self.upstream_held:
+            self.upstream_held = False
+            if self.ex is not None and self.ex.upstream is not None:
+                self.ex.upstream.resume_reading_for_client()
+
+    cdef void reset(self, uint32_t error_code):
+        if self.state != C_CLOSED:
+            nghttp2_submit_rst_stream(self.conn.session, NGHTTP2_FLAG_NONE, self.stream_id,
+                                      error_code)
+            self.conn.flush()
+
+    cdef void abort(self):
+        self.reset(NGHTTP2_INTERNAL_ERROR)
+
+    cdef void close(self):
+        self.reset(NGHTTP2_NO_ERROR)
+
+    cdef void linger(self):
+        pass  # HTTP/2 ends a stream, not the connection
+
+    cdef void become_tunnel(self):
+        self.reset(NGHTTP2_CONNECT_ERROR)  # never asked: h2 requests carry no Upgrade
+
+
+cdef inline uint8_t ascii_lower(uint8_t c) noexcept nogil:
+    return c + 32 if b'A' <= c <= b'Z' else c
+
+
+cdef inline bint field_is_keep_alive(const uint8_t *name, size_t n) noexcept nogil:
+    """Connection-specific fields the HTTP/1.1 parser does not flag (RFC 9113 8.2.2)."""
+    return (n == 10 and memcmp(name, b"keep-alive", 10) == 0) or \
+        (n == 16 and memcmp(name, b"proxy-connection", 16) == 0)
+
+
+cdef gw_limits conn_limits
+conn_limits.max_request_line = 1 << 20
+conn_limits.max_head_size = 1 << 24
+conn_limits.max_headers = GW_MAX_HEADERS
+
+
+cdef nghttp2_ssize h2_read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                                size_t length, uint32_t *data_flags,
+                                nghttp2_data_source *source, void *user_data) noexcept:
+    """nghttp2 frames DATA for a stream: copies what the Exchange wrote, up to what the
+    client's windows allow (``length``)."""
+    cdef H2Stream s = <H2Stream>source.ptr
+    cdef size_t n = 0, take, avail
+    cdef bytes chunk
+    if s.out is None:
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+    while n < length and s.out:
+        chunk = <bytes>s.out[0]
+        avail = <size_t>PyBytes_GET_SIZE(chunk) - s.out_first
+        take = avail if avail <= length - n else length - n
+        memcpy(buf + n, PyBytes_AS_STRING(chunk) + s.out_first, take)
+        n += take
+        if take == avail:
+            del s.out[0]
+            s.out_first = 0
+        else:
+            s.out_first += take
+    s.out_size -= n
+    if s.upstream_held and s.out_size <= H2_STREAM_BUFFER_LOW:
+        s.release_upstream()
+    if s.out_size == 0:
+        if s.out_eof:
+            data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
+        elif n == 0:
+            s.deferred = True
+            return NGHTTP2_ERR_DEFERRED
+    return <nghttp2_ssize>n
