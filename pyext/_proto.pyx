@@ -20,6 +20,7 @@ from posix.types cimport time_t
 import asyncio
 from urllib.parse import parse_qs
 import errno
+import json
 import os
 from email.utils import formatdate
 import logging
@@ -54,6 +55,7 @@ include "connections/exchange.pyx"
 include "connections/client_connection.pyx"
 include "connections/h2_stream.pyx"
 include "connections/h2_session.pyx"
+include "connections/grpc_h2.pyx"
 include "plugins/native_hook.pyx"
 include "plugins/prometheus_hook.pyx"
 include "plugins/limit_hooks.pyx"

@@ -282,6 +282,24 @@ def test_client_reset_cancels_the_upstream_call(backend: GrpcBackend) -> None:
     assert list(pool.session_counts().values()) == [(1, 0)]  # the connection stays, for others
 
 
+def test_keepalive_requests_retires_a_session(backend: GrpcBackend) -> None:
+    """After keepalive.requests calls a session takes no more; it closes once they end."""
+    async def main() -> tuple[list[int], dict[str, Any]]:
+        h = Harness(group_for(backend.port, keepalive_requests=2))
+        sessions = []
+        for i in range(5):
+            call, down = h.call("Unary")
+            call.request_data(frame(b"%d" % i), True)
+            await down.finished.wait()
+            sessions.append(len(h.pool))
+        await asyncio.sleep(0.05)
+        return sessions, h.pool.session_counts()
+    sessions, counts = run(main())
+    # calls 1-2 on the first session, 3-4 on the second, 5 on a third; a retired one closes
+    # after its last call
+    assert sessions == [1, 0, 1, 0, 1] and list(counts.values()) == [(1, 0)]
+
+
 def test_helpers() -> None:
     assert grpc_timeout_seconds(b"100m") == pytest.approx(0.1)
     assert grpc_timeout_seconds(b"2S") == 2.0 and grpc_timeout_seconds(b"1H") == 3600.0

@@ -26,6 +26,8 @@ cdef class GrpcCall(H2StreamOwner):
     cdef readonly UpstreamNode node      # of the last try
     cdef UpstreamNode held                # the node counting this call in its `active`
     cdef list fields                      # request fields for the upstream, without :authority
+    cdef bytes client_ip                  # for x-forwarded-for (None: not added)
+    cdef bytes scheme                     # the client's, for x-forwarded-proto
     cdef bytes path
     cdef bytes authority                  # the client's; pass_host decides what is sent
     cdef set failed_nodes
@@ -38,6 +40,7 @@ cdef class GrpcCall(H2StreamOwner):
     cdef readonly int http_status         # the upstream's :status (0: none)
     cdef readonly double started_at
 
+    cdef double take_fields(self, list client_fields)
     cdef void start(self, UpstreamGroup group)
     cdef void try_node(self, bytearray body, bint body_ended)
     cdef void on_request_data(self, bytes data, bint end)

@@ -140,14 +140,25 @@ cdef class GrpcCall(H2StreamOwner):
                  Exchange ex=None):
         """``client_fields``: the request's fields as received, pseudo-headers included. The
         deadline (grpc-timeout) runs from now; request DATA is kept until start()."""
-        cdef bytes name, value
-        cdef double timeout = -1.0
+        cdef double timeout
         self.down = down
         self.ex = ex
         self.pool = pool
         self.loop = loop
         self.group = group
         self.grpc_status = -1
+        self.client_ip = client_ip
+        self.scheme = scheme
+        timeout = self.take_fields(client_fields)
+        self.started_at = now_monotonic()
+        if timeout >= 0:
+            self.timer = loop.call_later(timeout, self.on_deadline)
+
+    cdef double take_fields(self, list client_fields):
+        """The request's fields as the upstream gets them (called again once plugins have
+        changed them); returns the grpc-timeout in seconds, -1 without one."""
+        cdef bytes name, value
+        cdef double timeout = -1.0
         self.path = b"/"
         self.authority = b""
         fields = []
@@ -161,13 +172,11 @@ cdef class GrpcCall(H2StreamOwner):
                 if name == b"grpc-timeout":
                     timeout = grpc_timeout_seconds(value)
                 fields.append((name, value))
-        if client_ip is not None:
-            fields.append((b"x-forwarded-for", client_ip))
-            fields.append((b"x-forwarded-proto", scheme))
+        if self.client_ip is not None:
+            fields.append((b"x-forwarded-for", self.client_ip))
+            fields.append((b"x-forwarded-proto", self.scheme))
         self.fields = fields
-        self.started_at = now_monotonic()
-        if timeout >= 0:
-            self.timer = loop.call_later(timeout, self.on_deadline)
+        return timeout
 
     cdef void start(self, UpstreamGroup group):
         """Routing and plugins let the call through to ``group`` (None: the one given)."""

@@ -104,7 +104,7 @@ cdef H2UpstreamStream _stream_of(H2UpstreamSession session, int32_t stream_id):
 
 
 cdef int _on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
-                           void *user_data) noexcept with gil:
+                           void *user_data) noexcept:
     cdef H2UpstreamStream s = _stream_of(<H2UpstreamSession>user_data, frame.hd.stream_id)
     if s is not None:
         s.collecting = []
@@ -113,7 +113,7 @@ cdef int _on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
 
 cdef int _on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                    void *user_data) noexcept with gil:
+                    void *user_data) noexcept:
     cdef H2UpstreamStream s = _stream_of(<H2UpstreamSession>user_data, frame.hd.stream_id)
     if s is not None and s.collecting is not None:
         s.collecting.append((PyBytes_FromStringAndSize(<const char *>name, namelen),
@@ -122,7 +122,7 @@ cdef int _on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8
 
 
 cdef int _on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
-                        void *user_data) noexcept with gil:
+                        void *user_data) noexcept:
     cdef H2UpstreamSession session = <H2UpstreamSession>user_data
     cdef H2UpstreamStream s
     cdef list fields
@@ -162,7 +162,7 @@ cdef int _on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
 
 
 cdef int _on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
-                        const uint8_t *data, size_t length, void *user_data) noexcept with gil:
+                        const uint8_t *data, size_t length, void *user_data) noexcept:
     cdef H2UpstreamSession session = <H2UpstreamSession>user_data
     cdef H2UpstreamStream s = _stream_of(session, stream_id)
     if s is None or s.owner is None:
@@ -178,7 +178,7 @@ cdef int _on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 
 
 cdef int _on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
-                          void *user_data) noexcept with gil:
+                          void *user_data) noexcept:
     cdef H2UpstreamSession session = <H2UpstreamSession>user_data
     cdef H2UpstreamStream s = <H2UpstreamStream>session.streams.pop(stream_id, None)
     cdef H2StreamOwner owner
@@ -203,7 +203,7 @@ cdef int _on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error
 
 cdef nghttp2_ssize _read_request_body(nghttp2_session *ng, int32_t stream_id, uint8_t *buf,
                                       size_t length, uint32_t *data_flags,
-                                      nghttp2_data_source *source, void *user_data) noexcept with gil:
+                                      nghttp2_data_source *source, void *user_data) noexcept:
     cdef H2UpstreamStream s = <H2UpstreamStream>source.ptr
     cdef size_t have = len(s.outgoing)
     cdef size_t n = have if have < length else length
