@@ -131,19 +131,20 @@ def check_call(server: Server, timeout: float = 20.0) -> None:
 
 
 def run_h2load(port: int, seconds: float, args: argparse.Namespace, body: str) -> dict:
-    cmd = ["h2load", "-D", str(seconds), "-c", str(args.clients), "-m", str(args.streams),
+    cmd = ["h2load", "-D", str(max(1, round(seconds))), "-c", str(args.clients), "-m", str(args.streams),
            "-t", "1", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers",
            f"http://127.0.0.1:{port}{METHOD}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    out = done.stdout + done.stderr
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                        r"(\d+) failed, (\d+) errored", out)
-    codes = re.search(r"status codes: (\d+) 2xx", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     if not rate or not counts or not codes:
         raise BenchError(f"cannot read h2load's output:\n{out}")
     return {"rps": float(rate.group(1)), "calls": int(counts.group(3)),
             "failed": int(counts.group(5)) + int(counts.group(6)),
-            "non_2xx": int(counts.group(3)) - int(codes.group(1))}
+            "non_2xx": sum(int(codes.group(i)) for i in (2, 3, 4))}
 
 
 def measure(name: str, target: Server, proxy: Server | None, body: str,
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="grpc-bench-") as tmp:
         try:
+            os.chmod(tmp, 0o755)  # run as root, nginx's workers (nobody) read the reply here
             root = os.path.join(tmp, "root")
             os.makedirs(root)
             with open(os.path.join(root, "reply"), "wb") as fh:
