@@ -12,6 +12,7 @@ cdef class GrpcDownstream:
     cdef void consume_request(self, size_t n)
     cdef void reset(self, uint32_t error_code)
     cdef void call_done(self, GrpcCall call)
+    cdef void flush_out(self)
 
 cdef class GrpcCall(H2StreamOwner):
     cdef GrpcDownstream down

@@ -129,6 +129,10 @@ cdef class GrpcDownstream:
     cdef void call_done(self, GrpcCall call):
         pass
 
+    cdef void flush_out(self):
+        """Sends what the calls queued (batched while an upstream's frames are read)."""
+        pass
+
 
 cdef class GrpcCall(H2StreamOwner):
     """Proxies one call: started once the request head passed routing and plugins; the

@@ -47,9 +47,12 @@ cdef GrpcCall grpc_call_for(H2Stream stream, Exchange ex):
     if route is None or route.upstream is None or not route.upstream.grpc:
         return None
     down = H2GrpcDownstream(stream, ex)
+    # only the deadline now (it runs from the request's arrival); the fields are taken once the
+    # plugins have run (proceed_grpc)
+    timeout = ex.header_value(b"grpc-timeout")
     call = GrpcCall(down, stream.server.h2_pool, stream.server.loop, route.upstream,
-                    grpc_request_fields(ex, stream.path, stream.authority), stream.client_ip,
-                    b"https" if stream.tls is not None else b"http", ex)
+                    [(b"grpc-timeout", timeout.encode("latin-1"))] if timeout is not None else [],
+                    stream.client_ip, b"https" if stream.tls is not None else b"http", ex)
     down.call = call
     return call
 
@@ -151,7 +154,7 @@ cdef class H2GrpcDownstream(GrpcDownstream):
         if rc != 0:
             s.reset(NGHTTP2_INTERNAL_ERROR)
             return
-        s.conn.flush()
+        self.kick()
 
     cdef void send_data(self, bytes data):
         if self.stream.state == C_CLOSED:
@@ -171,13 +174,23 @@ cdef class H2GrpcDownstream(GrpcDownstream):
         if self.deferred:
             self.deferred = False
             nghttp2_session_resume_data(self.stream.conn.session, self.stream.stream_id)
+        self.kick()
+
+    cdef void kick(self):
+        """The stream has frames to send: now, or after the upstream frames being read."""
+        if downstream_batch is not None:
+            downstream_batch.add(self)
+        else:
+            self.stream.conn.flush()
+
+    cdef void flush_out(self):
         self.stream.conn.flush()
 
     cdef void consume_request(self, size_t n):
         cdef H2Stream s = self.stream
         if s.state != C_CLOSED and n:
             nghttp2_session_consume_stream(s.conn.session, s.stream_id, n)
-            s.conn.flush()
+            self.kick()
 
     cdef void reset(self, uint32_t error_code):
         self.stream.reset(error_code)

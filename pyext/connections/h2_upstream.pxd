@@ -55,12 +55,14 @@ cdef class H2UpstreamSession:
     cdef double idle_timeout
     cdef double connect_deadline
     cdef object connector                 # the connect task
+    cdef object loop
 
     cdef void set_state(self, H2UpstreamState new_state)
     cdef int capacity(self)
     cdef void start(self, H2UpstreamStream s)
     cdef void submit(self, H2UpstreamStream s)
     cdef void flush(self)
+    cdef void write_out(self)
     cdef void stream_ended(self, H2UpstreamStream s)
     cdef void fail(self, str reason, bint timed_out)
     cdef void retire(self)

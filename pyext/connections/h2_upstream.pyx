@@ -17,6 +17,10 @@ DEF H2_OUT_LOW_WATER = 65536
 # Streams per connection before another connection to the node is opened (also bounded by the
 # node's SETTINGS_MAX_CONCURRENT_STREAMS).
 DEF H2_STREAMS_PER_CONNECTION = 100
+# While an upstream session's frames are being read: the downstreams they made send something
+# (flushed after them, once each).
+cdef set downstream_batch = None
+
 # A stream ended by the connection under it, not by an RST_STREAM (outside HTTP/2's codes).
 DEF H2_CONNECTION_LOST = 0xFFFFFFFF
 
@@ -295,7 +299,7 @@ cdef class H2UpstreamSession:
 
     async def connect(self, object loop, double timeout):
         cdef UpstreamNode node = self.node
-        cdef str reason
+        self.loop = loop
         try:
             await asyncio.wait_for(
                 loop.create_connection(lambda: self, node.host, node.port, ssl=node.ssl,
@@ -352,7 +356,7 @@ cdef class H2UpstreamSession:
         for s in waiting:
             if s.owner is not None:
                 self.submit(s)
-        self.flush()
+        self.write_out()
         if not self.streams:
             self.stream_ended(None)  # every call gave up while it connected
 
@@ -369,24 +373,33 @@ cdef class H2UpstreamSession:
 
     def resume_writing(self):
         self.writing_paused = False
-        self.flush()
+        self.write_out()
 
     def data_received(self, bytes data):
+        global downstream_batch
         cdef nghttp2_ssize rv
+        cdef set batch
+        cdef GrpcDownstream down
         if self.session == NULL or self.state == H2U_CLOSED:
             return
         self.in_callbacks = True
+        # what these frames make the downstreams send goes out once per client connection
+        # after them, not once per frame
+        batch = downstream_batch = set()
         try:
             rv = nghttp2_session_mem_recv2(self.session, <const uint8_t *>PyBytes_AS_STRING(data),
                                            PyBytes_GET_SIZE(data))
         finally:
             self.in_callbacks = False
+            downstream_batch = None
+        for down in batch:
+            down.flush_out()
         if rv < 0:
             log.warning("gRPC upstream %s:%d broke HTTP/2: %s", self.node.host, self.node.port,
                         (<bytes>nghttp2_strerror(<int>rv)).decode())
             self.fail("invalid HTTP/2 from upstream", False)
             return
-        self.flush()
+        self.write_out()
 
     # -- streams --
 
@@ -438,14 +451,25 @@ cdef class H2UpstreamSession:
         self.streams[stream_id] = s
 
     cdef void flush(self):
+        """What nghttp2 has to send goes out at the end of this event loop turn: the frames of
+        every call a client connection's bytes started or fed, in one write."""
+        if self.in_callbacks or self.flush_due or self.session == NULL or \
+                self.state == H2U_CLOSED:
+            return  # (inside mem_recv2, data_received writes once it returns)
+        self.flush_due = True
+        self.loop.call_soon(self.flush_now)
+
+    def flush_now(self):
+        self.flush_due = False
+        self.write_out()
+
+    cdef void write_out(self):
         """Writes what nghttp2 has to send (frames, request DATA the windows allow)."""
         cdef const uint8_t *chunk
         cdef nghttp2_ssize n
         cdef list out
         if self.session == NULL or self.state == H2U_CLOSED:
             return
-        if self.in_callbacks:
-            return  # data_received flushes once mem_recv2 is done
         out = []
         while not self.writing_paused:
             n = nghttp2_session_mem_send2(self.session, &chunk)
@@ -464,7 +488,7 @@ cdef class H2UpstreamSession:
                 self.transport.write(b"".join(out))
         if not nghttp2_session_want_read(self.session) and \
                 not nghttp2_session_want_write(self.session):
-            self.close()  # both sides said GOAWAY and nothing is left
+            self.close()  # GOAWAY sent (or both sides said it) and nothing is left
 
     cdef void stream_ended(self, H2UpstreamStream s):
         """A stream of this session is over: an empty session is idle from now on (a retiring
@@ -474,8 +498,9 @@ cdef class H2UpstreamSession:
         if self.retired and self.state == H2U_OPEN:
             if self.session != NULL:
                 nghttp2_session_terminate_session(self.session, NGHTTP2_NO_ERROR)
-            self.flush()
-            self.close()
+            if not self.in_callbacks:
+                self.write_out()  # the GOAWAY; then nghttp2 wants nothing more: closed
+            # (inside mem_recv2: data_received writes it once it returns)
         elif self.state == H2U_OPEN:
             self.idle_deadline = now_monotonic() + self.idle_timeout
             if self.pool.draining:
@@ -553,6 +578,7 @@ cdef class H2UpstreamPool:
                     break
         if session is None:
             session = H2UpstreamSession(self, node, group)
+            session.loop = loop
             if live is None:
                 live = self.sessions_by_key[node.key] = []
             live.append(session)
