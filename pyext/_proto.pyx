@@ -18,6 +18,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from posix.types cimport time_t
 
 import asyncio
+import base64
 from urllib.parse import parse_qs
 import errno
 import json

@@ -24,9 +24,23 @@ import pytest
 
 from tests.support.certs import CertAuthority, Issued
 from tests.support.gateway import GatewayProcess, base_config
-from tests.support.h2_raw import (CONTINUATION, DATA, END_STREAM, ENHANCE_YOUR_CALM, GOAWAY,
-                                  HEADERS, INTERNAL_ERROR, NO_ERROR, PREFACE, SETTINGS, RawH2,
-                                  frame, goaway_of, read_frames)
+from tests.support.h2_raw import (
+    CONTINUATION,
+    DATA,
+    END_STREAM,
+    ENHANCE_YOUR_CALM,
+    GOAWAY,
+    HEADERS,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PREFACE,
+    SETTINGS,
+    RawH2,
+    frame,
+    goaway_of,
+    read_frames,
+)
+from tests.support.raw_upstream import RawUpstream
 from tests.support.upstream import Upstream, free_port
 
 SHOWN = {"X-Scheme": "$scheme", "X-Protocol": "$server_protocol", "X-Client-Port": "$remote_port"}
@@ -46,7 +60,15 @@ def upstream() -> Iterator[Upstream]:
         yield up
 
 
-def h2_config(port: int, tls_port: int, upstream_port: int, cert: Issued, log: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def stalled() -> Iterator[RawUpstream]:
+    """An upstream that accepts and never reads: the request body's far end is full."""
+    with RawUpstream(stall=True) as up:
+        yield up
+
+
+def h2_config(port: int, tls_port: int, upstream_port: int, cert: Issued, log: Path,
+              stalled_port: int | None = None) -> dict[str, Any]:
     config = base_config(port, upstream_port, tls_listen=[f"127.0.0.1:{tls_port}"],
                          access_log=str(log),
                          http2={"max_concurrent_streams": MAX_STREAMS})
@@ -56,6 +78,9 @@ def h2_config(port: int, tls_port: int, upstream_port: int, cert: Issued, log: P
         {"id": "count", "uri": "/count/*", "upstream_id": "up",
          "plugins": {"limit-count": {"count": 2, "time_window": 3600, "key": "remote_addr"}}},
     ]
+    if stalled_port is not None:
+        config["routes"].append({"id": "stall", "uri": "/stall/*", "upstream": {
+            "nodes": [{"host": "127.0.0.1", "port": stalled_port}]}})
     config["consumers"] = [{"username": "alice", "plugins": {"key-auth": {"key": "alice-key"}}}]
     config["ssls"] = [{"id": "api", "snis": ["api.example.com"], "cert": str(cert.cert_path),
                        "key": str(cert.key_path)}]
@@ -63,12 +88,12 @@ def h2_config(port: int, tls_port: int, upstream_port: int, cert: Issued, log: P
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream,
+def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, stalled: RawUpstream,
             cert: tuple[CertAuthority, Issued]) -> Iterator[tuple[GatewayProcess, int, int]]:
     d = tmp_path_factory.mktemp("h2")
     port, tls_port = free_port(), free_port()
-    gw = GatewayProcess(d, h2_config(port, tls_port, upstream.port, cert[1], d / "access.log"),
-                        workers=1)
+    gw = GatewayProcess(d, h2_config(port, tls_port, upstream.port, cert[1], d / "access.log",
+                                     stalled.port), workers=1)
     gw.start()
     try:
         yield gw, port, tls_port
@@ -105,6 +130,22 @@ def test_curl_h2c_prior_knowledge(gateway: tuple[GatewayProcess, int, int]) -> N
     while time.monotonic() < deadline and (not log.exists() or "HTTP/2.0" not in log.read_text()):
         time.sleep(0.2)
     assert '"GET /echo HTTP/2.0" 200' in log.read_text()
+
+
+def test_curl_h2c_upgrade(gateway: tuple[GatewayProcess, int, int]) -> None:
+    """``Upgrade: h2c``: the request that asks is answered as stream 1 over HTTP/2; one with a
+    body stays on HTTP/1.1 (the server may ignore the upgrade)."""
+    _, port, _ = gateway
+    proc = curl("--http2", f"http://127.0.0.1:{port}/echo?up=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "< HTTP/1.1 101 Switching Protocols" in proc.stderr and "< HTTP/2 200" in proc.stderr
+    seen = upstream_saw(proc.stdout)
+    assert seen["x-protocol"] == "HTTP/2.0"
+    assert "upgrade" not in seen and "http2-settings" not in seen
+    proc = curl("--http2", "-d", "x=1", f"http://127.0.0.1:{port}/echo?up=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "< HTTP/1.1 200" in proc.stderr
+    assert upstream_saw(proc.stdout)["x-protocol"] == "HTTP/1.1"
 
 
 def test_curl_h2_over_tls(gateway: tuple[GatewayProcess, int, int],
@@ -208,13 +249,13 @@ def test_response_waits_for_the_client_window(gateway: tuple[GatewayProcess, int
 
 
 def test_request_body_waits_for_the_upstream(gateway: tuple[GatewayProcess, int, int]) -> None:
-    """The client's stream window reopens only as the upstream reads: an upstream that reads
-    nothing for 3 s stops the client after what the sockets between hold."""
+    """The client's stream window reopens only as the upstream takes the body: an upstream
+    that reads nothing stops the client once the sockets between are full."""
     _, port, _ = gateway
     c = RawH2(port)
     sent = 0
     try:
-        stream = c.request("POST", "/slow/3", end_stream=False)
+        stream = c.request("POST", "/stall/upload", end_stream=False)
         c.pump(0.2)
         deadline = time.monotonic() + 2.0
         chunk = b"y" * 16384
@@ -222,7 +263,7 @@ def test_request_body_waits_for_the_upstream(gateway: tuple[GatewayProcess, int,
             window = min(c.conn.local_flow_control_window(stream), len(chunk),
                          c.conn.max_outbound_frame_size)
             if window <= 0:
-                c.pump(0.05)
+                c.pump(0.05, first=True)  # a WINDOW_UPDATE, if the gateway sends one
                 continue
             c.conn.send_data(stream, chunk[:window])
             c.flush()
@@ -242,14 +283,13 @@ def test_rapid_reset_ends_the_connection(gateway: tuple[GatewayProcess, int, int
     _, port, _ = gateway
     c = RawH2(port)
     try:
-        for batch in range(12):
-            for _ in range(100):
+        try:
+            for _ in range(1200):
                 stream = c.request("GET", "/echo")
                 c.conn.reset_stream(stream)
-            try:
                 c.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                break
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # cut off while still sending: what the test is after
         frames, closed = read_frames(c.sock, 3.0)
     finally:
         c.close()

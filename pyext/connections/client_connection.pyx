@@ -201,6 +201,9 @@ cdef class ClientConnection:
                     self.reject(-n, (<bytes>reason).decode(errors="replace")
                                 if reason != NULL else "bad request")
                     return
+                if self.head.upgrade and self.requests == 0 and self.tls is None and \
+                        take_h2c_upgrade(self, data, n):
+                    return
                 rest = data[n:] if n < PyBytes_GET_SIZE(data) else None
                 ex = self.begin(data, runtime)
                 if self.ex is ex:

@@ -44,7 +44,10 @@ cdef class H2Connection(ClientConnection):
     cdef gw_response_head rhead            # scratch: a response head turned into HEADERS
     cdef uint8_t *names                    # scratch: lowercased field names for nghttp2_nv
     cdef size_t names_cap
-    cdef void start(self, bytes first) except *
+    cdef void start(self, bytes first, bytes upgrade_settings=*, bytes request=*,
+                    gw_request_head *head=*) except *
+    cdef void run_upgraded_request(self, bytes settings, bytes request,
+                                   gw_request_head *head) except *
     cdef void open_stream(self, int32_t stream_id) except *
     cdef void stream_gone(self, H2Stream s)
     cdef void flush(self)

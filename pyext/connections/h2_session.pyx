@@ -47,9 +47,11 @@ cdef class H2Connection(ClientConnection):
             PyMem_Free(self.names)
             self.names = NULL
 
-    cdef void start(self, bytes first) except *:
+    cdef void start(self, bytes first, bytes upgrade_settings=None, bytes request=None,
+                    gw_request_head *head=NULL) except *:
         """Creates the session, queues the server SETTINGS and reads ``first`` (bytes the
-        accepting connection already received)."""
+        accepting connection already received). After an h2c Upgrade, ``request`` (parsed
+        into ``head``) is stream 1 and ``upgrade_settings`` the client's HTTP2-Settings."""
         cdef Runtime runtime = self.server.runtime
         cdef nghttp2_option *opt = NULL
         cdef nghttp2_settings_entry iv[3]
@@ -80,12 +82,38 @@ cdef class H2Connection(ClientConnection):
         nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, iv, 3)
         self.set_state(C_IDLE)
         self.deadline = now_monotonic() + runtime.keepalive_timeout
+        if upgrade_settings is not None:
+            self.run_upgraded_request(upgrade_settings, request, head)
         if self.server.draining:
             self.goaway(NGHTTP2_NO_ERROR)
         if first:
             self.data_received(first)
         else:
             self.flush()
+
+    cdef void run_upgraded_request(self, bytes settings, bytes request,
+                                   gw_request_head *head) except *:
+        """The HTTP/1.1 request that asked for h2c is stream 1, half closed: its response
+        goes out as HTTP/2 (RFC 7540 section 3.2)."""
+        cdef H2Stream s
+        cdef Exchange ex
+        if nghttp2_session_upgrade2(self.session, <const uint8_t *>PyBytes_AS_STRING(settings),
+                                    PyBytes_GET_SIZE(settings),
+                                    head.method_id == GW_METHOD_HEAD, NULL) != 0:
+            nghttp2_session_terminate_session(self.session, NGHTTP2_PROTOCOL_ERROR)
+            return
+        self.open_stream(1)
+        s = <H2Stream>self.streams[1]
+        s.head = head[0]
+        s.head.version_minor = 2
+        s.head.upgrade = 0  # the Upgrade was to HTTP/2, not something for the upstream
+        s.head.keep_alive = 1
+        s.method = request[head.method.off:head.method.off + head.method.len]
+        s.remote_closed = True
+        s.fields = None
+        ex = s.begin(request, self.server.runtime)
+        if s.ex is ex and not ex.response_started:
+            ex.start()
 
     def data_received(self, bytes data):
         cdef nghttp2_ssize rc
@@ -251,9 +279,41 @@ cdef bint take_h2c_preface(ClientConnection c, bytes data) except -1:
     return True
 
 
-cdef void hand_to_h2(ClientConnection c, bytes first) except *:
-    """``c``'s transport now speaks HTTP/2 (ALPN h2, or the h2c preface): an H2Connection
-    takes it over, and ``c`` leaves the server's client set without counting as closed."""
+cdef bint take_h2c_upgrade(ClientConnection c, bytes data, int32_t n) except -1:
+    """The first request on a plain connection asks ``Upgrade: h2c`` with HTTP2-Settings:
+    101, and the connection (this request as stream 1) goes on as HTTP/2. A request with a
+    body is served over HTTP/1.1 instead (the upgrade is optional for the server)."""
+    cdef gw_request_head *h = &c.head
+    cdef uint32_t i
+    cdef gw_header *e
+    cdef bytes settings = None
+    cdef bint wanted = False
+    if h.body_kind != GW_BODY_NONE:
+        return False
+    for i in range(h.n_headers):
+        e = &h.headers[i]
+        if e.flags & GW_HF_UPGRADE:
+            wanted = b"h2c" in [t.strip().lower() for t in
+                                data[e.value.off:e.value.off + e.value.len].split(b",")]
+        elif e.name.len == 14 and data[e.name.off:e.name.off + 14].lower() == b"http2-settings":
+            settings = data[e.value.off:e.value.off + e.value.len]
+    if not wanted or settings is None:
+        return False
+    try:
+        settings = base64.urlsafe_b64decode(settings + b"=" * (-len(settings) % 4))
+    except ValueError:
+        return False
+    c.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: h2c\r\n\r\n")
+    hand_to_h2(c, data[n:] if n < PyBytes_GET_SIZE(data) else None, settings, data)
+    return True
+
+
+cdef void hand_to_h2(ClientConnection c, bytes first, bytes upgrade_settings=None,
+                     bytes request=None) except *:
+    """``c``'s transport now speaks HTTP/2 (ALPN h2, the h2c preface or Upgrade): an
+    H2Connection takes it over, and ``c`` leaves the server's client set without counting as
+    closed."""
     cdef H2Connection h = H2Connection.__new__(H2Connection)
     h.server = c.server
     h.pending = bytearray()
@@ -268,7 +328,7 @@ cdef void hand_to_h2(ClientConnection c, bytes first) except *:
     c.transport.set_protocol(h)
     c.set_state(C_CLOSED)
     c.transport = None
-    h.start(first)
+    h.start(first, upgrade_settings, request, &c.head)
 
 
 # -- nghttp2 callbacks: they run inside mem_recv2 / mem_send2 and must not raise --
