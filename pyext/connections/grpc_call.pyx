@@ -201,6 +201,7 @@ cdef class GrpcCall(H2StreamOwner):
         cdef UpstreamGroup group = self.group
         cdef UpstreamNode node = group.pick(self.ex, self.failed_nodes)
         cdef bytes authority
+        cdef H2UpstreamStream s
         if node is None:
             self.answer_status(GRPC_UNAVAILABLE, "no upstream node available")
             return
@@ -217,9 +218,12 @@ cdef class GrpcCall(H2StreamOwner):
         headers = [(b":method", b"POST"), (b":scheme", b"https" if node.ssl is not None else b"http"),
                    (b":path", self.path), (b":authority", authority)]
         headers.extend(self.fields)
-        self.up = self.pool.open_stream(self.loop, node, group, self, headers)
-        if self.up is not None and (body or body_ended):
-            self.up.send_data(bytes(body) if body else b"", body_ended)
+        s = self.pool.open_stream(self.loop, node, group, self, headers)
+        if s.owner is not self:
+            return  # refused at once (on_h2_unsent ran and decided what comes next)
+        self.up = s
+        if body or body_ended:
+            s.send_data(bytes(body) if body else b"", body_ended)
 
     # -- from the downstream --
 
