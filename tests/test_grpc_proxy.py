@@ -130,7 +130,10 @@ def test_key_auth_metadata_and_limit_count(setup: Setup) -> None:
             client.unary(b"x", metadata=[("apikey", "wrong")], timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         good = [("apikey", "alice-key")]
-        assert client.unary(b"1", metadata=good, timeout=10) == b"1"
+        reply, call = client.unary.with_call(b"1", metadata=good, timeout=10)
+        assert reply == b"1"
+        # the plugin's response headers reach the client as metadata
+        assert dict(call.initial_metadata())["x-ratelimit-remaining"] == "1"
         assert "apikey" not in setup.backend.seen[-1]  # hide_credentials
         assert client.unary(b"2", metadata=good, timeout=10) == b"2"
         with pytest.raises(grpc.RpcError) as info:

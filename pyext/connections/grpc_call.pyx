@@ -102,6 +102,20 @@ cpdef list grpc_trailers_only(int code, str message, list extra=None):
     return fields
 
 
+cdef void add_plugin_fields(Exchange ex, list fields):
+    """The response headers plugins added (limit-count's quota, request-id): as on any
+    response, the defaults only where the upstream's head has none of that name."""
+    cdef bytes name, lower, value
+    if ex.extra_response_headers is not None:
+        for name, value in ex.extra_response_headers:
+            fields.append((name.lower(), value))
+    if ex.default_response_headers is not None:
+        present = {f[0] for f in fields}
+        for name, lower, value in ex.default_response_headers:
+            if lower not in present:
+                fields.append((lower, value))
+
+
 cdef int _grpc_status_in(list fields):
     cdef bytes name, value
     for name, value in fields:
@@ -283,6 +297,9 @@ cdef class GrpcCall(H2StreamOwner):
         self.responded = True
         fields = [(b":status", str(status).encode())]
         fields.extend(headers)
+        if self.ex is not None and (self.ex.extra_response_headers is not None
+                                    or self.ex.default_response_headers is not None):
+            add_plugin_fields(self.ex, fields)
         if end_stream:
             self.finished = True
             self.grpc_status = code if code >= 0 else GRPC_UNKNOWN
