@@ -24,6 +24,8 @@ class Setup:
     gw: GatewayProcess
     backend: GrpcBackend
     tls_backend: GrpcBackend
+    tls_port: int
+    ca: CertAuthority
 
     def client(self, authority: str = "plain.test") -> EchoClient:
         return EchoClient(f"127.0.0.1:{self.gw.port}",
@@ -38,8 +40,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     server = ca.issue("server", "127.0.0.1", ip_addresses=["127.0.0.1"])
     tls = (server.key_path.read_bytes(), server.cert_path.read_bytes())
     with GrpcBackend() as backend, GrpcBackend(tls=tls) as tls_backend:
-        port = free_port()
-        config = base_config(port)
+        port, tls_port = free_port(), free_port()
+        listener = ca.issue("listener", "grpc.test", ["grpc.test"])
+        config = base_config(port, tls_listen=[f"127.0.0.1:{tls_port}"])
+        config["ssls"] = [{"id": "grpc", "snis": ["grpc.test"], "cert": str(listener.cert_path),
+                           "key": str(listener.key_path)}]
         config["upstreams"] = [
             {"id": "echo", "scheme": "grpc", "nodes": [{"host": "127.0.0.1", "port": backend.port}]},
             {"id": "echo-tls", "scheme": "grpcs", "tls": {"ca": str(ca.path)},
@@ -58,7 +63,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         config["consumers"] = [{"username": "alice", "plugins": {"key-auth": {"key": "alice-key"}}}]
         gw = GatewayProcess(tmp, config, workers=1)
         with gw:
-            yield Setup(gw, backend, tls_backend)
+            yield Setup(gw, backend, tls_backend, tls_port, ca)
 
 
 def test_unary_call_with_metadata_and_trailers(setup: Setup) -> None:
@@ -105,6 +110,15 @@ def test_grpcs_upstream(setup: Setup) -> None:
     with setup.client("tls.test") as client:
         assert client.unary(b"over tls", timeout=10) == b"over tls"
     assert setup.tls_backend.seen
+
+
+def test_grpc_over_the_tls_listener(setup: Setup) -> None:
+    """A TLS client (ALPN h2) on tls_listen, the gateway's certificate checked against the CA."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=setup.ca.path.read_bytes())
+    with EchoClient(f"127.0.0.1:{setup.tls_port}", credentials,
+                    options=[("grpc.ssl_target_name_override", "grpc.test")]) as client:
+        assert list(client.server_stream(b"3", timeout=10)) == [b"message %d" % i for i in range(3)]
+    assert setup.backend.seen[-1]["x-forwarded-proto"] == "https"
 
 
 def test_gateway_errors_are_grpc_statuses(setup: Setup) -> None:
