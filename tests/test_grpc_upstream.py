@@ -230,6 +230,32 @@ def test_unreachable_upstream_is_unavailable_and_retried_elsewhere(backend: Grpc
     assert [messages(r.body) for r in retried] == [[b"y"], [b"y"]]
 
 
+def test_a_node_lost_mid_call_is_unavailable_and_not_retried() -> None:
+    """A node that reads the call and drops the connection: the call may have run there, so it
+    is not sent to the other node; the client gets UNAVAILABLE."""
+    async def main() -> tuple[Downstream, int]:
+        got = asyncio.Event()
+
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)  # the preface, SETTINGS and the call's HEADERS
+            got.set()
+            writer.transport.abort()
+
+        server = await asyncio.start_server(drop, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with GrpcBackend() as other:
+            call, down = Harness(group_for(port, other.port, retries=1)).call("Unary")
+            call.request_data(frame(b"x"), True)
+            await down.finished.wait()
+            calls = other.calls
+        server.close()
+        return down, calls
+    down, other_calls = run(main())
+    assert down.status[b"grpc-status"] == b"14"
+    assert down.status[b"grpc-message"] == b"upstream connection lost"
+    assert other_calls == 0
+
+
 def test_grpcs_upstream_with_a_test_ca(tmp_path: Path) -> None:
     ca = CertAuthority(tmp_path / "ca")
     server = ca.issue("server", "localhost", ["localhost"])
