@@ -361,6 +361,8 @@ class H2GrpcDownstream(GrpcDownstream):
 
 def grpc_timeout_seconds(value: bytes) -> float:
     """A grpc-timeout value in seconds; -1 when invalid."""
+def grpc_timeout_value(seconds: float) -> bytes:
+    """Seconds as a grpc-timeout value (rounded up to milliseconds)."""
 def grpc_status_for_http(status: int) -> int:
     """The gRPC status an HTTP status means to a gRPC client."""
 def grpc_message_encode(message: str) -> bytes:

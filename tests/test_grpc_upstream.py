@@ -21,6 +21,7 @@ from gateway._proto import (
     grpc_message_encode,
     grpc_status_for_http,
     grpc_timeout_seconds,
+    grpc_timeout_value,
 )
 from gateway.config import UpstreamTls
 from gateway.upstream.tls import build_context
@@ -205,6 +206,8 @@ def test_deadline_cancels_the_upstream_and_answers_deadline_exceeded(backend: Gr
     assert down.trailers_only
     assert down.status[b"grpc-status"] == b"4"
     assert backend.cancelled.wait(5), "the upstream call was not cancelled"
+    # the node was told the time left, not more
+    assert 0 < backend.time_left[0] <= 0.3
 
 
 def test_unreachable_upstream_is_unavailable_and_retried_elsewhere(backend: GrpcBackend) -> None:
@@ -331,5 +334,7 @@ def test_helpers() -> None:
     assert grpc_timeout_seconds(b"2S") == 2.0 and grpc_timeout_seconds(b"1H") == 3600.0
     assert grpc_timeout_seconds(b"123456789S") == -1 and grpc_timeout_seconds(b"5x") == -1
     assert grpc_timeout_seconds(b"m") == -1
+    assert grpc_timeout_value(0.25) == b"250m" and grpc_timeout_value(0.0001) == b"1m"
+    assert grpc_timeout_value(-1) == b"1m" and grpc_timeout_value(200000) == b"200000S"
     assert [grpc_status_for_http(s) for s in (401, 403, 404, 429, 503, 500)] == [16, 7, 12, 8, 14, 2]
     assert grpc_message_encode("50% off\n") == b"50%25 off%0A"

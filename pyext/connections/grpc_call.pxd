@@ -34,6 +34,7 @@ cdef class GrpcCall(H2StreamOwner):
     cdef set failed_nodes
     cdef readonly int attempts
     cdef object timer                     # the grpc-timeout deadline
+    cdef double deadline                  # when it passes (monotonic)
     cdef size_t unacked                   # request bytes held back from the client's window
     cdef readonly bint responded          # a response head went downstream
     cdef readonly bint finished           # trailers (or a reset) went downstream

@@ -36,6 +36,16 @@ cpdef double grpc_timeout_seconds(bytes value):
     return int(value[:n - 1]) * <double>unit
 
 
+cpdef bytes grpc_timeout_value(double seconds):
+    """``seconds`` as a grpc-timeout value (at most 8 digits; rounded up, at least 1m)."""
+    cdef double ms = math.ceil(seconds * 1000.0)
+    if ms < 1:
+        return b"1m"
+    if ms < 1e8:
+        return b"%dm" % <long long>ms
+    return b"%dS" % <long long>min(math.ceil(seconds), 99999999)
+
+
 cpdef int grpc_status_for_http(int status):
     """The gRPC status a client reads from an HTTP status without one (the gRPC spec's table:
     "HTTP to gRPC Status Code Mapping"), except 429, which is a quota here (RESOURCE_EXHAUSTED)
@@ -170,6 +180,7 @@ cdef class GrpcCall(H2StreamOwner):
         timeout = self.take_fields(client_fields)
         self.started_at = now_monotonic()
         if timeout >= 0:
+            self.deadline = self.started_at + timeout
             self.timer = loop.call_later(timeout, self.on_deadline)
 
     cdef double take_fields(self, list client_fields):
@@ -186,9 +197,9 @@ cdef class GrpcCall(H2StreamOwner):
                     self.path = value
                 elif name == b":authority":
                     self.authority = value
+            elif name == b"grpc-timeout":
+                timeout = grpc_timeout_seconds(value)  # sent as what is left of it (try_node)
             elif name not in _CONNECTION_FIELDS:
-                if name == b"grpc-timeout":
-                    timeout = grpc_timeout_seconds(value)
                 fields.append((name, value))
         if self.client_ip is not None:
             fields.append((b"x-forwarded-for", self.client_ip))
@@ -232,6 +243,10 @@ cdef class GrpcCall(H2StreamOwner):
         headers = [(b":method", b"POST"), (b":scheme", b"https" if node.ssl is not None else b"http"),
                    (b":path", self.path), (b":authority", authority)]
         headers.extend(self.fields)
+        if self.timer is not None:
+            # the node gets the time left, not the client's whole timeout: plugins, connects
+            # and earlier tries took some
+            headers.append((b"grpc-timeout", grpc_timeout_value(self.deadline - now_monotonic())))
         s = self.pool.open_stream(self.loop, node, group, self, headers)
         if s.owner is not self:
             return  # refused at once (on_h2_unsent ran and decided what comes next)

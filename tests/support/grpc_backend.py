@@ -30,6 +30,7 @@ class GrpcBackend:
         self.port = port or free_port()
         self.tls = tls
         self.seen: list[dict[str, str]] = []   # each call's invocation metadata
+        self.time_left: list[float | None] = []  # each call's deadline as it arrived (seconds)
         self.cancelled = threading.Event()
         self.calls = 0
         self.streamed = 0                      # messages ServerStream has handed to grpcio
@@ -39,6 +40,7 @@ class GrpcBackend:
     def _begin(self, context: grpc.ServicerContext, method: str) -> None:
         self.calls += 1
         self.seen.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        self.time_left.append(context.time_remaining())
         context.add_callback(self._on_done(context))
         context.set_trailing_metadata((("x-trailer", f"done-{method}"), ("x-bin-bin", b"\x00\x01")))
 
