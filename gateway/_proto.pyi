@@ -400,6 +400,15 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, server: Server, on_tls_listener: bool = False) -> None: ...
 
 @disjoint_base
+class H2Stream(ClientConnection):
+    """One HTTP/2 request stream: the client its Exchange answers (pyext/connections/h2_stream.pyx)."""
+
+@disjoint_base
+class H2Connection(ClientConnection):
+    """An HTTP/2 client connection, an nghttp2 server session (pyext/connections/h2_session.pyx)."""
+    def run_flush(self) -> None: ...
+
+@disjoint_base
 class TlsSession:
     """What the TLS handshake settled for one client connection."""
     @property

@@ -319,22 +319,28 @@ def test_continuation_flood_ends_the_connection(gateway: tuple[GatewayProcess, i
     assert not any(kind == HEADERS for kind, _f, _s, _p in frames)  # no request was run
 
 
+@pytest.mark.parametrize("how", ["stop", "reload"])
 def test_goaway_on_drain_lets_streams_finish(tmp_path: Path, upstream: Upstream,
-                                             cert: tuple[CertAuthority, Issued]) -> None:
-    """A draining worker (stop --graceful, or retired by a reload) says GOAWAY NO_ERROR at
-    once, finishes the streams it has, then closes."""
+                                             cert: tuple[CertAuthority, Issued], how: str) -> None:
+    """A draining worker (stop --graceful, or retired by a reload that changes the listen
+    addresses) says GOAWAY NO_ERROR at once, finishes the streams it has, then closes."""
     port = free_port()
-    gw = GatewayProcess(tmp_path, h2_config(port, free_port(), upstream.port, cert[1],
-                                            tmp_path / "access.log"), workers=1)
+    config = h2_config(port, free_port(), upstream.port, cert[1], tmp_path / "access.log")
+    gw = GatewayProcess(tmp_path, config, workers=1)
     gw.start()
     c = RawH2(port)
     try:
-        stream = c.request("GET", "/slow/1.5")
+        # long enough to be in flight when the (re)started worker takes over
+        stream = c.request("GET", "/slow/1.5" if how == "stop" else "/slow/5")
         time.sleep(0.3)
         assert gw.proc is not None
-        gw.proc.send_signal(signal.SIGTERM)
+        if how == "stop":
+            gw.proc.send_signal(signal.SIGTERM)
+        else:
+            config["gateway"]["listen"].append(f"127.0.0.1:{free_port()}")
+            gw.write_config(config)  # new listen address: the worker is replaced
         # raw frames: the h2 library stops reading at a GOAWAY, which is the point here
-        frames, closed = read_frames(c.sock, 5.0)
+        frames, closed = read_frames(c.sock, 10.0)
         kinds = [(kind, s_id) for kind, _flags, s_id, _p in frames if kind in (GOAWAY, HEADERS, DATA)]
         assert goaway_of(frames) == (stream, NO_ERROR), frames
         assert (HEADERS, stream) in kinds and kinds.index((GOAWAY, 0)) < kinds.index((HEADERS, stream))

@@ -50,6 +50,8 @@ cdef class H2Connection(ClientConnection):
                                    gw_request_head *head) except *
     cdef void open_stream(self, int32_t stream_id) except *
     cdef void stream_gone(self, H2Stream s)
+    cdef bint flush_pending                # a flush is scheduled for the end of this loop turn
     cdef void flush(self)
+    cdef void flush_soon(self)
     cdef void goaway(self, uint32_t error_code)
     cdef void drain(self, double until)

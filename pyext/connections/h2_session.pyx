@@ -150,7 +150,7 @@ cdef class H2Connection(ClientConnection):
 
     def eof_received(self):
         # the client sends no more frames: streams in flight still get their responses
-        return True
+        return bool(self.streams)
 
     def pause_writing(self):
         self.writing_paused = True
@@ -224,6 +224,18 @@ cdef class H2Connection(ClientConnection):
         if not nghttp2_session_want_read(self.session) and \
                 not nghttp2_session_want_write(self.session):
             ClientConnection.close(self)
+
+    cdef void flush_soon(self):
+        """Output from the upstream side (responses, window updates): sent once at the end
+        of this event-loop turn, so the streams answered in one turn share one write."""
+        if self.in_recv or self.flush_pending or self.state == C_CLOSED:
+            return  # inside mem_recv2 the read's own flush sends it
+        self.flush_pending = True
+        self.server.loop.call_soon(self.run_flush)
+
+    def run_flush(self):
+        self.flush_pending = False
+        self.flush()
 
     cdef void goaway(self, uint32_t error_code):
         """No new streams: the ones already opened finish (graceful GOAWAY)."""

@@ -218,7 +218,7 @@ cdef class H2Stream(ClientConnection):
         if rc != 0:
             self.reset(NGHTTP2_INTERNAL_ERROR)
             return
-        conn.flush()
+        conn.flush_soon()
 
     # -- what the Exchange calls on its client --
 
@@ -242,7 +242,7 @@ cdef class H2Stream(ClientConnection):
             if self.deferred:
                 self.deferred = False
                 nghttp2_session_resume_data(self.conn.session, self.stream_id)
-            self.conn.flush()
+            self.conn.flush_soon()
         if self.out_size > H2_STREAM_BUFFER_HIGH and self.ex is not None and \
                 self.ex.upstream is not None and not self.upstream_held:
             # the client's stream window is not draining as fast: the upstream waits
@@ -268,7 +268,7 @@ cdef class H2Stream(ClientConnection):
         if self.deferred:
             self.deferred = False
             nghttp2_session_resume_data(self.conn.session, self.stream_id)
-        self.conn.flush()
+        self.conn.flush_soon()
 
     cdef void update_reading(self):
         """Request body waits for the upstream: its bytes stay unacknowledged (the client's
@@ -279,7 +279,7 @@ cdef class H2Stream(ClientConnection):
         if n:
             self.unconsumed = 0
             nghttp2_session_consume_stream(self.conn.session, self.stream_id, n)
-            self.conn.flush()
+            self.conn.flush_soon()
 
     cdef void release_upstream(self):
         if self.upstream_held:
@@ -291,7 +291,7 @@ cdef class H2Stream(ClientConnection):
         if self.state != C_CLOSED:
             nghttp2_submit_rst_stream(self.conn.session, NGHTTP2_FLAG_NONE, self.stream_id,
                                       error_code)
-            self.conn.flush()
+            self.conn.flush_soon()
 
     cdef void abort(self):
         self.reset(NGHTTP2_INTERNAL_ERROR)
