@@ -21,6 +21,7 @@ import asyncio
 import base64
 from urllib.parse import parse_qs
 import errno
+import json
 import os
 from email.utils import formatdate
 import logging
@@ -45,6 +46,8 @@ include "connections/pool.pyx"
 include "connections/server.pyx"
 include "connections/upstream_tls.pyx"
 include "connections/upstream_connection.pyx"
+include "connections/h2_upstream.pyx"
+include "connections/grpc_call.pyx"
 include "connections/tls_session.pyx"
 include "connections/try_log.pyx"
 include "connections/context.pyx"
@@ -53,6 +56,7 @@ include "connections/exchange.pyx"
 include "connections/client_connection.pyx"
 include "connections/h2_stream.pyx"
 include "connections/h2_session.pyx"
+include "connections/grpc_h2.pyx"
 include "plugins/native_hook.pyx"
 include "plugins/prometheus_hook.pyx"
 include "plugins/limit_hooks.pyx"

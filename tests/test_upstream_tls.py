@@ -216,7 +216,7 @@ def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Certs) -> N
     assert (f"upstreams[1].tls.client_key: {pki.server.key_path}: the key does not belong to the "
             f"certificate {pki.gateway_client.cert_path} (mismatched key)") in out
     assert "upstreams[2].tls.client_key: client_cert is set without client_key" in out
-    assert "upstreams[3].tls: tls applies to scheme https only (the scheme is http)" in out
+    assert "upstreams[3].tls: tls applies to schemes https and grpcs only (the scheme is http)" in out
 
 
 def test_inline_route_upstream_files_are_checked_too(tmp_path: Path, pki: Certs) -> None:

@@ -15,6 +15,7 @@ from .loader import (
     parse_config_text,
 )
 from .schema import (
+    GRPC_SCHEMES,
     HTTP_METHODS,
     ActiveCheck,
     AdminSettings,
@@ -39,6 +40,7 @@ from .snapshot import config_from_bytes, config_to_bytes, dump_config
 from .source import read_config_file
 
 __all__ = [
+    "GRPC_SCHEMES",
     "HTTP_METHODS",
     "ActiveCheck",
     "AdminSettings",

@@ -63,9 +63,9 @@ def _inline_upstream(upstream: Upstream, path: DocPath, base: str, file: str,
     if tls is None:
         return upstream
     path = (*path, "tls")
-    if upstream.scheme != "https":
-        issues.append(issue_at(file, path, f"tls applies to scheme https only (the scheme is "
-                                           f"{upstream.scheme})"))
+    if upstream.scheme not in ("https", "grpcs"):
+        issues.append(issue_at(file, path, f"tls applies to schemes https and grpcs only (the "
+                                           f"scheme is {upstream.scheme})"))
     if (tls.client_cert is None) != (tls.client_key is None):
         given, missing = ("client_cert", "client_key") if tls.client_key is None \
             else ("client_key", "client_cert")

@@ -26,7 +26,7 @@ from .addresses import (
 )
 from .health_checks import check_health_checks
 from .issues import ConfigIssue, DocPath, issue_at
-from .schema import HTTP_METHODS, Config, Consumer, GatewaySettings, GlobalRules, Route, Ssl, Upstream
+from .schema import GRPC_SCHEMES, HTTP_METHODS, Config, Consumer, GatewaySettings, GlobalRules, Route, Ssl, Upstream
 
 __all__ = [
     "check_chash_key",
@@ -75,6 +75,11 @@ def validate_config(config: Config, file: str = "<config>") -> list[ConfigIssue]
     route_ids: dict[str, int] = {}
     for i, r in enumerate(config.routes):
         out.extend(check_route(r, ("routes", i), file, upstream_ids))
+        named = config.upstreams[upstream_ids[r.upstream_id]] if r.upstream_id in upstream_ids else None
+        if r.enable_websocket and named is not None and named.scheme in GRPC_SCHEMES:
+            out.append(issue_at(file, ("routes", i, "enable_websocket"),
+                                f"a WebSocket cannot be proxied to upstream {named.id!r} "
+                                f"(scheme {named.scheme})"))
         if r.id in route_ids:
             message = f"duplicate route id {r.id!r} (first at routes[{route_ids[r.id]}])"
             out.append(issue_at(file, ("routes", i, "id"), message))
@@ -254,6 +259,11 @@ def check_upstream(up: Upstream, path: DocPath, file: str, inline: bool) -> list
         out.append(issue_at(file, host_path, f"invalid host {up.upstream_host!r}"))
     if up.checks is not None:
         out.extend(check_health_checks(up.checks, path + ("checks",), file))
+    if up.scheme in GRPC_SCHEMES and up.retry_on_statuses:
+        # a gRPC call's outcome is its grpc-status trailer, after the response has started
+        out.append(issue_at(file, path + ("retry_on_statuses",),
+                            f"does not apply to scheme {up.scheme}: gRPC answers HTTP 200 and "
+                            "reports failures in the grpc-status trailer"))
     return out
 
 
@@ -313,6 +323,9 @@ def check_route(r: Route, path: DocPath, file: str, upstream_ids: Mapping[str, i
         out.append(issue_at(file, path + ("upstream_id",), f"unknown upstream {r.upstream_id!r}"))
     if r.upstream is not None:
         out.extend(check_upstream(r.upstream, path + ("upstream",), file, inline=True))
+        if r.enable_websocket and r.upstream.scheme in GRPC_SCHEMES:
+            out.append(issue_at(file, path + ("enable_websocket",),
+                                f"a WebSocket cannot be proxied to a {r.upstream.scheme} upstream"))
     if r.upstream_id is None and r.upstream is None and not r.plugins:
         out.append(issue_at(file, path, "a route needs an upstream_id, an inline upstream, or a plugin that answers"))
     out.extend(check_plugin_values(r.plugins, path + ("plugins",), file))

@@ -29,6 +29,7 @@ __all__ = [
     "GatewaySettings",
     "GlobalRule",
     "GlobalRules",
+    "GRPC_SCHEMES",
     "HTTP_METHODS",
     "Keepalive",
     "Node",
@@ -305,8 +306,12 @@ class Checks(_Struct, kw_only=True, frozen=True):
     fail_open: bool = True
 
 
+#: The upstream schemes proxied as gRPC (HTTP/2 end to end, trailers relayed).
+GRPC_SCHEMES = frozenset({"grpc", "grpcs"})
+
+
 class UpstreamTls(_Struct, kw_only=True, frozen=True):
-    """APISIX's upstream `tls` (for `scheme: https`). Paths are relative to the config file,
+    """APISIX's upstream `tls` (for `scheme: https` and `grpcs`). Paths are relative to the config file,
     or the PEM is given inline; the loader reads and checks them."""
     #: Client certificate (chain) presented to the nodes (mTLS to the upstream).
     client_cert: str | None = None
@@ -347,9 +352,10 @@ class Upstream(_Struct, kw_only=True, frozen=True):
     retry_on_statuses: list[RetryStatus] = []
     keepalive: Keepalive = msgspec.field(default_factory=Keepalive)
     #: https: TLS to the nodes (SNI: the node's host name, or `upstream_host` with
-    #: pass_host rewrite), see `tls`.
-    scheme: Literal["http", "https"] = "http"
-    #: TLS settings for scheme https (verification, CA, client certificate).
+    #: pass_host rewrite), see `tls`. grpc: gRPC over cleartext HTTP/2 (h2c, prior knowledge);
+    #: grpcs: gRPC over TLS with ALPN h2, with the same `tls` settings as https (APISIX's names).
+    scheme: Literal["http", "https", "grpc", "grpcs"] = "http"
+    #: TLS settings for scheme https and grpcs (verification, CA, client certificate).
     tls: UpstreamTls | None = None
     #: Host header sent upstream: the client's, the node's, or `upstream_host`.
     pass_host: Literal["pass", "node", "rewrite"] = "pass"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
-from gateway.config import Upstream
+from gateway.config import GRPC_SCHEMES, Upstream
 from gateway.requestvars import RequestView, compile_template, to_text, var_getter
 from gateway.upstream.health import node_label
 from gateway.upstream.names import Addresses, node_addresses
@@ -85,7 +85,8 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
     ``addresses``: the resolver's current answers; a named node becomes one node per address
     (see ``node_addresses``), so the data plane only ever connects to IP addresses."""
     nodes = []
-    ssl_context = upstream_context(upstream.tls) if upstream.scheme == "https" else None
+    ssl_context = upstream_context(upstream.tls, upstream.scheme == "grpcs") \
+        if upstream.scheme in ("https", "grpcs") else None
     rewrite = upstream.pass_host == "rewrite"
     for config_node, entries in zip(upstream.nodes, node_addresses(upstream.nodes, addresses)):
         for address, name, weight in entries:
@@ -117,6 +118,7 @@ def compile_upstream(upstream: Upstream, label: str, route_timeout: Any = None,
         fail_open=upstream.checks.fail_open if upstream.checks is not None else True,
         retry_timeout=float(upstream.retry_timeout or 0.0),
         retry_statuses=frozenset(upstream.retry_on_statuses) or None,
+        grpc=upstream.scheme in GRPC_SCHEMES,
     )
 
 

@@ -1,4 +1,4 @@
-"""TLS to upstream nodes (`scheme: https`): one client context per upstream TLS setting, with
+"""TLS to upstream nodes (`scheme: https` and `grpcs`): one client context per upstream TLS setting, with
 session resumption.
 
 uvloop opens each upstream connection through `SSLContext.wrap_bio` without a session, and
@@ -68,11 +68,14 @@ def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str) -> None:
         os.close(fd)
 
 
-def build_context(tls: UpstreamTls) -> UpstreamSSLContext:
-    """A client context for these (loader-checked) settings; ssl.SSLError if OpenSSL refuses."""
+def build_context(tls: UpstreamTls, h2: bool = False) -> UpstreamSSLContext:
+    """A client context for these (loader-checked) settings; ssl.SSLError if OpenSSL refuses.
+    ``h2``: for grpcs nodes, which must agree to HTTP/2 through ALPN."""
     ctx = UpstreamSSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(TLS12_CIPHERS)
+    if h2:
+        ctx.set_alpn_protocols(["h2"])
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     if tls.verify:
         ctx.check_hostname = True
@@ -97,27 +100,27 @@ def check_upstream_contexts(upstreams: Sequence[Upstream]) -> list[tuple[int, st
     context it cannot build. Each setting is built once (kept for the compile check after)."""
     out: list[tuple[int, str]] = []
     for i, upstream in enumerate(upstreams):
-        if upstream.scheme == "https":
+        if upstream.scheme in ("https", "grpcs"):
             try:
-                upstream_context(upstream.tls)
+                upstream_context(upstream.tls, h2=upstream.scheme == "grpcs")
             except ssl.SSLError as exc:
                 out.append((i, str(exc)))
     return out
 
 
-_contexts: dict[UpstreamTls, UpstreamSSLContext] = {}
+_contexts: dict[tuple[UpstreamTls, bool], UpstreamSSLContext] = {}
 _MAX_CONTEXTS = 256
 
 
-def upstream_context(tls: UpstreamTls | None) -> UpstreamSSLContext:
-    """The worker's context for these settings: the same object while they are unchanged (its
-    sessions survive reloads)."""
-    tls = tls or _DEFAULT_TLS
-    ctx = _contexts.get(tls)
+def upstream_context(tls: UpstreamTls | None, h2: bool = False) -> UpstreamSSLContext:
+    """The worker's context for these settings (``h2``: offering only HTTP/2, for grpcs): the
+    same object while they are unchanged (its sessions survive reloads)."""
+    key = (tls or _DEFAULT_TLS, h2)
+    ctx = _contexts.get(key)
     if ctx is None:
         if len(_contexts) >= _MAX_CONTEXTS:
             _contexts.clear()  # settings of old config versions; in use ones live on their nodes
-        ctx = _contexts[tls] = build_context(tls)
+        ctx = _contexts[key] = build_context(key[0], h2)
     return ctx
 
 

@@ -72,4 +72,5 @@ cdef class Exchange(PhaseRunner):
     cdef void respond_local(self, int status, bytes body, object headers, int mode)
     cdef list filter_local_headers(self, object headers)
     cdef void log_abandoned(self)
+    cdef void end_grpc_call(self, UpstreamNode node, int upstream_status, int grpc_status)
     cdef void finish(self)

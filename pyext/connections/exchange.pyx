@@ -88,6 +88,9 @@ cdef class Exchange(PhaseRunner):
     cdef void respond_plugin(self, Response answer):
         if answer is None:
             self.respond_error(500, "plugin error")
+        elif answer.grpc_status >= 0 and is_grpc_request(self):
+            self.respond_local(200, b"", grpc_answer_fields(
+                answer.status, answer.body, answer.headers, answer.grpc_status)[1:], KEEP)
         else:
             self.respond_local(answer.status, answer.body, answer.headers, KEEP)
 
@@ -108,6 +111,10 @@ cdef class Exchange(PhaseRunner):
             return
         self.group = group
         self.read_timeout = group.read_timeout
+        if group.grpc:
+            if not proceed_grpc(self, group):
+                self.respond_error(426, "this route proxies gRPC, which needs HTTP/2")
+            return
         self.connect_to_upstream()
 
     cdef void connect_to_upstream(self):
@@ -607,6 +614,10 @@ cdef class Exchange(PhaseRunner):
         cdef bint close
         if self.response_started or self.client.state == C_CLOSED:
             return
+        if status != 200 and is_grpc_request(self):
+            # a gRPC client reads grpc-status, not an HTTP error (README "gRPC")
+            headers = grpc_answer_fields(status, body, headers, -1)[1:]
+            status, body = 200, b""
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None
@@ -655,6 +666,15 @@ cdef class Exchange(PhaseRunner):
         if not self.response_started:
             self.status = 499
         self.run_log_phase()
+
+    cdef void end_grpc_call(self, UpstreamNode node, int upstream_status, int grpc_status):
+        """The gRPC call this exchange started (grpc_h2.pyx) is over: logged as its response."""
+        self.node = node
+        self.status = 200
+        self.upstream_status = upstream_status
+        self.response_started = True
+        self.response_done = True
+        self.finish()
 
     cdef void finish(self):
         cdef ClientConnection client = self.client

@@ -22,6 +22,7 @@ cdef class H2Stream(ClientConnection):
     cdef bint submitted                    # the response HEADERS is queued in the session
     cdef bint deferred                     # the data source returned DEFERRED: resume on data
     cdef bint upstream_held                # the upstream was paused for this stream's window
+    cdef GrpcCall grpc                     # a gRPC route's call: takes the body raw (grpc_h2.pyx)
     cdef void add_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
     cdef void on_headers_done(self, bint end_stream) except *

@@ -95,6 +95,8 @@ cdef class H2Stream(ClientConnection):
         self.head.keep_alive = 1
         self.deadline = 0
         ex = self.begin(data, runtime)
+        if self.ex is ex:
+            self.grpc = grpc_call_for(self, ex)
         if self.ex is ex and end_stream and self.chunked_body:
             self.on_end_stream()
         if self.ex is ex and not ex.response_started:
@@ -103,6 +105,9 @@ cdef class H2Stream(ClientConnection):
     cdef void on_data(self, const uint8_t *data, size_t size) except *:
         cdef bytes chunk
         cdef Exchange ex = self.ex
+        if self.grpc is not None:
+            self.grpc.on_request_data(PyBytes_FromStringAndSize(<const char *>data, size), False)
+            return
         if ex is None or ex.body_done or self.state == C_CLOSED:
             nghttp2_session_consume_stream(self.conn.session, self.stream_id, size)
             return
@@ -119,7 +124,9 @@ cdef class H2Stream(ClientConnection):
 
     cdef void on_end_stream(self) except *:
         self.remote_closed = True
-        if self.chunked_body and self.ex is not None and not self.ex.body_done:
+        if self.grpc is not None:
+            self.grpc.on_request_data(b"", True)
+        elif self.chunked_body and self.ex is not None and not self.ex.body_done:
             self.feed_body(b"0\r\n\r\n")
 
     cdef void on_closed(self, uint32_t error_code) except *:
@@ -128,6 +135,9 @@ cdef class H2Stream(ClientConnection):
         self.release_upstream()
         self.set_state(C_CLOSED)
         self.out = None
+        if self.grpc is not None:
+            self.grpc.on_client_reset()  # a no-op once the call has ended
+            self.grpc = None
         self.conn.stream_gone(self)
         if ex is not None:
             self.ex = None

@@ -3,6 +3,7 @@ cdef class Server:
     cdef public Runtime runtime
     cdef set clients
     cdef UpstreamPool pool
+    cdef readonly H2UpstreamPool h2_pool  # HTTP/2 sessions to gRPC nodes
     cdef HeadBuffer scratch
     cdef gw_params *match_params           # router scratch, reused by every request
     cdef readonly bint draining           # set by start_draining (which tells the pool too)

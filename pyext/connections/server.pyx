@@ -13,6 +13,7 @@ cdef class Server:
         self.runtime = runtime
         self.clients = set()
         self.pool = UpstreamPool()
+        self.h2_pool = H2UpstreamPool()
         self.scratch = HeadBuffer()
         self.draining = False
         self.sweep_interval = sweep_interval
@@ -76,6 +77,7 @@ cdef class Server:
         cdef double until = now_monotonic() + idle_grace
         self.draining = True
         self.pool.draining = True
+        self.h2_pool.drain()
         for c in list(self.clients):
             c.drain(until if idle_grace > 0 else 0)
 
@@ -89,6 +91,7 @@ cdef class Server:
             c.close()
         for u in list(self.pool.connections):
             u.close()
+        self.h2_pool.close_all()
 
     def _sweep(self):
         """Enforces every timeout from one periodic pass instead of a timer per request."""
@@ -105,6 +108,7 @@ cdef class Server:
             for u in list(self.pool.connections):
                 if u.deadline and now >= u.deadline:
                     u.on_timeout(now)
+            self.h2_pool.sweep(now)
         except Exception:
             log.exception("timeout sweep failed")
         finally:

@@ -20,6 +20,12 @@ cdef class Runtime
 cdef class Server
 cdef class UpstreamPool
 cdef class UpstreamConnection
+cdef class H2StreamOwner
+cdef class H2UpstreamStream
+cdef class H2UpstreamSession
+cdef class H2UpstreamPool
+cdef class GrpcDownstream
+cdef class GrpcCall
 cdef class TryLog
 cdef class RequestContext
 cdef class PhaseRunner
@@ -49,6 +55,8 @@ include "runtime/runtime.pxd"
 include "connections/pool.pxd"
 include "connections/server.pxd"
 include "connections/upstream_connection.pxd"
+include "connections/h2_upstream.pxd"
+include "connections/grpc_call.pxd"
 include "connections/tls_session.pxd"
 include "connections/try_log.pxd"
 include "connections/context.pxd"

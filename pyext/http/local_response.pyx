@@ -64,8 +64,9 @@ cdef bytes error_body(str message):
 cdef class Response:
     """A response produced by the gateway or a plugin instead of the upstream's."""
 
-    def __init__(self, int status=200, body=b"", headers=None):
+    def __init__(self, int status=200, body=b"", headers=None, int grpc_status=-1):
         self.status = status
+        self.grpc_status = grpc_status
         if isinstance(body, str):
             body = body.encode()
         self.body = body

@@ -41,6 +41,7 @@ cdef class UpstreamGroup:
     cdef readonly bint checked           # some node has health checks
     cdef readonly bint fail_open         # every node down: try them anyway (else no node)
     cdef readonly PassiveChecks passive  # None: real traffic is not counted
+    cdef readonly bint grpc              # scheme grpc/grpcs: calls go over pooled HTTP/2 sessions
     cdef UpstreamNode pick_failing_open(self, Exchange ex, set exclude)
     cpdef UpstreamNode pick(self, Exchange ex=*, set exclude=*)
     cdef void observe(self, UpstreamNode node, double seconds)

@@ -76,7 +76,7 @@ cdef class UpstreamGroup:
                  int keepalive_size=320, double keepalive_idle=60.0, int keepalive_requests=1000,
                  int pass_host=0, bytes upstream_host=b"", object key_of=None,
                  tuple balancers=None, PassiveChecks passive=None, bint fail_open=True,
-                 double retry_timeout=0.0, frozenset retry_statuses=None):
+                 double retry_timeout=0.0, frozenset retry_statuses=None, bint grpc=False):
         cdef UpstreamNode node
         if type not in BALANCERS:
             raise ValueError(f"unknown balancer type {type!r} (known: {', '.join(BALANCERS)})")
@@ -109,6 +109,7 @@ cdef class UpstreamGroup:
         self.checked = any((<UpstreamNode>n).health != NULL for n in self.nodes)
         self.passive = passive if self.checked else None
         self.fail_open = fail_open
+        self.grpc = grpc
 
     def with_timeouts(self, double connect_timeout, double send_timeout, double read_timeout):
         """The same nodes and balancer state (a route's own timeouts over a shared upstream)."""
@@ -116,7 +117,7 @@ cdef class UpstreamGroup:
                              send_timeout, read_timeout, self.keepalive_size, self.keepalive_idle,
                              self.keepalive_requests, self.pass_host, self.upstream_host,
                              self.key_of, self.balancers, self.passive, self.fail_open,
-                             self.retry_timeout, self.retry_statuses)
+                             self.retry_timeout, self.retry_statuses, self.grpc)
 
     cpdef UpstreamNode pick(self, Exchange ex=None, set exclude=None):
         """The node for this request, not one in ``exclude`` (the nodes it already failed on)
