@@ -86,9 +86,9 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
 
 
 def tls_check(config: Config, file: str) -> list[ConfigIssue]:
-    """Extra check: OpenSSL must accept every ssl (the loader checked the PEM with
+    """Extra check: rustls must accept every ssl (the loader checked the PEM with
     `cryptography`), so a worker never meets a certificate it cannot load."""
-    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"OpenSSL refuses it: {reason}",
+    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"rustls refuses it: {reason}",
                         line=None)
             for i, reason in check_ssl_contexts(config.ssls)]
 

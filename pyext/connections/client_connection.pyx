@@ -32,7 +32,7 @@ cdef class ClientConnection:
             except OSError:
                 pass
         if self.on_tls_listener:
-            self.tls = TlsSession(transport.get_extra_info("ssl_object"))
+            self.tls = TlsSession(transport.get_extra_info("tls"))
             self.tls_refusal = self.tls.refusal()
         # Until the first byte the idle timer applies; the header timer starts with the head.
         # Accepted while draining (already queued when the listener closed): served, with

@@ -25,6 +25,7 @@ cdef class PhaseRunner
 cdef class Exchange
 cdef class TlsSession
 cdef class ClientConnection
+cdef class TlsTransport
 cdef class NativeHook
 cdef class PrometheusLog
 cdef class LimitAccess
@@ -52,6 +53,7 @@ include "connections/context.pxd"
 include "connections/phases.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"
+include "connections/tls_transport.pxd"
 include "plugins/native_hook.pxd"
 include "plugins/prometheus_hook.pxd"
 include "plugins/limit_hooks.pxd"

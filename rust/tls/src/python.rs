@@ -108,13 +108,6 @@ impl PyTlsConnection {
         self.flush(py, result)
     }
 
-    /// Encrypts the parts as one write (a response head and its body share records).
-    fn send_all(&mut self, py: Python<'_>, parts: Vec<Vec<u8>>) -> PyResult<()> {
-        let joined = parts.concat();
-        let result = self.conn.send(&joined, &mut self.out);
-        self.flush(py, result)
-    }
-
     /// Writes a close_notify alert.
     fn close_notify(&mut self, py: Python<'_>) -> PyResult<()> {
         self.conn.close_notify(&mut self.out);
