@@ -42,6 +42,7 @@ KEYS = {
     "rsa-2048-pkcs8": (lambda: rsa.generate_private_key(65537, 2048), serialization.PrivateFormat.PKCS8),
     "p256-sec1": (lambda: ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.TraditionalOpenSSL),
     "p384-pkcs8": (lambda: ec.generate_private_key(ec.SECP384R1()), serialization.PrivateFormat.PKCS8),
+    "p521-sec1": (lambda: ec.generate_private_key(ec.SECP521R1()), serialization.PrivateFormat.TraditionalOpenSSL),
     "ed25519-pkcs8": (lambda: ed25519.Ed25519PrivateKey.generate(), serialization.PrivateFormat.PKCS8),
 }
 
@@ -102,11 +103,11 @@ def test_every_key_form_is_served(kind: str) -> None:
 
 
 def test_keys_rustls_cannot_serve_are_config_errors() -> None:
-    key = ec.generate_private_key(ec.SECP521R1())  # cryptography loads it; ring signs P-256/P-384
-    entry = Ssl(id="p521", snis=[NAME], cert=self_signed(key),
+    key = rsa.generate_private_key(65537, 1024)  # cryptography loads it; aws-lc-rs signs >= 2048
+    entry = Ssl(id="rsa1024", snis=[NAME], cert=self_signed(key),
                 key=key_pem(key, serialization.PrivateFormat.PKCS8))
     [(index, reason)] = check_ssl_contexts([entry])
     assert index == 0 and "unsupported private key" in reason
     engine = TlsEngine(ALPN_PROTOCOLS)
     with pytest.raises(ValueError, match=r"ssls\[0\]: key: unsupported private key"):
-        engine.update([("p521", [NAME], entry.cert, entry.key, None)])
+        engine.update([("rsa1024", [NAME], entry.cert, entry.key, None)])

@@ -222,7 +222,7 @@ fn plaintext_alert(description: u8) -> [u8; 7] {
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
 }
 
-/// OpenSSL's names of the suites ring offers, as nginx reports them.
+/// OpenSSL's names of the suites offered (aws-lc-rs's TLS 1.3 and 1.2 defaults), as nginx reports them.
 fn openssl_cipher_name(suite: CipherSuite) -> Option<&'static str> {
     Some(match suite {
         CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",

@@ -1,4 +1,4 @@
-//! TLS termination for the gateway's `tls_listen` sockets, with rustls driven sans-IO.
+//! TLS termination for the gateway's `tls_listen` sockets, with rustls (aws-lc-rs) driven sans-IO.
 //!
 //! An [`Engine`] (one per worker) holds the sites of the `ssls` resources in a table swapped
 //! whole by a reload; a [`Connection`] (one per client) reads the ClientHello, takes the site of

@@ -51,13 +51,10 @@ const SESSION_CACHE_SIZE: usize = 4096;
 
 impl Shared {
     pub fn new(alpn: Vec<Vec<u8>>) -> Result<Self, String> {
-        let ticketer = rustls::crypto::ring::Ticketer::new()
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
             .map_err(|e| format!("cannot make session ticket keys: {e}"))?;
         Ok(Shared {
-            // deprecated only for lacking post-quantum key exchange (X25519MLKEM768), which ring
-            // does not implement; README "TLS" says why ring all the same
-            #[allow(deprecated)]
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             alpn,
             ticketer,
             sessions: ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
@@ -68,7 +65,7 @@ impl Shared {
     pub fn site(&self, spec: &SiteSpec) -> Result<Site, String> {
         let key = certified_key(&self.provider, &spec.cert_pem, &spec.key_pem)?;
         let builder = ServerConfig::builder_with_provider(self.provider.clone())
-            // TLS 1.3 and 1.2 only; ring's suites are all AEAD with forward secrecy
+            // TLS 1.3 and 1.2 only; the provider's suites are all AEAD with forward secrecy
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?;
         let builder = match &spec.client_ca_pem {
