@@ -14,7 +14,8 @@ __all__ = [
     "HttpParseError", "parse_request", "parse_response", "RequestHead", "ResponseHead",
     "ChunkedScanner", "Router", "normalize_path", "NOT_FOUND", "METHOD_NOT_ALLOWED", "BAD_PATH",
     "SharedLimiter", "BREAKER_HEALTHY", "BREAKER_UNHEALTHY", "BREAKER_TRIP", "hash_key",
-    "SharedMetrics", "SharedHealth", "ABI_REQUEST_HEAD_SIZE", "_proto",
+    "SharedMetrics", "SharedHealth", "TlsEngine", "TlsConnection", "ABI_REQUEST_HEAD_SIZE",
+    "_proto",
 ]
 
 ABI_REQUEST_HEAD_SIZE: int

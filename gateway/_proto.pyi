@@ -5,7 +5,7 @@ from typing import Any, Self
 
 from typing_extensions import deprecated, disjoint_base
 
-from gateway._native import TlsConnection
+from gateway._native import TlsConnection, TlsEngine
 
 # Cython `cdef class`es can be subclassed, but each has its own C layout, so a class cannot
 # inherit from two of them: @disjoint_base (PEP 800). `python -m mypy.stubtest gateway._native
@@ -223,9 +223,11 @@ class Server:
     acceptor: Any
     def __init__(self, loop: Any, runtime: Runtime, sweep_interval: float = 0.25) -> None: ...
     def protocol_factory(self) -> ClientConnection: ...
-    def tls_protocol_factory(self) -> ClientConnection:
-        """For the tls_listen sockets (uvloop's TLS transport runs the handshake first)."""
+    def tls_protocol_factory(self) -> TlsTransport:
+        """For the tls_listen sockets: rustls under a TlsTransport, which makes the
+        ClientConnection once the handshake is done."""
     tls_misdirected: Callable[[bytes, str | None], bool] | None
+    tls_engine: TlsEngine | None
     def set_runtime(self, runtime: Runtime) -> None: ...
     @property
     def active_clients(self) -> int: ...

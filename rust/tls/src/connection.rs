@@ -40,12 +40,23 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(engine: Arc<Engine>) -> Self {
-        Connection { engine, state: State::Accepting(Acceptor::default()), site: None, server_name: None, peer_closed: false }
+        Connection {
+            engine,
+            state: State::Accepting(Acceptor::default()),
+            site: None,
+            server_name: None,
+            peer_closed: false,
+        }
     }
 
     /// Takes the bytes of one socket read: appends their plaintext to `plain` and the records
     /// to send back (handshake, tickets, alerts) to `out`. On failure `out` holds the alert.
-    pub fn receive(&mut self, data: &[u8], plain: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), TlsFailure> {
+    pub fn receive(
+        &mut self,
+        data: &[u8],
+        plain: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsFailure> {
         let mut rest = data;
         if let State::Accepting(acceptor) = &mut self.state {
             let accepted = match accept(acceptor, &mut rest, out) {
@@ -73,7 +84,9 @@ impl Connection {
             if n > 0 {
                 let start = plain.len();
                 plain.resize(start + n, 0);
-                conn.reader().read_exact(&mut plain[start..]).expect("rustls said these bytes are readable");
+                conn.reader()
+                    .read_exact(&mut plain[start..])
+                    .expect("rustls said these bytes are readable");
             }
             self.peer_closed |= io.peer_has_closed();
             if rest.is_empty() {
@@ -171,8 +184,13 @@ impl Connection {
         let Some(site) = table.find(sni.as_deref()) else {
             // no SNI and no fallback_sni, or a name no ssl serves: refused with an alert
             let (alert, reason) = match &sni {
-                Some(name) => (ALERT_UNRECOGNIZED_NAME, format!("no ssl serves the server name {name:?}")),
-                None => (ALERT_HANDSHAKE_FAILURE, "no server name sent, and no fallback_sni".to_string()),
+                Some(name) => {
+                    (ALERT_UNRECOGNIZED_NAME, format!("no ssl serves the server name {name:?}"))
+                }
+                None => (
+                    ALERT_HANDSHAKE_FAILURE,
+                    "no server name sent, and no fallback_sni".to_string(),
+                ),
             };
             out.extend_from_slice(&plaintext_alert(alert));
             return Err(TlsFailure(reason));
@@ -194,7 +212,11 @@ impl Connection {
     }
 }
 
-fn accept(acceptor: &mut Acceptor, rest: &mut &[u8], out: &mut Vec<u8>) -> Result<Option<Accepted>, TlsFailure> {
+fn accept(
+    acceptor: &mut Acceptor,
+    rest: &mut &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Option<Accepted>, TlsFailure> {
     while !rest.is_empty() {
         acceptor.read_tls(rest).map_err(|e| TlsFailure(e.to_string()))?;
         match acceptor.accept() {
@@ -230,7 +252,9 @@ fn openssl_cipher_name(suite: CipherSuite) -> Option<&'static str> {
         CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
         CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
         CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        }
         CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
         CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
         CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",

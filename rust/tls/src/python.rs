@@ -48,9 +48,14 @@ impl PyTlsEngine {
     /// Why rustls refuses this site, or None.
     #[staticmethod]
     #[pyo3(signature = (cert_pem, key_pem, client_ca_pem=None))]
-    fn refusal(cert_pem: String, key_pem: String, client_ca_pem: Option<String>) -> PyResult<Option<String>> {
+    fn refusal(
+        cert_pem: String,
+        key_pem: String,
+        client_ca_pem: Option<String>,
+    ) -> PyResult<Option<String>> {
         let engine = Engine::new(Vec::new()).map_err(PyValueError::new_err)?;
-        let site = SiteSpec { id: String::new(), snis: Vec::new(), cert_pem, key_pem, client_ca_pem };
+        let site =
+            SiteSpec { id: String::new(), snis: Vec::new(), cert_pem, key_pem, client_ca_pem };
         Ok(engine.check(&site).err())
     }
 
@@ -95,7 +100,11 @@ impl PyTlsConnection {
 #[pymethods]
 impl PyTlsConnection {
     /// The bytes of one socket read -> their plaintext, or None when they carried none.
-    fn receive<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn receive<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         self.plain.clear();
         let result = self.conn.receive(data, &mut self.plain, &mut self.out);
         self.flush(py, result)?;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions, WebPkiClientVerifier,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 
@@ -72,12 +75,13 @@ impl Shared {
             None => builder.with_no_client_auth(),
             Some(ca) => {
                 let roots = Arc::new(root_store(ca)?);
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots, self.provider.clone())
-                    // no certificate: the handshake completes and requests get 400 (nginx's
-                    // answer); a certificate that does not verify fails the handshake
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| format!("client.ca: {e}"))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(roots, self.provider.clone())
+                        // no certificate: the handshake completes and requests get 400 (nginx's
+                        // answer); a certificate that does not verify fails the handshake
+                        .allow_unauthenticated()
+                        .build()
+                        .map_err(|e| format!("client.ca: {e}"))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -106,7 +110,11 @@ impl ResolvesServerCert for SiteCert {
     }
 }
 
-fn certified_key(provider: &CryptoProvider, cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, String> {
+fn certified_key(
+    provider: &CryptoProvider,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<CertifiedKey>, String> {
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("cert: not PEM certificates: {e}"))?;
@@ -114,9 +122,12 @@ fn certified_key(provider: &CryptoProvider, cert_pem: &str, key_pem: &str) -> Re
         return Err("cert: no certificate in it".into());
     }
     // PKCS#8, PKCS#1 (RSA) and SEC1 (EC) keys alike
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("key: not a PEM private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("key: not a PEM private key: {e}"))?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => "the key does not belong to the certificate (mismatched key)".to_string(),
+        rustls::Error::InconsistentKeys(_) => {
+            "the key does not belong to the certificate (mismatched key)".to_string()
+        }
         e => format!("key: unsupported private key: {e}"),
     })?;
     Ok(Arc::new(certified))

@@ -51,7 +51,10 @@ pub struct Engine {
 impl Engine {
     /// An engine offering `alpn` (in preference order), with no sites yet.
     pub fn new(alpn: Vec<Vec<u8>>) -> Result<Self, String> {
-        Ok(Engine { shared: Shared::new(alpn)?, table: RwLock::new(Arc::new(SiteTable::default())) })
+        Ok(Engine {
+            shared: Shared::new(alpn)?,
+            table: RwLock::new(Arc::new(SiteTable::default())),
+        })
     }
 
     /// The table handshakes consult now.
@@ -61,7 +64,11 @@ impl Engine {
 
     /// Builds every site first, then swaps: a site rustls refuses leaves the running table and
     /// gives (index of the spec, reason). A site whose spec did not change is kept as it is.
-    pub fn update(&self, specs: &[SiteSpec], fallback_sni: Option<&str>) -> Result<(), (usize, String)> {
+    pub fn update(
+        &self,
+        specs: &[SiteSpec],
+        fallback_sni: Option<&str>,
+    ) -> Result<(), (usize, String)> {
         let current = self.table();
         let mut names = HashMap::new();
         for (i, spec) in specs.iter().enumerate() {

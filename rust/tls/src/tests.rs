@@ -14,7 +14,9 @@ struct Pem {
 }
 
 fn issue(names: &[&str]) -> Pem {
-    let cert = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
     Pem { cert: cert.cert.pem(), key: cert.key_pair.serialize_pem(), der: cert.cert.der().clone() }
 }
 
@@ -38,13 +40,16 @@ fn client(trust: &[&Pem], name: &str, identity: Option<&Pem>) -> ClientConnectio
         None => builder.with_no_client_auth(),
         Some(id) => {
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                rustls::pki_types::pem::PemObject::from_pem_slice(id.key.as_bytes()).map(|k: PrivatePkcs8KeyDer| k.secret_pkcs8_der().to_vec()).unwrap(),
+                rustls::pki_types::pem::PemObject::from_pem_slice(id.key.as_bytes())
+                    .map(|k: PrivatePkcs8KeyDer| k.secret_pkcs8_der().to_vec())
+                    .unwrap(),
             ));
             builder.with_client_auth_cert(vec![id.der.clone()], key).unwrap()
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    ClientConnection::new(Arc::new(config), ServerName::try_from(name.to_string()).unwrap()).unwrap()
+    ClientConnection::new(Arc::new(config), ServerName::try_from(name.to_string()).unwrap())
+        .unwrap()
 }
 
 /// Runs the handshake; Err(reason) when the server refuses it.
@@ -76,16 +81,24 @@ fn served_cert(client: &ClientConnection) -> CertificateDer<'static> {
 
 #[test]
 fn exact_name_beats_wildcard_and_longest_wildcard_wins() {
-    let (exact, wild, deep) = (issue(&["api.example.com"]), issue(&["*.example.com"]), issue(&["*.b.example.com"]));
+    let (exact, wild, deep) =
+        (issue(&["api.example.com"]), issue(&["*.example.com"]), issue(&["*.b.example.com"]));
     let engine = Arc::new(Engine::new(vec![b"http/1.1".to_vec()]).unwrap());
     engine
         .update(
-            &[spec("wild", &["*.example.com"], &wild, None), spec("exact", &["api.example.com"], &exact, None),
-              spec("deep", &["*.b.example.com"], &deep, None)],
+            &[
+                spec("wild", &["*.example.com"], &wild, None),
+                spec("exact", &["api.example.com"], &exact, None),
+                spec("deep", &["*.b.example.com"], &deep, None),
+            ],
             None,
         )
         .unwrap();
-    for (name, want, trust) in [("api.example.com", &exact, &exact), ("www.example.com", &wild, &wild), ("a.b.example.com", &deep, &deep)] {
+    for (name, want, trust) in [
+        ("api.example.com", &exact, &exact),
+        ("www.example.com", &wild, &wild),
+        ("a.b.example.com", &deep, &deep),
+    ] {
         let mut server = Connection::new(engine.clone());
         let mut c = client(&[trust], name, None);
         handshake(&mut server, &mut c).unwrap();
@@ -155,7 +168,9 @@ fn data_flows_both_ways_and_a_reload_keeps_open_connections() {
 fn no_sni_takes_the_fallback_name() {
     let site = issue(&["api.example.com"]);
     let engine = Arc::new(Engine::new(vec![]).unwrap());
-    engine.update(&[spec("a", &["api.example.com"], &site, None)], Some("api.example.com")).unwrap();
+    engine
+        .update(&[spec("a", &["api.example.com"], &site, None)], Some("api.example.com"))
+        .unwrap();
     let table = engine.table();
     assert_eq!(table.find(None).unwrap().id, "a");
     assert_eq!(table.find(Some("127.0.0.1")).unwrap().id, "a");
@@ -165,7 +180,8 @@ fn no_sni_takes_the_fallback_name() {
 
 #[test]
 fn mtls_verifies_the_client_and_allows_none() {
-    let (site, ca, rogue) = (issue(&["secure.example.org"]), issue(&["alice"]), issue(&["mallory"]));
+    let (site, ca, rogue) =
+        (issue(&["secure.example.org"]), issue(&["alice"]), issue(&["mallory"]));
     let engine = Arc::new(Engine::new(vec![]).unwrap());
     engine.update(&[spec("s", &["secure.example.org"], &site, Some(&ca))], None).unwrap();
     // alice's self-signed certificate is its own CA here
@@ -177,7 +193,9 @@ fn mtls_verifies_the_client_and_allows_none() {
     assert!(server.client_cert().is_none());
     assert!(server.site().unwrap().client_cert_required);
     let mut server = Connection::new(engine);
-    assert!(handshake(&mut server, &mut client(&[&site], "secure.example.org", Some(&rogue))).is_err());
+    assert!(
+        handshake(&mut server, &mut client(&[&site], "secure.example.org", Some(&rogue))).is_err()
+    );
 }
 
 #[test]
