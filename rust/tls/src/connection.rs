@@ -15,7 +15,7 @@ const ALERT_HANDSHAKE_FAILURE: u8 = 40;
 const ALERT_UNRECOGNIZED_NAME: u8 = 112;
 
 enum State {
-    Accepting(Acceptor),
+    Accepting(Box<Acceptor>),
     Open(Box<ServerConnection>),
     Failed,
 }
@@ -42,7 +42,7 @@ impl Connection {
     pub fn new(engine: Arc<Engine>) -> Self {
         Connection {
             engine,
-            state: State::Accepting(Acceptor::default()),
+            state: State::Accepting(Box::default()),
             site: None,
             server_name: None,
             peer_closed: false,
