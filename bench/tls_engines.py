@@ -6,14 +6,20 @@
 Part 1, the engines alone (no sockets): the server side of one keep-alive request (decrypt a
 ~60-byte request, encrypt a ~200-byte response) and of one full handshake (ECDSA P-256), in
 memory:
-  - stdlib `ssl` through `SSLObject` + `MemoryBIO`: what uvloop's TLS transport does per read,
-  - rustls 0.23 (ring) driven sans-IO (`read_tls` / `process_new_packets` / `write_tls`): the
-    program in bench/tls_engine_rustls (built with cargo on first use).
+  - stdlib `ssl` through `SSLObject` + `MemoryBIO`: what uvloop's TLS transport does per read
+    (the gateway's engine before rustls),
+  - the engine the gateway ships: `gateway._native.TlsEngine` (rust/tls: rustls 0.23 with
+    aws-lc-rs) called from Python as the Cython TlsTransport calls it, one `receive` per read
+    and one `send` per response,
+  - rustls 0.23 with each crypto provider (aws-lc-rs, ring) driven sans-IO in Rust, without
+    Python: the program in bench/tls_engine_rustls (built with cargo on first use).
 Part 2, the servers: wrk over https, one worker each, the same nginx upstream, alternating runs:
   - nginx (`ssl`, `proxy_pass` with upstream keep-alive) and the gateway (`tls_listen`, the
-    engine it ships: stdlib ssl under uvloop), keep-alive requests (CPU per request) and one
-    request per connection (full handshakes: CPU per connection),
-  - the same two over plain http, so the TLS share of each is visible.
+    engine it ships: rustls under the Cython TlsTransport), keep-alive requests (CPU per
+    request) and one request per connection (full handshakes: CPU per connection),
+  - the same two over plain http, so the TLS share of each is visible,
+  - with `--baseline PYTHON`, a third server: the gateway installed in that interpreter's
+    environment (e.g. a build of an older commit), measured in the same run.
 
 CPU is utime + stime of the server's processes from /proc, divided by the requests wrk
 completed. Output: Markdown tables on stdout, progress on stderr.
@@ -128,17 +134,74 @@ def stdlib_engine(cert: str, key: str, requests: int, handshakes: int) -> dict:
             "request_us": spent / requests * 1e6, "handshake_us": handshake / handshakes * 1e6}
 
 
-def rustls_engine(requests: int, handshakes: int) -> dict | None:
+def shipped_engine(cert: str, key: str, requests: int, handshakes: int) -> dict:
+    """gateway._native's rustls engine, driven from Python as TlsTransport drives it."""
+    from gateway._native import TlsEngine
+
+    with open(cert) as fh:
+        cert_pem = fh.read()
+    with open(key) as fh:
+        key_pem = fh.read()
+    engine = TlsEngine([b"http/1.1"])
+    engine.update([("bench", ["bench.test"], cert_pem, key_pem, None)])
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_verify_locations(cert)
+    client_ctx.set_alpn_protocols(["http/1.1"])
+
+    def pair() -> tuple[object, object, ssl.MemoryBIO, ssl.MemoryBIO, list[bytes], float]:
+        sent: list[bytes] = []
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = client_ctx.wrap_bio(incoming, outgoing, server_hostname="bench.test")
+        started = time.perf_counter()
+        conn = engine.connection(sent.append)
+        spent = time.perf_counter() - started
+        while True:
+            try:
+                client.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            wire = outgoing.read()
+            started = time.perf_counter()
+            conn.receive(wire)
+            spent += time.perf_counter() - started
+            while sent:
+                incoming.write(sent.pop(0))
+            if done:
+                break
+        try:
+            client.read(1)  # takes the TLS 1.3 session tickets
+        except ssl.SSLWantReadError:
+            pass
+        return conn, client, incoming, outgoing, sent, spent
+
+    handshake = sum(pair()[-1] for _ in range(handshakes))  # type: ignore[misc]
+    conn, client, incoming, outgoing, sent, _ = pair()
+    spent = 0.0
+    for _ in range(requests):
+        client.write(REQUEST)  # type: ignore[attr-defined]
+        wire = outgoing.read()
+        started = time.perf_counter()
+        conn.receive(wire)  # type: ignore[attr-defined]
+        conn.send(RESPONSE)  # type: ignore[attr-defined]
+        spent += time.perf_counter() - started
+        incoming.write(sent.pop())
+        client.read(65536)  # type: ignore[attr-defined]
+    return {"engine": "gateway._native.TlsEngine (rustls 0.23, aws-lc-rs), called from Python",
+            "request_us": spent / requests * 1e6, "handshake_us": handshake / handshakes * 1e6}
+
+
+def rustls_engine(requests: int, handshakes: int) -> list[dict]:
     binary = os.path.join(RUSTLS_DIR, "target", "release", "tls-engine-rustls")
     if not os.path.exists(binary):
         if shutil.which("cargo") is None:
-            log("cargo not found: the rustls engine is not measured")
-            return None
+            log("cargo not found: rustls alone is not measured")
+            return []
         log("building bench/tls_engine_rustls (cargo build --release)")
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=RUSTLS_DIR, check=True)
     out = subprocess.run([binary, str(requests), str(handshakes)], check=True,
                          capture_output=True, text=True).stdout
-    return json.loads(out)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- part 2: servers
@@ -185,7 +248,8 @@ ssls:
 """
 
 
-def start_gateway(tmp: str, upstream: int, cert: str, key: str) -> Server:
+def start_gateway(tmp: str, upstream: int, cert: str, key: str, python: str | None = None,
+                  name: str = "gateway") -> Server:
     os.makedirs(tmp, exist_ok=True)
     port, plain = free_port(), free_port()
     conf = os.path.join(tmp, "gateway.yaml")
@@ -193,13 +257,14 @@ def start_gateway(tmp: str, upstream: int, cert: str, key: str) -> Server:
         fh.write(GATEWAY_TLS.format(port=port, plain=plain, admin=free_port(), upstream=upstream,
                                     cert=cert, key=key))
     env = dict(os.environ, XDG_STATE_HOME=tmp)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if python is None:  # this checkout; a baseline interpreter runs the gateway it has installed
+        env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     log_path = os.path.join(tmp, "gateway.log")
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", conf, "-w", "1"],
+        proc = subprocess.Popen([python or sys.executable, "-m", "gateway", "run", "-c", conf, "-w", "1"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env, cwd=tmp, start_new_session=True)
-    server = Server("gateway", plain, proc, log_path, expected_procs=2)
+    server = Server(name, plain, proc, log_path, expected_procs=2)
     server.info["tls_port"] = port
     return server
 
@@ -255,12 +320,19 @@ def servers_part(args: argparse.Namespace, base: str, cert: str, key: str) -> li
         servers.append(proxy)
         gateway = start_gateway(os.path.join(base, "gateway"), up_port, cert, key)
         servers.append(gateway)
-        wait_ready(proxy)
-        wait_ready(gateway)
+        measured = [proxy, gateway]
+        if args.baseline:
+            baseline = start_gateway(os.path.join(base, "baseline"), up_port, cert, key,
+                                     python=args.baseline, name="baseline")
+            servers.append(baseline)
+            measured.append(baseline)
+        for server in measured:
+            wait_ready(server)
         for label, tls, close in CASES:
             for run in range(1, args.runs + 1):
-                pair = (proxy, gateway) if run % 2 else (gateway, proxy)
-                for server in pair:
+                # every server goes first in turn: a drift in the machine's load spreads out
+                shift = (run - 1) % len(measured)
+                for server in measured[shift:] + measured[:shift]:
                     url = (f"https://127.0.0.1:{server.info['tls_port']}/" if tls
                            else f"http://127.0.0.1:{server.port}/")
                     result = measure(server, url, args, close)
@@ -286,14 +358,14 @@ def render(engines: list[dict], rows: list[dict]) -> str:
         out += ["| case | server | req/s | CPU µs/req | gateway/nginx CPU |", "|---|---|---:|---:|---:|"]
         for label, _, _ in CASES:
             med = {}
-            for name in ("nginx", "gateway"):
+            for name in ("nginx", "gateway", "baseline"):
                 mine = [r for r in rows if r["case"] == label and r["server"] == name]
                 if mine:
                     med[name] = (statistics.median(r["rps"] for r in mine),
                                  statistics.median(r["cpu_us_per_req"] for r in mine),
                                  sum(r["errors"] for r in mine))
             for name, (rps, cpu, errors) in med.items():
-                ratio = (f"{cpu / med['nginx'][1]:.2f}x" if name == "gateway" and "nginx" in med
+                ratio = (f"{cpu / med['nginx'][1]:.2f}x" if name != "nginx" and "nginx" in med
                          else "")
                 flag = f" ({errors} errors)" if errors else ""
                 out.append(f"| {label} | {name} | {rps:,.0f}{flag} | {cpu:.1f} | {ratio} |")
@@ -307,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also measure the gateway installed for this interpreter")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--skip-engines", action="store_true")
     only.add_argument("--skip-servers", action="store_true")
@@ -324,10 +398,10 @@ def main(argv: list[str] | None = None) -> int:
             requests, handshakes = (30_000, 300) if args.quick else (200_000, 2_000)
             log("engines: stdlib ssl")
             engines.append(stdlib_engine(cert, key, requests, handshakes))
-            log("engines: rustls")
-            rustls = rustls_engine(requests, handshakes)
-            if rustls is not None:
-                engines.append(rustls)
+            log("engines: the gateway's (rustls, from Python)")
+            engines.append(shipped_engine(cert, key, requests, handshakes))
+            log("engines: rustls alone, per crypto provider")
+            engines.extend(rustls_engine(requests, handshakes))
         if not args.skip_servers:
             rows = servers_part(args, base, cert, key)
     except BenchError as exc:

@@ -1,5 +1,6 @@
 """Type stubs for gateway._native: PyO3 bindings of the rust/ crates (the Cython module
 gateway._proto lives in the same shared object; see _proto.pyi)."""
+from collections.abc import Callable
 from typing import Any, Literal, Self, final
 
 from gateway import _proto as _proto
@@ -14,7 +15,8 @@ __all__ = [
     "ChunkedScanner", "Router", "normalize_path", "NOT_FOUND", "METHOD_NOT_ALLOWED", "BAD_PATH",
     "SharedLimiter", "BREAKER_HEALTHY", "BREAKER_UNHEALTHY", "BREAKER_TRIP", "hash_key",
     "synced_key", "synced_tag",
-    "SharedMetrics", "SharedHealth", "ABI_REQUEST_HEAD_SIZE", "_proto",
+    "SharedMetrics", "SharedHealth", "TlsEngine", "TlsConnection", "ABI_REQUEST_HEAD_SIZE",
+    "_proto",
 ]
 
 ABI_REQUEST_HEAD_SIZE: int
@@ -247,3 +249,51 @@ class SharedHealth:
     def is_down(self, i: int) -> bool: ...
     def node(self, i: int) -> dict[str, Any] | None:
         """What /status shows of slot ``i``."""
+
+# ---- rust/tls ------------------------------------------------------------------------------
+
+@final
+class TlsEngine:
+    """A worker's TLS sites (rustls): chosen per handshake by SNI from a table that `update`
+    swaps whole."""
+    def __new__(cls, alpn: list[bytes]) -> TlsEngine: ...
+    def update(self, sites: list[tuple[str, list[str], str, str, str | None]],
+               fallback_sni: str | None = None) -> None:
+        """Sites (id, snis, cert PEM, key PEM, client CA PEM) for handshakes from now on;
+        ValueError "ssls[i]: reason" leaves the running ones."""
+    @staticmethod
+    def refusal(cert_pem: str, key_pem: str, client_ca_pem: str | None = None) -> str | None:
+        """Why rustls refuses this certificate, key and CA, or None."""
+    def serving(self, server_name: str) -> tuple[str, bool] | None:
+        """(ssl id, client certificates required) of the site serving the name, or None."""
+    def connection(self, write: Callable[[bytes], object]) -> TlsConnection:
+        """A connection for a new client; `write` takes the records to send."""
+
+@final
+class TlsConnection:
+    """One client's TLS connection, sans-IO: records in, plaintext out, and back."""
+    def receive(self, data: bytes) -> bytes | None:
+        """One socket read -> its plaintext (None: none); ConnectionError when it fails (the
+        alert was written)."""
+    def send(self, data: bytes) -> None: ...
+    def close_notify(self) -> None: ...
+    def detach(self) -> None:
+        """Forgets the write callable."""
+    @property
+    def handshaking(self) -> bool: ...
+    @property
+    def peer_closed(self) -> bool: ...
+    @property
+    def alpn_protocol(self) -> str | None: ...
+    @property
+    def protocol(self) -> str | None: ...
+    @property
+    def cipher(self) -> str | None: ...
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def ssl_id(self) -> str | None: ...
+    @property
+    def client_cert_required(self) -> bool: ...
+    @property
+    def client_cert(self) -> bytes | None: ...

@@ -37,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gateway_limiter::python::register(m)?;
     gateway_metrics::python::register(m)?;
     gateway_health::python::register(m)?;
+    gateway_tls::python::register(m)?;
     m.add("ABI_REQUEST_HEAD_SIZE", std::mem::size_of::<gateway_http::RequestHead>())?;
     // The Cython module imports gateway._native at init time, so this module must be complete first.
     add_cython_module(m, "_proto", PyInit__proto)?;

@@ -1,6 +1,7 @@
 """What the master checks a candidate config with, beyond the loader's own checks: the plugins
-load and accept their configs, OpenSSL accepts every certificate (the loader reads and checks
-them with `cryptography`; OpenSSL is stricter, on key sizes for one), and the config compiles
+load and accept their configs, rustls accepts every ssl's certificate and key (the loader reads
+and checks them with `cryptography`; rustls is stricter, on key types and sizes for one), and
+the config compiles
 as a worker compiles it, so nothing that validates can fail later in a worker.
 
 The OpenSSL check of the upstreams' tls settings and the compile check build what a worker
@@ -33,8 +34,8 @@ def compile_check(config: Config, file: str) -> list[ConfigIssue]:
 
 
 def tls_check(config: Config, file: str) -> list[ConfigIssue]:
-    """OpenSSL must accept every ssl, so a worker never meets a certificate it cannot load."""
-    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"OpenSSL refuses it: {reason}",
+    """rustls must accept every ssl, so a worker never meets a certificate it cannot load."""
+    return [ConfigIssue(file=file, path=f"ssls[{i}]", message=f"rustls refuses it: {reason}",
                         line=None)
             for i, reason in check_ssl_contexts(config.ssls)]
 

@@ -32,9 +32,6 @@ from gateway.server.worker_boot import EXIT_CANNOT_START
 
 log = logging.getLogger("gateway.worker")
 
-#: Seconds a closed TLS connection waits for the client's close_notify before the socket goes.
-TLS_SHUTDOWN_TIMEOUT = 2.0
-
 
 def sweep_interval(config: Config) -> float:
     """Timeouts are enforced by a periodic sweep; a quarter of the shortest one keeps each
@@ -226,6 +223,7 @@ class Worker:
     async def _start(self, config: Config, runtime: Any) -> None:
         self.server = Server(self.loop, runtime, sweep_interval(config))
         self.server.tls_misdirected = self.tls.misdirected_check
+        self.server.tls_engine = self.tls.engine
         self._configure_access_log(config)
         gw = config.gateway
         sockets = self._sockets()
@@ -239,20 +237,15 @@ class Worker:
             await self._listen(sock, self.server.protocol_factory)
         for address, sock in sockets:
             if address in gw.tls_listen:
-                # The handshake must finish within the time a request head may take. On close,
-                # uvloop waits for the client's close_notify (30 s by default) holding the
-                # socket: a client that never sends one costs a descriptor for
-                # TLS_SHUTDOWN_TIMEOUT only.
-                await self._listen(sock, self.server.tls_protocol_factory, ssl=self.tls.context,
-                                   ssl_handshake_timeout=gw.client_header_timeout,
-                                   ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
+                # TlsTransport runs the handshake (within the header timeout) and the records
+                await self._listen(sock, self.server.tls_protocol_factory)
         self._watch_fds()
         log.info("worker %d (pid %d) serving %s", self.worker_id, os.getpid(),
                  ", ".join(list(gw.listen) + [f"https://{a}" for a in gw.tls_listen]))
 
-    async def _listen(self, sock: socket.socket, factory: Any, **tls: Any) -> None:
+    async def _listen(self, sock: socket.socket, factory: Any) -> None:
         # create_server listens again: without the backlog it would be asyncio's 100.
-        listener = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls)
+        listener = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG)
         self.listeners.append(listener)
 
     def _sockets(self) -> list[tuple[str, socket.socket]]:

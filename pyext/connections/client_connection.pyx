@@ -32,7 +32,7 @@ cdef class ClientConnection:
             except OSError:
                 pass
         if self.on_tls_listener:
-            self.tls = TlsSession(transport.get_extra_info("ssl_object"))
+            self.tls = TlsSession(transport.get_extra_info("tls"))
             self.tls_refusal = self.tls.refusal()
             if self.tls.alpn_protocol == "h2":
                 hand_to_h2(self, None)  # the client chose HTTP/2 in the handshake

@@ -16,6 +16,7 @@ cdef class Server:
     cdef public str scheme
     cdef public object acceptor           # with max_connections: told when a client goes
     cdef public object tls_misdirected    # (host, ssl_id) -> bool, None without mTLS
+    cdef public object tls_engine         # gateway._native.TlsEngine of the tls_listen sockets
 
     cdef void add_client(self, ClientConnection c)
     cdef void drop_client(self, ClientConnection c)

@@ -24,6 +24,7 @@ cdef class Server:
         self.scheme = "http"
         self.acceptor = None
         self.tls_misdirected = None
+        self.tls_engine = None
         self.sweeper = loop.call_later(sweep_interval, self._sweep)
         self.pool.adopt(runtime)
 
@@ -47,8 +48,9 @@ cdef class Server:
         return ClientConnection(self)
 
     def tls_protocol_factory(self):
-        """For the tls_listen sockets (uvloop's TLS transport runs the handshake first)."""
-        return ClientConnection(self, True)
+        """For the tls_listen sockets: rustls under a TlsTransport, which makes the
+        ClientConnection once the handshake is done."""
+        return TlsTransport(self)
 
     def set_runtime(self, Runtime runtime):
         self.pool.adopt(runtime)

@@ -34,6 +34,7 @@ cdef class TlsSession
 cdef class ClientConnection
 cdef class H2Stream
 cdef class H2Connection
+cdef class TlsTransport
 cdef class NativeHook
 cdef class PrometheusLog
 cdef class LimitAccess
@@ -64,6 +65,7 @@ include "connections/phases.pxd"
 include "connections/exchange.pxd"
 include "connections/client_connection.pxd"
 include "connections/h2_session.pxd"
+include "connections/tls_transport.pxd"
 include "plugins/native_hook.pxd"
 include "plugins/prometheus_hook.pxd"
 include "plugins/limit_hooks.pxd"
