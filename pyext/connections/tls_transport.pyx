@@ -128,6 +128,13 @@ cdef class TlsTransport:
     def set_write_buffer_limits(self, high=None, low=None):
         self.raw.set_write_buffer_limits(high, low)
 
+    def set_protocol(self, ClientConnection protocol):
+        """The client chose HTTP/2 (ALPN h2): its session speaks over this connection now."""
+        self.client = protocol
+
+    def get_protocol(self):
+        return self.client
+
     def get_extra_info(self, name, default=None):
         if name == "tls":
             return self.conn
