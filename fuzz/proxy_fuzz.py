@@ -456,7 +456,9 @@ def main() -> int:
           f"({'ASan' if asan_logs else 'no ASan'}); answers {statuses}")
     tracebacks = log.count("Traceback")
     if tracebacks:
-        print(f"proxy_fuzz: the gateway logged {tracebacks} tracebacks:\n{log[-3000:]}")
+        # each traceback with the log line that introduced it, up to the next log line
+        blocks = re.findall(r"[^\n]*\n(?:Traceback[^\n]*\n(?:[^\n]*\n)*?)(?=\d{4}-\d\d-\d\d |\Z)", log)
+        print(f"proxy_fuzz: the gateway logged {tracebacks} tracebacks:\n" + "".join(blocks[:3]))
         stats.findings.append(Finding("traceback", f"{tracebacks} in the log", b"", None))
     if stats.findings:
         save(stats.findings, args.findings)
