@@ -23,6 +23,7 @@ from gateway.admin.api import Resource, StoreError
 from gateway.admin.api.resources import Kind
 from gateway.config import Config, ConfigError
 from gateway.etcd.client import EtcdError, EtcdUnavailable, b64, key_value
+from gateway.etcd.incremental import changed_config
 from gateway.etcd.keys import decode_value, key_of
 from gateway.etcd.source import EtcdSource
 
@@ -131,15 +132,25 @@ class EtcdConfigStore:
             raise StoreError(503, "the gateway has no running config yet")
         key = key_of(source.prefix, kind, name)
         kvs = dict(source.kvs)
+        # the config of the state the watch holds, when it is known: only the write is checked
+        base = source.base_config if source.base == kvs else None
         if value is None:
             kvs.pop(key, None)
         else:
             kvs[key] = value
         try:
-            config = await asyncio.to_thread(source.compose, kvs)
+            config = await asyncio.to_thread(self.checked, base, kvs, key, value)
         except ConfigError as exc:
             raise refusal(exc, key, deleting=value is None) from None
         source.expect(kvs, config)
+
+    def checked(self, base: Config | None, kvs: dict[str, bytes], key: str, value: bytes | None) -> Config:
+        """The state ``kvs`` (etcd's with this write) checked: only the part the write can
+        affect when ``base`` is the config of the state before it, the whole state otherwise."""
+        source = self.source
+        if base is not None:
+            return changed_config(base, source.prefix, key, value, source.validate)
+        return source.compose(kvs)
 
     async def wait_applied(self, kind: Kind, name: str, revision: int) -> None:
         if not await self.source.wait_applied(revision, APPLY_TIMEOUT):
