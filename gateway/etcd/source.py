@@ -9,8 +9,11 @@
   A lost connection is watched again with back-off; progress notifications tell a silent watch
   from a dead one.
 - Each state (coalesced: a burst of events is one candidate) goes through the checker every
-  config goes through; an invalid one is logged with the key and the reason and the running
-  config stays. A good one is applied to every worker and written to the on-disk copy.
+  config goes through: the few keys changed since the running config's state one by one, on the
+  part of the config each can affect (``incremental.py``), else (many keys, a full read, or a
+  change refused alone) the whole state; an invalid one is logged with the key and the reason
+  and the running config stays. A good one is applied to every worker (as a delta) and, a
+  moment later, written to the on-disk copy (``backup.py``).
 
 The running config is labelled with the etcd revision of the state it came from: status.json
 and the admin ``/status`` give each worker's, and nodes on one etcd converge on the same.
