@@ -274,8 +274,10 @@ class EtcdSource:
                 self.kvs[event.kv.key] = event.kv.value
             self.position = max(self.position, event.kv.mod_revision)
             if self.unapplied is not None:
+                # deleted and created again: same value maybe, but its place is now the last
+                recreated = event.kv.key in self.unapplied and event.kv.create_revision == event.kv.mod_revision
                 self.unapplied.add(event.kv.key)
-                if len(self.unapplied) > MAX_CHANGES:
+                if len(self.unapplied) > MAX_CHANGES or recreated:
                     self.unapplied = None
         self.changed.set()
 

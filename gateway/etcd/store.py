@@ -134,7 +134,8 @@ class EtcdConfigStore:
         key = key_of(source.prefix, kind, name)
         kvs = dict(source.kvs)
         # the config of the state the watch holds, when it is known: only the write is checked
-        base = source.base_config if source.base == kvs else None
+        same = source.base == kvs and list(source.base) == list(kvs)  # the order is the routes'
+        base = source.base_config if same else None
         if value is None:
             kvs.pop(key, None)
         else:
