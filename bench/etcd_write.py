@@ -11,10 +11,10 @@ per write, a new route answered by the `mocking` plugin with its own body, two w
   node's workers serve it): *served* is from sending the PUT to the first 200 with the new body
   through the proxy; *acknowledged* is the PUT's round trip;
 * **etcd**: a put straight into etcd (another node's write, or etcdctl): *served* only, the
-  watch's path (event, whole-config check, every worker).
+  watch's path (event, check of the changed key, every worker).
 
-As in admin_write.py, every change is validated and compiled whole: at 10k routes the figure is
-that cost. Figures on a loaded shared machine mean little: quote them with the load.
+As in admin_write.py, a change is checked on the part of the config it affects and compiled
+route by route. Figures on a loaded shared machine mean little: quote them with the load.
 """
 from __future__ import annotations
 

@@ -49,6 +49,11 @@ class KeyValue:
     mod_revision: int
 
 
+def by_creation(kvs: list[KeyValue]) -> list[KeyValue]:
+    """A range's keys (etcd answers in key order) in the order they were created."""
+    return sorted(kvs, key=lambda kv: kv.create_revision)
+
+
 @dataclass(frozen=True)
 class Event:
     deleted: bool

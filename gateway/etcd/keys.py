@@ -2,7 +2,9 @@
 (``/gateway/routes/users``), its value the resource as JSON (the body the Admin API takes).
 
 A state read from etcd becomes a config document here (the node file's ``gateway`` section plus
-every resource, in key order), and the checker's issues, which name document paths
+every resource, in the order the keys were created: ``create_revision``, the same on every node,
+so that a new resource comes last in its section and the routes' definition order, which breaks
+ties between routes of equal priority, is the same on every node), and the checker's issues, which name document paths
 (``routes[3].uri``), are turned back into the key they came from (``/gateway/routes/a: uri``).
 """
 from __future__ import annotations
@@ -73,12 +75,12 @@ class Places:
 
 def sections(prefix: str, kvs: Iterable[tuple[str, bytes]], expand: bool
              ) -> tuple[dict[str, Any], Places, list[ConfigIssue]]:
-    """The resources of a state as config sections (each kind's in key order); ``expand``:
+    """The resources of a state (in creation order) as config sections; ``expand``:
     ``${VAR}`` expanded as in a file (for the running config; not for an export)."""
     data: dict[str, Any] = {kind.name: ({} if kind.key_field is None else []) for kind in KINDS.values()}
     places = Places()
     issues: list[ConfigIssue] = []
-    for key, raw in sorted(kvs):
+    for key, raw in kvs:
         parsed = parse_key(prefix, key)
         if isinstance(parsed, str):
             issues.append(ConfigIssue(file=key, path="", message=parsed))

@@ -9,8 +9,11 @@
   A lost connection is watched again with back-off; progress notifications tell a silent watch
   from a dead one.
 - Each state (coalesced: a burst of events is one candidate) goes through the checker every
-  config goes through; an invalid one is logged with the key and the reason and the running
-  config stays. A good one is applied to every worker and written to the on-disk copy.
+  config goes through: the few keys changed since the running config's state one by one, on the
+  part of the config each can affect (``incremental.py``), else (many keys, a full read, or a
+  change refused alone) the whole state; an invalid one is logged with the key and the reason
+  and the running config stays. A good one is applied to every worker (as a delta) and, a
+  moment later, written to the on-disk copy (``backup.py``).
 
 The running config is labelled with the etcd revision of the state it came from: status.json
 and the admin ``/status`` give each worker's, and nodes on one etcd converge on the same.
@@ -30,7 +33,9 @@ import orjson
 
 from gateway.atomic_file import write_atomically
 from gateway.config import Config, ConfigError, ConfigIssue, EtcdStore
-from gateway.etcd.client import EtcdClient, EtcdError, WatchResponse
+from gateway.etcd.backup import BackupWriter
+from gateway.etcd.client import EtcdClient, EtcdError, WatchResponse, by_creation
+from gateway.etcd.incremental import MAX_CHANGES, changed_config, changes_in_order
 from gateway.etcd.keys import compose
 from gateway.server.state import InstanceState
 
@@ -96,6 +101,12 @@ class EtcdSource:
         self.last_error = ""
         #: (state, its config) an Admin API write checked: applied as is when it arrives
         self.expected: tuple[dict[str, bytes], Config] | None = None
+        #: the state the master's running config came from (None: not known, check whole)
+        self.base: dict[str, bytes] | None = None
+        self.base_config: Config | None = None
+        #: the keys changed since ``base`` (None: too many, or a full read: check whole)
+        self.unapplied: set[str] | None = None
+        self.backup_writer = BackupWriter(self)
 
     @property
     def backup(self) -> Path:
@@ -120,7 +131,7 @@ class EtcdSource:
             log.error("etcd (%s) cannot be read: %s", ", ".join(self.settings.endpoints), exc)
             return await self.start_from_backup()
         self.connected = True
-        self.kvs = {kv.key: kv.value for kv in kvs}
+        self.kvs = {kv.key: kv.value for kv in by_creation(kvs)}
         self.position = revision
         try:
             config = await asyncio.to_thread(self.compose, self.kvs)
@@ -128,6 +139,7 @@ class EtcdSource:
             log.error("etcd revision %d is invalid:\n%s", revision, exc)
             return await self.start_from_backup()
         self.label_next(revision)
+        self.based_on(self.kvs, config)
         await asyncio.to_thread(self.save_backup, revision, dict(self.kvs))
         log.info("config from etcd revision %d (%d keys under %s)", revision, len(kvs), self.prefix)
         return config
@@ -149,6 +161,7 @@ class EtcdSource:
                     "be applied once it answers", revision, self.backup)
         self.full_read_needed = True
         self.label_next(revision)
+        self.based_on(kvs, config)
         return config
 
     def label_next(self, revision: int) -> None:
@@ -167,7 +180,13 @@ class EtcdSource:
         config = compose(self.prefix, gateway, self.kvs.items(), self.validate)
         self.gateway = gateway
         self.label_next(self.position)
+        self.based_on(self.kvs, config)
         return config
+
+    def based_on(self, kvs: dict[str, bytes], config: Config) -> None:
+        """``config`` (the next running one) is the one of the state ``kvs``."""
+        self.base, self.base_config = dict(kvs), config
+        self.unapplied = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,6 +198,7 @@ class EtcdSource:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.backup_writer.flush()
         await self.client.close()
 
     # ---------------------------------------------------------------- watching
@@ -209,9 +229,10 @@ class EtcdSource:
         if revision < self.position:
             log.warning("etcd's revision went back from %d to %d (restored from a backup?)",
                         self.position, revision)
-        self.kvs = {kv.key: kv.value for kv in kvs}
+        self.kvs = {kv.key: kv.value for kv in by_creation(kvs)}
         self.position = revision
         self.full_read_needed = False
+        self.unapplied = None
         log.info("read etcd's whole state at revision %d (%d keys)", revision, len(kvs))
         self.changed.set()
 
@@ -252,6 +273,12 @@ class EtcdSource:
             else:
                 self.kvs[event.kv.key] = event.kv.value
             self.position = max(self.position, event.kv.mod_revision)
+            if self.unapplied is not None:
+                # deleted and created again: same value maybe, but its place is now the last
+                recreated = event.kv.key in self.unapplied and event.kv.create_revision == event.kv.mod_revision
+                self.unapplied.add(event.kv.key)
+                if len(self.unapplied) > MAX_CHANGES or recreated:
+                    self.unapplied = None
         self.changed.set()
 
     # ---------------------------------------------------------------- applying
@@ -260,39 +287,66 @@ class EtcdSource:
         while True:
             await self.changed.wait()
             self.changed.clear()
+            keys, self.unapplied = self.unapplied, set()
             try:
-                await self.apply_state(self.position, dict(self.kvs))
+                await self.apply_state(self.position, dict(self.kvs), keys)
             except Exception:  # noqa: BLE001 - the next state is applied all the same
+                self.unapplied = None  # which keys the running config lacks is not known
                 log.exception("etcd revision %d could not be applied", self.position)
 
-    async def apply_state(self, revision: int, kvs: dict[str, bytes]) -> None:
-        """One state of etcd, checked; applied to every worker when it is good and new."""
+    async def apply_state(self, revision: int, kvs: dict[str, bytes], keys: set[str] | None = None) -> None:
+        """One state of etcd, checked; applied to every worker when it is good and new.
+        ``keys``: those changed since ``base`` (checked one by one when they are few)."""
         started = time.monotonic()
+        host = self.host
         try:
             expected = self.expected
+            changed: Config | None = None
             if expected is not None and expected[0] == kvs:
-                config = expected[1]  # checked by the Admin API write that made this state
+                changed = expected[1]  # checked by the Admin API write that made this state
             else:
-                config = await asyncio.to_thread(self.compose, kvs)
+                async with host.reload_lock:
+                    changed = await asyncio.to_thread(self.changed_config, kvs, keys)
+            config = changed if changed is not None else await asyncio.to_thread(self.compose, kvs)
         except ConfigError as exc:
             log.error("etcd revision %d rejected; still serving revision %d:\n%s", revision,
                       self.running, exc)
+            # the running config still comes from ``base``: the next state is checked against it
+            self.unapplied = None if keys is None or self.unapplied is None else self.unapplied | keys
             self.processed(revision, False)
             return
-        host = self.host
         async with host.reload_lock:
-            if host.config is not None and config.fingerprint() == host.config.fingerprint():
+            # a config built change by change from the running one is new: the whole check's
+            # may be the running one again (a state equal to it), which is not applied again
+            if config is host.config or (changed is None and host.config is not None
+                                         and config.fingerprint() == host.config.fingerprint()):
                 self.running = self.revisions[host.version] = revision
                 host.write_status()
                 ok = True
             else:
                 self.label_next(revision)
                 ok = await host.apply(config, f"etcd revision {revision}")
+            self.base, self.base_config = kvs, config
         log.debug("etcd revision %d checked and applied in %.1f ms", revision,
                   (time.monotonic() - started) * 1000)
         if ok:
-            await asyncio.to_thread(self.save_backup, revision, kvs)
+            self.backup_writer.save_soon(revision, kvs)
         self.processed(revision, ok)
+
+    def changed_config(self, kvs: dict[str, bytes], keys: set[str] | None) -> Config | None:
+        """The running config with the few ``keys`` changed one by one (the running one when
+        none really changed); None when the whole state must be checked instead: many keys, a
+        full read, or a change refused on its own (the whole check says why, or finds the
+        burst valid in the end)."""
+        config, base = self.base_config, self.base
+        if keys is None or base is None or config is None or len(keys) > MAX_CHANGES:
+            return None
+        try:
+            for key, raw in changes_in_order(base, kvs, keys):
+                config = changed_config(config, self.prefix, key, raw, self.validate)
+        except ConfigError:
+            return None
+        return config
 
     def expect(self, kvs: dict[str, bytes], config: Config) -> None:
         """An Admin API write checked the state ``kvs`` as ``config``."""

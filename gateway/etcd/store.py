@@ -2,8 +2,9 @@
 ``modifiedIndex`` are etcd's ``create_revision`` and ``mod_revision``.
 
 Reads go to etcd (what another node wrote is there at once). A write is validated first: the
-state etcd would hold with it, composed and checked as the watch does (400 with the path in the
-body; 409 naming the keys of the others at fault). Then it is one transaction: the put (or
+state etcd would hold with it, checked as the watch does (only the part of the config the write
+can affect when the watch has applied everything it saw, else the whole state composed; 400 with
+the path in the body; 409 naming the keys of the others at fault). Then it is one transaction: the put (or
 delete) if the key's ``mod_revision`` is still the one the client expects (``If-Match``: 412
 otherwise; a create by POST: the key must not exist). The value is the body as written
 (``${VAR}`` unexpanded: secrets stay out of etcd). The answer comes once this node's workers
@@ -23,6 +24,7 @@ from gateway.admin.api import Resource, StoreError
 from gateway.admin.api.resources import Kind
 from gateway.config import Config, ConfigError
 from gateway.etcd.client import EtcdError, EtcdUnavailable, b64, key_value
+from gateway.etcd.incremental import changed_config
 from gateway.etcd.keys import decode_value, key_of
 from gateway.etcd.source import EtcdSource
 
@@ -131,15 +133,26 @@ class EtcdConfigStore:
             raise StoreError(503, "the gateway has no running config yet")
         key = key_of(source.prefix, kind, name)
         kvs = dict(source.kvs)
+        # the config of the state the watch holds, when it is known: only the write is checked
+        same = source.base == kvs and list(source.base) == list(kvs)  # the order is the routes'
+        base = source.base_config if same else None
         if value is None:
             kvs.pop(key, None)
         else:
             kvs[key] = value
         try:
-            config = await asyncio.to_thread(source.compose, kvs)
+            config = await asyncio.to_thread(self.checked, base, kvs, key, value)
         except ConfigError as exc:
             raise refusal(exc, key, deleting=value is None) from None
         source.expect(kvs, config)
+
+    def checked(self, base: Config | None, kvs: dict[str, bytes], key: str, value: bytes | None) -> Config:
+        """The state ``kvs`` (etcd's with this write) checked: only the part the write can
+        affect when ``base`` is the config of the state before it, the whole state otherwise."""
+        source = self.source
+        if base is not None:
+            return changed_config(base, source.prefix, key, value, source.validate)
+        return source.compose(kvs)
 
     async def wait_applied(self, kind: Kind, name: str, revision: int) -> None:
         if not await self.source.wait_applied(revision, APPLY_TIMEOUT):

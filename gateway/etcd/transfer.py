@@ -18,7 +18,7 @@ import orjson
 import yaml
 
 from gateway.config import Config, ConfigError, EtcdStore
-from gateway.etcd.client import EtcdClient, EtcdError, b64
+from gateway.etcd.client import EtcdClient, EtcdError, b64, by_creation
 from gateway.etcd.keys import WRITE_ORDER, document_resources, key_of, sections
 
 #: The sections of an exported file, in the order config files have them.
@@ -66,7 +66,8 @@ async def read_all(settings: EtcdStore) -> tuple[int, dict[str, Any]]:
         revision, kvs = await client.range_prefix(settings.prefix + "/")
     finally:
         await client.close()
-    data, _, issues = sections(settings.prefix, [(kv.key, kv.value) for kv in kvs], expand=False)
+    data, _, issues = sections(settings.prefix, [(kv.key, kv.value) for kv in by_creation(kvs)],
+                                 expand=False)
     for issue in issues:
         print(f"gateway: skipped {issue}", file=sys.stderr)
     return revision, data

@@ -1,0 +1,78 @@
+"""etcd mode checks a few changed keys on the part of the config they can affect
+(``incremental.changed_config``); the result must be the whole state's compose, the reference:
+random writes of every kind, valid and not, new names (last in creation order) sorting before,
+between and after the others, agree on the config produced or on every issue reported (with the key it is placed at)."""
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.strategies as st
+import orjson
+from hypothesis import HealthCheck, given, settings
+
+from gateway.admin.api.resources import KINDS
+from gateway.config import Config, ConfigError, decode_config
+from gateway.etcd.incremental import changed_config, changes_in_order
+from gateway.etcd.keys import compose, document_resources, key_of
+from gateway.server.master import CHECKS
+from tests.config.test_write_check import BASE, WRITES
+
+PREFIX = "/t"
+GATEWAY = BASE["gateway"]
+
+
+def validate(data: Any) -> Config:
+    return decode_config(data, f"etcd {PREFIX}", extra_checks=CHECKS)
+
+
+STATE = {key_of(PREFIX, kind, name): orjson.dumps(value) for kind, name, value in document_resources(BASE)}
+#: names that sort before, between and after the others
+NAMES = st.sampled_from(["0", "r05", "r3x", "zz"])
+
+
+def outcome(check: Any, *args: Any) -> Any:
+    try:
+        return "ok", check(*args).fingerprint()
+    except ConfigError as exc:
+        return "refused", sorted((i.file, i.path, i.message) for i in exc.issues)
+
+
+def whole(kvs: dict[str, bytes]) -> Config:
+    return compose(PREFIX, GATEWAY, kvs.items(), validate)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(WRITES, st.tuples(st.sampled_from(["routes", "upstreams", "consumers"]), NAMES,
+                                            st.none() | st.sampled_from([{"uri": "/n", "upstream_id": "a"},
+                                                                         {"nodes": [{"host": "h", "port": 1}]}, {}]))),
+                min_size=1, max_size=4))
+def test_a_changed_key_checked_alone_equals_the_whole_state(writes: list[Any]) -> None:
+    kvs = dict(STATE)
+    config = whole(kvs)
+    for kind, name, value in writes:
+        key = key_of(PREFIX, KINDS[kind], name)
+        raw = None if value is None else orjson.dumps(value)
+        after = dict(kvs)
+        if raw is None:
+            after.pop(key, None)
+        else:
+            after[key] = raw
+        if raw is None and key not in kvs:
+            continue  # not a change: the watch never checks it
+        part = outcome(changed_config, config, PREFIX, key, raw, validate)
+        assert part == outcome(whole, after), (kind, name, value)
+        if part[0] == "ok":
+            kvs, config = after, changed_config(config, PREFIX, key, raw, validate)
+
+
+def test_a_burst_applies_what_others_name_first() -> None:
+    base = dict(STATE)
+    kvs = {**base, key_of(PREFIX, KINDS["routes"], "a"): b'{"uri": "/n", "upstream_id": "c"}',
+           key_of(PREFIX, KINDS["upstreams"], "c"): b'{"nodes": [{"host": "h", "port": 1}]}'}
+    del kvs[key_of(PREFIX, KINDS["routes"], "r0")]
+    changes = changes_in_order(base, kvs, set(kvs) | set(base))
+    assert [k for k, _ in changes] == ["/t/upstreams/c", "/t/routes/a", "/t/routes/r0"]
+    config = whole(base)
+    for key, raw in changes:
+        config = changed_config(config, PREFIX, key, raw, validate)
+    assert config.fingerprint() == whole(kvs).fingerprint()
