@@ -46,6 +46,8 @@ cdef class H2Connection(ClientConnection):
     cdef uint8_t *fields                   # scratch: the header block being read, as HTTP/1.1
     cdef size_t fields_len                 # lines (blocks never interleave: RFC 9113 4.3)
     cdef size_t fields_cap
+    cdef uint8_t *sendbuf                  # scratch: the frames one flush sends
+    cdef size_t sendbuf_cap
     cdef void put_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
     cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,

@@ -10,6 +10,8 @@ cdef enum:
     H2_MAX_CONTINUATIONS = 8
     # SETTINGS entries one frame may carry.
     H2_MAX_SETTINGS = 32
+    # A flush hands the transport this much at a time (the send buffer stays this small).
+    H2_SEND_BATCH = 65536
 
 # While streams are open the sweep visits the connection this often for their deadlines.
 DEF H2_SWEEP_SECONDS = 1.0
@@ -49,6 +51,9 @@ cdef class H2Connection(ClientConnection):
         if self.fields != NULL:
             PyMem_Free(self.fields)
             self.fields = NULL
+        if self.sendbuf != NULL:
+            PyMem_Free(self.sendbuf)
+            self.sendbuf = NULL
 
     cdef void start(self, bytes first, bytes upgrade_settings=None, bytes request=None,
                     gw_request_head *head=NULL) except *:
@@ -266,12 +271,13 @@ cdef class H2Connection(ClientConnection):
         wants neither to read nor to write (after GOAWAY, or a connection error)."""
         cdef const uint8_t *p = NULL
         cdef nghttp2_ssize n
-        cdef list parts
+        cdef size_t used = 0, cap
+        cdef uint8_t *grown
         if self.in_recv or self.flushing or self.session == NULL or self.state == C_CLOSED:
             return
         self.flushing = True
-        parts = []
         try:
+            # every frame due is copied into one buffer: one bytes object and one write
             while not self.writing_paused:
                 n = nghttp2_session_mem_send2(self.session, &p)
                 if n <= 0:
@@ -282,14 +288,23 @@ cdef class H2Connection(ClientConnection):
                         self.abort()
                         return
                     break
-                parts.append(PyBytes_FromStringAndSize(<const char *>p, n))
+                if used + <size_t>n > self.sendbuf_cap:
+                    cap = (used + <size_t>n) * 2
+                    grown = <uint8_t *>PyMem_Realloc(self.sendbuf, cap)
+                    if grown == NULL:
+                        raise MemoryError()
+                    self.sendbuf = grown
+                    self.sendbuf_cap = cap
+                memcpy(self.sendbuf + used, p, n)
+                used += n
+                if used >= H2_SEND_BATCH:
+                    self.transport.write(
+                        PyBytes_FromStringAndSize(<const char *>self.sendbuf, used))
+                    used = 0
         finally:
             self.flushing = False
-        if parts:
-            if len(parts) == 1:
-                self.transport.write(parts[0])
-            else:
-                self.transport.write(b"".join(parts))
+        if used:
+            self.transport.write(PyBytes_FromStringAndSize(<const char *>self.sendbuf, used))
         if not nghttp2_session_want_read(self.session) and \
                 not nghttp2_session_want_write(self.session):
             ClientConnection.close(self)

@@ -153,8 +153,13 @@ cdef class H2Stream(ClientConnection):
             self.reset(NGHTTP2_INTERNAL_ERROR)
             return
         if n < PyBytes_GET_SIZE(head):
-            rest = head[n:]
-            body = rest if body is None else rest + body
+            # body bytes behind the head: framed from `head` itself, past the head, not copied
+            if self.out:
+                self.out.append(head[n:])
+            else:
+                self.out.append(head)
+                self.out_first = n
+            self.out_size += PyBytes_GET_SIZE(head) - n
         if conn.names_cap < <size_t>n:
             conn.names = <uint8_t *>PyMem_Realloc(conn.names, n)
             if conn.names == NULL:
