@@ -4,7 +4,6 @@
 cdef class H2Stream(ClientConnection):
     cdef H2Connection conn
     cdef int32_t stream_id
-    cdef bytearray fields                  # the request's regular fields, as HTTP/1.1 lines
     cdef bytes method
     cdef bytes path
     cdef bytes authority
@@ -44,6 +43,15 @@ cdef class H2Connection(ClientConnection):
     cdef gw_response_head rhead            # scratch: a response head turned into HEADERS
     cdef uint8_t *names                    # scratch: lowercased field names for nghttp2_nv
     cdef size_t names_cap
+    cdef uint8_t *fields                   # scratch: the header block being read, as HTTP/1.1
+    cdef size_t fields_len                 # lines (blocks never interleave: RFC 9113 4.3)
+    cdef size_t fields_cap
+    cdef uint8_t *sendbuf                  # scratch: the frames one flush sends
+    cdef size_t sendbuf_cap
+    cdef void put_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
+                        size_t valuelen) except *
+    cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,
+                           bint chunked)
     cdef void start(self, bytes first, bytes upgrade_settings=*, bytes request=*,
                     gw_request_head *head=*) except *
     cdef void run_upgraded_request(self, bytes settings, bytes request,

@@ -10,6 +10,8 @@ cdef enum:
     H2_MAX_CONTINUATIONS = 8
     # SETTINGS entries one frame may carry.
     H2_MAX_SETTINGS = 32
+    # A flush hands the transport this much at a time (the send buffer stays this small).
+    H2_SEND_BATCH = 65536
 
 # While streams are open the sweep visits the connection this often for their deadlines.
 DEF H2_SWEEP_SECONDS = 1.0
@@ -46,6 +48,12 @@ cdef class H2Connection(ClientConnection):
         if self.names != NULL:
             PyMem_Free(self.names)
             self.names = NULL
+        if self.fields != NULL:
+            PyMem_Free(self.fields)
+            self.fields = NULL
+        if self.sendbuf != NULL:
+            PyMem_Free(self.sendbuf)
+            self.sendbuf = NULL
 
     cdef void start(self, bytes first, bytes upgrade_settings=None, bytes request=None,
                     gw_request_head *head=NULL) except *:
@@ -110,7 +118,6 @@ cdef class H2Connection(ClientConnection):
         s.head.keep_alive = 1
         s.method = request[head.method.off:head.method.off + head.method.len]
         s.remote_closed = True
-        s.fields = None
         ex = s.begin(request, self.server.runtime)
         if s.ex is ex and not ex.response_started:
             ex.start()
@@ -175,7 +182,7 @@ cdef class H2Connection(ClientConnection):
         s.tls_refusal = self.tls_refusal
         s.on_tls_listener = self.on_tls_listener
         s.pending = bytearray()
-        s.fields = bytearray()
+        self.fields_len = 0  # a new header block begins
         s.out = []
         s.state = C_HEAD
         self.streams[stream_id] = s
@@ -183,6 +190,73 @@ cdef class H2Connection(ClientConnection):
         if self.state == C_IDLE:
             self.set_state(C_ACTIVE)
             self.deadline = now_monotonic() + H2_SWEEP_SECONDS
+
+    cdef void put_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
+                        size_t valuelen) except *:
+        """Appends ``name: value\\r\\n`` to the header block being read: one C buffer per
+        connection instead of Python bytes per field."""
+        cdef size_t need = self.fields_len + namelen + valuelen + 4
+        cdef size_t cap
+        cdef uint8_t *p
+        if need > self.fields_cap:
+            cap = need * 2 if need > 1024 else 2048
+            p = <uint8_t *>PyMem_Realloc(self.fields, cap)
+            if p == NULL:
+                raise MemoryError()
+            self.fields = p
+            self.fields_cap = cap
+        p = self.fields + self.fields_len
+        memcpy(p, name, namelen)
+        p += namelen
+        p[0] = b':'
+        p[1] = b' '
+        p += 2
+        memcpy(p, value, valuelen)
+        p += valuelen
+        p[0] = b'\r'
+        p[1] = b'\n'
+        self.fields_len = need
+
+    cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,
+                           bint chunked):
+        """The header block just read as the HTTP/1.1 head the request parser takes, built
+        in one allocation."""
+        cdef size_t total = PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(target) + 14 + \
+            self.fields_len
+        cdef bytes data
+        cdef char *w
+        if authority is not None:
+            total += 8 + PyBytes_GET_SIZE(authority)
+        if cookie is not None:
+            total += 10 + PyBytes_GET_SIZE(cookie)
+        if chunked:
+            total += 28
+        data = PyBytes_FromStringAndSize(NULL, total)
+        w = PyBytes_AS_STRING(data)
+        w = put_bytes(w, method)
+        w[0] = b' '
+        w = put_bytes(w + 1, target)
+        memcpy(w, b" HTTP/1.1\r\n", 11)
+        w += 11
+        if authority is not None:
+            memcpy(w, b"host: ", 6)
+            w = put_bytes(w + 6, authority)
+            memcpy(w, b"\r\n", 2)
+            w += 2
+        if self.fields_len:
+            memcpy(w, self.fields, self.fields_len)
+            w += self.fields_len
+        self.fields_len = 0
+        if cookie is not None:
+            memcpy(w, b"cookie: ", 8)
+            w = put_bytes(w + 8, cookie)
+            memcpy(w, b"\r\n", 2)
+            w += 2
+        if chunked:
+            memcpy(w, b"transfer-encoding: chunked\r\n", 28)
+            w += 28
+        memcpy(w, b"\r\n", 2)
+        return data
 
     cdef void stream_gone(self, H2Stream s):
         self.streams.pop(s.stream_id, None)
@@ -197,12 +271,13 @@ cdef class H2Connection(ClientConnection):
         wants neither to read nor to write (after GOAWAY, or a connection error)."""
         cdef const uint8_t *p = NULL
         cdef nghttp2_ssize n
-        cdef list parts
+        cdef size_t used = 0, cap
+        cdef uint8_t *grown
         if self.in_recv or self.flushing or self.session == NULL or self.state == C_CLOSED:
             return
         self.flushing = True
-        parts = []
         try:
+            # every frame due is copied into one buffer: one bytes object and one write
             while not self.writing_paused:
                 n = nghttp2_session_mem_send2(self.session, &p)
                 if n <= 0:
@@ -213,14 +288,23 @@ cdef class H2Connection(ClientConnection):
                         self.abort()
                         return
                     break
-                parts.append(PyBytes_FromStringAndSize(<const char *>p, n))
+                if used + <size_t>n > self.sendbuf_cap:
+                    cap = (used + <size_t>n) * 2
+                    grown = <uint8_t *>PyMem_Realloc(self.sendbuf, cap)
+                    if grown == NULL:
+                        raise MemoryError()
+                    self.sendbuf = grown
+                    self.sendbuf_cap = cap
+                memcpy(self.sendbuf + used, p, n)
+                used += n
+                if used >= H2_SEND_BATCH:
+                    self.transport.write(
+                        PyBytes_FromStringAndSize(<const char *>self.sendbuf, used))
+                    used = 0
         finally:
             self.flushing = False
-        if parts:
-            if len(parts) == 1:
-                self.transport.write(parts[0])
-            else:
-                self.transport.write(b"".join(parts))
+        if used:
+            self.transport.write(PyBytes_FromStringAndSize(<const char *>self.sendbuf, used))
         if not nghttp2_session_want_read(self.session) and \
                 not nghttp2_session_want_write(self.session):
             ClientConnection.close(self)
@@ -273,6 +357,12 @@ cdef class H2Connection(ClientConnection):
         if self.state != C_CLOSED:
             self.goaway(NGHTTP2_NO_ERROR)
             ClientConnection.close(self)
+
+
+cdef inline char *put_bytes(char *w, bytes b) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    memcpy(w, PyBytes_AS_STRING(b), n)
+    return w + n
 
 
 cdef bint take_h2c_preface(ClientConnection c, bytes data) except -1:

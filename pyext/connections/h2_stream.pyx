@@ -44,10 +44,7 @@ cdef class H2Stream(ClientConnection):
             self.has_length = True
         elif namelen == 6 and memcmp(name, b"expect", 6) == 0:
             return  # no 100-continue on HTTP/2: DATA flows under flow control instead
-        self.fields += name[:namelen]
-        self.fields += b": "
-        self.fields += value[:valuelen]
-        self.fields += b"\r\n"
+        self.conn.put_field(name, namelen, value, valuelen)
 
     cdef void on_headers_done(self, bint end_stream) except *:
         """The request's header block is complete: parse it as an HTTP/1.1 head and start its
@@ -56,7 +53,6 @@ cdef class H2Stream(ClientConnection):
         cdef int32_t n
         cdef Exchange ex
         cdef Runtime runtime = self.server.runtime
-        cdef bytearray head
         self.remote_closed = end_stream
         if self.too_large:
             self.respond_plain(431, "request header fields too large")
@@ -64,26 +60,11 @@ cdef class H2Stream(ClientConnection):
         if self.tls_refusal is not None:
             self.respond_plain(400, self.tls_refusal)
             return
-        head = bytearray(self.method or b"GET")
-        head += b" "
-        head += self.path if self.path is not None else (self.authority or b"/")
-        head += b" HTTP/1.1\r\n"
-        if self.authority is not None:
-            head += b"host: "
-            head += self.authority
-            head += b"\r\n"
-        head += self.fields
-        if self.cookie is not None:
-            head += b"cookie: "
-            head += self.cookie
-            head += b"\r\n"
         if not end_stream and not self.has_length:
-            # a body of unknown length: framed for the HTTP/1.1 side as the parser expects
-            self.chunked_body = True
-            head += b"transfer-encoding: chunked\r\n"
-        head += b"\r\n"
-        data = bytes(head)
-        self.fields = None
+            self.chunked_body = True  # a body of unknown length: chunked for the HTTP/1.1 side
+        data = self.conn.render_head(self.method or b"GET", self.path if self.path is not None
+                                     else (self.authority or b"/"), self.authority, self.cookie,
+                                     self.chunked_body)
         n = gw_parse_request(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
                              &runtime.limits, &self.head, &reason)
         if n <= 0:
@@ -172,8 +153,13 @@ cdef class H2Stream(ClientConnection):
             self.reset(NGHTTP2_INTERNAL_ERROR)
             return
         if n < PyBytes_GET_SIZE(head):
-            rest = head[n:]
-            body = rest if body is None else rest + body
+            # body bytes behind the head: framed from `head` itself, past the head, not copied
+            if self.out:
+                self.out.append(head[n:])
+            else:
+                self.out.append(head)
+                self.out_first = n
+            self.out_size += PyBytes_GET_SIZE(head) - n
         if conn.names_cap < <size_t>n:
             conn.names = <uint8_t *>PyMem_Realloc(conn.names, n)
             if conn.names == NULL:
