@@ -223,3 +223,25 @@ def test_unloadable_plugin_is_one_issue_with_its_path(name: str) -> None:
     [issue] = caught.value.issues
     assert issue.path == f'routes[0].plugins["{name}"]', issue
     assert "failed" not in issue.message, issue
+
+
+@pytest.mark.parametrize(("metadata", "path", "line"), [
+    # one key: named in the path, so the issue finds its line
+    ('{allow_origins: {partners: null}}', 'plugin_metadata.cors.allow_origins.partners', 3),
+    # a key msgspec does not name among several: the path stops at the dict
+    ('{allow_origins: {a: "https://x", b: 1}}', 'plugin_metadata.cors.allow_origins', 3),
+])
+def test_metadata_issue_in_a_dict_value_has_a_path_that_parses(metadata: str, path: str,
+                                                               line: int) -> None:
+    # Found by fuzz/config_fuzz.py in CI: msgspec writes a dict's key as "[...]", which was pasted
+    # into the path ("plugin_metadata.cors.allow_origins[...]"), a path that cannot be parsed back.
+    from gateway.config import ConfigError, parse_config_text
+    from gateway.config.issues import parse_path
+    from gateway.server.master import CHECKS
+    text = f"plugin_metadata:\n  cors:\n    {metadata}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "g.yaml", extra_checks=CHECKS)
+    [issue] = caught.value.issues
+    assert issue.path == path, issue
+    assert parse_path(issue.path) is not None
+    assert issue.line == line, issue

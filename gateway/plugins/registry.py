@@ -3,12 +3,15 @@ validates their configs with document paths."""
 from __future__ import annotations
 
 import importlib
+import re
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
 import msgspec
 
 from gateway.config import Config, ConfigIssue, format_path
+from gateway.config.issues import Segment
 from gateway.plugins.base import Plugin
 
 BUILTIN: dict[str, str] = {
@@ -130,6 +133,34 @@ def instantiate(name: str, raw: Any) -> Plugin | None:
     return plugin
 
 
+_MSGSPEC_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|(\[\.\.\.\])")
+
+
+def _value_issue(base: Sequence[Segment], raw: Any, message: str, file: str) -> ConfigIssue:
+    """A plugin config's or metadata's msgspec error ("... - at `$.a[0].b`") as an issue at its
+    document path. msgspec writes a dict's key as ``[...]``: the key is named when the dict has
+    only one, else the issue points at the dict."""
+    path: list[Segment] = list(base)
+    if " - at `$" in message:
+        message, _, at = message.partition(" - at `$")
+        data = raw
+        for m in _MSGSPEC_STEP.finditer(at.rstrip("`")):
+            if m.group(3) is not None:
+                if not (isinstance(data, dict) and len(data) == 1):
+                    break
+                key = next(iter(data))
+                path.append(str(key))
+                data = data[key]
+                continue
+            seg: Segment = m.group(1) if m.group(1) is not None else int(m.group(2))
+            path.append(seg)
+            try:
+                data = data[seg]
+            except (KeyError, IndexError, TypeError):
+                data = None
+    return ConfigIssue(file=file, path=format_path(path), message=message, line=None)
+
+
 def _check_plugins(plugins: dict[str, Any], path: tuple[str | int, ...], file: str
                    ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
@@ -147,12 +178,7 @@ def _check_plugins(plugins: dict[str, Any], path: tuple[str | int, ...], file: s
         try:
             instantiate(name, raw)
         except (ValueError, TypeError) as exc:
-            message = str(exc)
-            # msgspec reports "... - at `$.field`": turn it into our document path
-            if " - at `$." in message:
-                message, _, at = message.partition(" - at `$.")
-                where = f"{where}.{at.rstrip('`')}"
-            issues.append(ConfigIssue(file=file, path=where, message=message, line=None))
+            issues.append(_value_issue((*path, name), raw, str(exc), file))
     return issues
 
 
@@ -192,9 +218,5 @@ def _check_metadata(name: str, metadata: Any, where: str, file: str) -> list[Con
     try:
         msgspec.convert(metadata, schema, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        if " - at `$." in message:
-            message, _, at = message.partition(" - at `$.")
-            where = f"{where}.{at.rstrip('`')}"
-        return [ConfigIssue(file=file, path=where, message=message, line=None)]
+        return [_value_issue(("plugin_metadata", name), metadata, str(exc), file)]
     return []

@@ -55,4 +55,4 @@ def test_plugin_metadata_of_a_plugin_that_takes_it() -> None:
     assert ("plugin_metadata.cors",
             "allow_origins.partners: 'a.example' is not an origin (scheme://host[:port])") in found
     found = issues("plugin_metadata: {cors: {allow_origins: {partners: 7}}}")
-    assert ("plugin_metadata.cors.allow_origins[...]", "Expected `str`, got `int`") in found
+    assert ("plugin_metadata.cors.allow_origins.partners", "Expected `str`, got `int`") in found
