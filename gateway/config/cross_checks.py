@@ -169,8 +169,13 @@ def check_etcd_store(gw: GatewaySettings, file: str) -> list[ConfigIssue]:
     if not etcd.endpoints:
         out.append(issue_at(file, ("gateway", "store", "endpoints"), "at least one endpoint is required"))
     for i, url in enumerate(etcd.endpoints):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) \
+                and parts.path in ("", "/")
+        except ValueError:  # urlsplit refuses some malformed URLs ("http://10.]0.0.6:2379")
+            usable = False
+        if not usable:
             out.append(issue_at(file, ("gateway", "store", "endpoints", i),
                                 f"expected http://host:port or https://host:port, got {url!r}"))
     if not etcd.prefix.startswith("/") or etcd.prefix.endswith("/") or "//" in etcd.prefix:

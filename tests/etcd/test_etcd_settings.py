@@ -31,3 +31,11 @@ def test_bad_etcd_settings_name_their_path() -> None:
     ]
     assert issues("{type: etcd, timeout: 0}")[0].startswith("gateway.store.timeout:")
     assert issues("{type: consul}")[0].startswith("gateway.store.type:")
+
+
+def test_an_endpoint_urlsplit_refuses_is_an_issue_at_its_path() -> None:
+    # Found by fuzz/config_fuzz.py in CI: urlsplit raises ValueError ("Invalid IPv6 URL") for a
+    # stray "]", which escaped the check as an exception instead of a config issue.
+    assert issues("{type: etcd, endpoints: ['http://10.0.0.5:2379', 'http://10.]0.0.6:2379']}") == [
+        "gateway.store.endpoints[1]: expected http://host:port or https://host:port, "
+        "got 'http://10.]0.0.6:2379'"]
