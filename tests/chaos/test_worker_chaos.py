@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.chaos.conftest import chaos_config
 from tests.chaos.load import LoadPool, summary
 from tests.chaos.owners import owner
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream, free_port
 
 HOST = "steady.test"
@@ -28,9 +28,7 @@ def test_worker_sigkilled_under_load_is_replaced_and_the_other_keeps_serving(
         killed = time.monotonic()
         os.kill(victim, signal.SIGKILL)
 
-        wait_until(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 5,
-                   lambda: f"no new worker within 5 s: {gw.worker_pids()}")
-        pids = gw.worker_pids()
+        pids = gw.wait_replaced(victim, 5)
         assert survivor in pids, "the other worker was restarted too"
         replaced = time.monotonic()
 
@@ -44,7 +42,9 @@ def test_worker_sigkilled_under_load_is_replaced_and_the_other_keeps_serving(
             per_client[o.client] = per_client.get(o.client, 0) + 1
         assert all(n <= 2 for n in per_client.values()), summary(failed)
         assert all(o.started < replaced + 0.5 for o in failed), summary(failed)
-        assert max(o.took for o in seen) < 2.0, summary(seen)
+        # a connection queued to the dead worker's slot waits for its successor (the master
+        # keeps the slot's socket): no longer than the replacement took, on a loaded machine too
+        assert max(o.took for o in seen) < max(2.0, replaced - killed + 1.0), summary(seen)
         ok_meanwhile = [o for o in seen if o.status == 200 and o.ended < replaced]
         assert ok_meanwhile or replaced - killed < 0.2, "nothing was served while replacing"
         assert "exited with" in gw.logs()

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import stat
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -195,11 +194,8 @@ def test_metrics_survive_reload_and_killed_worker(
 
     victim = gw.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while not (len(gw.worker_pids()) == 2 and victim not in gw.worker_pids()
-               and all(w["version"] == 2 for w in gw.status()["workers"])):
-        assert time.monotonic() < deadline, gw.logs()
-        time.sleep(0.05)
+    gw.wait_replaced(victim, 20)
+    gw.wait_version(2)
     samples = scrape(admin_port)
     assert value(samples, "gateway_http_status_total", route="echo", code="200") == sent
     assert value(samples, "gateway_http_latency_count", route="echo", type="request") == sent

@@ -91,6 +91,18 @@ class GatewayProcess:
     def worker_pids(self) -> list[int]:
         return [w["pid"] for w in self.status().get("workers", [])]
 
+    def wait_replaced(self, victim: int, timeout: float) -> list[int]:
+        """Waits until the master lists a full set of workers without ``victim``, in one read of
+        status.json: two reads can straddle the write that drops the victim, before its successor
+        is listed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.worker_pids()
+            if len(pids) == self.workers and victim not in pids:
+                return pids
+            assert time.monotonic() < deadline, f"no new worker within {timeout} s: {pids}"
+            time.sleep(0.05)
+
     def wait_version(self, version: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
