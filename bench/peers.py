@@ -160,12 +160,10 @@ def start_nginx_tls_proxy(nginx: str, tmp: str, upstream: int, cert: str, key: s
     return server
 
 
-GATEWAY_TLS = """\
+GATEWAY_ONE_ROUTE = """\
 gateway:
-  listen: ["127.0.0.1:{plain}"]
-  tls_listen: ["127.0.0.1:{port}"]
-  fallback_sni: bench.test
-  admin: {{listen: "127.0.0.1:{admin}"}}
+  listen: ["127.0.0.1:{port}"]
+{gateway_extra}  admin: {{listen: "127.0.0.1:{admin}"}}
 upstreams:
   - id: up
     nodes: [{{host: 127.0.0.1, port: {upstream}}}]
@@ -174,6 +172,17 @@ routes:
   - id: all
     uri: /*
     upstream_id: up
+{extra}"""
+"""The gateway's config in the scripts that compare it with nginx: every path to one upstream,
+64 pooled connections (nginx's ``keepalive 64``); ``gateway_extra`` and ``extra`` add to the
+``gateway`` section and to the file."""
+
+TLS_SETTINGS = """\
+  tls_listen: ["127.0.0.1:{tls_port}"]
+  fallback_sni: bench.test
+"""
+
+TLS_CERTIFICATE = """\
 ssls:
   - id: bench
     snis: [bench.test]
@@ -188,8 +197,10 @@ def start_tls_gateway(tmp: str, upstream: int, cert: str, key: str, python: str 
     the certificate for bench.test) and a plain one (``port``); HTTP/2 is negotiated on both
     (ALPN h2, the h2c preface). ``python``: see spawn_gateway."""
     port, plain = free_port(), free_port()
-    conf = write_text(tmp, "gateway.yaml", GATEWAY_TLS.format(
-        port=port, plain=plain, admin=free_port(), upstream=upstream, cert=cert, key=key))
+    conf = write_text(tmp, "gateway.yaml", GATEWAY_ONE_ROUTE.format(
+        port=plain, admin=free_port(), upstream=upstream,
+        gateway_extra=TLS_SETTINGS.format(tls_port=port),
+        extra=TLS_CERTIFICATE.format(cert=cert, key=key)))
     server = spawn_gateway(tmp, conf, plain, python=python, name=name)
     server.info["tls_port"] = port
     return server

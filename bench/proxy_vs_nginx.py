@@ -53,31 +53,17 @@ from bench.common import (  # noqa: E402  (the machinery shared with `python -m 
     write_text,
     wrk_cpu,
 )
+from bench.peers import GATEWAY_ONE_ROUTE  # noqa: E402
 
 WARMUP_SECONDS = 2
 
 
 # --------------------------------------------------------------------------- gateway
 
-GATEWAY_CONFIG = """\
-gateway:
-  listen: ["127.0.0.1:{port}"]
-  admin: {{listen: "127.0.0.1:{admin}"}}
-upstreams:
-  - id: up
-    nodes: [{{host: 127.0.0.1, port: {upstream}}}]
-    keepalive: {{size: 64}}
-routes:
-  - id: all
-    uri: /*
-    upstream_id: up
-"""
-
-
 def start_gateway(tmp: str, workers: int, upstream_port: int) -> Server:
     port, admin = free_port(), free_port()
-    conf = write_text(tmp, "gateway.yaml",
-                      GATEWAY_CONFIG.format(port=port, admin=admin, upstream=upstream_port))
+    conf = write_text(tmp, "gateway.yaml", GATEWAY_ONE_ROUTE.format(
+        port=port, admin=admin, upstream=upstream_port, gateway_extra="", extra=""))
     # Benchmark this checkout: the in-place build (`pip install -e .`) lives in the repository.
     return spawn_gateway(tmp, conf, port, workers=workers)
 
