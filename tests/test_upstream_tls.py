@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.config_check import check_refuses
 from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.pki import Pki
 from tests.support.tls_upstream import TlsUpstream
@@ -192,15 +191,6 @@ def test_a_new_tls_connection_resumes_the_session(setup: Setup) -> None:
 
 # -- config errors --------------------------------------------------------------------------------
 
-def check(tmp_path: Path, config: dict[str, Any]) -> str:
-    path = tmp_path / "gateway.yaml"
-    path.write_text(json.dumps(config))
-    proc = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(path)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    return proc.stdout + proc.stderr
-
-
 def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Certs) -> None:
     config = base_config(free_port())
     missing = tmp_path / "missing-ca.crt"
@@ -211,7 +201,7 @@ def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Certs) -> N
         {"id": "c", **https(1, pki, tls={"client_cert": str(pki.gateway_client.cert_path)})},
         {"id": "d", "nodes": [{"host": "127.0.0.1", "port": 1}], "tls": {"verify": False}},
     ]
-    out = check(tmp_path, config)
+    out = check_refuses(tmp_path, config)
     assert f"upstreams[0].tls.ca: {missing}: cannot read it" in out
     assert (f"upstreams[1].tls.client_key: {pki.server.key_path}: the key does not belong to the "
             f"certificate {pki.gateway_client.cert_path} (mismatched key)") in out
@@ -223,5 +213,5 @@ def test_inline_route_upstream_files_are_checked_too(tmp_path: Path, pki: Certs)
     config = base_config(free_port())
     config["routes"] = [{"id": "r", "uri": "/*",
                          "upstream": https(1, pki, tls={"ca": str(pki.gateway_client.key_path)})}]
-    out = check(tmp_path, config)
+    out = check_refuses(tmp_path, config)
     assert f"routes[0].upstream.tls.ca: {pki.gateway_client.key_path}: not a PEM CA certificate" in out
