@@ -16,7 +16,6 @@ run by run. Figures: calls per second, and CPU microseconds per call of the prox
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -39,6 +38,7 @@ from bench.common import (  # noqa: E402
     scratch_dir,
     spawn_gateway,
     start_nginx,
+    write_json,
     write_text,
 )
 
@@ -205,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngateway/nginx calls per second: {g['rps'] / n['rps']:.2f}x (higher is better)")
     print(f"gateway/nginx CPU per call: {g['cpu_us_per_call'] / n['cpu_us_per_call']:.2f}x "
           "(lower is better)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "summary": summary, "runs": results}, fh, indent=2)
+    write_json(args.json, {"args": vars(args), "summary": summary, "runs": results})
     bad = any(s["failed"] or s["non_2xx"] for s in summary.values())
     return 3 if bad else 0
 

@@ -16,7 +16,6 @@ completed. Output: a Markdown table on stdout, progress on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -34,14 +33,13 @@ from bench.common import (  # noqa: E402
     log,
     run_h2load,
     scratch_dir,
-    start_hello_upstream,
     wait_ready,
+    write_json,
 )
 from bench.peers import (  # noqa: E402
     alternating,
     make_cert,
-    start_nginx_tls_proxy,
-    start_tls_gateway,
+    start_tls_peers,
     url_of,
 )
 
@@ -67,15 +65,8 @@ def run(args: argparse.Namespace, base: str) -> list[dict]:
         raise BenchError("nginx is needed (apt-get install nginx-light)")
     cert, key = make_cert(base)
     rows: list[dict] = []
-    with ExitStack() as servers:  # stopped in reverse: the proxies, then the upstream
-        upstream = start_hello_upstream(nginx, os.path.join(base, "upstream"))
-        servers.callback(upstream.stop)
-        wait_ready(upstream)
-        proxy = start_nginx_tls_proxy(nginx, os.path.join(base, "nginx"), upstream.port, cert,
-                                      key, http2=True)
-        servers.callback(proxy.stop)
-        gateway = start_tls_gateway(os.path.join(base, "gateway"), upstream.port, cert, key)
-        servers.callback(gateway.stop)
+    with ExitStack() as servers:
+        _, proxy, gateway = start_tls_peers(servers, nginx, base, cert, key, http2=True)
         wait_ready(gateway)
         for label, tls in CASES:
             for n, server in alternating([proxy, gateway], args.runs):
@@ -128,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(render(rows))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=2)
+    write_json(args.json, rows)
     return 0
 
 

@@ -25,6 +25,7 @@ import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from bench.common import (
     repo_env,
     spawn,
     spawn_gateway,
+    start_hello_upstream,
     start_nginx,
     tool_version,
     wait_ready,
@@ -204,6 +206,22 @@ def start_tls_gateway(tmp: str, upstream: int, cert: str, key: str, python: str 
     server = spawn_gateway(tmp, conf, plain, python=python, name=name)
     server.info["tls_port"] = port
     return server
+
+
+def start_tls_peers(servers: ExitStack, nginx: str, base: str, cert: str, key: str,
+                    http2: bool) -> tuple[Server, Server, Server]:
+    """The hello upstream (ready), then nginx (start_nginx_tls_proxy) and the gateway
+    (start_tls_gateway) in front of it, in dirs under ``base``; ``servers`` stops them in
+    reverse order (the proxies, then the upstream)."""
+    upstream = start_hello_upstream(nginx, os.path.join(base, "upstream"))
+    servers.callback(upstream.stop)
+    wait_ready(upstream)
+    proxy = start_nginx_tls_proxy(nginx, os.path.join(base, "nginx"), upstream.port, cert, key,
+                                  http2)
+    servers.callback(proxy.stop)
+    gateway = start_tls_gateway(os.path.join(base, "gateway"), upstream.port, cert, key)
+    servers.callback(gateway.stop)
+    return upstream, proxy, gateway
 
 
 def url_of(server: Server, tls: bool) -> str:
@@ -611,5 +629,5 @@ def peer(name: str) -> Peer:
 
 __all__ = ["ALL_PEERS", "API_KEY", "AUTH_HEADERS", "NGINX_COMMON", "PEER_NAMES", "Peer",
            "Unsupported", "alternating", "gateway_config", "generated_routes", "make_cert",
-           "peer", "route_pattern", "start_nginx_tls_proxy", "start_tls_gateway",
+           "peer", "route_pattern", "start_nginx_tls_proxy", "start_tls_gateway", "start_tls_peers",
            "start_upstream", "url_of"]

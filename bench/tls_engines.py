@@ -49,14 +49,14 @@ from bench.common import (  # noqa: E402
     nginx_and_wrk,
     run_wrk,
     scratch_dir,
-    start_hello_upstream,
     wait_ready,
+    write_json,
 )
 from bench.peers import (  # noqa: E402
     alternating,
     make_cert,
-    start_nginx_tls_proxy,
     start_tls_gateway,
+    start_tls_peers,
     url_of,
 )
 
@@ -216,15 +216,8 @@ CASES = (  # (label, tls, new connection per request)
 def servers_part(args: argparse.Namespace, base: str, cert: str, key: str) -> list[dict]:
     nginx, args.wrk = nginx_and_wrk()
     rows: list[dict] = []
-    with ExitStack() as servers:  # stopped in reverse: the proxies, then the upstream
-        upstream = start_hello_upstream(nginx, os.path.join(base, "upstream"))
-        servers.callback(upstream.stop)
-        wait_ready(upstream)
-        proxy = start_nginx_tls_proxy(nginx, os.path.join(base, "nginx"), upstream.port, cert,
-                                      key, http2=False)
-        servers.callback(proxy.stop)
-        gateway = start_tls_gateway(os.path.join(base, "gateway"), upstream.port, cert, key)
-        servers.callback(gateway.stop)
+    with ExitStack() as servers:
+        upstream, proxy, gateway = start_tls_peers(servers, nginx, base, cert, key, http2=False)
         measured = [proxy, gateway]
         if args.baseline:
             baseline = start_tls_gateway(os.path.join(base, "baseline"), upstream.port, cert,
@@ -304,9 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(render(engines, rows))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"engines": engines, "servers": rows}, fh, indent=2)
+    write_json(args.json, {"engines": engines, "servers": rows})
     return 0
 
 
