@@ -166,23 +166,24 @@ def test_mtls_upstream_without_a_client_certificate_is_502(setup: Setup) -> None
     assert fresh_get(setup, "/mtls-nocert/x")[0] == 502
 
 
-def test_sequential_requests_share_one_pooled_tls_connection(setup: Setup) -> None:
+def on_one_connection(setup: Setup, paths: list[str]) -> list[tuple[int, Any]]:
+    """GET each of ``paths`` in turn on one client connection."""
     conn = http.client.HTTPConnection("127.0.0.1", setup.gw.port, timeout=10)
     try:
-        seen = [get(conn, f"/good/{i}") for i in range(5)]
+        return [get(conn, path) for path in paths]
     finally:
         conn.close()
+
+
+def test_sequential_requests_share_one_pooled_tls_connection(setup: Setup) -> None:
+    seen = on_one_connection(setup, [f"/good/{i}" for i in range(5)])
     assert all(status == 200 for status, _ in seen)
     # one client connection is served by one worker: its pooled upstream connection carries all
     assert len({body["connection"] for _, body in seen}) == 1
 
 
 def test_a_new_tls_connection_resumes_the_session(setup: Setup) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", setup.gw.port, timeout=10)
-    try:
-        seen = [get(conn, f"/fresh/{i}") for i in range(3)]
-    finally:
-        conn.close()
+    seen = on_one_connection(setup, [f"/fresh/{i}" for i in range(3)])
     assert all(status == 200 for status, _ in seen)
     # keepalive size 0: a new upstream connection each time; the later ones resume
     assert len({body["connection"] for _, body in seen}) == 3
