@@ -21,12 +21,9 @@ section). Figures on a loaded shared machine mean little: quote them with the lo
 """
 from __future__ import annotations
 
-import argparse
-import http.client
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import threading
@@ -38,41 +35,26 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import yaml  # noqa: E402
 
-from bench.common import BenchError, free_port, log, repo_env, spawn  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchError,
+    exit_with,
+    free_port,
+    http_request,
+    log,
+    percentiles,
+    poll_into,
+    repo_env,
+    route_count_parser,
+    spawn_gateway,
+    wait_status_200,
+    write_json,
+    write_text,
+)
 from bench.peers import generated_routes  # noqa: E402
 
 KEY = "bench-admin-key"
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1],
-            "mean": statistics.fmean(ordered)}
-
-
-def wait_served(port: int, path: str, expect: bytes, started: float, deadline: float) -> float | None:
-    while time.monotonic() < deadline:
-        try:
-            status, body = request(port, "GET", path, timeout=2.0)
-            if status == 200 and body == expect:
-                return time.monotonic() - started
-        except OSError:
-            pass
-    return None
+#: What the Admin API wants with every request.
+ADMIN_HEADERS = {"X-API-KEY": KEY, "Content-Type": "application/json"}
 
 
 PHASES = re.compile(r"checked in ([0-9.]+) ms; every worker confirmed ([0-9.]+) ms after the check; "
@@ -91,10 +73,6 @@ def master_phases(log_path: str) -> dict[str, Any]:
             "file_after_check_ms": percentiles([f[2] for f in found])}
 
 
-def poll_into(result: dict[str, float | None], port: int, path: str, expect: bytes, started: float) -> None:
-    result["served"] = wait_served(port, path, expect, started, started + 120)
-
-
 def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="admin-write-") as tmp:
         port, admin, dead = free_port(), free_port(), free_port()
@@ -104,25 +82,14 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
             "upstreams": [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": dead}]}],
             "routes": generated_routes(routes),
         }
-        conf = os.path.join(tmp, "gateway.yaml")
-        with open(conf, "w") as fh:
-            fh.write("# admin write bench\n" + yaml.safe_dump(config, sort_keys=False))
+        conf = write_text(tmp, "gateway.yaml",
+                          "# admin write bench\n" + yaml.safe_dump(config, sort_keys=False))
         env = repo_env(XDG_STATE_HOME=os.path.join(tmp, "state"))
-        gateway = spawn("gateway", [sys.executable, "-m", "gateway", "run", "-c", conf, "-w", str(workers)],
-                        tmp, port, env=env, expected_procs=1 + workers, log_name="gateway.log")
-        headers = {"X-API-KEY": KEY, "Content-Type": "application/json"}
+        gateway = spawn_gateway(tmp, conf, port, workers=workers, env=env)
         try:
-            deadline = time.monotonic() + 120
-            while True:  # ready once the Admin API answers (its first read parses the file)
-                try:
-                    status, _ = request(admin, "GET", "/apisix/admin/routes?page_size=10", headers=headers)
-                    if status == 200:
-                        break
-                except OSError:
-                    pass
-                if gateway.proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError(f"the gateway did not start:\n{gateway.tail_log()}")
-                time.sleep(0.1)
+            # ready once the Admin API answers (its first read parses the file)
+            wait_status_200(gateway, admin, "/apisix/admin/routes?page_size=10", 120,
+                            ADMIN_HEADERS)
             served: list[float] = []
             acked: list[float] = []
             for i in range(writes):
@@ -134,7 +101,8 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                 started = time.monotonic()
                 poller = threading.Thread(target=poll_into, args=(result, port, path, expect, started))
                 poller.start()
-                status, answer = request(admin, "PUT", f"/apisix/admin/routes/w{i}", body, headers)
+                status, answer = http_request(admin, f"/apisix/admin/routes/w{i}", 60.0, "PUT",
+                                              ADMIN_HEADERS, body)
                 acked_after = time.monotonic() - started
                 poller.join()
                 if status not in (200, 201) or result.get("served") is None:
@@ -149,12 +117,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--routes", default="10,10000", help="route counts, comma-separated (10,10000)")
-    p.add_argument("--writes", type=int, default=100, help="writes per route count (100)")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
+    args = route_count_parser(__doc__.split("\n\n")[0], "writes per route count (100)").parse_args()
     results = []
     for count in (int(c) for c in args.routes.split(",")):
         log(f"admin write: {count} routes, {args.writes} writes, {args.workers} workers")
@@ -168,15 +131,9 @@ def main() -> int:
             print(f"        master: check p50 {result['check_ms']['p50']:.1f} ms, then every worker "
                   f"p50 {result['workers_after_check_ms']['p50']:.1f} ms, the file p50 "
                   f"{result['file_after_check_ms']['p50']:.1f} ms", flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    write_json(args.json, results)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"admin_write: {exc}", file=sys.stderr)
-        sys.exit(1)
+    exit_with("admin_write", main)

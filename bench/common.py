@@ -1,11 +1,12 @@
-"""Machinery shared by the benchmark suite (``python -m bench``) and ``proxy_vs_nginx.py``:
-free ports, CPU time and RSS of a process tree from /proc, starting and stopping servers,
-running wrk and parsing its output.
+"""Machinery shared by the benchmark suite (``python -m bench``) and the bench scripts: free
+ports, CPU time and RSS of a process tree from /proc, starting and stopping servers (nginx, the
+gateway), running wrk and h2load and parsing their output.
 
 Nothing here installs anything or touches files outside the temp dir the caller gives.
 """
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -13,12 +14,15 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -60,6 +64,55 @@ def repo_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                      else "")
     return env
+
+
+def write_text(directory: str, name: str, text: str) -> str:
+    """Writes ``text`` to directory/name (making the directory) and returns the path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[str]:
+    """A temp dir for one run's servers and files, removed afterwards. It is world-readable:
+    when the bench runs as root, nginx's workers run as nobody and read files in it."""
+    base = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def exit_with(name: str, main: Callable[[], int]) -> NoReturn:
+    """Runs a bench's ``main`` as the script's exit status; a setup failure is one line on
+    stderr and status 1."""
+    try:
+        status = main()
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        status = 1
+    sys.exit(status)
+
+
+def write_json(path: str | None, doc: object) -> None:
+    """``doc`` as indented JSON to ``path`` (the --json option), when one is given."""
+    if path:
+        with open(path, "w") as fh:
+            json.dump(doc, fh, indent=2)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99, max and mean of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1],
+            "mean": statistics.fmean(ordered)}
 
 
 # --------------------------------------------------------------------------- /proc helpers
@@ -153,6 +206,13 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
+def cpu_during(root: int, load: Callable[[], T]) -> tuple[T, float]:
+    """What ``load`` returned, and the CPU seconds the tree of ``root`` spent while it ran."""
+    before = tree_cpu(root)
+    result = load()
+    return result, cpu_delta(before, tree_cpu(root))
+
+
 # --------------------------------------------------------------------------- processes
 
 @dataclass
@@ -242,6 +302,52 @@ def http_request(port: int, path: str = "/", timeout: float = 1.0, method: str =
 
 def http_get(port: int, timeout: float = 1.0) -> tuple[int, bytes]:
     return http_request(port, "/", timeout)
+
+
+def wait_status_200(server: Server, port: int, path: str, timeout: float,
+                    headers: dict | None = None) -> None:
+    """Polls GET path on ``port`` (an admin listener, say) until it answers 200, whatever the
+    body; fails once ``server`` exits or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http_request(port, path, timeout=60.0, headers=headers)[0] == 200:
+                return
+        except OSError:
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"{server.name} did not start:\n{server.tail_log()}")
+        time.sleep(0.1)
+
+
+def wait_served(port: int, path: str, expect: bytes, started: float,
+                deadline: float) -> float | None:
+    """Polls GET path on fresh connections until it answers 200 with ``expect``: the seconds
+    since ``started`` then, None if ``deadline`` came first."""
+    while time.monotonic() < deadline:
+        try:
+            status, body = http_request(port, path, timeout=2.0)
+            if status == 200 and body == expect:
+                return time.monotonic() - started
+        except OSError:
+            pass
+    return None
+
+
+def poll_into(result: dict[str, float | None], port: int, path: str, expect: bytes,
+              started: float) -> None:
+    """wait_served for up to 120 s, into result["served"] (a thread's target)."""
+    result["served"] = wait_served(port, path, expect, started, started + 120)
+
+
+def route_count_parser(description: str, writes_help: str) -> argparse.ArgumentParser:
+    """The options of the write-to-served benches (admin_write.py, etcd_write.py)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--routes", default="10,10000", help="route counts, comma-separated (10,10000)")
+    p.add_argument("--writes", type=int, default=100, help=writes_help)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", help="also write the results here")
+    return p
 
 
 def wait_ready(server: Server, timeout: float = 20.0, path: str = "/",
@@ -349,15 +455,36 @@ def start_nginx(name: str, nginx: str, tmp: str, workers: int, body: str, port: 
     """nginx with its own prefix, config and -e error log: never reads /etc/nginx."""
     os.makedirs(tmp, exist_ok=True)
     os.chmod(tmp, 0o755)  # when run as root the workers run as nobody
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as fh:
-        fh.write(NGINX_COMMON.format(workers=workers, tmp=tmp, body=body))
+    conf = write_text(tmp, "nginx.conf", NGINX_COMMON.format(workers=workers, tmp=tmp, body=body))
     err = os.path.join(tmp, "err.log")
     server = spawn(name, [nginx, "-p", tmp + "/", "-c", conf, "-e", err], tmp, port,
                    expected_procs=1 + workers)
     server.log_path = err
     server.info["conf"] = conf
     return server
+
+
+def start_hello_upstream(nginx: str, tmp: str, name: str = "upstream") -> Server:
+    """nginx, one worker, answering every path with BODY: the upstream the proxies under
+    test forward to (not yet ready: pass it to wait_ready)."""
+    port = free_port()
+    return start_nginx(name, nginx, tmp, 1, UPSTREAM_BODY.format(port=port), port)
+
+
+# --------------------------------------------------------------------------- gateway
+
+def spawn_gateway(tmp: str, conf: str, port: int, *, workers: int = 1,
+                  env: dict[str, str] | None = None, python: str | None = None,
+                  name: str = "gateway") -> Server:
+    """``gateway run -c conf -w workers`` in ``tmp`` (log: tmp/gateway.log): this checkout's
+    gateway, or with ``python`` the one installed for that interpreter (a build of another
+    commit, say). Its state goes to ``env``'s XDG_STATE_HOME, by default ``tmp``."""
+    if env is None:
+        env = repo_env(XDG_STATE_HOME=tmp) if python is None else dict(os.environ,
+                                                                        XDG_STATE_HOME=tmp)
+    return spawn(name, [python or sys.executable, "-m", "gateway", "run", "-c", conf,
+                        "-w", str(workers)], tmp, port, env=env, expected_procs=1 + workers,
+                 log_name="gateway.log")
 
 
 # --------------------------------------------------------------------------- wrk
@@ -399,8 +526,18 @@ def wrk_cpu() -> int | None:
     return cpus[-1] if len(cpus) >= 2 else None
 
 
+def pinned(cmd: list[str]) -> list[str]:
+    """``cmd`` run by taskset on the load generator's CPU (wrk_cpu), when there is one."""
+    cpu = wrk_cpu()
+    if cpu is not None and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu)] + cmd
+    return cmd
+
+
 def wrk_command(wrk: str, port: int, seconds: float, connections: int, path: str = "/",
-                script: str | None = None, headers: dict | None = None) -> list[str]:
+                script: str | None = None, headers: dict | None = None,
+                url: str | None = None) -> list[str]:
+    """wrk loading http://127.0.0.1:port/path, or ``url`` when given."""
     # wrk takes whole seconds only
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
            "--timeout", "5s"]
@@ -408,22 +545,46 @@ def wrk_command(wrk: str, port: int, seconds: float, connections: int, path: str
         cmd += ["-H", f"{key}: {value}"]
     if script:
         cmd += ["-s", script]
-    cmd.append(f"http://127.0.0.1:{port}{path}")
-    cpu = wrk_cpu()
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(cpu)] + cmd
-    return cmd
+    cmd.append(url or f"http://127.0.0.1:{port}{path}")
+    return pinned(cmd)
 
 
 def run_wrk(wrk: str, port: int, seconds: float, connections: int, path: str = "/",
-            script: str | None = None, headers: dict | None = None) -> dict:
-    cmd = wrk_command(wrk, port, seconds, connections, path, script, headers)
+            script: str | None = None, headers: dict | None = None,
+            url: str | None = None) -> dict:
+    cmd = wrk_command(wrk, port, seconds, connections, path, script, headers, url)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip().splitlines()
         raise BenchError(f"wrk failed ({proc.returncode}): {text[0] if text else ''}")
     result = parse_wrk(proc.stdout)
     result["wrk_output"] = proc.stdout
+    return result
+
+
+# --------------------------------------------------------------------------- h2load
+
+def run_h2load(args: list[str], timeout: float, pin: bool = True) -> dict:
+    """h2load (Debian's nghttp2-client), one thread, with ``args``; pinned like wrk unless
+    ``pin`` is false. Its figures: req/s, the request counts (done, succeeded, failed,
+    errored) and the responses by status class (2xx ... 5xx)."""
+    exe = shutil.which("h2load")
+    if exe is None:
+        raise BenchError("h2load is needed (apt-get install nghttp2-client)")
+    cmd = [exe, "-t1", *args]
+    proc = subprocess.run(pinned(cmd) if pin else cmd, capture_output=True, text=True,
+                          timeout=timeout)
+    out = proc.stdout + proc.stderr
+    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                       r"(\d+) failed, (\d+) errored", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if proc.returncode != 0 or not rate or not counts or not codes:
+        raise BenchError(f"h2load failed ({proc.returncode}): {out.strip()[-300:]}")
+    result: dict = {"rps": float(rate.group(1))}
+    result.update(zip(("done", "succeeded", "failed", "errored"),
+                      map(int, counts.group(3, 4, 5, 6))))
+    result.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, codes.groups())))
     return result
 
 

@@ -18,7 +18,6 @@ route by route. Figures on a loaded shared machine mean little: quote them with 
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -35,11 +34,23 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import yaml  # noqa: E402
 
-from bench.admin_write import percentiles, poll_into, request  # noqa: E402
-from bench.common import BenchError, free_port, log, repo_env, spawn  # noqa: E402
+from bench.admin_write import ADMIN_HEADERS, KEY  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchError,
+    exit_with,
+    free_port,
+    http_request,
+    log,
+    percentiles,
+    poll_into,
+    repo_env,
+    route_count_parser,
+    spawn_gateway,
+    wait_status_200,
+    write_json,
+)
 from bench.peers import generated_routes  # noqa: E402
 
-KEY = "bench-admin-key"
 PREFIX = "/bench"
 
 
@@ -57,7 +68,7 @@ def start_etcd(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if request(port, "GET", "/version", timeout=1.0)[0] == 200:
+            if http_request(port, "/version", timeout=1.0)[0] == 200:
                 return proc, port
         except OSError:
             time.sleep(0.1)
@@ -68,7 +79,7 @@ def start_etcd(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
 def etcd_put(port: int, key: str, value: Any) -> None:
     body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
                        "value": base64.b64encode(json.dumps(value).encode()).decode()}).encode()
-    status, answer = request(port, "POST", "/v3/kv/put", body)
+    status, answer = http_request(port, "/v3/kv/put", 60.0, "POST", body=body)
     if status != 200 or b"error" in answer:
         raise BenchError(f"etcd put: {status} {answer[:200]!r}")
 
@@ -93,20 +104,9 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
         if done.returncode != 0:
             etcd.kill()
             raise BenchError(f"import failed: {done.stderr}")
-        gateway = spawn("gateway", [sys.executable, "-m", "gateway", "run", "-c", node, "-w", str(workers)],
-                        tmp, port, env=env, expected_procs=1 + workers, log_name="gateway.log")
-        headers = {"X-API-KEY": KEY, "Content-Type": "application/json"}
+        gateway = spawn_gateway(tmp, node, port, workers=workers, env=env)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if request(admin, "GET", "/status", headers=headers)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if gateway.proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError(f"the gateway did not start:\n{gateway.tail_log()}")
-                time.sleep(0.1)
+            wait_status_200(gateway, admin, "/status", 300, ADMIN_HEADERS)
             result: dict[str, Any] = {"routes": routes, "writes": writes, "workers": workers}
             for way in ("api", "etcd"):
                 served: list[float] = []
@@ -120,8 +120,8 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                     poller = threading.Thread(target=poll_into, args=(seen, port, path, expect, started))
                     poller.start()
                     if way == "api":
-                        status, answer = request(admin, "PUT", f"/apisix/admin/routes/{way}{i}",
-                                                 json.dumps(value).encode(), headers)
+                        status, answer = http_request(admin, f"/apisix/admin/routes/{way}{i}", 60.0,
+                                                      "PUT", ADMIN_HEADERS, json.dumps(value).encode())
                         if status not in (200, 201):
                             raise BenchError(f"write {i}: {status} {answer[:300]!r}")
                         acked.append((time.monotonic() - started) * 1000)
@@ -143,12 +143,8 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--routes", default="10,10000", help="route counts, comma-separated (10,10000)")
-    p.add_argument("--writes", type=int, default=100, help="writes per route count and way (100)")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
+    args = route_count_parser(__doc__.split("\n\n")[0],
+                              "writes per route count and way (100)").parse_args()
     results = []
     for count in (int(c) for c in args.routes.split(",")):
         log(f"etcd write: {count} routes, {args.writes} writes each way, {args.workers} workers")
@@ -159,15 +155,9 @@ def main() -> int:
               f"(acknowledged p50 {acked['p50']:.1f} p99 {acked['p99']:.1f}); etcd put served p50 "
               f"{direct['p50']:.1f} p99 {direct['p99']:.1f} ms (load {result['load_average'][0]:.1f})",
               flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    write_json(args.json, results)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"etcd_write: {exc}", file=sys.stderr)
-        sys.exit(1)
+    exit_with("etcd_write", main)

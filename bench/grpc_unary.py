@@ -16,29 +16,30 @@ run by run. Figures: calls per second, and CPU microseconds per call of the prox
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
-import tempfile
 import time
+from contextlib import ExitStack
 
 if __package__ in (None, ""):  # run as a script: make `bench` (and the gateway) importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (  # noqa: E402
-    REPO_ROOT,
     BenchError,
     Server,
-    cpu_delta,
+    cpu_during,
     find_nginx,
     free_port,
     log,
+    run_h2load,
+    scratch_dir,
+    spawn_gateway,
     start_nginx,
+    write_json,
+    write_text,
 )
 
 REPLY = b"hello"
@@ -93,19 +94,10 @@ routes:
 
 
 def start_gateway(tmp: str, upstream_port: int) -> Server:
-    os.makedirs(tmp, exist_ok=True)
     port, admin = free_port(), free_port()
-    conf = os.path.join(tmp, "gateway.yaml")
-    with open(conf, "w") as fh:
-        fh.write(GATEWAY_CONFIG.format(port=port, admin=admin, upstream=upstream_port))
-    env = dict(os.environ, XDG_STATE_HOME=tmp)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log_path = os.path.join(tmp, "gateway.log")
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", conf, "-w", "1"],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=tmp, start_new_session=True)
-    return Server("gateway", port, proc, log_path, expected_procs=2)
+    conf = write_text(tmp, "gateway.yaml",
+                      GATEWAY_CONFIG.format(port=port, admin=admin, upstream=upstream_port))
+    return spawn_gateway(tmp, conf, port)
 
 
 def check_call(server: Server, timeout: float = 20.0) -> None:
@@ -130,33 +122,28 @@ def check_call(server: Server, timeout: float = 20.0) -> None:
     raise BenchError(f"{server.name}: no successful gRPC call within {timeout:.0f}s ({last})")
 
 
-def run_h2load(port: int, seconds: float, args: argparse.Namespace, body: str) -> dict:
-    cmd = ["h2load", "-D", str(max(1, round(seconds))), "-c", str(args.clients), "-m", str(args.streams),
-           "-t", "1", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers",
-           f"http://127.0.0.1:{port}{METHOD}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
-    out = done.stdout + done.stderr
-    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                       r"(\d+) failed, (\d+) errored", out)
-    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
-    if not rate or not counts or not codes:
-        raise BenchError(f"cannot read h2load's output:\n{out}")
-    return {"rps": float(rate.group(1)), "calls": int(counts.group(3)),
-            "failed": int(counts.group(5)) + int(counts.group(6)),
-            "non_2xx": sum(int(codes.group(i)) for i in (2, 3, 4))}
+def h2load(port: int, seconds: float, args: argparse.Namespace, body: str) -> dict:
+    result = run_h2load(["-D", str(max(1, round(seconds))), "-c", str(args.clients),
+                         "-m", str(args.streams), "-d", body,
+                         "-H", "content-type: application/grpc", "-H", "te: trailers",
+                         f"http://127.0.0.1:{port}{METHOD}"], seconds + 30, pin=False)
+    return {"rps": result["rps"], "calls": result["done"],
+            "failed": result["failed"] + result["errored"],
+            "non_2xx": result["3xx"] + result["4xx"] + result["5xx"]}
 
 
 def measure(name: str, target: Server, proxy: Server | None, body: str,
             args: argparse.Namespace) -> dict:
-    run_h2load(target.port, 2, args, body)  # warm-up: connections pooled, caches filled
-    before = proxy.cpu() if proxy else {}
-    result = run_h2load(target.port, args.duration, args, body)
-    after = proxy.cpu() if proxy else {}
-    calls = result["calls"] or 1
-    result["cpu_us_per_call"] = cpu_delta(before, after) / calls * 1e6 if proxy else None
-    cpu = f", proxy {result['cpu_us_per_call']:.1f} us/call" if proxy else ""
-    log(f"{name}: {result['rps']:.0f} calls/s{cpu}, failed {result['failed']}, "
+    h2load(target.port, 2, args, body)  # warm-up: connections pooled, caches filled
+    if proxy is None:
+        result = h2load(target.port, args.duration, args, body)
+        result["cpu_us_per_call"] = None
+    else:
+        result, cpu = cpu_during(proxy.pid, lambda: h2load(target.port, args.duration, args,
+                                                           body))
+        result["cpu_us_per_call"] = cpu / (result["calls"] or 1) * 1e6
+    cpu_text = f", proxy {result['cpu_us_per_call']:.1f} us/call" if proxy else ""
+    log(f"{name}: {result['rps']:.0f} calls/s{cpu_text}, failed {result['failed']}, "
         f"non-2xx {result['non_2xx']}")
     return result
 
@@ -173,40 +160,35 @@ def main(argv: list[str] | None = None) -> int:
     if nginx is None or shutil.which("h2load") is None:
         log("needs nginx (nginx-light) and h2load (nghttp2-client)")
         return 1
-    servers: list[Server] = []
-    with tempfile.TemporaryDirectory(prefix="grpc-bench-") as tmp:
-        try:
-            os.chmod(tmp, 0o755)  # run as root, nginx's workers (nobody) read the reply here
-            root = os.path.join(tmp, "root")
-            os.makedirs(root)
-            with open(os.path.join(root, "reply"), "wb") as fh:
-                fh.write(b"\x00" + struct.pack(">I", len(REPLY)) + REPLY)
-            os.chmod(root, 0o755)
-            body = os.path.join(tmp, "request")
-            with open(body, "wb") as fh:
-                fh.write(b"\x00" + struct.pack(">I", 5) + b"hello")
-            up_port = free_port()
-            upstream = start_nginx("upstream", nginx, os.path.join(tmp, "up"), 1,
-                                   UPSTREAM.format(port=up_port, root=root), up_port)
-            servers.append(upstream)
-            proxy_port = free_port()
-            nginx_proxy = start_nginx("nginx", nginx, os.path.join(tmp, "nginx"), 1,
-                                      NGINX_PROXY.format(port=proxy_port, upstream=up_port),
-                                      proxy_port)
-            servers.append(nginx_proxy)
-            gateway = start_gateway(os.path.join(tmp, "gateway"), up_port)
-            servers.append(gateway)
-            for server in (upstream, nginx_proxy, gateway):
-                check_call(server)
-            results: dict[str, list[dict]] = {"direct": [], "nginx": [], "gateway": []}
-            for run in range(args.runs):
-                log(f"run {run + 1}/{args.runs}")
-                results["direct"].append(measure("direct", upstream, None, body, args))
-                results["nginx"].append(measure("nginx", nginx_proxy, nginx_proxy, body, args))
-                results["gateway"].append(measure("gateway", gateway, gateway, body, args))
-        finally:
-            for server in servers:
-                server.stop()
+    with scratch_dir("grpc-bench-") as tmp, ExitStack() as servers:
+        # world-readable (scratch_dir): run as root, nginx's workers (nobody) read the reply
+        root = os.path.join(tmp, "root")
+        os.makedirs(root)
+        with open(os.path.join(root, "reply"), "wb") as fh:
+            fh.write(b"\x00" + struct.pack(">I", len(REPLY)) + REPLY)
+        os.chmod(root, 0o755)
+        body = os.path.join(tmp, "request")
+        with open(body, "wb") as fh:
+            fh.write(b"\x00" + struct.pack(">I", 5) + b"hello")
+        up_port = free_port()
+        upstream = start_nginx("upstream", nginx, os.path.join(tmp, "up"), 1,
+                               UPSTREAM.format(port=up_port, root=root), up_port)
+        servers.callback(upstream.stop)
+        proxy_port = free_port()
+        nginx_proxy = start_nginx("nginx", nginx, os.path.join(tmp, "nginx"), 1,
+                                  NGINX_PROXY.format(port=proxy_port, upstream=up_port),
+                                  proxy_port)
+        servers.callback(nginx_proxy.stop)
+        gateway = start_gateway(os.path.join(tmp, "gateway"), up_port)
+        servers.callback(gateway.stop)
+        for server in (upstream, nginx_proxy, gateway):
+            check_call(server)
+        results: dict[str, list[dict]] = {"direct": [], "nginx": [], "gateway": []}
+        for run in range(args.runs):
+            log(f"run {run + 1}/{args.runs}")
+            results["direct"].append(measure("direct", upstream, None, body, args))
+            results["nginx"].append(measure("nginx", nginx_proxy, nginx_proxy, body, args))
+            results["gateway"].append(measure("gateway", gateway, gateway, body, args))
     summary = {}
     print("| target | calls/s | proxy CPU µs/call | failed | non-2xx |")
     print("|---|---:|---:|---:|---:|")
@@ -223,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngateway/nginx calls per second: {g['rps'] / n['rps']:.2f}x (higher is better)")
     print(f"gateway/nginx CPU per call: {g['cpu_us_per_call'] / n['cpu_us_per_call']:.2f}x "
           "(lower is better)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "summary": summary, "runs": results}, fh, indent=2)
+    write_json(args.json, {"args": vars(args), "summary": summary, "runs": results})
     bad = any(s["failed"] or s["non_2xx"] for s in summary.values())
     return 3 if bad else 0
 

@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 
@@ -36,9 +38,12 @@ from bench.common import (
     free_port,
     repo_env,
     spawn,
+    spawn_gateway,
+    start_hello_upstream,
     start_nginx,
     tool_version,
     wait_ready,
+    write_text,
 )
 
 API_KEY = "bench-key"
@@ -105,6 +110,133 @@ def start_upstream(nginx: str, tmp: str) -> Server:
                          UPSTREAM_SERVER.format(port=port, sink=free_port(), www=www), port)
     wait_ready(server)
     return server
+
+
+# --------------------------------------------------------------------------- TLS and HTTP/2
+
+def make_cert(tmp: str) -> tuple[str, str]:
+    """A self-signed ECDSA P-256 certificate for bench.test (openssl CLI)."""
+    cert, key = os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test"],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)  # nginx's workers run as nobody when this runs as root
+    return cert, key
+
+
+NGINX_TLS_PROXY = """\
+    upstream backend {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl{http2} reuseport;
+        listen 127.0.0.1:{plain}{http2} reuseport;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
+{streams}        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def start_nginx_tls_proxy(nginx: str, tmp: str, upstream: int, cert: str, key: str,
+                          http2: bool) -> Server:
+    """nginx, one worker, proxying to ``upstream`` (HTTP/1.1 keep-alive) from a TLS port
+    (info["tls_port"]) and a plain one (``port``); with ``http2`` both speak HTTP/2 (ALPN h2
+    over TLS, h2c with prior knowledge on the plain one: nginx 1.22's syntax)."""
+    port, plain = free_port(), free_port()
+    body = NGINX_TLS_PROXY.format(
+        port=port, plain=plain, upstream=upstream, cert=cert, key=key,
+        http2=" http2" if http2 else "",
+        streams="        http2_max_concurrent_streams 128;\n" if http2 else "")
+    server = start_nginx("nginx", nginx, tmp, 1, body, plain)
+    server.info["tls_port"] = port
+    return server
+
+
+GATEWAY_ONE_ROUTE = """\
+gateway:
+  listen: ["127.0.0.1:{port}"]
+{gateway_extra}  admin: {{listen: "127.0.0.1:{admin}"}}
+upstreams:
+  - id: up
+    nodes: [{{host: 127.0.0.1, port: {upstream}}}]
+    keepalive: {{size: 64}}
+routes:
+  - id: all
+    uri: /*
+    upstream_id: up
+{extra}"""
+"""The gateway's config in the scripts that compare it with nginx: every path to one upstream,
+64 pooled connections (nginx's ``keepalive 64``); ``gateway_extra`` and ``extra`` add to the
+``gateway`` section and to the file."""
+
+TLS_SETTINGS = """\
+  tls_listen: ["127.0.0.1:{tls_port}"]
+  fallback_sni: bench.test
+"""
+
+TLS_CERTIFICATE = """\
+ssls:
+  - id: bench
+    snis: [bench.test]
+    cert: {cert}
+    key: {key}
+"""
+
+
+def start_tls_gateway(tmp: str, upstream: int, cert: str, key: str, python: str | None = None,
+                      name: str = "gateway") -> Server:
+    """The gateway, one worker, proxying to ``upstream`` from a TLS port (info["tls_port"],
+    the certificate for bench.test) and a plain one (``port``); HTTP/2 is negotiated on both
+    (ALPN h2, the h2c preface). ``python``: see spawn_gateway."""
+    port, plain = free_port(), free_port()
+    conf = write_text(tmp, "gateway.yaml", GATEWAY_ONE_ROUTE.format(
+        port=plain, admin=free_port(), upstream=upstream,
+        gateway_extra=TLS_SETTINGS.format(tls_port=port),
+        extra=TLS_CERTIFICATE.format(cert=cert, key=key)))
+    server = spawn_gateway(tmp, conf, plain, python=python, name=name)
+    server.info["tls_port"] = port
+    return server
+
+
+def start_tls_peers(servers: ExitStack, nginx: str, base: str, cert: str, key: str,
+                    http2: bool) -> tuple[Server, Server, Server]:
+    """The hello upstream (ready), then nginx (start_nginx_tls_proxy) and the gateway
+    (start_tls_gateway) in front of it, in dirs under ``base``; ``servers`` stops them in
+    reverse order (the proxies, then the upstream)."""
+    upstream = start_hello_upstream(nginx, os.path.join(base, "upstream"))
+    servers.callback(upstream.stop)
+    wait_ready(upstream)
+    proxy = start_nginx_tls_proxy(nginx, os.path.join(base, "nginx"), upstream.port, cert, key,
+                                  http2)
+    servers.callback(proxy.stop)
+    gateway = start_tls_gateway(os.path.join(base, "gateway"), upstream.port, cert, key)
+    servers.callback(gateway.stop)
+    return upstream, proxy, gateway
+
+
+def url_of(server: Server, tls: bool) -> str:
+    """The root URL of a server started by start_nginx_tls_proxy or start_tls_gateway."""
+    return (f"https://127.0.0.1:{server.info['tls_port']}/" if tls
+            else f"http://127.0.0.1:{server.port}/")
+
+
+def alternating(servers: list[Server], runs: int) -> Iterator[tuple[int, Server]]:
+    """(run, server) in the order they are measured: every server goes first in turn, so a
+    drift in the machine's load spreads over all of them."""
+    for run in range(1, runs + 1):
+        shift = (run - 1) % len(servers)
+        for server in servers[shift:] + servers[:shift]:
+            yield run, server
 
 
 # --------------------------------------------------------------------------- peers
@@ -379,11 +511,9 @@ class Gateway(Peer):
             missing = {k: v for k, v in plugins_available(VARIANT_PLUGINS[variant]).items() if v}
         if missing:
             raise Unsupported("skipped: plugin not available (" + ", ".join(missing) + ")")
-        os.makedirs(tmp, exist_ok=True)
         port, admin = free_port(), free_port()
-        conf = os.path.join(tmp, "gateway.yaml")
-        with open(conf, "w") as fh:
-            json.dump(gateway_config(port, admin, upstream_port, variant, routes), fh, indent=1)
+        conf = write_text(tmp, "gateway.yaml", json.dumps(
+            gateway_config(port, admin, upstream_port, variant, routes), indent=1))
         env = repo_env(XDG_STATE_HOME=os.path.join(tmp, "state"))
         if variant != "plain":
             check = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", conf],
@@ -391,9 +521,7 @@ class Gateway(Peer):
             if check.returncode != 0:
                 text = (check.stdout + check.stderr).strip().replace("\n", " ")
                 raise Unsupported(f"skipped: config rejected: {text[:300]}")
-        server = spawn("gateway", [sys.executable, "-m", "gateway", "run", "-c", conf,
-                                   "-w", str(workers)], tmp, port, env=env,
-                       expected_procs=1 + workers, log_name="gateway.log")
+        server = spawn_gateway(tmp, conf, port, workers=workers, env=env)
         from gateway.server.state import InstanceState
 
         instance = InstanceState(conf, Path(tmp) / "state" / "gateway")
@@ -500,5 +628,6 @@ def peer(name: str) -> Peer:
 
 
 __all__ = ["ALL_PEERS", "API_KEY", "AUTH_HEADERS", "NGINX_COMMON", "PEER_NAMES", "Peer",
-           "Unsupported", "gateway_config", "generated_routes", "peer", "route_pattern",
-           "start_upstream"]
+           "Unsupported", "alternating", "gateway_config", "generated_routes", "make_cert",
+           "peer", "route_pattern", "start_nginx_tls_proxy", "start_tls_gateway", "start_tls_peers",
+           "start_upstream", "url_of"]

@@ -36,8 +36,6 @@ if __package__ in (None, ""):  # run as a script: make `bench` (and the gateway)
 from bench.common import (  # noqa: E402  (the machinery shared with `python -m bench`)
     CLK_TCK,
     PROXY_BODY,
-    REPO_ROOT,
-    UPSTREAM_BODY,
     BenchError,
     Server,
     cpu_delta,
@@ -45,52 +43,29 @@ from bench.common import (  # noqa: E402  (the machinery shared with `python -m 
     free_port,
     log,
     process_tree,
+    repo_env,
     run_wrk,
+    spawn_gateway,
+    start_hello_upstream,
     start_nginx,
     tool_version,
     wait_ready,
+    write_text,
     wrk_cpu,
 )
+from bench.peers import GATEWAY_ONE_ROUTE  # noqa: E402
 
 WARMUP_SECONDS = 2
 
 
 # --------------------------------------------------------------------------- gateway
 
-GATEWAY_CONFIG = """\
-gateway:
-  listen: ["127.0.0.1:{port}"]
-  admin: {{listen: "127.0.0.1:{admin}"}}
-upstreams:
-  - id: up
-    nodes: [{{host: 127.0.0.1, port: {upstream}}}]
-    keepalive: {{size: 64}}
-routes:
-  - id: all
-    uri: /*
-    upstream_id: up
-"""
-
-
 def start_gateway(tmp: str, workers: int, upstream_port: int) -> Server:
-    os.makedirs(tmp, exist_ok=True)
     port, admin = free_port(), free_port()
-    conf = os.path.join(tmp, "gateway.yaml")
-    with open(conf, "w") as fh:
-        fh.write(GATEWAY_CONFIG.format(port=port, admin=admin, upstream=upstream_port))
-    env = dict(os.environ, XDG_STATE_HOME=tmp)
+    conf = write_text(tmp, "gateway.yaml", GATEWAY_ONE_ROUTE.format(
+        port=port, admin=admin, upstream=upstream_port, gateway_extra="", extra=""))
     # Benchmark this checkout: the in-place build (`pip install -e .`) lives in the repository.
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log_path = os.path.join(tmp, "gateway.log")
-    out = open(log_path, "wb")
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", conf,
-                                 "-w", str(workers)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=tmp, start_new_session=True)
-    finally:
-        out.close()
-    return Server("gateway", port, proc, log_path, expected_procs=1 + workers)
+    return spawn_gateway(tmp, conf, port, workers=workers)
 
 
 # --------------------------------------------------------------------------- measure
@@ -214,9 +189,7 @@ def find_tools() -> tuple[str, str]:
 
 
 def check_gateway() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-c", "import gateway._native"], env=env,
+    proc = subprocess.run([sys.executable, "-c", "import gateway._native"], env=repo_env(),
                           capture_output=True, text=True)
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
@@ -251,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {name: [] for name in ["direct"] * (not args.no_direct)
                                       + targets}
     try:
-        up_port = free_port()
-        servers["upstream"] = start_nginx("upstream nginx", nginx, os.path.join(base, "upstream"),
-                                          1, UPSTREAM_BODY.format(port=up_port), up_port)
+        servers["upstream"] = start_hello_upstream(nginx, os.path.join(base, "upstream"),
+                                                   "upstream nginx")
+        up_port = servers["upstream"].port
         wait_ready(servers["upstream"])
         log(f"upstream nginx pid {servers['upstream'].pid} on 127.0.0.1:{up_port}")
         if "nginx" in targets:

@@ -35,44 +35,34 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from contextlib import ExitStack
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (  # noqa: E402
-    REPO_ROOT,
-    UPSTREAM_BODY,
     BenchError,
     Server,
-    cpu_delta,
-    find_nginx,
-    free_port,
+    cpu_during,
     log,
-    parse_wrk,
-    start_nginx,
+    nginx_and_wrk,
+    run_wrk,
+    scratch_dir,
     wait_ready,
-    wrk_cpu,
+    write_json,
+)
+from bench.peers import (  # noqa: E402
+    alternating,
+    make_cert,
+    start_tls_gateway,
+    start_tls_peers,
+    url_of,
 )
 
 RUSTLS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_engine_rustls")
 REQUEST = b"GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: wrk\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 128\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 128
-
-
-# --------------------------------------------------------------------------- certificates
-
-def make_cert(tmp: str) -> tuple[str, str]:
-    """A self-signed ECDSA P-256 certificate for bench.test (openssl CLI)."""
-    cert, key = os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=bench.test",
-                    "-addext", "subjectAltName=DNS:bench.test"],
-                   check=True, capture_output=True)
-    os.chmod(key, 0o644)  # nginx's workers run as nobody when this runs as root
-    return cert, key
 
 
 # --------------------------------------------------------------------------- part 1: engines
@@ -206,90 +196,13 @@ def rustls_engine(requests: int, handshakes: int) -> list[dict]:
 
 # --------------------------------------------------------------------------- part 2: servers
 
-NGINX_TLS = """\
-    upstream backend {{
-        server 127.0.0.1:{upstream};
-        keepalive 64;
-        keepalive_requests 100000;
-    }}
-    server {{
-        listen 127.0.0.1:{port} ssl reuseport;
-        listen 127.0.0.1:{plain} reuseport;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
-        location / {{
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}"""
-
-GATEWAY_TLS = """\
-gateway:
-  listen: ["127.0.0.1:{plain}"]
-  tls_listen: ["127.0.0.1:{port}"]
-  fallback_sni: bench.test
-  admin: {{listen: "127.0.0.1:{admin}"}}
-upstreams:
-  - id: up
-    nodes: [{{host: 127.0.0.1, port: {upstream}}}]
-    keepalive: {{size: 64}}
-routes:
-  - id: all
-    uri: /*
-    upstream_id: up
-ssls:
-  - id: bench
-    snis: [bench.test]
-    cert: {cert}
-    key: {key}
-"""
-
-
-def start_gateway(tmp: str, upstream: int, cert: str, key: str, python: str | None = None,
-                  name: str = "gateway") -> Server:
-    os.makedirs(tmp, exist_ok=True)
-    port, plain = free_port(), free_port()
-    conf = os.path.join(tmp, "gateway.yaml")
-    with open(conf, "w") as fh:
-        fh.write(GATEWAY_TLS.format(port=port, plain=plain, admin=free_port(), upstream=upstream,
-                                    cert=cert, key=key))
-    env = dict(os.environ, XDG_STATE_HOME=tmp)
-    if python is None:  # this checkout; a baseline interpreter runs the gateway it has installed
-        env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log_path = os.path.join(tmp, "gateway.log")
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen([python or sys.executable, "-m", "gateway", "run", "-c", conf, "-w", "1"],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=tmp, start_new_session=True)
-    server = Server(name, plain, proc, log_path, expected_procs=2)
-    server.info["tls_port"] = port
-    return server
-
-
-def wrk_url(wrk: str, url: str, seconds: float, connections: int, close: bool) -> dict:
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-           "--timeout", "5s"]
-    if close:
-        cmd += ["-H", "Connection: close"]
-    cmd.append(url)
-    cpu = wrk_cpu()
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(cpu)] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    if proc.returncode != 0:
-        raise BenchError(f"wrk failed: {(proc.stderr or proc.stdout).strip()[:200]}")
-    return parse_wrk(proc.stdout)
-
-
 def measure(server: Server, url: str, args: argparse.Namespace, close: bool) -> dict:
-    wrk_url(args.wrk, url, 1, args.connections, close)  # warm-up
-    before = server.cpu()
-    result = wrk_url(args.wrk, url, args.duration, args.connections, close)
-    after = server.cpu()
-    result["cpu_us_per_req"] = cpu_delta(before, after) / (result["requests"] or 1) * 1e6
+    headers = {"Connection": "close"} if close else None
+    run_wrk(args.wrk, 0, 1, args.connections, headers=headers, url=url)  # warm-up
+    result, cpu = cpu_during(server.pid, lambda: run_wrk(args.wrk, 0, args.duration,
+                                                         args.connections, headers=headers,
+                                                         url=url))
+    result["cpu_us_per_req"] = cpu / (result["requests"] or 1) * 1e6
     return result
 
 
@@ -301,49 +214,26 @@ CASES = (  # (label, tls, new connection per request)
 
 
 def servers_part(args: argparse.Namespace, base: str, cert: str, key: str) -> list[dict]:
-    nginx = find_nginx()
-    if nginx is None or shutil.which("wrk") is None:
-        raise BenchError("nginx and wrk are needed (apt-get install nginx-light wrk)")
-    args.wrk = shutil.which("wrk")
-    up_port = free_port()
-    upstream = start_nginx("upstream", nginx, os.path.join(base, "upstream"), 1,
-                           UPSTREAM_BODY.format(port=up_port), up_port)
-    servers: list[Server] = [upstream]
+    nginx, args.wrk = nginx_and_wrk()
     rows: list[dict] = []
-    try:
-        wait_ready(upstream)
-        port, plain = free_port(), free_port()
-        proxy = start_nginx("nginx", nginx, os.path.join(base, "nginx"), 1,
-                            NGINX_TLS.format(port=port, plain=plain, upstream=up_port, cert=cert,
-                                             key=key), plain)
-        proxy.info["tls_port"] = port
-        servers.append(proxy)
-        gateway = start_gateway(os.path.join(base, "gateway"), up_port, cert, key)
-        servers.append(gateway)
+    with ExitStack() as servers:
+        upstream, proxy, gateway = start_tls_peers(servers, nginx, base, cert, key, http2=False)
         measured = [proxy, gateway]
         if args.baseline:
-            baseline = start_gateway(os.path.join(base, "baseline"), up_port, cert, key,
-                                     python=args.baseline, name="baseline")
-            servers.append(baseline)
+            baseline = start_tls_gateway(os.path.join(base, "baseline"), upstream.port, cert,
+                                         key, python=args.baseline, name="baseline")
+            servers.callback(baseline.stop)
             measured.append(baseline)
         for server in measured:
             wait_ready(server)
         for label, tls, close in CASES:
-            for run in range(1, args.runs + 1):
-                # every server goes first in turn: a drift in the machine's load spreads out
-                shift = (run - 1) % len(measured)
-                for server in measured[shift:] + measured[:shift]:
-                    url = (f"https://127.0.0.1:{server.info['tls_port']}/" if tls
-                           else f"http://127.0.0.1:{server.port}/")
-                    result = measure(server, url, args, close)
-                    log(f"{label} run {run} {server.name}: {result['rps']:.0f} req/s, "
-                        f"{result['cpu_us_per_req']:.1f} us CPU/req, errors {result['errors']}")
-                    rows.append({"case": label, "server": server.name, "run": run,
-                                 **{k: result[k] for k in ("rps", "cpu_us_per_req", "errors",
-                                                           "p99_ms")}})
-    finally:
-        for server in reversed(servers):
-            server.stop()
+            for run, server in alternating(measured, args.runs):
+                result = measure(server, url_of(server, tls), args, close)
+                log(f"{label} run {run} {server.name}: {result['rps']:.0f} req/s, "
+                    f"{result['cpu_us_per_req']:.1f} us CPU/req, errors {result['errors']}")
+                rows.append({"case": label, "server": server.name, "run": run,
+                             **{k: result[k] for k in ("rps", "cpu_us_per_req", "errors",
+                                                       "p99_ms")}})
     return rows
 
 
@@ -388,31 +278,26 @@ def main(argv: list[str] | None = None) -> int:
     args.duration = args.duration or (3.0 if args.quick else 8.0)
     args.runs = args.runs or (1 if args.quick else 3)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    base = tempfile.mkdtemp(prefix="gw-tls-bench-")
-    os.chmod(base, 0o755)
     engines: list[dict] = []
     rows: list[dict] = []
     try:
-        cert, key = make_cert(base)
-        if not args.skip_engines:
-            requests, handshakes = (30_000, 300) if args.quick else (200_000, 2_000)
-            log("engines: stdlib ssl")
-            engines.append(stdlib_engine(cert, key, requests, handshakes))
-            log("engines: the gateway's (rustls, from Python)")
-            engines.append(shipped_engine(cert, key, requests, handshakes))
-            log("engines: rustls alone, per crypto provider")
-            engines.extend(rustls_engine(requests, handshakes))
-        if not args.skip_servers:
-            rows = servers_part(args, base, cert, key)
+        with scratch_dir("gw-tls-bench-") as base:
+            cert, key = make_cert(base)
+            if not args.skip_engines:
+                requests, handshakes = (30_000, 300) if args.quick else (200_000, 2_000)
+                log("engines: stdlib ssl")
+                engines.append(stdlib_engine(cert, key, requests, handshakes))
+                log("engines: the gateway's (rustls, from Python)")
+                engines.append(shipped_engine(cert, key, requests, handshakes))
+                log("engines: rustls alone, per crypto provider")
+                engines.extend(rustls_engine(requests, handshakes))
+            if not args.skip_servers:
+                rows = servers_part(args, base, cert, key)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     print(render(engines, rows))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"engines": engines, "servers": rows}, fh, indent=2)
+    write_json(args.json, {"engines": engines, "servers": rows})
     return 0
 
 

@@ -144,18 +144,21 @@ def test_restart_on_a_broken_file_uses_the_last_good_in_the_configured_state_dir
         assert "starting with the last good config" in gw.logs()
 
 
+def sharing_state(directory: Path, config: dict[str, Any] | str, state: Path) -> GatewayProcess:
+    """A gateway in ``directory`` whose state (last good copies, status) is under ``state``,
+    as another gateway's on the same machine is."""
+    directory.mkdir()
+    gw = GatewayProcess(directory, config, env={"XDG_STATE_HOME": str(state)})
+    gw.state_dir = state
+    return gw
+
+
 def test_last_good_copies_are_kept_per_config_file(tmp_path: Path) -> None:
     state = tmp_path / "shared-state"
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
     with Upstream("up") as upstream:
-        a = GatewayProcess(tmp_path / "a", base_config(free_port(), upstream.port),
-                           env={"XDG_STATE_HOME": str(state)})
-        a.state_dir = state
-        with a:
+        with sharing_state(tmp_path / "a", base_config(free_port(), upstream.port), state):
             pass
-        b = GatewayProcess(tmp_path / "b", "routes: [broken\n", env={"XDG_STATE_HOME": str(state)})
-        b.state_dir = state
+        b = sharing_state(tmp_path / "b", "routes: [broken\n", state)
         b.start(wait=False)
         assert b.proc is not None
         assert b.proc.wait(30) == 2  # b never had a good config of its own: a's is not b's
@@ -165,14 +168,9 @@ def test_last_good_copies_are_kept_per_config_file(tmp_path: Path) -> None:
 
 def test_two_gateways_on_one_machine_keep_their_own_status(tmp_path: Path) -> None:
     state = tmp_path / "shared-state"
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
     with Upstream("up") as upstream:
-        a = GatewayProcess(tmp_path / "a", base_config(free_port(), upstream.port),
-                           env={"XDG_STATE_HOME": str(state)})
-        b = GatewayProcess(tmp_path / "b", base_config(free_port(), upstream.port),
-                           env={"XDG_STATE_HOME": str(state)})
-        a.state_dir = b.state_dir = state
+        a = sharing_state(tmp_path / "a", base_config(free_port(), upstream.port), state)
+        b = sharing_state(tmp_path / "b", base_config(free_port(), upstream.port), state)
         with a, b:
             assert a.instance.status != b.instance.status
             assert a.status()["pid"] == a.proc.pid  # type: ignore[union-attr]

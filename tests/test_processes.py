@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support.gateway import GatewayProcess, base_config, wait_until
+from tests.support.processes import alive
 from tests.support.upstream import Upstream, free_port
 
 
@@ -24,14 +25,6 @@ def get(port: int, path: str = "/echo", timeout: float = 10.0) -> tuple[int, dic
     body = response.read()
     conn.close()
     return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_workers_use_reuseport_and_both_serve(gateway: GatewayProcess) -> None:

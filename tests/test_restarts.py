@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +20,12 @@ from gateway.server.handoff import request_sockets
 from gateway.server.listeners import ListenGroup, steering_program
 from tests.support.gateway import GatewayProcess, base_config, http_get, wait_until
 from tests.support.load import WRK, Load, serving_pids
+from tests.support.processes import gone
 from tests.support.upstream import Upstream, free_port
 
 pytestmark = pytest.mark.skipif(WRK is None, reason="needs wrk")
 
 LOAD_SECONDS = 10
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def gone(pid: int) -> bool:
-    """Exited (a zombie child of a still-running master counts as exited)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
-    except (OSError, IndexError):
-        return True
 
 
 @pytest.fixture
@@ -170,8 +155,11 @@ class Stamp(Plugin):
 '''
 
 
-def test_plugin_code_change_restarts_workers_under_load(tmp_path: Path, upstream: Upstream) -> None:
-    port = free_port()
+@contextmanager
+def stamped_gateway(tmp_path: Path, upstream: Upstream,
+                    port: int) -> Iterator[tuple[GatewayProcess, Path, Callable[[], str]]]:
+    """A gateway whose route runs the plugin code of tmp_path/code/rolling_stamp.py (PLUGIN,
+    version v1): the gateway, that module's file, and the version a request sees now."""
     code = tmp_path / "code"
     code.mkdir()
     module = code / "rolling_stamp.py"
@@ -179,12 +167,18 @@ def test_plugin_code_change_restarts_workers_under_load(tmp_path: Path, upstream
     config = config_for(upstream, port)
     config["routes"][0]["plugins"] = {"rolling_stamp:Stamp": {}}
     with GatewayProcess(tmp_path, config, env={"PYTHONPATH": str(code)}) as gw:
-        old = gw.worker_pids()
 
         def seen_code() -> str:
             body = json.loads(http_get(port, "/echo")[1])
             return dict(body["headers"]).get("x-code", "")
 
+        yield gw, module, seen_code
+
+
+def test_plugin_code_change_restarts_workers_under_load(tmp_path: Path, upstream: Upstream) -> None:
+    port = free_port()
+    with stamped_gateway(tmp_path, upstream, port) as (gw, module, seen_code):
+        old = gw.worker_pids()
         assert seen_code() == "v1"
 
         def change_the_code() -> None:
@@ -217,19 +211,8 @@ if sys.argv[0] == "gateway-worker" and os.path.exists({marker!r}):
 def test_a_worker_that_cannot_start_stops_the_restart_and_the_old_workers_serve(
         tmp_path: Path, upstream: Upstream) -> None:
     port = free_port()
-    code = tmp_path / "code"
-    code.mkdir()
-    module = code / "rolling_stamp.py"
-    module.write_text(PLUGIN.format(version="v1"))
-    config = config_for(upstream, port)
-    config["routes"][0]["plugins"] = {"rolling_stamp:Stamp": {}}
-    with GatewayProcess(tmp_path, config, env={"PYTHONPATH": str(code)}) as gw:
+    with stamped_gateway(tmp_path, upstream, port) as (gw, module, seen_code):
         old = gw.worker_pids()
-
-        def seen_code() -> str:
-            body = json.loads(http_get(port, "/echo")[1])
-            return dict(body["headers"]).get("x-code", "")
-
         marker = tmp_path / "worker-cannot-start"
 
         def fail_then_fix() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.config_check import check_refuses
 from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.pki import Pki
 from tests.support.tls_upstream import TlsUpstream
@@ -167,23 +166,24 @@ def test_mtls_upstream_without_a_client_certificate_is_502(setup: Setup) -> None
     assert fresh_get(setup, "/mtls-nocert/x")[0] == 502
 
 
-def test_sequential_requests_share_one_pooled_tls_connection(setup: Setup) -> None:
+def on_one_connection(setup: Setup, paths: list[str]) -> list[tuple[int, Any]]:
+    """GET each of ``paths`` in turn on one client connection."""
     conn = http.client.HTTPConnection("127.0.0.1", setup.gw.port, timeout=10)
     try:
-        seen = [get(conn, f"/good/{i}") for i in range(5)]
+        return [get(conn, path) for path in paths]
     finally:
         conn.close()
+
+
+def test_sequential_requests_share_one_pooled_tls_connection(setup: Setup) -> None:
+    seen = on_one_connection(setup, [f"/good/{i}" for i in range(5)])
     assert all(status == 200 for status, _ in seen)
     # one client connection is served by one worker: its pooled upstream connection carries all
     assert len({body["connection"] for _, body in seen}) == 1
 
 
 def test_a_new_tls_connection_resumes_the_session(setup: Setup) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", setup.gw.port, timeout=10)
-    try:
-        seen = [get(conn, f"/fresh/{i}") for i in range(3)]
-    finally:
-        conn.close()
+    seen = on_one_connection(setup, [f"/fresh/{i}" for i in range(3)])
     assert all(status == 200 for status, _ in seen)
     # keepalive size 0: a new upstream connection each time; the later ones resume
     assert len({body["connection"] for _, body in seen}) == 3
@@ -191,15 +191,6 @@ def test_a_new_tls_connection_resumes_the_session(setup: Setup) -> None:
 
 
 # -- config errors --------------------------------------------------------------------------------
-
-def check(tmp_path: Path, config: dict[str, Any]) -> str:
-    path = tmp_path / "gateway.yaml"
-    path.write_text(json.dumps(config))
-    proc = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(path)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    return proc.stdout + proc.stderr
-
 
 def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Certs) -> None:
     config = base_config(free_port())
@@ -211,7 +202,7 @@ def test_config_errors_name_the_file_and_reason(tmp_path: Path, pki: Certs) -> N
         {"id": "c", **https(1, pki, tls={"client_cert": str(pki.gateway_client.cert_path)})},
         {"id": "d", "nodes": [{"host": "127.0.0.1", "port": 1}], "tls": {"verify": False}},
     ]
-    out = check(tmp_path, config)
+    out = check_refuses(tmp_path, config)
     assert f"upstreams[0].tls.ca: {missing}: cannot read it" in out
     assert (f"upstreams[1].tls.client_key: {pki.server.key_path}: the key does not belong to the "
             f"certificate {pki.gateway_client.cert_path} (mismatched key)") in out
@@ -223,5 +214,5 @@ def test_inline_route_upstream_files_are_checked_too(tmp_path: Path, pki: Certs)
     config = base_config(free_port())
     config["routes"] = [{"id": "r", "uri": "/*",
                          "upstream": https(1, pki, tls={"ca": str(pki.gateway_client.key_path)})}]
-    out = check(tmp_path, config)
+    out = check_refuses(tmp_path, config)
     assert f"routes[0].upstream.tls.ca: {pki.gateway_client.key_path}: not a PEM CA certificate" in out

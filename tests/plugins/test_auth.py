@@ -18,10 +18,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from gateway.config import ConfigError, load_config
 from gateway.plugins import Plugin, PluginConfig
-from gateway.plugins.registry import check_plugin_configs
 from gateway.server.master import load_and_check
+from tests.support.config_check import config_issues, write_plugin_config
 from tests.support.gateway import GatewayProcess, base_config
 from tests.support.upstream import Upstream, free_port
 
@@ -583,23 +582,9 @@ def test_restriction_without_authentication_is_401(gateway: tuple[int, Upstream]
 
 def write_config(tmp_path: Path, consumers: list[dict[str, Any]],
                  plugins: dict[str, Any] | None = None) -> Path:
-    config: dict[str, Any] = base_config(free_port())
-    config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": 9}]}]
-    config["routes"] = [{"id": "r", "uri": "/*", "upstream_id": "up",
-                         "plugins": plugins if plugins is not None else {"key-auth": {}}}]
-    config["consumers"] = consumers
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def config_issues(path: Path, full: bool = True) -> list[tuple[str, str]]:
-    with pytest.raises(ConfigError) as info:
-        if full:
-            load_and_check(str(path))
-        else:
-            load_config(path, extra_checks=(check_plugin_configs,))
-    return [(issue.path, issue.message) for issue in info.value.issues]
+    """The consumers, and a route with ``plugins`` (key-auth by default)."""
+    return write_plugin_config(tmp_path, plugins if plugins is not None else {"key-auth": {}},
+                               consumers)
 
 
 def test_rs256_consumer_without_public_key(tmp_path: Path) -> None:

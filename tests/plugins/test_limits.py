@@ -8,8 +8,6 @@ import http.client
 import json
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.support.config_check import check_refuses_plugins
 from tests.support.gateway import GatewayProcess, base_config
 from tests.support.upstream import Upstream, free_port
 
@@ -492,18 +490,6 @@ def test_fault_injection_delay(gateway: tuple[int, Upstream]) -> None:
     assert time.monotonic() - began >= 0.5
 
 
-def check(tmp_path: Path, plugins: dict[str, Any]) -> str:
-    config = base_config(free_port())
-    config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": 9}]}]
-    config["routes"] = [{"id": "r", "uri": "/*", "upstream_id": "up", "plugins": plugins}]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    return result.stdout + result.stderr
-
-
 @pytest.mark.parametrize(("plugins", "path", "message"), [
     ({"fault-injection": {"abort": {"http_status": 500, "percentage": 101}}},
      "routes[0].plugins.fault-injection.abort.percentage", "<= 100"),
@@ -520,7 +506,7 @@ def check(tmp_path: Path, plugins: dict[str, Any]) -> str:
     ({"request-size-limit": {}}, "routes[0].plugins.request-size-limit", "max_body_size"),
 ])
 def test_config_errors(tmp_path: Path, plugins: dict[str, Any], path: str, message: str) -> None:
-    out = check(tmp_path, plugins)
+    out = check_refuses_plugins(tmp_path, plugins)
     assert path in out and message in out, out
 
 

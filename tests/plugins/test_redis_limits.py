@@ -5,8 +5,6 @@ workers each) sharing one Redis; Redis killed under load and brought back; confi
 from __future__ import annotations
 
 import http.client
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gateway.plugins._redis_limit import COUNT_SYNC_PREFIX, REQ_SYNC_PREFIX, RETRY_AFTER
+from tests.support.config_check import check_refuses_plugins
 from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.redis_server import RedisCluster, RedisServer
 from tests.support.upstream import Upstream, free_port
@@ -308,18 +306,6 @@ def test_redis_down_mid_load_falls_back_and_resyncs(tmp_path: Path,
         wait_until(lambda: outage_logs(a, "reachable again") >= 1, 10, a.logs)
 
 
-def check(tmp_path: Path, plugins: dict[str, Any]) -> str:
-    config = base_config(free_port())
-    config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": 9}]}]
-    config["routes"] = [{"id": "r", "uri": "/*", "upstream_id": "up", "plugins": plugins}]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    return result.stdout + result.stderr
-
-
 BASE = {"count": 1, "time_window": 1, "policy": "redis", "redis_host": "127.0.0.1",
         "redis_strict": True, "redis_password": PASSWORD}
 
@@ -359,6 +345,6 @@ BASE = {"count": 1, "time_window": 1, "policy": "redis", "redis_host": "127.0.0.
      "routes[0].plugins.limit-req", "redis_host: required"),
 ])
 def test_config_errors(tmp_path: Path, plugins: dict[str, Any], path: str, message: str) -> None:
-    out = check(tmp_path, plugins)
+    out = check_refuses_plugins(tmp_path, plugins)
     assert path in out and message in out, out
     assert PASSWORD not in out, out

@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from gateway.config import ConfigError, load_config
-from gateway.plugins.registry import check_plugin_configs
-from gateway.server.master import load_and_check
+from tests.support.config_check import config_issues, write_plugin_config
 from tests.support.gateway import GatewayProcess, base_config
 from tests.support.upstream import Upstream, free_port
 
@@ -177,26 +174,6 @@ def test_or_expression_with_ipmatch(gateway: tuple[int, Upstream, Upstream]) -> 
     assert answered_by(request(port, "/logic/x")) == "up"
 
 
-def write_config(tmp_path: Path, plugins: dict[str, Any]) -> Path:
-    config = base_config(free_port())
-    config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": 9}]}]
-    config["routes"] = [{"id": "r", "uri": "/*", "upstream_id": "up", "plugins": plugins}]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def config_issues(path: Path, full: bool = True) -> list[tuple[str, str]]:
-    """Every issue the config loader reports; ``full`` also compiles the config (plugin bind
-    errors), which only makes sense for schema-valid plugin configs."""
-    with pytest.raises(ConfigError) as info:
-        if full:
-            load_and_check(str(path))
-        else:
-            load_config(path, extra_checks=(check_plugin_configs,))
-    return [(issue.path, issue.message) for issue in info.value.issues]
-
-
 @pytest.mark.parametrize("plugins, where, words", [
     ({"traffic-split": {"rules": [{"weighted_upstreams": [{"upstream_id": "nope"}]}]}},
      "routes[0].plugins.traffic-split", "no upstream with id 'nope'"),
@@ -224,7 +201,7 @@ def config_issues(path: Path, full: bool = True) -> list[tuple[str, str]]:
      "routes[0].plugins.ua-restriction", "exactly one of allowlist or denylist"),
 ])
 def test_config_errors(tmp_path: Path, plugins: dict[str, Any], where: str, words: str) -> None:
-    path = write_config(tmp_path, plugins)
+    path = write_plugin_config(tmp_path, plugins)
     # an unknown upstream id is found when the plugin binds (the config compiles); the rest
     # when the plugin's config is decoded
     issues = config_issues(path, full="no upstream with id" in words)

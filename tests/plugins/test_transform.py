@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from gateway.config import ConfigError, load_config
-from gateway.plugins.registry import check_plugin_configs
+from tests.support.config_check import config_issues, write_plugin_config
 from tests.support.gateway import GatewayProcess, base_config, raw_exchange
 from tests.support.upstream import Upstream, free_port
 
@@ -142,19 +140,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Ups
             yield port, up
 
 
-def write_config(tmp_path: Path, plugins: dict[str, Any]) -> Path:
-    config = base_config(free_port())
-    config["upstreams"] = [{"id": "up", "nodes": [{"host": "127.0.0.1", "port": 9}]}]
-    config["routes"] = [{"id": "r", "uri": "/*", "upstream_id": "up", "plugins": plugins}]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def plugin_config_issues(tmp_path: Path, plugins: dict[str, Any]) -> list[tuple[str, str]]:
-    with pytest.raises(ConfigError) as info:
-        load_config(write_config(tmp_path, plugins), extra_checks=(check_plugin_configs,))
-    return [(issue.path, issue.message) for issue in info.value.issues]
+    return config_issues(write_plugin_config(tmp_path, plugins), full=False)
 
 
 # -- proxy-rewrite ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! (RFC 9112 §7.1), strict: CRLF only, no whitespace around the size, bounded
 //! size lines and trailer section.
 
+use crate::chars::hex_value;
 use crate::{is_tchar, HttpError};
 
 /// Longest accepted chunk-size line (size + extensions, without CRLF).
@@ -71,12 +72,7 @@ pub struct ChunkedScanner {
 
 #[inline]
 fn hex_val(b: u8) -> Option<u64> {
-    match b {
-        b'0'..=b'9' => Some((b - b'0') as u64),
-        b'a'..=b'f' => Some((b - b'a' + 10) as u64),
-        b'A'..=b'F' => Some((b - b'A' + 10) as u64),
-        _ => None,
-    }
+    hex_value(b).map(u64::from)
 }
 
 #[inline]

@@ -17,9 +17,12 @@ use std::mem::MaybeUninit;
 
 mod chunked;
 pub use chunked::ChunkedScanner;
+pub mod chars;
+pub(crate) use chars::is_tchar;
+use chars::{is_host_byte, TARGET_CLASS, T_ESCAPE, T_OK, T_QMARK, T_REJECT};
 mod target;
+use target::valid_escape_at;
 pub use target::{escape_query, query_needs_escape};
-use target::{valid_escape_at, TARGET_CLASS, T_ESCAPE, T_OK, T_QMARK, T_REJECT};
 
 #[cfg(feature = "python")]
 pub mod python;
@@ -275,73 +278,6 @@ const fn bad(reason: &'static str) -> HttpError {
 // Byte classes
 // ---------------------------------------------------------------------------
 
-const C_TCHAR: u8 = 1; // RFC 9110 token character
-const C_HOST: u8 = 2; // allowed in a Host value / authority (reg-name, IP literal, port)
-
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        let alnum = b.is_ascii_alphanumeric();
-        let mut c = 0;
-        if alnum
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-        {
-            c |= C_TCHAR;
-        }
-        if alnum
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'['
-                    | b']'
-                    | b'%'
-            )
-        {
-            c |= C_HOST;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-#[inline]
-pub(crate) fn is_tchar(b: u8) -> bool {
-    CLASS[b as usize] & C_TCHAR != 0
-}
-
 #[inline]
 fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
@@ -349,7 +285,7 @@ fn is_token(s: &[u8]) -> bool {
 
 #[inline]
 fn valid_host(s: &[u8]) -> bool {
-    if !s.iter().all(|&b| CLASS[b as usize] & C_HOST != 0) {
+    if !s.iter().all(|&b| is_host_byte(b)) {
         return false;
     }
     // Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP-literal in

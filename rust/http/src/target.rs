@@ -16,75 +16,16 @@
 //! What is refused outright (400): controls, space, DEL and `#` (a fragment is never sent): they
 //! end or break the request line. The path's characters are escaped by the router's normaliser
 //! (so the route matched is the path forwarded); the query's by [`escape_query`], when the
-//! parser flagged it ([`crate::RequestHead::query_escape`]).
+//! parser flagged it ([`crate::RequestHead::query_escape`]). The byte classes themselves are in
+//! [`crate::chars`] (`TARGET_CLASS`), with the other tables built from the same RFC 3986 sets.
 
-/// A byte that is fine in a request-target.
-pub(crate) const T_OK: u8 = 0;
-/// A byte that is refused in any request-target (controls, SP, DEL, `#`).
-pub(crate) const T_REJECT: u8 = 1;
-/// `?`: the first one starts the query.
-pub(crate) const T_QMARK: u8 = 2;
-/// A byte outside the URI grammar that is forwarded percent-encoded (see the module docs).
-pub(crate) const T_ESCAPE: u8 = 3;
-/// `%`: part of the grammar only as the start of `%` HEXDIG HEXDIG.
-pub(crate) const T_PERCENT: u8 = 4;
-
-/// The class of each byte in a request-target.
-pub(crate) static TARGET_CLASS: [u8; 256] = {
-    let mut t = [T_ESCAPE; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = if b <= 0x20 || b == 0x7f || b == b'#' {
-            T_REJECT
-        } else if b == b'?' {
-            T_QMARK
-        } else if b == b'%' {
-            T_PERCENT
-        } else if b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                // unreserved, sub-delims, ':' '@' (pchar) and '/' (RFC 3986 section 3.3, 3.4)
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'/'
-            )
-        {
-            T_OK
-        } else {
-            T_ESCAPE
-        };
-        i += 1;
-    }
-    t
-};
-
-#[inline]
-pub(crate) fn is_hex(b: u8) -> bool {
-    b.is_ascii_hexdigit()
-}
+use crate::chars::{push_escaped, TARGET_CLASS, T_OK, T_PERCENT, T_QMARK};
 
 /// Whether the `%` at `t[i]` starts a well-formed escape (`%` HEXDIG HEXDIG).
 #[inline]
 pub(crate) fn valid_escape_at(t: &[u8], i: usize) -> bool {
-    i + 2 < t.len() && is_hex(t[i + 1]) && is_hex(t[i + 2])
+    i + 2 < t.len() && t[i + 1].is_ascii_hexdigit() && t[i + 2].is_ascii_hexdigit()
 }
-
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Appends `query` to `out` with every byte outside RFC 3986's query grammar percent-encoded
 /// (uppercase hex): the excluded ASCII characters, bytes >= 0x80, and a `%` that does not start
@@ -102,11 +43,7 @@ pub fn escape_query(query: &[u8], out: &mut Vec<u8>) {
         if keep {
             out.push(b);
         } else {
-            out.extend_from_slice(&[
-                b'%',
-                HEX_UPPER[(b >> 4) as usize],
-                HEX_UPPER[(b & 15) as usize],
-            ]);
+            push_escaped(out, b);
         }
     }
 }

@@ -19,9 +19,12 @@
 //!   (a server taking `\` for `/` would see `/public\..\admin` as `/admin`).
 //!
 //! The query string is not part of the input: the caller passes the path only. Unreserved
-//! characters, sub-delims, `:` and `@` are copied unchanged.
+//! characters, sub-delims, `:` and `@` are copied unchanged. The character sets are the HTTP
+//! parser's ([`gateway_http::chars`]), so the router and the parser agree on every byte.
 use std::borrow::Cow;
 use std::fmt;
+
+use gateway_http::chars::{hex_value, is_pchar, is_unreserved, push_escaped, HEX_UPPER};
 
 /// Why a request path cannot be normalised. Every variant maps to a 400 answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +103,7 @@ static PATH_CLASS: [u8; 256] = {
             b'/' => P_SLASH,
             b'.' => P_DOT,
             b'%' => P_PERCENT,
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => P_PLAIN,
-            b'-' | b'_' | b'~' => P_PLAIN,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => P_PLAIN,
-            b':' | b'@' => P_PLAIN,
+            _ if is_pchar(b) => P_PLAIN,
             _ => P_ESCAPE,
         };
         i += 1;
@@ -134,23 +134,6 @@ fn is_clean(raw: &[u8]) -> bool {
     }
     true
 }
-
-#[inline]
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-#[inline]
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 fn normalize_slow(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
     if raw.first() != Some(&b'/') {
@@ -195,11 +178,7 @@ fn normalize_slow(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
                 // as `%00` is: encoded, it would be a path that no longer normalises
                 return Err(PathError::NulByte);
             }
-            out.extend_from_slice(&[
-                b'%',
-                HEX_UPPER[(b >> 4) as usize],
-                HEX_UPPER[(b & 15) as usize],
-            ]);
+            push_escaped(out, b);
             i += 1;
         } else {
             out.push(b);
