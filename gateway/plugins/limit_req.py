@@ -102,14 +102,16 @@ class LimitReq(Plugin):
         self.limiter: Any = None
         self.native_access = LimitReqAccess(self, "access")
         self.native_access.rejected = self.rejected
-        self.native_access.configure(self.rate, self.burst, self.nodelay)
+        self.native_access.configure(self.rate, self.burst, self.nodelay, REQ_CONSUMED_WINDOW)
         # policy redis, strict: every request goes through the Python access (one Redis call
-        # each); synced: decided locally under a synced key, admissions counted for the syncer
+        # each); synced: decided in shared memory under a synced key, by the native hook as for
+        # a local limit, which also counts the admissions for the master's syncer
         self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
         self.sync_tag = synced_tag_of(config, self.name, self.rate)
-        python_access = self.redis is not None or self.sync_tag is not None
-        self.native_hooks = {} if python_access else {"access": self.native_access}
+        if self.sync_tag is not None:
+            self.native_access.sync_under(self.sync_tag)
+        self.native_hooks = {} if self.redis is not None else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter
