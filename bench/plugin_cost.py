@@ -45,12 +45,17 @@ from bench.peers import API_KEY, HUGE, start_upstream  # noqa: E402
 LIMIT_REQ = {"rate": HUGE, "burst": HUGE, "key": "remote_addr", "rejected_code": 503,
              "nodelay": True}
 LIMIT_COUNT = {"count": HUGE, "time_window": 60, "key": "remote_addr", "rejected_code": 503}
+#: policy redis, synced (not strict): the workers only count in shared memory (the master's
+#: syncer talks to Redis, and there is no master here), so no Redis is needed to measure them
+SYNCED = {"policy": "redis", "redis_host": "127.0.0.1", "redis_port": 6379}
 
 #: case -> the route's plugins. B and C are the APISIX benchmark's cases.
 CASES: dict[str, dict[str, Any]] = {
     "key-auth": {"key-auth": {}},
     "limit-req": {"limit-req": LIMIT_REQ},
     "limit-count": {"limit-count": LIMIT_COUNT},
+    "limit-req synced": {"limit-req": {**LIMIT_REQ, **SYNCED}},
+    "limit-count synced": {"limit-count": {**LIMIT_COUNT, **SYNCED}},
     "limit-conn": {"limit-conn": {"conn": HUGE, "burst": 0, "default_conn_delay": 0.1,
                                   "key": "remote_addr"}},
     "prometheus": {"prometheus": {}},

@@ -8,7 +8,9 @@ sync_interval for the synced modes, 0 for strict mode: one Redis call per reques
   over the connections, ``--count / --keys`` each): the sum over the clients of admitted -
   count;
 * ``req-*``: limit-req of ``--rate`` r/s (burst 0, nodelay), one key; admitted - (1 + rate x
-  seconds).
+  seconds). ``req-local`` is the baseline: ``policy: local`` on one node taking all the
+  connections, so what a bucket without burst loses to the spacing of arrivals (a request
+  admitted after its slot came moves the next slot on) shows apart from what syncing costs.
 
     python bench/redis_limits.py --nodes 2 --count 2000 --rate 200 --seconds 5 --interval 0.1
 """
@@ -30,7 +32,8 @@ from tests.support.gateway import GatewayProcess, base_config  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.upstream import Upstream, free_port  # noqa: E402
 
-MODES = ("count-synced", "count-strict", "count-per-client", "req-synced", "req-strict")
+MODES = ("count-synced", "count-strict", "count-per-client", "req-local", "req-synced",
+         "req-strict")
 
 
 def node_config(upstream: Upstream, plugin: str, limit: dict[str, Any]) -> dict[str, Any]:
@@ -58,10 +61,13 @@ def hammer(port: int, client: str, until: float, out: Counter[int],
 def run(tmp: Path, mode: str, args: argparse.Namespace, redis: RedisServer,
         upstream: Upstream) -> None:
     plugin = "limit-count" if mode.startswith("count") else "limit-req"
-    limit: dict[str, Any] = {
+    local = mode.endswith("local")
+    limit: dict[str, Any] = {"rejected_code": 429} if local else {
         "rejected_code": 429, "policy": "redis", "redis_host": "127.0.0.1",
         "redis_port": redis.port, "sync_interval": args.interval,
         "redis_strict": mode.endswith("strict")}
+    node_count = 1 if local else args.nodes
+    clients = args.clients * args.nodes // node_count  # the same connections in all
     keys = args.keys if mode == "count-per-client" else 1
     if plugin == "limit-count":
         per_key = max(1, args.count // keys)  # the same total whatever the keys
@@ -78,7 +84,7 @@ def run(tmp: Path, mode: str, args: argparse.Namespace, redis: RedisServer,
                      key=f"bench-{time.time()}" if plugin == "limit-count" else "http_x_client")
     tag = f"{mode}-{time.time()}"
     nodes = []
-    for i in range(args.nodes):
+    for i in range(node_count):
         (tmp / f"{mode}-{i}").mkdir()
         nodes.append(GatewayProcess(tmp / f"{mode}-{i}", node_config(upstream, plugin, limit),
                                     workers=args.workers).start())
@@ -88,15 +94,15 @@ def run(tmp: Path, mode: str, args: argparse.Namespace, redis: RedisServer,
         until = time.monotonic() + args.seconds
         threads = [threading.Thread(target=hammer, args=(node.port, f"{tag}-{c % keys}", until,
                                                          results, lock))
-                   for node in nodes for c in range(args.clients)]
+                   for node in nodes for c in range(clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         total = sum(results.values())
-        rate_per_node = total / args.seconds / args.nodes
+        rate_per_node = total / args.seconds / node_count
         admitted = results[200]
-        if mode.endswith("strict"):
+        if mode.endswith("strict") or local:
             estimate = 0.0
         elif plugin == "limit-count":
             # per key: the requests the other nodes admit in one interval, before the sync
@@ -104,7 +110,7 @@ def run(tmp: Path, mode: str, args: argparse.Namespace, redis: RedisServer,
         else:
             # admitted at most at the rate per node between two syncs
             estimate = args.nodes * args.rate * args.interval
-        print(f"{mode:16s} nodes={args.nodes} requests={total} ({rate_per_node:.0f} r/s per "
+        print(f"{mode:16s} nodes={node_count} requests={total} ({rate_per_node:.0f} r/s per "
               f"node) admitted={admitted} of {allowed}: overshoot {admitted - allowed} "
               f"(estimate ~{estimate:.0f}); other statuses: "
               f"{ {k: v for k, v in results.items() if k not in (200, 429)} }")

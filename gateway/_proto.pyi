@@ -626,6 +626,7 @@ class LimitAccess(NativeHook):
     rejected: Any
     def bind_limiter(self, limiter: Any, scope: str | None, request_key: Callable[[Any], str],
                      by_remote_addr: bool) -> None: ...
+    def sync_under(self, tag: int) -> None: ...
 
 @disjoint_base
 class LimitCountAccess(LimitAccess):
@@ -633,7 +634,8 @@ class LimitCountAccess(LimitAccess):
 
 @disjoint_base
 class LimitReqAccess(LimitAccess):
-    def configure(self, rate: float, burst: float, nodelay: bool) -> None: ...
+    def configure(self, rate: float, burst: float, nodelay: bool,
+                  counted_window: float = 0.0) -> None: ...
 
 @disjoint_base
 class KeyAuthAccess(NativeHook):

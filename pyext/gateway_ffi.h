@@ -102,10 +102,12 @@ int32_t gw_params_item(const gw_params *params, uint32_t index, const uint8_t **
 
 /* Shared-memory limits and metrics for the built-in plugins' native hooks. A handle is the
  * `_handle` of a live SharedLimiter / SharedMetrics object, kept referenced by the caller. */
-int32_t gw_limiter_count(const void *limiter, const uint8_t *key, size_t key_len, uint64_t limit,
-                         uint64_t window_ns, uint64_t cost, uint8_t sliding, uint64_t *remaining,
-                         uint64_t *reset_ns);
-int32_t gw_limiter_acquire(const void *limiter, const uint8_t *key, size_t key_len, double rate,
+/* sync_tag < 0: a local limit's key; else the synced key of that tag (policy redis). */
+int32_t gw_limiter_count(const void *limiter, const uint8_t *key, size_t key_len, int64_t sync_tag,
+                         uint64_t limit, uint64_t window_ns, uint64_t cost, uint8_t sliding,
+                         uint64_t *remaining, uint64_t *reset_ns);
+int32_t gw_limiter_acquire(const void *limiter, const uint8_t *key, size_t key_len,
+                           int64_t sync_tag, uint64_t counted_window_ns, double rate,
                            double burst, double cost, uint64_t *delay_ns);
 int32_t gw_limiter_gauge_acquire(const void *limiter, const uint8_t *key, size_t key_len,
                                  uint64_t max, uint64_t *count, int64_t *slot,

@@ -313,8 +313,19 @@ pub unsafe extern "C" fn gw_params_item(
 // object referenced for as long as it keeps the address. Keys are hashed exactly as the Python
 // methods hash a str key's UTF-8 bytes, so both paths count the same key together.
 
+/// The slot key of `key`: its hash for a local limit (`sync_tag` < 0), else its synced key
+/// under that tag (`synced_key`: a limit shared between nodes by the master's syncer), as the
+/// Python methods take `hash_key(key)` or `synced_key(key, tag)`.
+fn slot_key(key: &[u8], sync_tag: i64) -> u64 {
+    match u32::try_from(sync_tag) {
+        Ok(tag) => gateway_limiter::synced_key(key, tag),
+        Err(_) => gateway_limiter::hash_key(key),
+    }
+}
+
 /// Window counter decision (`SharedLimiter.count`): returns 1 admitted, 0 rejected; `remaining`
-/// and `reset_ns` as in [`gateway_limiter::CountDecision`].
+/// and `reset_ns` as in [`gateway_limiter::CountDecision`]. `sync_tag` >= 0: the synced key of
+/// that tag (see [`slot_key`]).
 ///
 /// # Safety
 /// `limiter` must be a live `_handle` of a `SharedLimiter`; `key` must point at `key_len`
@@ -324,6 +335,7 @@ pub unsafe extern "C" fn gw_limiter_count(
     limiter: *const gateway_limiter::Limiter,
     key: *const u8,
     key_len: usize,
+    sync_tag: i64,
     limit: u64,
     window_ns: u64,
     cost: u64,
@@ -334,7 +346,7 @@ pub unsafe extern "C" fn gw_limiter_count(
     let limiter = &*limiter;
     let key = std::slice::from_raw_parts(key, key_len);
     let d = limiter.count(
-        gateway_limiter::hash_key(key),
+        slot_key(key, sync_tag),
         limit,
         window_ns,
         cost,
@@ -347,7 +359,10 @@ pub unsafe extern "C" fn gw_limiter_count(
 }
 
 /// Token-bucket decision (`SharedLimiter.acquire`): returns 1 admitted, 0 rejected; `delay_ns`
-/// as in [`gateway_limiter::Decision`] (`u64::MAX`: never).
+/// as in [`gateway_limiter::Decision`] (`u64::MAX`: never). A synced bucket (`sync_tag` >= 0)
+/// also counts each admission in the fixed window of `counted_window_ns` of its key
+/// (`count_add`): the syncer pushes those counts, as the bucket alone does not say how many
+/// passed.
 ///
 /// # Safety
 /// As for [`gw_limiter_count`].
@@ -356,20 +371,20 @@ pub unsafe extern "C" fn gw_limiter_acquire(
     limiter: *const gateway_limiter::Limiter,
     key: *const u8,
     key_len: usize,
+    sync_tag: i64,
+    counted_window_ns: u64,
     rate: f64,
     burst: f64,
     cost: f64,
     delay_ns: *mut u64,
 ) -> i32 {
     let limiter = &*limiter;
-    let key = std::slice::from_raw_parts(key, key_len);
-    let d = limiter.acquire(
-        gateway_limiter::hash_key(key),
-        rate,
-        burst,
-        cost,
-        gateway_limiter::monotonic_ns(),
-    );
+    let key = slot_key(std::slice::from_raw_parts(key, key_len), sync_tag);
+    let now = gateway_limiter::monotonic_ns();
+    let d = limiter.acquire(key, rate, burst, cost, now);
+    if d.allowed && sync_tag >= 0 {
+        limiter.count_add(key, counted_window_ns, 1, now);
+    }
     *delay_ns = d.delay_ns;
     i32::from(d.allowed)
 }

@@ -1,7 +1,8 @@
 """gRPC through a real gateway process (README "gRPC"): grpcio clients over h2c to grpcio
 servers behind `scheme: grpc` / `grpcs` upstreams. The four call kinds, trailers, deadlines
 (also one the gateway enforces before the client, with curl), gateway errors as grpc-status,
-key-auth from call metadata and limit-count."""
+key-auth from call metadata and limit-count, refusals' statuses (mapped from HTTP, or the
+plugin's own)."""
 from __future__ import annotations
 
 import struct
@@ -58,7 +59,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             {"id": "guarded", "uri": f"/{SERVICE}/*", "hosts": ["guarded.test"], "upstream_id": "echo",
              "plugins": {"key-auth": {"header": "apikey", "hide_credentials": True},
                          "limit-count": {"count": 2, "time_window": 3600, "key_type": "var",
-                                         "key": "consumer_name"}}},
+                                         "key": "consumer_name", "rejected_code": 429}}},
+            {"id": "limited", "uri": f"/{SERVICE}/*", "hosts": ["limited.test"],
+             "upstream_id": "echo",
+             "plugins": {"limit-req": {"rate": 0.001, "burst": 0, "nodelay": True}}},
+            {"id": "own-status", "uri": f"/{SERVICE}/*", "hosts": ["own-status.test"],
+             "upstream_id": "echo",
+             "plugins": {"tests.support.plugins:FixedAnswer": {"status": 503,
+                                                               "grpc_status": 9}}},
         ]
         config["consumers"] = [{"username": "alice", "plugins": {"key-auth": {"key": "alice-key"}}}]
         gw = GatewayProcess(tmp, config, workers=1)
@@ -153,6 +161,25 @@ def test_key_auth_metadata_and_limit_count(setup: Setup) -> None:
         with pytest.raises(grpc.RpcError) as info:
             client.unary(b"3", metadata=good, timeout=10)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_refusals_read_as_the_status_their_http_code_maps_to(setup: Setup) -> None:
+    # one mapping, where local answers are rendered for gRPC: limit-req's default 503 is
+    # UNAVAILABLE (the 429 of the guarded route's limit-count is RESOURCE_EXHAUSTED, above)
+    with setup.client("limited.test") as client:
+        assert client.unary(b"1", timeout=10) == b"1"
+        with pytest.raises(grpc.RpcError) as info:
+            client.unary(b"2", timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert info.value.details() == "HTTP 503"
+
+
+def test_a_plugin_names_its_own_grpc_status(setup: Setup) -> None:
+    # Response(503, ..., grpc_status=9): the plugin's status, not 503's UNAVAILABLE
+    with setup.client("own-status.test") as client, pytest.raises(grpc.RpcError) as info:
+        client.unary(b"x", timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details() == "fixed answer"
 
 
 def test_client_deadline(setup: Setup) -> None:

@@ -289,6 +289,9 @@ return totals
 #: spread over that span, so an empty bucket is filled from then, not from now: otherwise the
 #: node would pay again for requests that conformed), ARGV[2 + i] the requests KEYS[i]
 #: admitted on the node since. Returns each bucket's backlog (TAT - now) in microseconds.
+#: A TAT already past is stored too: another node's push of requests admitted over the same
+#: span must queue behind these, not start from its own span's beginning as if they had not
+#: been (which lost them: the limit was overshot by up to a push per sync).
 REQ_SYNC_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -301,10 +304,8 @@ for i, key in ipairs(KEYS) do
   if added > 0 then
     if tat < since then tat = since end
     tat = tat + added * interval
-    if tat > now then
-      redis.call('SET', key, string.format('%d', tat), 'PX',
-                 math.floor((tat - now) / 1000) + 1000)
-    end
+    redis.call('SET', key, string.format('%d', tat), 'PX',
+               math.floor(math.max(tat - now, 0) / 1000) + 1000)
   end
   if tat < now then tat = now end
   backlogs[i] = math.floor(tat - now)

@@ -93,13 +93,14 @@ class LimitCount(Plugin):
         self.native_access.rejected = self.rejected
         self.native_access.configure(config.count, self.window, self.sliding, self.headers)
         # policy redis, strict: every request goes through the Python access (one Redis call
-        # each); synced: counted locally under a synced key (the native hook hashes local keys
-        # only), which the master's syncer finds in the table and shares through Redis
+        # each); synced: counted in shared memory under a synced key, by the native hook as
+        # for a local limit, where the master's syncer finds it and shares it through Redis
         self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
         self.sync_tag = synced_tag_of(config, self.name, self.window)
-        python_access = self.redis is not None or self.sync_tag is not None
-        self.native_hooks = {} if python_access else {"access": self.native_access}
+        if self.sync_tag is not None:
+            self.native_access.sync_under(self.sync_tag)
+        self.native_hooks = {} if self.redis is not None else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter

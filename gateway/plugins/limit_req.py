@@ -42,9 +42,6 @@ from gateway.plugins._redis_limit import (
 )
 from gateway.plugins.base import Plugin, PluginConfig, PluginEnv
 
-#: gRPC's status for a refused quota (what a limit answers a gRPC client; README "gRPC").
-GRPC_RESOURCE_EXHAUSTED = 8
-
 Status = Annotated[int, msgspec.Meta(ge=200, le=599)]
 
 
@@ -57,12 +54,13 @@ def check_policy(policy: str) -> None:
 
 def rejection(status: int, message: str | None) -> Response:
     """The answer of a limit plugin: ``{"error_msg": rejected_msg}`` as APISIX sends it, or an
-    empty body without a message. A gRPC client is told RESOURCE_EXHAUSTED (8) whatever the
-    HTTP status (limit plugins default to 503, which alone would read as UNAVAILABLE)."""
+    empty body without a message. A gRPC client reads the grpc-status of ``status`` (mapped
+    where local answers are rendered for gRPC: 429 is RESOURCE_EXHAUSTED, the default 503
+    UNAVAILABLE; README "gRPC")."""
     if message is None:
-        return Response(status, b"", grpc_status=GRPC_RESOURCE_EXHAUSTED)
+        return Response(status, b"")
     return Response(status, json.dumps({"error_msg": message}).encode(),
-                    [("Content-Type", "application/json")], grpc_status=GRPC_RESOURCE_EXHAUSTED)
+                    [("Content-Type", "application/json")])
 
 
 class LimitReqConfig(PluginConfig, RedisFields):
@@ -102,14 +100,16 @@ class LimitReq(Plugin):
         self.limiter: Any = None
         self.native_access = LimitReqAccess(self, "access")
         self.native_access.rejected = self.rejected
-        self.native_access.configure(self.rate, self.burst, self.nodelay)
+        self.native_access.configure(self.rate, self.burst, self.nodelay, REQ_CONSUMED_WINDOW)
         # policy redis, strict: every request goes through the Python access (one Redis call
-        # each); synced: decided locally under a synced key, admissions counted for the syncer
+        # each); synced: decided in shared memory under a synced key, by the native hook as for
+        # a local limit, which also counts the admissions for the master's syncer
         self.redis = RedisLink.of(config) if config.policy != "local" and config.redis_strict \
             else None
         self.sync_tag = synced_tag_of(config, self.name, self.rate)
-        python_access = self.redis is not None or self.sync_tag is not None
-        self.native_hooks = {} if python_access else {"access": self.native_access}
+        if self.sync_tag is not None:
+            self.native_access.sync_under(self.sync_tag)
+        self.native_hooks = {} if self.redis is not None else {"access": self.native_access}
 
     def bind(self, env: PluginEnv) -> None:
         self.limiter = env.limiter

@@ -104,10 +104,12 @@ cdef extern from "gateway_ffi.h":
                            size_t *name_len, const uint8_t **value, size_t *value_len) nogil
 
     int32_t gw_limiter_count(const void *limiter, const uint8_t *key, size_t key_len,
-                             uint64_t limit, uint64_t window_ns, uint64_t cost, uint8_t sliding,
-                             uint64_t *remaining, uint64_t *reset_ns) nogil
+                             int64_t sync_tag, uint64_t limit, uint64_t window_ns,
+                             uint64_t cost, uint8_t sliding, uint64_t *remaining,
+                             uint64_t *reset_ns) nogil
     int32_t gw_limiter_acquire(const void *limiter, const uint8_t *key, size_t key_len,
-                               double rate, double burst, double cost, uint64_t *delay_ns) nogil
+                               int64_t sync_tag, uint64_t counted_window_ns, double rate,
+                               double burst, double cost, uint64_t *delay_ns) nogil
     int32_t gw_limiter_gauge_acquire(const void *limiter, const uint8_t *key, size_t key_len,
                                      uint64_t max, uint64_t *count, int64_t *slot,
                                      uint64_t *key_hash) nogil

@@ -8,6 +8,7 @@ cdef class LimitAccess(NativeHook):
     cdef object request_key              # the plugin's key function (str) when not remote_addr
     cdef bint by_remote_addr             # the key is the client address: built in C
     cdef public object rejected
+    cdef int64_t sync_tag                # policy redis (synced): the keys' tag; -1: local
 
     cdef Py_ssize_t build_key(self, Exchange ex, char *out) except -2
 
@@ -22,3 +23,4 @@ cdef class LimitReqAccess(LimitAccess):
     cdef double rate
     cdef double burst
     cdef bint nodelay
+    cdef uint64_t counted_window_ns      # synced: the window its admissions are counted in

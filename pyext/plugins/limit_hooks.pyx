@@ -2,7 +2,16 @@ cdef class LimitAccess(NativeHook):
     """The access phase of a shared-memory limit (limit-count, limit-req): the key is built in
     a stack buffer (scope, then the client address or the plugin's key function's text) and
     decided with one C call into the limiter. Keys are hashed as the Python methods hash a str
-    key's UTF-8 bytes, so this path and the plugin's Python method count the same keys."""
+    key's UTF-8 bytes, so this path and the plugin's Python method count the same keys.
+    A synced limit (``policy: redis`` without ``redis_strict``) counts under the synced keys
+    of its tag (``synced_key``), where the master's syncer finds them."""
+
+    def __cinit__(self, *args):
+        self.sync_tag = -1
+
+    def sync_under(self, int64_t tag):
+        """Counts under the synced keys of ``tag`` (gateway._native.synced_key) from now on."""
+        self.sync_tag = tag
 
     def bind_limiter(self, limiter, scope, request_key, bint by_remote_addr):
         """``scope`` is the plugin's fixed key prefix (str), or None when it depends on the
@@ -51,8 +60,9 @@ cdef class LimitCountAccess(LimitAccess):
         cdef int32_t admitted
         if n < 0:
             return self.method(ex)
-        admitted = gw_limiter_count(self.handle, <const uint8_t *>key, <size_t>n, self.count,
-                                    self.window_ns, 1, self.sliding, &remaining, &reset_ns)
+        admitted = gw_limiter_count(self.handle, <const uint8_t *>key, <size_t>n, self.sync_tag,
+                                    self.count, self.window_ns, 1, self.sliding, &remaining,
+                                    &reset_ns)
         if self.quota_headers:
             ex.add_response_header_bytes(b"X-RateLimit-Limit", self.limit_value)
             ex.add_response_header_bytes(b"X-RateLimit-Remaining", uint_bytes(remaining))
@@ -65,12 +75,15 @@ cdef class LimitCountAccess(LimitAccess):
 
 
 cdef class LimitReqAccess(LimitAccess):
-    """``limit-req``: the token bucket; a delayed request waits in the plugin's coroutine."""
+    """``limit-req``: the token bucket; a delayed request waits in the plugin's coroutine. A
+    synced bucket also counts its admissions in a window of ``counted_window`` seconds, which
+    the syncer pushes."""
 
-    def configure(self, double rate, double burst, bint nodelay):
+    def configure(self, double rate, double burst, bint nodelay, double counted_window=0.0):
         self.rate = rate
         self.burst = burst
         self.nodelay = nodelay
+        self.counted_window_ns = <uint64_t>(counted_window * 1e9)
 
     cdef object run(self, Exchange ex):
         cdef char key[LIMIT_KEY_MAX]
@@ -78,8 +91,8 @@ cdef class LimitReqAccess(LimitAccess):
         cdef uint64_t delay_ns
         if n < 0:
             return self.method(ex)
-        if not gw_limiter_acquire(self.handle, <const uint8_t *>key, <size_t>n, self.rate,
-                                  self.burst, 1.0, &delay_ns):
+        if not gw_limiter_acquire(self.handle, <const uint8_t *>key, <size_t>n, self.sync_tag,
+                                  self.counted_window_ns, self.rate, self.burst, 1.0, &delay_ns):
             return self.rejected
         if delay_ns > 1000000 and not self.nodelay:
             return self.plugin._wait(delay_ns / 1e9)

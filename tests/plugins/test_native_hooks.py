@@ -58,3 +58,18 @@ def test_consumer_plugins_use_the_same_hooks() -> None:
                                            "limit-count": {"count": 1, "time_window": 60}}}])
     consumer = route.plugins["key-auth"].index.by_value["k"]
     assert [type(h) for h in consumer.phase_hooks["access"]] == [LimitCountAccess]
+
+
+def test_synced_redis_limits_run_as_native_hooks() -> None:
+    # policy redis without redis_strict counts in shared memory only (the master's syncer talks
+    # to Redis): the compiled hooks, counting under synced keys; strict mode calls Redis per
+    # request, from the plugin's Python access
+    redis = {"policy": "redis", "redis_host": "127.0.0.1"}
+    route = compiled_route({"limit-count": {"count": 5, "time_window": 60, **redis},
+                            "limit-req": {"rate": 10, "burst": 5, **redis}})
+    assert [type(h) for h in route.access] == [LimitCountAccess, LimitReqAccess]
+    strict = {**redis, "redis_strict": True}
+    route = compiled_route({"limit-count": {"count": 5, "time_window": 60, **strict},
+                            "limit-req": {"rate": 10, "burst": 5, **strict}})
+    assert not any(isinstance(h, NativeHook) for h in route.access)
+    assert [h.__self__.name for h in route.access] == ["limit-count", "limit-req"]

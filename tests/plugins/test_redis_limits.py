@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from gateway.plugins._redis_limit import COUNT_SYNC_PREFIX, REQ_SYNC_PREFIX, RETRY_AFTER
+from gateway.plugins._redis_limit import (
+    COUNT_SYNC_PREFIX,
+    REQ_SYNC_PREFIX,
+    REQ_SYNC_SCRIPT,
+    RETRY_AFTER,
+)
 from tests.support.config_check import check_refuses_plugins
 from tests.support.gateway import GatewayProcess, base_config, wait_until
 from tests.support.redis_server import RedisCluster, RedisServer
@@ -167,6 +172,19 @@ def test_two_nodes_share_a_synced_rate(tmp_path: Path, redis_server: RedisServer
         # 3 at once (1 + burst), then 1 per second, plus one round (2) of overshoot
         assert 3 + int(elapsed) - 2 <= admitted <= 3 + elapsed + 2, (admitted, elapsed)
         assert redis_server.client().keys(f"{REQ_SYNC_PREFIX}:*")
+
+
+def test_synced_bucket_queues_pushes_over_the_same_span(redis_server: RedisServer) -> None:
+    """The synced limit-req bucket in Redis (the script the syncer calls): node a pushes 5
+    requests admitted over the last 100 ms at 10 ms each, which conformed (its bucket emptied
+    50 ms ago); node b then pushes 8 admitted over the same 100 ms. Together 13 requests in
+    100 ms: b's queue behind a's, 30 ms over the rate, and b is told so."""
+    script = redis_server.client().register_script(REQ_SYNC_SCRIPT)
+    key = f"{REQ_SYNC_PREFIX}:{{00001}}:spans"
+    interval_us, span_us = 10_000, 100_000
+    assert script(keys=[key], args=[interval_us, span_us, 5]) == [0]
+    backlog = script(keys=[key], args=[interval_us, span_us, 8])[0]
+    assert 20_000 <= backlog <= 30_000, backlog
 
 
 def test_two_nodes_share_limits_through_a_redis_cluster(tmp_path: Path) -> None:

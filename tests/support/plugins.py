@@ -79,6 +79,23 @@ class SlowDeny(Plugin):
         return None
 
 
+class FixedAnswerConfig(PluginConfig):
+    status: int = 403
+    grpc_status: int = -1
+
+
+class FixedAnswer(Plugin):
+    """Answers every request with ``status``, naming its own ``grpc_status`` when >= 0 (else a
+    gRPC client reads the gateway's mapping of ``status``)."""
+    name = "test-fixed-answer"
+    Config = FixedAnswerConfig
+
+    def access(self, ctx: Context) -> Response:
+        return Response(self.config.status, b'{"error_msg": "fixed answer"}',
+                        [("Content-Type", "application/json")],
+                        grpc_status=self.config.grpc_status)
+
+
 class Params(Plugin):
     """Answers with the route params and request details the context exposes."""
     name = "test-params"
