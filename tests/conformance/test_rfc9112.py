@@ -410,7 +410,10 @@ GZIP_PAYLOAD = b"0\r\n\r\n" + b"payload read until the upstream closes; " * 200
 GZIP_BODY = gzip.compress(GZIP_PAYLOAD, mtime=0)
 
 
-def gzip_coded_answer(_head: bytes) -> list[bytes]:
+def close_delimited_answer(head: bytes) -> list[bytes]:
+    """/unframed: no framing field at all (6.3 point 7); else gzip-coded (point 4)."""
+    if head.startswith(b"GET /unframed "):
+        return [b"HTTP/1.1 200 OK\r\n\r\n", GZIP_PAYLOAD[:100], GZIP_PAYLOAD[100:]]
     third = len(GZIP_BODY) // 3
     return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", GZIP_BODY[:third],
             GZIP_BODY[third:2 * third], GZIP_BODY[2 * third:]]
@@ -418,8 +421,8 @@ def gzip_coded_answer(_head: bytes) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def close_delimited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A gateway (its port) in front of an upstream that answers gzip-coded, then closes."""
-    with RawUpstream(gzip_coded_answer, close_after=True) as upstream:
+    """A gateway (its port) in front of an upstream whose answers end when it closes."""
+    with RawUpstream(close_delimited_answer, close_after=True) as upstream:
         port = free_port()
         with GatewayProcess(tmp_path_factory.mktemp("te-gzip"), base_config(port, upstream.port),
                             workers=1):
@@ -458,6 +461,17 @@ def test_rfc9112_6_3_response_with_final_coding_not_chunked_is_read_until_close(
         body = rest
     assert codings == [b"gzip"], head
     assert body == GZIP_BODY and gzip.decompress(body) == GZIP_PAYLOAD
+
+
+def test_rfc9112_6_3_response_without_framing_is_read_until_close(close_delimited: int) -> None:
+    # 6.3 point 7: neither Transfer-Encoding nor Content-Length, so the body is every byte
+    # before the server's close; relayed whole and, unframed, ended by the gateway's close
+    raw = raw_exchange(close_delimited, request(b"GET /unframed HTTP/1.1", HOST), timeout=5)
+    assert raw.endswith(b"<EOF>"), raw[-100:]
+    head, _, body = raw.removesuffix(b"<EOF>").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw[:300]
+    assert b"\r\ncontent-length:" not in head.lower() and b"\r\ntransfer-encoding:" not in head.lower()
+    assert body == GZIP_PAYLOAD
 
 
 def test_rfc9112_6_1_transfer_coded_response_is_not_sent_to_http10_client(
