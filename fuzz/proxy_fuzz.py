@@ -251,11 +251,12 @@ def answered(method: bytes, raw: bytes) -> bool:
 
 class Fuzzer:
     def __init__(self, rng: random.Random, gw: GatewayProcess, port: int, plan: Responses,
-                 asan_logs: Path | None) -> None:
+                 asan_logs: Path | None, upstreams: list[RawUpstream]) -> None:
         self.rng = rng
         self.gw = gw
         self.port = port
         self.plan = plan
+        self.upstreams = upstreams
         self.asan_logs = asan_logs
         self.requests = seeds.requests()
         self.responses = seeds.responses()
@@ -279,16 +280,26 @@ class Fuzzer:
         self.stats.exchanges += 1
 
     def report(self, finding: Finding) -> None:
-        if finding.kind in ("crash", "asan"):
-            finding.recent = list(self.recent)
+        finding.recent = list(self.recent)  # what --replay sends again (this exchange last)
         self.stats.findings.append(finding)
         print(f"proxy_fuzz: FINDING {finding.kind}: {finding.detail}", flush=True)
+
+    def settle(self) -> None:
+        """Waits until the upstreams have written all of their answers. An answer's pieces
+        come 2 ms apart, and bytes past its framing (a body after a 304, a second response) can
+        arrive after the gateway pooled the connection; a request sent on that connection
+        meanwhile gets them as its response, as from any proxy (which cannot tell them from an
+        answer), and its status would be judged against the wrong answer. Once they are in
+        the gateway's socket, it reads them on the idle connection and closes it first."""
+        for upstream in self.upstreams:
+            upstream.wait_answered(DEADLINE)
 
     def request_round(self) -> None:
         """A mutated request to the well-behaved upstream's route."""
         data = mutate(self.rng, self.rng.choice(self.requests), self.requests)
         self.recent.append((data, None))
         raw, closed = exchange(self.port, cut(self.rng, data), half_close=True)
+        self.settle()
         self.count(raw)
         if not closed:
             self.report(Finding("hang", f"no close within {DEADLINE} s", data, None, raw))
@@ -314,8 +325,15 @@ class Fuzzer:
         self.recent.append((request, pieces))
         raw, closed = exchange(self.port, [request], half_close=False,
                                complete=lambda got: answered(method, got))
+        self.settle()
         self.plan.planned.pop(rid, None)
         self.count(raw)
+        self.judge(method, request, pieces, raw, closed)
+
+    def judge(self, method: bytes, request: bytes, pieces: list[bytes], raw: bytes,
+              closed: bool) -> None:
+        """The client's view of a well-formed request answered with ``pieces``."""
+        response = b"".join(pieces)
         if not raw and not closed:
             self.report(Finding("hang", f"nothing within {DEADLINE} s", request, pieces))
             return
@@ -363,21 +381,27 @@ class Fuzzer:
             self.report(Finding("unresponsive", repr(raw[:80]), b"", None))
 
     def replay(self, record: dict[str, object]) -> Stats:
-        """Sends again the exchanges a saved finding lists (its `recent`), in order."""
+        """Sends again the exchanges a saved finding lists (its `recent`, the finding's own
+        exchange last), in order, judging the answers to planned responses as a run does."""
         for entry in record.get("recent") or []:  # type: ignore[attr-defined]
             request = base64.b64decode(entry["request"])
             pieces = [base64.b64decode(p) for p in entry["response_pieces"]]
+            method = request.split(b" ", 1)[0]
             self.recent.append((request, pieces or None))
             match = re.search(rb"/r(\d+)", request.split(b"\r\n", 1)[0])
             if pieces and match:
                 self.plan.planned[match.group(1)] = pieces
             try:
-                raw, _ = exchange(self.port, [request], half_close=not pieces,
-                                  complete=lambda got, p=bool(pieces): p and answered(b"GET", got))
-                self.count(raw)
+                raw, closed = exchange(
+                    self.port, [request], half_close=not pieces,
+                    complete=lambda got, p=bool(pieces), m=method: p and answered(m, got))
             except ConnectionRefusedError:
                 self.report(Finding("crash", "connection refused: the worker is gone", b"", None))
                 break
+            self.settle()
+            self.count(raw)
+            if pieces:
+                self.judge(method, request, pieces, raw, closed)
         self.check_alive()
         return self.stats
 
@@ -440,7 +464,7 @@ def main() -> int:
                 RawUpstream(plan.answer, close_after=False) as keeping:
             gw = GatewayProcess(work, config(port, closing.port, keeping.port), workers=1, env=env)
             with gw:
-                fuzzer = Fuzzer(rng, gw, port, plan, asan_logs)
+                fuzzer = Fuzzer(rng, gw, port, plan, asan_logs, [closing, keeping])
                 if asan_logs is not None:
                     maps = Path(f"/proc/{fuzzer.pid}/maps").read_text()
                     assert "libclang_rt.asan" in maps, "the worker runs without the ASan runtime"

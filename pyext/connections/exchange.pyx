@@ -177,7 +177,10 @@ cdef class Exchange(PhaseRunner):
             if node.ssl is not None and log_tls_connect_failure(self.group.id, node, exc):
                 tls_failed = True
         else:
-            if self.client.state == C_CLOSED:
+            if self.response_done or self.client.state == C_CLOSED or self.client.ex is not self:
+                # Answered while the connection opened (a refused body, a body timeout) or
+                # abandoned: nothing of the request goes out, and no second answer; the fresh
+                # connection is pooled for the next request.
                 server.pool.put(u, self.group)
                 return
             if u.is_open():
@@ -195,8 +198,8 @@ cdef class Exchange(PhaseRunner):
 
     cdef void retry_or_fail(self, int status, str message):
         """The connect failed: nothing of the request reached the node."""
-        if self.client.state == C_CLOSED:
-            return
+        if self.response_done or self.client.state == C_CLOSED:
+            return  # answered or abandoned meanwhile: no other node, no second answer
         if self.retry_allowed(False):
             self.retry_elsewhere(status)
             return

@@ -1,3 +1,11 @@
+cdef inline bint has_transfer_coding(gw_response_head *r):
+    cdef uint32_t i
+    for i in range(r.n_headers):
+        if r.headers[i].flags & GW_HF_TRANSFER_ENCODING:
+            return True
+    return False
+
+
 cdef class UpstreamConnection:
 
     def __cinit__(self):
@@ -119,6 +127,17 @@ cdef class UpstreamConnection:
                 data = buf[n:]
                 continue
             break
+        if self.head.body_kind == GW_BODY_UNTIL_CLOSE and ex.version_minor != 1 and \
+                has_transfer_coding(&self.head):
+            # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client (HTTP/2 has none), and
+            # the gateway does not decode the codings the body is in
+            log.warning("upstream %s:%d sent a transfer-coded body, which an HTTP/%s client "
+                        "cannot receive", self.node.host, self.node.port,
+                        "1.0" if ex.version_minor == 0 else "2")
+            self.set_state(U_CLOSED)
+            self.transport.abort()
+            ex.on_upstream_failed(502, "invalid response from upstream")
+            return
         self.set_state(U_BODY)
         self.body_kind = self.head.body_kind
         self.remaining = self.head.content_length

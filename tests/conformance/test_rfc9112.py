@@ -4,13 +4,18 @@ test name carries the section. Refusals are judged on the wire: the status, the 
 closed where the RFC says so, and no byte at the upstream."""
 from __future__ import annotations
 
+import gzip
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conformance.conftest import Wire
 from tests.conformance.parsers import parse_h11, parse_llhttp
+from tests.support.gateway import GatewayProcess, base_config, raw_exchange
+from tests.support.raw_upstream import RawUpstream
+from tests.support.upstream import free_port
 
 
 def request(line: bytes, *fields: bytes, body: bytes = b"") -> bytes:
@@ -312,11 +317,20 @@ def test_rfc9112_5_2_response_obs_fold_is_502(wire: Wire) -> None:
 
 # -- 6 Message body ----------------------------------------------------------------------------
 
-def test_rfc9112_6_1_transfer_encoding_in_http10_is_faulty_framing(wire: Wire) -> None:
-    # a server MUST treat an HTTP/1.0 message with Transfer-Encoding as faulty framing and close
-    response = wire.refused(request(b"POST / HTTP/1.0", HOST, b"Transfer-Encoding: chunked",
+@pytest.mark.parametrize("fields", [
+    [b"Transfer-Encoding: chunked"],
+    [b"Transfer-Encoding: chunked", b"Connection: keep-alive"],
+    [b"Content-Length: 15", b"Transfer-Encoding: chunked"],
+], ids=["chunked", "keep-alive-asked", "with-content-length"])
+def test_rfc9112_6_1_transfer_encoding_in_http10_is_faulty_framing(
+        wire: Wire, fields: list[bytes]) -> None:
+    # a server that receives an HTTP/1.0 message with Transfer-Encoding MUST treat its framing
+    # as faulty, even if a Content-Length is present, and close the connection after it
+    # (whatever the client asked for): 400, nothing forwarded, closed
+    response = wire.refused(request(b"POST / HTTP/1.0", HOST, *fields,
                                     body=b"3\r\nabc\r\n0\r\n\r\n"))
     assert response.status == 400 and response.closed
+    assert response.header(b"connection") == [b"close"]
 
 
 @pytest.mark.parametrize("codings", [b"gzip", b"chunked, gzip", b"deflate", b"identity"])
@@ -356,9 +370,6 @@ def test_rfc9112_6_3_request_without_framing_has_no_body(wire: Wire) -> None:
 
 
 def test_rfc9112_6_3_request_body_too_large_is_413(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.support.gateway import GatewayProcess, base_config, raw_exchange
-    from tests.support.raw_upstream import RawUpstream
-    from tests.support.upstream import free_port
     with RawUpstream(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", read_body=True) as up:
         port = free_port()
         config = base_config(port, up.port, client_max_body_size=100)
@@ -390,6 +401,86 @@ def test_rfc9112_6_3_response_with_length_and_chunked_is_not_relayed_with_both(w
     assert not (b"\r\ncontent-length:" in head and b"\r\ntransfer-encoding:" in head)
     assert upstream.count(b" HTTP/1.1\r\n") == 1, upstream
     assert upstream_closed(wire, b"length-and-chunked")
+
+
+# An upstream answer whose final transfer coding is not chunked: it ends when the upstream
+# closes. Bytes that look like chunk framing and an empty chunk sit in the payload, so a reader
+# that took the body for chunked would stop early or fail.
+GZIP_PAYLOAD = b"0\r\n\r\n" + b"payload read until the upstream closes; " * 200
+GZIP_BODY = gzip.compress(GZIP_PAYLOAD, mtime=0)
+
+
+def close_delimited_answer(head: bytes) -> list[bytes]:
+    """/unframed: no framing field at all (6.3 point 7); else gzip-coded (point 4)."""
+    if head.startswith(b"GET /unframed "):
+        return [b"HTTP/1.1 200 OK\r\n\r\n", GZIP_PAYLOAD[:100], GZIP_PAYLOAD[100:]]
+    third = len(GZIP_BODY) // 3
+    return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", GZIP_BODY[:third],
+            GZIP_BODY[third:2 * third], GZIP_BODY[2 * third:]]
+
+
+@pytest.fixture(scope="module")
+def close_delimited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A gateway (its port) in front of an upstream whose answers end when it closes."""
+    with RawUpstream(close_delimited_answer, close_after=True) as upstream:
+        port = free_port()
+        with GatewayProcess(tmp_path_factory.mktemp("te-gzip"), base_config(port, upstream.port),
+                            workers=1):
+            yield port
+
+
+def dechunk(data: bytes) -> bytes:
+    body, pos = b"", 0
+    while True:
+        eol = data.index(b"\r\n", pos)
+        size = int(data[pos:eol].split(b";")[0], 16)
+        if size == 0:
+            return body
+        body += data[eol + 2:eol + 2 + size]
+        pos = eol + 2 + size + 2
+
+
+def test_rfc9112_6_3_response_with_final_coding_not_chunked_is_read_until_close(
+        close_delimited: int) -> None:
+    # 6.3 point 4: a response whose final transfer coding is not chunked is delimited by the
+    # server's close (as point 7's unframed one is). The gateway reads it to the close and relays
+    # it framed so the client reads the same: its transfer coding named (6.1: the coding is a
+    # property of the message), no Content-Length, and the end its close or a final chunk
+    raw = raw_exchange(close_delimited, request(GET, HOST), timeout=5)
+    closed = raw.endswith(b"<EOF>")
+    head, _, rest = raw.removesuffix(b"<EOF>").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw[:300]
+    fields = [line.partition(b":") for line in head.split(b"\r\n")[1:]]
+    assert not [v for k, _, v in fields if k.lower() == b"content-length"], head
+    codings = [c.strip(b" \t").lower() for k, _, v in fields if k.lower() == b"transfer-encoding"
+               for c in v.split(b",")]
+    if codings[-1:] == [b"chunked"]:
+        body, codings = dechunk(rest), codings[:-1]
+    else:
+        assert closed, "a close-delimited body and the connection left open"
+        body = rest
+    assert codings == [b"gzip"], head
+    assert body == GZIP_BODY and gzip.decompress(body) == GZIP_PAYLOAD
+
+
+def test_rfc9112_6_3_response_without_framing_is_read_until_close(close_delimited: int) -> None:
+    # 6.3 point 7: neither Transfer-Encoding nor Content-Length, so the body is every byte
+    # before the server's close; relayed whole and, unframed, ended by the gateway's close
+    raw = raw_exchange(close_delimited, request(b"GET /unframed HTTP/1.1", HOST), timeout=5)
+    assert raw.endswith(b"<EOF>"), raw[-100:]
+    head, _, body = raw.removesuffix(b"<EOF>").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw[:300]
+    assert b"\r\ncontent-length:" not in head.lower() and b"\r\ntransfer-encoding:" not in head.lower()
+    assert body == GZIP_PAYLOAD
+
+
+def test_rfc9112_6_1_transfer_coded_response_is_not_sent_to_http10_client(
+        close_delimited: int) -> None:
+    # a server MUST NOT send a response with Transfer-Encoding unless the request is HTTP/1.1;
+    # the gateway does not decode codings, so an HTTP/1.0 client gets 502, none of the body
+    raw = raw_exchange(close_delimited, request(b"GET / HTTP/1.0", HOST), timeout=5)
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:300]
+    assert b"transfer-encoding" not in raw.lower() and GZIP_BODY[:64] not in raw
 
 
 # -- 7 Chunked transfer coding -----------------------------------------------------------------

@@ -8,6 +8,8 @@ the answer says (``close_after``). ``stall=True`` accepts connections and never 
 Every byte that arrives is kept, per connection, in ``raw_connections`` (whether or not it parses);
 with ``read_body=True`` each request's exact bytes (head and body, as its Content-Length or chunked
 framing delimits them) are in ``requests``: what differential tests hand to other parsers.
+``wait_answered`` waits until every answer is written (and, with ``close_after``, its connection
+closed): a caller that must not race an answer's late pieces (fuzz/proxy_fuzz.py).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class RawUpstream:
         self.raw_connections: list[bytearray] = []
         self.peer_closed: set[int] = set()  # indexes in raw_connections the gateway closed (EOF/RST)
         self.unframed: list[bytes] = []  # bytes read_body could not delimit (bad framing)
+        self.sending: set[int] = set()  # connections (indexes) whose answer is being written
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -121,16 +124,29 @@ class RawUpstream:
                         return
                     self.requests.append(whole + buffer[:end])
                     buffer = buffer[end:]
+                self.sending.add(index)
                 self._send(conn, self.answer(head))
                 if self.close_after:
                     if self.hold:
                         time.sleep(self.hold)
-                    return
+                    return  # still "sending" until the connection is closed, below
+                self.sending.discard(index)
         except OSError:
             return
         finally:
             conn.close()
+            self.sending.discard(index)
 
+
+    def wait_answered(self, timeout: float) -> bool:
+        """Waits until no answer is being written (with ``close_after``: and its connection is
+        closed), so every byte of it is in the peer's receive buffer. False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.sending:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
 
     @staticmethod
     def _send(conn: socket.socket, reply: bytes | list[bytes]) -> None:

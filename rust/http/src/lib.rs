@@ -404,7 +404,8 @@ fn skip_empty_lines(buf: &[u8]) -> usize {
 
 const TE_NONE: u8 = 0;
 const TE_CHUNKED: u8 = 1;
-/// Known codings without a final chunked (gzip, ...): 400 for requests (RFC 9112 §6.3).
+/// Known codings without a final chunked (gzip, ...): 400 for requests, a body read until
+/// the close in responses (RFC 9112 §6.3).
 const TE_UNSUPPORTED: u8 = 2;
 
 /// What the header section says about framing and connection handling.
@@ -913,9 +914,9 @@ pub fn parse_response(
         if minor == 0 {
             return Err(upstream("Transfer-Encoding in HTTP/1.0 response"));
         }
-        // The proxy re-frames responses itself, so only a plain `chunked` can be relayed
-        // without decoding the other codings.
-        if info.te != TE_CHUNKED || info.te_other_codings {
+        // The proxy re-frames a chunked body itself (plain `chunked`), so codings under a final
+        // chunked would need decoding.
+        if info.te == TE_CHUNKED && info.te_other_codings {
             return Err(upstream("unsupported Transfer-Encoding in response"));
         }
     }
@@ -927,6 +928,17 @@ pub fn parse_response(
             BODY_NONE
         } else if info.te == TE_CHUNKED {
             BODY_CHUNKED
+        } else if info.te == TE_UNSUPPORTED {
+            // Point 4: a final coding other than chunked, so the body ends when the upstream
+            // closes. It is relayed as it came, so its Transfer-Encoding describes it to the
+            // client too: no longer a hop-by-hop field.
+            keep_alive = false;
+            for e in out.headers[..hdrs.len()].iter_mut() {
+                if e.flags & HF_TRANSFER_ENCODING != 0 {
+                    e.flags &= !HF_HOP_BY_HOP;
+                }
+            }
+            BODY_UNTIL_CLOSE
         } else if info.has_cl {
             if info.content_length > 0 {
                 BODY_LENGTH

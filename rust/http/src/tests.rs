@@ -680,13 +680,35 @@ fn response_no_body_statuses() {
 }
 
 #[test]
+fn response_with_final_coding_not_chunked_is_read_until_close() {
+    // RFC 9112 §6.3 point 4; its Transfer-Encoding stays with the body it describes
+    for b in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX: y\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: deflate\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: identity\r\n\r\n",
+    ] {
+        let h = resp(b, false).unwrap();
+        assert_eq!((h.body_kind, h.keep_alive), (BODY_UNTIL_CLOSE, 0));
+        let te: Vec<u32> = h
+            .headers()
+            .iter()
+            .filter(|e| s(b, e.name).eq_ignore_ascii_case(b"transfer-encoding"))
+            .map(|e| e.flags)
+            .collect();
+        assert!(!te.is_empty() && te.iter().all(|&f| f == HF_TRANSFER_ENCODING), "{te:?}");
+    }
+    let h = resp(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", true).unwrap();
+    assert_eq!((h.body_kind, h.keep_alive), (BODY_NONE, 1));
+}
+
+#[test]
 fn response_errors_are_502() {
     for b in [
         &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"[..],
         b"HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\n\r\n",
