@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import yaml  # noqa: E402
 
-from bench.common import BenchError, free_port, log, repo_env, spawn  # noqa: E402
+from bench.common import BenchError, Server, free_port, log, repo_env, spawn  # noqa: E402
 from bench.peers import generated_routes  # noqa: E402
 
 KEY = "bench-admin-key"
@@ -91,6 +91,21 @@ def master_phases(log_path: str) -> dict[str, Any]:
             "file_after_check_ms": percentiles([f[2] for f in found])}
 
 
+def cpu_split(gateway: Server) -> tuple[float, dict[int, float]]:
+    """CPU seconds so far of the master and of each worker (by pid)."""
+    tree = gateway.cpu()
+    return tree.get(gateway.pid, 0.0), {pid: s for pid, s in tree.items() if pid != gateway.pid}
+
+
+def cpu_per_write(before: tuple[float, dict[int, float]], after: tuple[float, dict[int, float]],
+                  writes: int) -> dict[str, float]:
+    """CPU milliseconds per write: the master's, and the mean of the workers' (a worker also
+    answers the poller's requests: a few per write)."""
+    workers = [after[1][pid] - before[1].get(pid, 0.0) for pid in after[1]]
+    return {"master_ms": (after[0] - before[0]) * 1000 / writes,
+            "worker_ms": (sum(workers) / len(workers) if workers else 0.0) * 1000 / writes}
+
+
 def poll_into(result: dict[str, float | None], port: int, path: str, expect: bytes, started: float) -> None:
     result["served"] = wait_served(port, path, expect, started, started + 120)
 
@@ -125,6 +140,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                 time.sleep(0.1)
             served: list[float] = []
             acked: list[float] = []
+            cpu_before = cpu_split(gateway)
             for i in range(writes):
                 path = f"/bench-write/{i}"
                 expect = f"write {i}".encode()
@@ -141,8 +157,10 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                     raise BenchError(f"write {i}: {status} {answer[:300]!r}; served: {result}")
                 acked.append(acked_after * 1000)
                 served.append(float(result["served"] or 0) * 1000)
+            cpu = cpu_per_write(cpu_before, cpu_split(gateway), writes)
             return {"routes": routes, "writes": writes, "workers": workers,
                     "served_ms": percentiles(served), "acknowledged_ms": percentiles(acked),
+                    "cpu_per_write": cpu,
                     **master_phases(gateway.log_path), "load_average": os.getloadavg()}
         finally:
             gateway.stop()
@@ -164,6 +182,9 @@ def main() -> int:
         print(f"{count:>6} routes: served p50 {s['p50']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms; "
               f"acknowledged (every worker + file) p50 {a['p50']:.1f} p99 {a['p99']:.1f} ms "
               f"(load {result['load_average'][0]:.1f})", flush=True)
+        cpu = result["cpu_per_write"]
+        print(f"        CPU per write: master {cpu['master_ms']:.1f} ms, each worker {cpu['worker_ms']:.1f} ms",
+              flush=True)
         if "check_ms" in result:
             print(f"        master: check p50 {result['check_ms']['p50']:.1f} ms, then every worker "
                   f"p50 {result['workers_after_check_ms']['p50']:.1f} ms, the file p50 "

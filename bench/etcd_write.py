@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import yaml  # noqa: E402
 
-from bench.admin_write import percentiles, poll_into, request  # noqa: E402
+from bench.admin_write import cpu_per_write, cpu_split, percentiles, poll_into, request  # noqa: E402
 from bench.common import BenchError, free_port, log, repo_env, spawn  # noqa: E402
 from bench.peers import generated_routes  # noqa: E402
 
@@ -111,6 +111,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
             for way in ("api", "etcd"):
                 served: list[float] = []
                 acked: list[float] = []
+                cpu_before = cpu_split(gateway)
                 for i in range(writes):
                     path = f"/bench-{way}/{i}"
                     expect = f"{way} write {i}".encode()
@@ -132,6 +133,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                         raise BenchError(f"{way} write {i} never served:\n{gateway.tail_log()}")
                     served.append(float(seen["served"] or 0) * 1000)
                 result[f"{way}_served_ms"] = percentiles(served)
+                result[f"{way}_cpu_per_write"] = cpu_per_write(cpu_before, cpu_split(gateway), writes)
                 if acked:
                     result["api_acknowledged_ms"] = percentiles(acked)
             result["load_average"] = os.getloadavg()
@@ -159,6 +161,10 @@ def main() -> int:
               f"(acknowledged p50 {acked['p50']:.1f} p99 {acked['p99']:.1f}); etcd put served p50 "
               f"{direct['p50']:.1f} p99 {direct['p99']:.1f} ms (load {result['load_average'][0]:.1f})",
               flush=True)
+        for way in ("api", "etcd"):
+            cpu = result[f"{way}_cpu_per_write"]
+            print(f"        CPU per {way} write: master {cpu['master_ms']:.1f} ms, each worker "
+                  f"{cpu['worker_ms']:.1f} ms", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
