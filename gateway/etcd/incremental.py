@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from gateway.admin.api import StoreError
 from gateway.admin.api.resources import KINDS, Kind
 from gateway.config import Config, ConfigError, ConfigIssue, expand_env_in_data
@@ -47,6 +49,56 @@ def changed_config(running: Config, prefix: str, key: str, raw: bytes | None,
         source = f"etcd {prefix}"
         raise ConfigError([places.locate(ConfigIssue(file=source, path=e["config_path"], message=e["message"]))
                            for e in exc.errors]) from None
+
+
+def state_config(running: Config, prefix: str, base: dict[str, bytes], kvs: dict[str, bytes],
+                 keys: Iterable[str], recreated: Iterable[str], validate: Callable[[Any], Config]
+                 ) -> Config | None:
+    """The config of the state ``kvs``, from ``running`` (the config of the state ``base``) and
+    the ``keys`` that differ between them, each checked alone (``changed_config``); ``recreated``:
+    keys deleted and created again since ``base``, which now come last in their section. A key
+    refused is tried again once the others are in (what a burst adds may be what it needs);
+    the ConfigError names every key still refused, as the whole state's check would. None when
+    a recreated key is of a kind whose order this cannot redo (the caller checks the whole)."""
+    config = running
+    moved = [key for key in recreated if key in base and key in kvs]
+    for key in moved:
+        moved_config = moved_last(config, prefix, key)
+        if moved_config is None:
+            return None
+        config = moved_config
+    pending = changes_in_order(base, kvs, set(keys) | set(moved))
+    while pending:
+        refused: list[tuple[str, bytes | None]] = []
+        issues: list[ConfigIssue] = []
+        for key, raw in pending:
+            try:
+                config = changed_config(config, prefix, key, raw, validate)
+            except ConfigError as exc:
+                refused.append((key, raw))
+                issues += exc.issues
+        if len(refused) == len(pending):
+            raise ConfigError(issues)
+        pending = refused
+    return config
+
+
+def moved_last(config: Config, prefix: str, key: str) -> Config | None:
+    """``config`` with the resource of ``key`` moved to the end of its list (where a key created
+    again is in creation order); None for a kind that is not a list of resources by name."""
+    parsed = parse_key(prefix, key)
+    if isinstance(parsed, str) or parsed[0].name == "global_rules":
+        return None
+    kind, name = parsed
+    field = kind.key_field
+    if field is None:
+        return None
+    items = list(getattr(config, kind.name))
+    at = [i for i, item in enumerate(items) if getattr(item, field) == name]
+    if not at:
+        return config
+    items.append(items.pop(at[0]))
+    return msgspec.structs.replace(config, **{kind.name: items})
 
 
 def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterable[str]
