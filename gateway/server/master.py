@@ -264,11 +264,11 @@ class Master(ConfigReload, WorkerSupervision):
         loop.add_signal_handler(signal.SIGINT, lambda: self.spawn(self.stop(fast=self.stopping)))  # twice: now
         loop.add_signal_handler(signal.SIGQUIT, lambda: self.spawn(self.stop(fast=True)))
         await self.start_all(count)
+        heap.settle()  # before the status says it serves: the watches start right after that
         self.serving = True
         log.info("gateway master %d: %d workers serving %s (config version %d)", os.getpid(),
                  count, ", ".join(listen_addresses(config)), self.version)
         self.write_status()
-        heap.settle()
         if self.config_file is not None:
             self.spawn(self.watch())
         if self.etcd is not None:
