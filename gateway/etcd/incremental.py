@@ -59,7 +59,8 @@ def state_config(running: Config, prefix: str, base: dict[str, bytes], kvs: dict
     keys deleted and created again since ``base``, which now come last in their section. A key
     refused is tried again once the others are in (what a burst adds may be what it needs);
     the ConfigError names every key still refused, as the whole state's check would. None when
-    a recreated key is of a kind whose order this cannot redo (the caller checks the whole)."""
+    the whole state must be checked instead: a recreated key of a kind whose order this cannot
+    redo, or a key that passed only on a second pass."""
     config = running
     moved = [key for key in recreated if key in base and key in kvs]
     for key in moved:
@@ -68,6 +69,7 @@ def state_config(running: Config, prefix: str, base: dict[str, bytes], kvs: dict
             return None
         config = moved_config
     pending = changes_in_order(base, kvs, set(keys) | set(moved))
+    retried = False
     while pending:
         refused: list[tuple[str, bytes | None]] = []
         issues: list[ConfigIssue] = []
@@ -79,8 +81,10 @@ def state_config(running: Config, prefix: str, base: dict[str, bytes], kvs: dict
                 issues += exc.issues
         if len(refused) == len(pending):
             raise ConfigError(issues)
-        pending = refused
-    return config
+        pending, retried = refused, retried or bool(refused)
+    # a key taken in on a second pass may have come after one created later: the whole
+    # state's check has the creation order
+    return None if retried else config
 
 
 def moved_last(config: Config, prefix: str, key: str) -> Config | None:

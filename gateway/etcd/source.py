@@ -10,9 +10,11 @@
   from a dead one.
 - Each state (coalesced: a burst of events is one candidate) goes through the checker every
   config goes through: the few keys changed since the running config's state one by one, on the
-  part of the config each can affect (``incremental.py``), else (many keys, a full read, or a
-  change refused alone) the whole state; an invalid one is logged with the key and the reason
-  and the running config stays. A good one is applied to every worker (as a delta) and, a
+  part of the config each can affect (``incremental.py``; a key refused alone is tried again
+  after the others, and one deleted and created again moves last), else (many keys, a full
+  read) the whole state; an invalid one is logged with the keys and the reasons and the running
+  config stays. A refused key left in etcd stays among the changes checked against the running
+  config until it is fixed. A good one is applied to every worker (as a delta) and, a
   moment later, written to the on-disk copy (``backup.py``).
 
 The running config is labelled with the etcd revision of the state it came from: status.json

@@ -2,9 +2,10 @@
 ``modifiedIndex`` are etcd's ``create_revision`` and ``mod_revision``.
 
 Reads go to etcd (what another node wrote is there at once). A write is validated first: the
-state etcd would hold with it, checked as the watch does (only the part of the config the write
-can affect when the watch has applied everything it saw, else the whole state composed; 400 with
-the path in the body; 409 naming the keys of the others at fault). Then it is one transaction: the put (or
+state etcd would hold with it, checked as the watch does (the changes the watch has not applied
+yet and the write, on the part of the config they can affect, from the config of the state it
+applied last; the whole state composed when those are many; 400 with the path in the body; 409
+naming the keys of the others at fault). Then it is one transaction: the put (or
 delete) if the key's ``mod_revision`` is still the one the client expects (``If-Match``: 412
 otherwise; a create by POST: the key must not exist). The value is the body as written
 (``${VAR}`` unexpanded: secrets stay out of etcd). The answer comes once this node's workers
