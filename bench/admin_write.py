@@ -106,6 +106,20 @@ def cpu_per_write(before: tuple[float, dict[int, float]], after: tuple[float, di
             "worker_ms": (sum(workers) / len(workers) if workers else 0.0) * 1000 / writes}
 
 
+def serving(admin: int, headers: dict[str, str], workers: int) -> bool:
+    """Every worker runs the master's config version (the admin listener answers before the
+    workers start: a write then would time the start too)."""
+    try:
+        status, body = request(admin, "GET", "/status", headers=headers, timeout=5.0)
+    except OSError:
+        return False
+    if status != 200:
+        return False
+    report = json.loads(body)
+    versions = [w.get("version") for w in report.get("workers", [])]
+    return len(versions) == workers and all(v == report["master"]["version"] for v in versions)
+
+
 def poll_into(result: dict[str, float | None], port: int, path: str, expect: bytes, started: float) -> None:
     result["served"] = wait_served(port, path, expect, started, started + 120)
 
@@ -131,7 +145,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
             while True:  # ready once the Admin API answers (its first read parses the file)
                 try:
                     status, _ = request(admin, "GET", "/apisix/admin/routes?page_size=10", headers=headers)
-                    if status == 200:
+                    if status == 200 and serving(admin, headers, workers):
                         break
                 except OSError:
                     pass

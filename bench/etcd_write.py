@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import yaml  # noqa: E402
 
-from bench.admin_write import cpu_per_write, cpu_split, percentiles, poll_into, request  # noqa: E402
+from bench.admin_write import cpu_per_write, cpu_split, percentiles, poll_into, request, serving  # noqa: E402
 from bench.common import BenchError, free_port, log, repo_env, spawn  # noqa: E402
 from bench.peers import generated_routes  # noqa: E402
 
@@ -99,11 +99,8 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
         try:
             deadline = time.monotonic() + 300
             while True:
-                try:
-                    if request(admin, "GET", "/status", headers=headers)[0] == 200:
-                        break
-                except OSError:
-                    pass
+                if serving(admin, headers, workers):
+                    break
                 if gateway.proc.poll() is not None or time.monotonic() > deadline:
                     raise BenchError(f"the gateway did not start:\n{gateway.tail_log()}")
                 time.sleep(0.1)
