@@ -93,7 +93,7 @@ class NodeNames:
                     # its index only names where (for logs); found once, when it has names
                     found = route_names(0, route)
                     if found:
-                        at = next(i for i, r in enumerate(config.routes) if r is route)
+                        at = next((i for i, r in enumerate(config.routes) if r is route), 0)
                         found = route_names(at, route)
                 if found:
                     self.routes[key] = found
