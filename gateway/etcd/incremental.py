@@ -62,20 +62,21 @@ def state_config(running: Config, prefix: str, base: dict[str, bytes], kvs: dict
     the whole state must be checked instead: a recreated key of a kind whose order this cannot
     redo, or a key that passed only on a second pass."""
     config = running
-    moved = [key for key in recreated if key in base and key in kvs]
-    for key in moved:
-        moved_config = moved_last(config, prefix, key)
-        if moved_config is None:
-            return None
-        config = moved_config
-    pending = changes_in_order(base, kvs, set(keys) | set(moved))
+    moved = {key for key in recreated if key in base and key in kvs}
+    pending = changes_in_order(base, kvs, set(keys) | moved, moved)
     retried = False
     while pending:
         refused: list[tuple[str, bytes | None]] = []
         issues: list[ConfigIssue] = []
         for key, raw in pending:
+            start = config
+            if key in moved:  # created again: it takes its place among the new ones
+                moved_config = moved_last(config, prefix, key)
+                if moved_config is None:
+                    return None
+                start = moved_config
             try:
-                config = changed_config(config, prefix, key, raw, validate)
+                config = changed_config(start, prefix, key, raw, validate)
             except ConfigError as exc:
                 refused.append((key, raw))
                 issues += exc.issues
@@ -105,8 +106,8 @@ def moved_last(config: Config, prefix: str, key: str) -> Config | None:
     return msgspec.structs.replace(config, **{kind.name: items})
 
 
-def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterable[str]
-                     ) -> list[tuple[str, bytes | None]]:
+def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterable[str],
+                     moved: Iterable[str] = ()) -> list[tuple[str, bytes | None]]:
     """The keys whose value differs between ``base`` and ``kvs``: puts first, what others name
     before what names it (WRITE_ORDER; within a kind in creation order, ``kvs``'s), then deletes
     the other way round, so that a burst that ends valid passes through valid states (else the
@@ -117,8 +118,8 @@ def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterab
         kind = key.rsplit("/", 2)[-2] if key.count("/") >= 2 else ""
         return rank.get(kind, len(rank))
 
-    wanted = set(keys)
-    created = [k for k in kvs if k in wanted and base.get(k) != kvs[k]]
+    wanted, again = set(keys), set(moved)  # ``moved``: created again, maybe with the same value
+    created = [k for k in kvs if k in wanted and (base.get(k) != kvs[k] or k in again)]
     puts = sorted(created, key=order)  # stable: creation order within a kind
     deletes = sorted((k for k in keys if k not in kvs and k in base), key=lambda k: (-order(k), k))
     return [(k, kvs[k]) for k in puts] + [(k, None) for k in deletes]

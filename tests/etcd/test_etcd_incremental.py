@@ -98,7 +98,8 @@ def test_a_burst_checked_change_by_change_equals_the_whole_state(writes: list[An
         else:
             if i in recreate and key in kvs:
                 del kvs[key]  # deleted, then created again: last in creation order
-                recreated.add(key)
+            if key not in kvs and key in base:
+                recreated.add(key)  # as the watch sees it: created after it was deleted
             kvs[key] = orjson.dumps(value)
     keys = {k for k in set(base) | set(kvs) if base.get(k) != kvs.get(k)} | recreated
     try:
@@ -115,4 +116,5 @@ def test_a_burst_checked_change_by_change_equals_the_whole_state(writes: list[An
         # the whole check stops at its first failing phase (a key not a resource hides
         # another's bad reference): each key alone goes through every phase
         assert part[0] == "refused"
-        assert {file for file, _path, _message in reference[1]} <= set(part[1])
+        if f"etcd {PREFIX}" not in part[1]:  # the router's messages name no key, either check
+            assert {file for file, _path, _message in reference[1]} <= set(part[1])
