@@ -37,6 +37,8 @@ import yaml  # noqa: E402
 
 from bench.common import (  # noqa: E402
     BenchError,
+    cpu_per_write,
+    cpu_split,
     exit_with,
     free_port,
     http_request,
@@ -47,6 +49,7 @@ from bench.common import (  # noqa: E402
     route_count_parser,
     spawn_gateway,
     wait_status_200,
+    wait_workers_serving,
     write_json,
     write_text,
 )
@@ -90,8 +93,10 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
             # ready once the Admin API answers (its first read parses the file)
             wait_status_200(gateway, admin, "/apisix/admin/routes?page_size=10", 120,
                             ADMIN_HEADERS)
+            wait_workers_serving(gateway, admin, ADMIN_HEADERS, workers, 120)
             served: list[float] = []
             acked: list[float] = []
+            cpu_before = cpu_split(gateway)
             for i in range(writes):
                 path = f"/bench-write/{i}"
                 expect = f"write {i}".encode()
@@ -109,8 +114,10 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                     raise BenchError(f"write {i}: {status} {answer[:300]!r}; served: {result}")
                 acked.append(acked_after * 1000)
                 served.append(float(result["served"] or 0) * 1000)
+            cpu = cpu_per_write(cpu_before, cpu_split(gateway), writes)
             return {"routes": routes, "writes": writes, "workers": workers,
                     "served_ms": percentiles(served), "acknowledged_ms": percentiles(acked),
+                    "cpu_per_write": cpu,
                     **master_phases(gateway.log_path), "load_average": os.getloadavg()}
         finally:
             gateway.stop()
@@ -131,6 +138,9 @@ def main() -> int:
             print(f"        master: check p50 {result['check_ms']['p50']:.1f} ms, then every worker "
                   f"p50 {result['workers_after_check_ms']['p50']:.1f} ms, the file p50 "
                   f"{result['file_after_check_ms']['p50']:.1f} ms", flush=True)
+        cpu = result["cpu_per_write"]
+        print(f"        CPU per write: master {cpu['master_ms']:.1f} ms, each worker "
+              f"{cpu['worker_ms']:.1f} ms", flush=True)
     write_json(args.json, results)
     return 0
 

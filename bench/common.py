@@ -320,6 +320,43 @@ def wait_status_200(server: Server, port: int, path: str, timeout: float,
         time.sleep(0.1)
 
 
+def wait_workers_serving(server: Server, admin: int, headers: dict, workers: int,
+                         timeout: float) -> None:
+    """Polls the admin ``/status`` until every worker runs the master's config version: the
+    admin listener answers before the workers start, and a write timed then would time the
+    start too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, body = http_request(admin, "/status", timeout=5.0, headers=headers)
+            if status == 200:
+                report = json.loads(body)
+                versions = [w.get("version") for w in report.get("workers", [])]
+                if len(versions) == workers and all(
+                        v == report["master"]["version"] for v in versions):
+                    return
+        except OSError:
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"{server.name} did not serve:\n{server.tail_log()}")
+        time.sleep(0.1)
+
+
+def cpu_split(server: Server) -> tuple[float, dict[int, float]]:
+    """CPU seconds so far of a gateway's master and of each worker (by pid)."""
+    tree = server.cpu()
+    return tree.get(server.pid, 0.0), {pid: s for pid, s in tree.items() if pid != server.pid}
+
+
+def cpu_per_write(before: tuple[float, dict[int, float]], after: tuple[float, dict[int, float]],
+                  writes: int) -> dict[str, float]:
+    """CPU milliseconds per write: the master's, and the mean of the workers' (a worker also
+    answers the poller's requests: a few per write)."""
+    workers = [after[1][pid] - before[1].get(pid, 0.0) for pid in after[1]]
+    return {"master_ms": (after[0] - before[0]) * 1000 / writes,
+            "worker_ms": (sum(workers) / len(workers) if workers else 0.0) * 1000 / writes}
+
+
 def wait_served(port: int, path: str, expect: bytes, started: float,
                 deadline: float) -> float | None:
     """Polls GET path on fresh connections until it answers 200 with ``expect``: the seconds

@@ -37,6 +37,8 @@ import yaml  # noqa: E402
 from bench.admin_write import ADMIN_HEADERS, KEY  # noqa: E402
 from bench.common import (  # noqa: E402
     BenchError,
+    cpu_per_write,
+    cpu_split,
     exit_with,
     free_port,
     http_request,
@@ -47,6 +49,7 @@ from bench.common import (  # noqa: E402
     route_count_parser,
     spawn_gateway,
     wait_status_200,
+    wait_workers_serving,
     write_json,
 )
 from bench.peers import generated_routes  # noqa: E402
@@ -107,10 +110,12 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
         gateway = spawn_gateway(tmp, node, port, workers=workers, env=env)
         try:
             wait_status_200(gateway, admin, "/status", 300, ADMIN_HEADERS)
+            wait_workers_serving(gateway, admin, ADMIN_HEADERS, workers, 300)
             result: dict[str, Any] = {"routes": routes, "writes": writes, "workers": workers}
             for way in ("api", "etcd"):
                 served: list[float] = []
                 acked: list[float] = []
+                cpu_before = cpu_split(gateway)
                 for i in range(writes):
                     path = f"/bench-{way}/{i}"
                     expect = f"{way} write {i}".encode()
@@ -132,6 +137,7 @@ def measure(routes: int, writes: int, workers: int) -> dict[str, Any]:
                         raise BenchError(f"{way} write {i} never served:\n{gateway.tail_log()}")
                     served.append(float(seen["served"] or 0) * 1000)
                 result[f"{way}_served_ms"] = percentiles(served)
+                result[f"{way}_cpu_per_write"] = cpu_per_write(cpu_before, cpu_split(gateway), writes)
                 if acked:
                     result["api_acknowledged_ms"] = percentiles(acked)
             result["load_average"] = os.getloadavg()
@@ -155,6 +161,10 @@ def main() -> int:
               f"(acknowledged p50 {acked['p50']:.1f} p99 {acked['p99']:.1f}); etcd put served p50 "
               f"{direct['p50']:.1f} p99 {direct['p99']:.1f} ms (load {result['load_average'][0]:.1f})",
               flush=True)
+        for way in ("api", "etcd"):
+            cpu = result[f"{way}_cpu_per_write"]
+            print(f"        CPU per {way} write: master {cpu['master_ms']:.1f} ms, each worker "
+                  f"{cpu['worker_ms']:.1f} ms", flush=True)
     write_json(args.json, results)
     return 0
 

@@ -35,6 +35,7 @@ edit = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 11)),
     st.tuples(st.just("upstream"), st.integers(0, 4)),
     st.tuples(st.just("shuffle"), st.just(0)),
+    st.tuples(st.just("recreate"), route),
 )
 
 
@@ -50,6 +51,8 @@ def edited(config: Config, step: tuple[str, Any]) -> Config:
             routes.append(arg)
     elif what == "delete":
         routes = [r for r in routes if r.id != f"r{arg}"]
+    elif what == "recreate":  # an etcd key deleted and created again: it comes last
+        routes = [r for r in routes if r.id != arg.id] + [arg]
     elif what == "upstream":
         ups = [u for u in config.upstreams if u.id != f"u{arg}"] + [
             Upstream(id=f"u{arg}", nodes=config.upstreams[0].nodes)]
@@ -104,3 +107,12 @@ def test_a_route_write_is_sent_as_one_change() -> None:
     settings_changed = msgspec.structs.replace(new, gateway=msgspec.structs.replace(
         new.gateway, keepalive_timeout=5))
     assert changes_between(new, settings_changed) is None
+
+
+def test_a_route_created_again_is_sent_as_its_removal_and_its_addition() -> None:
+    moved = Route(id="r2", uri="/moved", upstream_id="u0")
+    new = edited(BASE, ("recreate", moved))
+    assert changes_between(BASE, new) == [("routes", "r2", None), ("routes", "r2", moved)]
+    assert apply_changes(BASE, changes_between(BASE, new) or []) == new
+    parts = with_route_changes(compile_parts(BASE), new, changes_between(BASE, new) or [])
+    assert parts is not None and requests(parts) == requests(compile_parts(new))

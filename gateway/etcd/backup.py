@@ -1,5 +1,6 @@
 """The on-disk copy of etcd's last good state (``etcd-snapshot.json``), written a moment after
-the state is applied, in a thread, and only the newest of a burst: at 10k routes the copy is
+the state is applied, in a thread, and only the newest of a burst (or every few seconds during a
+stream of writes): at 10k routes the copy is
 megabytes of JSON, and a write to etcd must not wait for it (as ``server/last_good.py`` does for
 file mode's copy).
 """
@@ -10,6 +11,9 @@ from typing import Protocol
 
 #: Seconds a copy waits for a newer state to write instead.
 DELAY = 0.5
+#: A stream of states (a write every few hundred ms) is still copied this often: writing the
+#: copy holds the interpreter lock for tens of ms on a busy machine, which the writes wait for.
+MAX_DELAY = 5.0
 
 
 class Saver(Protocol):
@@ -28,11 +32,17 @@ class BackupWriter:
             self.task = asyncio.get_running_loop().create_task(self.write_latest())
 
     async def write_latest(self) -> None:
+        """Once no newer state came for DELAY (or MAX_DELAY after the first unsaved one)."""
+        loop = asyncio.get_running_loop()
         while self.latest is not None:
-            await asyncio.sleep(DELAY)
-            revision, kvs = self.latest
-            self.latest = None
-            await asyncio.to_thread(self.saver.save_backup, revision, kvs)
+            give_up = loop.time() + MAX_DELAY
+            waited_for = None
+            while self.latest is not waited_for and loop.time() < give_up:
+                waited_for = self.latest
+                await asyncio.sleep(DELAY)
+            latest, self.latest = self.latest, None
+            if latest is not None:
+                await asyncio.to_thread(self.saver.save_backup, *latest)
 
     async def flush(self) -> None:
         """On stop: the newest copy is written now, not lost with the delay."""

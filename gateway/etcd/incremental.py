@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from gateway.admin.api import StoreError
 from gateway.admin.api.resources import KINDS, Kind
 from gateway.config import Config, ConfigError, ConfigIssue, expand_env_in_data
@@ -49,8 +51,63 @@ def changed_config(running: Config, prefix: str, key: str, raw: bytes | None,
                            for e in exc.errors]) from None
 
 
-def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterable[str]
-                     ) -> list[tuple[str, bytes | None]]:
+def state_config(running: Config, prefix: str, base: dict[str, bytes], kvs: dict[str, bytes],
+                 keys: Iterable[str], recreated: Iterable[str], validate: Callable[[Any], Config]
+                 ) -> Config | None:
+    """The config of the state ``kvs``, from ``running`` (the config of the state ``base``) and
+    the ``keys`` that differ between them, each checked alone (``changed_config``); ``recreated``:
+    keys deleted and created again since ``base``, which now come last in their section. A key
+    refused is tried again once the others are in (what a burst adds may be what it needs);
+    the ConfigError names every key still refused, as the whole state's check would. None when
+    the whole state must be checked instead: a recreated key of a kind whose order this cannot
+    redo, or a key that passed only on a second pass."""
+    config = running
+    moved = {key for key in recreated if key in base and key in kvs}
+    pending = changes_in_order(base, kvs, set(keys) | moved, moved)
+    retried = False
+    while pending:
+        refused: list[tuple[str, bytes | None]] = []
+        issues: list[ConfigIssue] = []
+        for key, raw in pending:
+            start = config
+            if key in moved:  # created again: it takes its place among the new ones
+                moved_config = moved_last(config, prefix, key)
+                if moved_config is None:
+                    return None
+                start = moved_config
+            try:
+                config = changed_config(start, prefix, key, raw, validate)
+            except ConfigError as exc:
+                refused.append((key, raw))
+                issues += exc.issues
+        if len(refused) == len(pending):
+            raise ConfigError(issues)
+        pending, retried = refused, retried or bool(refused)
+    # a key taken in on a second pass may have come after one created later: the whole
+    # state's check has the creation order
+    return None if retried else config
+
+
+def moved_last(config: Config, prefix: str, key: str) -> Config | None:
+    """``config`` with the resource of ``key`` moved to the end of its list (where a key created
+    again is in creation order); None for a kind that is not a list of resources by name."""
+    parsed = parse_key(prefix, key)
+    if isinstance(parsed, str) or parsed[0].name == "global_rules":
+        return None
+    kind, name = parsed
+    field = kind.key_field
+    if field is None:
+        return None
+    items = list(getattr(config, kind.name))
+    at = [i for i, item in enumerate(items) if getattr(item, field) == name]
+    if not at:
+        return config
+    items.append(items.pop(at[0]))
+    return msgspec.structs.replace(config, **{kind.name: items})
+
+
+def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterable[str],
+                     moved: Iterable[str] = ()) -> list[tuple[str, bytes | None]]:
     """The keys whose value differs between ``base`` and ``kvs``: puts first, what others name
     before what names it (WRITE_ORDER; within a kind in creation order, ``kvs``'s), then deletes
     the other way round, so that a burst that ends valid passes through valid states (else the
@@ -61,8 +118,8 @@ def changes_in_order(base: dict[str, bytes], kvs: dict[str, bytes], keys: Iterab
         kind = key.rsplit("/", 2)[-2] if key.count("/") >= 2 else ""
         return rank.get(kind, len(rank))
 
-    wanted = set(keys)
-    created = [k for k in kvs if k in wanted and base.get(k) != kvs[k]]
+    wanted, again = set(keys), set(moved)  # ``moved``: created again, maybe with the same value
+    created = [k for k in kvs if k in wanted and (base.get(k) != kvs[k] or k in again)]
     puts = sorted(created, key=order)  # stable: creation order within a kind
     deletes = sorted((k for k in keys if k not in kvs and k in base), key=lambda k: (-order(k), k))
     return [(k, kvs[k]) for k in puts] + [(k, None) for k in deletes]

@@ -10,9 +10,11 @@
   from a dead one.
 - Each state (coalesced: a burst of events is one candidate) goes through the checker every
   config goes through: the few keys changed since the running config's state one by one, on the
-  part of the config each can affect (``incremental.py``), else (many keys, a full read, or a
-  change refused alone) the whole state; an invalid one is logged with the key and the reason
-  and the running config stays. A good one is applied to every worker (as a delta) and, a
+  part of the config each can affect (``incremental.py``; a key refused alone is tried again
+  after the others, and one deleted and created again moves last), else (many keys, a full
+  read) the whole state; an invalid one is logged with the keys and the reasons and the running
+  config stays. A refused key left in etcd stays among the changes checked against the running
+  config until it is fixed. A good one is applied to every worker (as a delta) and, a
   moment later, written to the on-disk copy (``backup.py``).
 
 The running config is labelled with the etcd revision of the state it came from: status.json
@@ -31,11 +33,12 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
+from gateway import heap
 from gateway.atomic_file import write_atomically
 from gateway.config import Config, ConfigError, ConfigIssue, EtcdStore
 from gateway.etcd.backup import BackupWriter
 from gateway.etcd.client import EtcdClient, EtcdError, WatchResponse, by_creation
-from gateway.etcd.incremental import MAX_CHANGES, changed_config, changes_in_order
+from gateway.etcd.incremental import MAX_CHANGES, state_config
 from gateway.etcd.keys import compose
 from gateway.server.state import InstanceState
 
@@ -106,6 +109,12 @@ class EtcdSource:
         self.base_config: Config | None = None
         #: the keys changed since ``base`` (None: too many, or a full read: check whole)
         self.unapplied: set[str] | None = None
+        #: of those, the keys deleted and created again (their resource now comes last)
+        self.recreated: set[str] = set()
+        #: the keys of the state being checked and applied now (not yet ``base``)
+        self.in_flight: tuple[set[str] | None, set[str]] = (set(), set())
+        #: how many states were checked change by change, and whole
+        self.checks = {"changes": 0, "whole": 0}
         self.backup_writer = BackupWriter(self)
 
     @property
@@ -187,6 +196,7 @@ class EtcdSource:
         """``config`` (the next running one) is the one of the state ``kvs``."""
         self.base, self.base_config = dict(kvs), config
         self.unapplied = set()
+        self.recreated = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -274,10 +284,11 @@ class EtcdSource:
                 self.kvs[event.kv.key] = event.kv.value
             self.position = max(self.position, event.kv.mod_revision)
             if self.unapplied is not None:
-                # deleted and created again: same value maybe, but its place is now the last
-                recreated = event.kv.key in self.unapplied and event.kv.create_revision == event.kv.mod_revision
+                if event.kv.key in self.unapplied and event.kv.create_revision == event.kv.mod_revision:
+                    # deleted and created again: same value maybe, but its place is now the last
+                    self.recreated.add(event.kv.key)
                 self.unapplied.add(event.kv.key)
-                if len(self.unapplied) > MAX_CHANGES or recreated:
+                if len(self.unapplied) > MAX_CHANGES:
                     self.unapplied = None
         self.changed.set()
 
@@ -287,16 +298,30 @@ class EtcdSource:
         while True:
             await self.changed.wait()
             self.changed.clear()
-            keys, self.unapplied = self.unapplied, set()
+            keys, recreated = self.unapplied, self.recreated
+            self.unapplied, self.recreated = set(), set()
+            self.in_flight = (keys, recreated)
             try:
-                await self.apply_state(self.position, dict(self.kvs), keys)
+                await self.apply_state(self.position, dict(self.kvs), keys, recreated)
             except Exception:  # noqa: BLE001 - the next state is applied all the same
                 self.unapplied = None  # which keys the running config lacks is not known
                 log.exception("etcd revision %d could not be applied", self.position)
+            finally:
+                self.in_flight = (set(), set())
 
-    async def apply_state(self, revision: int, kvs: dict[str, bytes], keys: set[str] | None = None) -> None:
+    def pending(self) -> tuple[set[str] | None, set[str]]:
+        """The keys that differ between ``base`` and ``kvs`` now (None: not known), and which of
+        them were created again: those the watch has not applied yet and those it is applying."""
+        (flying, flying_recreated), unapplied = self.in_flight, self.unapplied
+        if flying is None or unapplied is None:
+            return None, set()
+        return flying | unapplied, flying_recreated | self.recreated
+
+    async def apply_state(self, revision: int, kvs: dict[str, bytes], keys: set[str] | None = None,
+                          recreated: set[str] | None = None) -> None:
         """One state of etcd, checked; applied to every worker when it is good and new.
-        ``keys``: those changed since ``base`` (checked one by one when they are few)."""
+        ``keys``: those changed since ``base`` (checked one by one when they are few), of which
+        ``recreated`` were deleted and created again."""
         started = time.monotonic()
         host = self.host
         try:
@@ -306,13 +331,17 @@ class EtcdSource:
                 changed = expected[1]  # checked by the Admin API write that made this state
             else:
                 async with host.reload_lock:
-                    changed = await asyncio.to_thread(self.changed_config, kvs, keys)
-            config = changed if changed is not None else await asyncio.to_thread(self.compose, kvs)
+                    base, base_config = self.base, self.base_config
+                    changed = await asyncio.to_thread(self.changed_config, base, base_config, kvs,
+                                                      keys, recreated or set())
+            config = changed if changed is not None else await asyncio.to_thread(self.compose_counted, kvs)
         except ConfigError as exc:
             log.error("etcd revision %d rejected; still serving revision %d:\n%s", revision,
                       self.running, exc)
-            # the running config still comes from ``base``: the next state is checked against it
+            # the running config still comes from ``base``: the next state is checked against
+            # it, change by change (a key refused stays among the changes until it is fixed)
             self.unapplied = None if keys is None or self.unapplied is None else self.unapplied | keys
+            self.recreated |= recreated or set()
             self.processed(revision, False)
             return
         async with host.reload_lock:
@@ -332,21 +361,29 @@ class EtcdSource:
         if ok:
             self.backup_writer.save_soon(revision, kvs)
         self.processed(revision, ok)
+        if changed is None:
+            heap.settle()  # the whole state was composed: a new config of every route
 
-    def changed_config(self, kvs: dict[str, bytes], keys: set[str] | None) -> Config | None:
-        """The running config with the few ``keys`` changed one by one (the running one when
-        none really changed); None when the whole state must be checked instead: many keys, a
-        full read, or a change refused on its own (the whole check says why, or finds the
-        burst valid in the end)."""
-        config, base = self.base_config, self.base
+    def changed_config(self, base: dict[str, bytes] | None, config: Config | None,
+                       kvs: dict[str, bytes], keys: set[str] | None, recreated: set[str]) -> Config | None:
+        """The config of ``base`` (the running one) with the few ``keys`` changed one by one
+        (``incremental.state_config``; a ConfigError names the keys refused); None when the
+        whole state must be checked instead: many keys, or a full read."""
         if keys is None or base is None or config is None or len(keys) > MAX_CHANGES:
             return None
         try:
-            for key, raw in changes_in_order(base, kvs, keys):
-                config = changed_config(config, self.prefix, key, raw, self.validate)
+            changed = state_config(config, self.prefix, base, kvs, keys, recreated, self.validate)
         except ConfigError:
-            return None
-        return config
+            self.checks["changes"] += 1
+            raise
+        if changed is not None:
+            self.checks["changes"] += 1
+        return changed
+
+    def compose_counted(self, kvs: dict[str, bytes]) -> Config:
+        """The whole state checked (counted: status.json's ``store.checks``)."""
+        self.checks["whole"] += 1
+        return self.compose(kvs)
 
     def expect(self, kvs: dict[str, bytes], config: Config) -> None:
         """An Admin API write checked the state ``kvs`` as ``config``."""
@@ -393,7 +430,8 @@ class EtcdSource:
 
     def report(self) -> dict[str, Any]:
         return {"type": "etcd", "prefix": self.prefix, "revision": self.running,
-                "watched_revision": self.position, "connected": self.connected}
+                "watched_revision": self.position, "connected": self.connected,
+                "checks": dict(self.checks)}
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -27,8 +27,10 @@ def with_route_changes(parts: CompiledParts, config: Config,
         return None
     slots = dict(parts.slots)
     entries = list(parts.entries)
+    removed = {key for _s, key, route in changes if route is None}
+    # new routes, and routes removed and added again (moved to the end: an etcd key recreated)
     added = [route for _s, key, route in changes
-             if route is not None and route.status != 0 and key not in slots]
+             if route is not None and route.status != 0 and (key not in slots or key in removed)]
     if added and not _appended(config, added):
         return None
     edits: list[tuple[int, Any]] = []

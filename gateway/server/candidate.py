@@ -12,6 +12,7 @@ reference the tests compare this with (``tests/config/test_write_check.py``).
 """
 from __future__ import annotations
 
+import operator
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -90,10 +91,8 @@ def _position(running: Config, kind: Kind, name: str) -> int:
     if kind.key_field is None:
         return -1
     items = _items(running, kind)
-    for i, item in enumerate(items):
-        if getattr(item, kind.key_field) == name:
-            return i
-    return len(items)
+    names = list(map(operator.attrgetter(kind.key_field), items))  # 10k routes: C speed
+    return names.index(name) if name in names else len(items)
 
 
 def _prefix(kind: Kind, name: str, target: int) -> tuple[str | int, ...]:

@@ -94,6 +94,29 @@ def _list_changes(before: Sequence[Any], after: Sequence[Any], field: str) -> li
     changes += [(key, None) for key in old if key not in kept]
     # the worker must rebuild this very order
     if [k for k, _ in _applied_keys(list(old), changes)] != keys:
+        return _moves(old, after, keys, field)
+    return changes
+
+
+def _moves(old: dict[str, Any], after: Sequence[Any], keys: list[str], field: str
+           ) -> list[tuple[str, Any]] | None:
+    """The changes when ``after`` keeps the old order but for items moved to its end (an etcd
+    key deleted and created again comes last): each moved one removed and added again, after
+    the new ones before it; None when the order changed otherwise."""
+    position = {key: i for i, key in enumerate(old)}
+    # the longest start of ``after`` that is old items in their old order stays in place
+    start, last = 0, -1
+    for key in keys:
+        at = position.get(key)
+        if at is None or at < last:
+            break
+        start, last = start + 1, at
+    staying = set(keys[:start])
+    changes: list[tuple[str, Any]] = [(key, item) for key, item in zip(keys[:start], after[:start])
+                                      if old[key] is not item and old[key] != item]
+    changes += [(key, None) for key in old if key not in staying]
+    changes += [(key, item) for key, item in zip(keys[start:], after[start:])]
+    if [k for k, _ in _applied_keys(list(old), changes)] != keys:
         return None
     return changes
 
@@ -159,10 +182,15 @@ class Shipment:
         self.changes: list[Change] | None = None
         self._payload: bytes | None = None
 
-    def adopt(self, config: Config, version: int) -> None:
+    def adopt(self, config: Config, version: int, changes: list[Change] | None = None,
+              known: bool = False) -> None:
+        """``known``: ``changes`` is ``changes_between`` the config adopted last and this one
+        (the caller had it already)."""
         previous = self.config
         follows = previous is not None and version == self.version + 1
-        self.changes = changes_between(previous, config) if follows and previous is not None else None
+        if follows and previous is not None and not known:
+            changes = changes_between(previous, config)
+        self.changes = changes if follows else None
         self.config, self.version, self._payload = config, version, None
 
     @property

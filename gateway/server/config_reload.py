@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway import heap
 from gateway.config import Config, ConfigError, FileChecks
 from gateway.server import rolling
 from gateway.server.config_file import ConfigFile
@@ -104,6 +105,7 @@ class ConfigReload(WorkerSupervision):
             self.config_raw = raw
             if not change.needed:
                 applied = await self.apply(config, reason, save_first=True)
+                heap.settle()
                 self.preload_document()
                 return applied
             await self.follow_names(config)
@@ -122,6 +124,7 @@ class ConfigReload(WorkerSupervision):
                      "applied by every worker" if ok else "NOT applied by every worker",
                      (time.monotonic() - started) * 1000)
             self.write_status()
+            heap.settle()
             self.preload_document()
             return ok
 

@@ -11,8 +11,10 @@ from watchfiles import awatch
 async def watch_config_file(target: Path, reload: Callable[[], Awaitable[object]],
                             stopping: Callable[[], bool]) -> None:
     first = True
+    # not recursive: the state dir (status.json at every write), logs or an etcd's data in
+    # folders beside the file would wake the master at every write of theirs
     async for changes in awatch(target.parent, debounce=50, step=20, rust_timeout=200,
-                                yield_on_timeout=True,
+                                yield_on_timeout=True, recursive=False,
                                 watch_filter=lambda _c, p: Path(p) == target):
         if stopping():
             return

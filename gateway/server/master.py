@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway import heap
 from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway.admin import AdminServer
 from gateway.admin.api import AdminApi
@@ -31,7 +32,7 @@ from gateway.config import (
     default_config,
 )
 from gateway.server.checks import CHECKS, check_bytes, check_file_mode, load_and_check
-from gateway.server.config_delta import Shipment
+from gateway.server.config_delta import Change, Shipment, changes_between
 from gateway.server.config_file import ConfigFile
 from gateway.server.config_reload import ConfigReload, ReloadCounts
 from gateway.server.fd_limits import FdWatch, raise_fd_limit
@@ -46,7 +47,7 @@ from gateway.server.state import InstanceState
 from gateway.server.status_report import StoreReport, WorkerPolls, gateway_status
 from gateway.server.worker_supervision import WorkerHandle, WorkerSupervision, listen_addresses
 from gateway.upstream.health_checker import HealthChecker
-from gateway.upstream.names import node_names
+from gateway.upstream.names import NodeNames
 from gateway.upstream.resolver import NodeResolver
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class Master(ConfigReload, WorkerSupervision):
         #: API's file store edits this document and refuses to write over any other.
         self.config_raw: bytes | None = None
         self.shipment = Shipment()  # the running version as frames for the workers
+        #: (running config, next config, changes_between them): computed once per version
+        self.pending_changes: tuple[Config | None, Config, list[Change] | None] | None = None
+        self.names = NodeNames()  # the host names in the running config's nodes
         self.version = 0
         self.workers: dict[int, WorkerHandle] = {}
         self.retiring: set[WorkerHandle] = set()
@@ -92,6 +96,8 @@ class Master(ConfigReload, WorkerSupervision):
         self.reload_lock = asyncio.Lock()
         self.last_good = LastGoodCopy(self.state)
         self.reloads = ReloadCounts()
+        #: applies waiting for every worker's acknowledgement (each writes the status after)
+        self.converging = 0
         self.fd_watch = FdWatch(log, "the master")
         # Shared memory the workers attach to (rate limits exact across workers); created once,
         # so limits survive worker restarts and config reloads.
@@ -133,12 +139,24 @@ class Master(ConfigReload, WorkerSupervision):
         self.config_file.seen_digest = digest  # the broken bytes too: not re-checked unchanged
         return config
 
+    def changes_to(self, config: Config) -> list[Change] | None:
+        """What turns the running config into ``config`` (config_delta), computed once for the
+        shipment, the names and the limits; None: read it whole."""
+        known = self.pending_changes
+        if known is not None and known[0] is self.config and known[1] is config:
+            return known[2]
+        changes = changes_between(self.config, config) if self.config is not None else None
+        self.pending_changes = (self.config, config, changes)
+        return changes
+
     def adopt(self, config: Config, persist: bool = True) -> None:
+        previous, changes = self.config, self.changes_to(config)
+        self.pending_changes = None
         self.config = config
         self.version += 1
-        self.shipment.adopt(config, self.version)
+        self.shipment.adopt(config, self.version, changes, known=previous is not None)
         self.health_checker.apply(config, self.addresses)
-        self.redis_syncer.apply(config)
+        self.redis_syncer.apply(config, previous, changes)
         if config.gateway.state_dir and Path(config.gateway.state_dir) != self.state.state_dir:
             self.state.move_to(Path(config.gateway.state_dir))
         if persist:
@@ -197,7 +215,11 @@ class Master(ConfigReload, WorkerSupervision):
             self.send_config(handle)
         if not save_first:
             self.spawn(self.last_good.save_soon(config))
-        ok = await self.wait_converged(self.version, timeout=30.0)
+        self.converging += 1
+        try:
+            ok = await self.wait_converged(self.version, timeout=30.0)
+        finally:
+            self.converging -= 1
         log.info("config version %d (%s) %s in %.1f ms", self.version, reason,
                  "applied by every worker" if ok else "NOT applied by every worker",
                  (time.monotonic() - started) * 1000)
@@ -242,6 +264,7 @@ class Master(ConfigReload, WorkerSupervision):
         loop.add_signal_handler(signal.SIGINT, lambda: self.spawn(self.stop(fast=self.stopping)))  # twice: now
         loop.add_signal_handler(signal.SIGQUIT, lambda: self.spawn(self.stop(fast=True)))
         await self.start_all(count)
+        heap.settle()  # before the status says it serves: the watches start right after that
         self.serving = True
         log.info("gateway master %d: %d workers serving %s (config version %d)", os.getpid(),
                  count, ", ".join(listen_addresses(config)), self.version)
@@ -351,7 +374,7 @@ class Master(ConfigReload, WorkerSupervision):
     async def follow_names(self, config: Config) -> None:
         """Resolves the host names of ``config``'s nodes before any worker compiles it (a name
         that cannot be resolved is logged and its node left out until it resolves)."""
-        names = node_names(config)
+        names = self.names.update(config, self.config, self.changes_to(config))
         if self.resolver is None:
             if not names:
                 return  # no name, no resolver: an all-IP config costs nothing

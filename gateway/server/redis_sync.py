@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,31 +59,50 @@ class SyncPlan:
 
 def sync_plans(config: Any) -> dict[int, SyncPlan]:
     """The synced limits of ``config`` (routes, consumers, global rules) by tag."""
+    return merged_plans([plans_of(route.plugins) for route in config.routes if route.plugins]
+                        + _other_plans(config))
+
+
+def _other_plans(config: Any) -> list[list[SyncPlan]]:
+    return [plans_of(c.plugins) for c in config.consumers] + \
+        [plans_of(rule.plugins) for rule in config.global_rule_list]
+
+
+def plans_of(plugins: Any) -> list[SyncPlan]:
+    """The synced limits of one set of plugin configs (a route's, a consumer's, a rule's)."""
     from gateway.plugins.limit_count import LimitCountConfig
     from gateway.plugins.limit_req import LimitReqConfig
 
-    plans: dict[int, SyncPlan] = {}
+    out: list[SyncPlan] = []
+    for name, struct in (("limit-count", LimitCountConfig), ("limit-req", LimitReqConfig)):
+        raw = plugins.get(name) if plugins else None
+        if not isinstance(raw, dict) or raw.get("policy") not in ("redis", "redis-cluster"):
+            continue
+        try:
+            conf: Any = msgspec.convert(raw, struct)
+        except (msgspec.ValidationError, ValueError):
+            continue  # the config check reports it; nothing to sync
+        if name == "limit-count":
+            tag = synced_tag_of(conf, name, conf.time_window)
+            window, interval_us = float(conf.time_window), 0
+        else:
+            tag = synced_tag_of(conf, name, conf.rate)
+            window, interval_us = REQ_CONSUMED_WINDOW, round(1e6 / conf.rate)
+        if tag is not None:
+            out.append(SyncPlan(tag, name, window, interval_us, float(conf.sync_interval),
+                                RedisLink.of(conf)))
+    return out
 
-    def visit(plugins: Any) -> None:
-        for name, struct in (("limit-count", LimitCountConfig), ("limit-req", LimitReqConfig)):
-            raw = plugins.get(name) if plugins else None
-            if not isinstance(raw, dict) or raw.get("policy") not in ("redis", "redis-cluster"):
-                continue
-            try:
-                conf: Any = msgspec.convert(raw, struct)
-            except (msgspec.ValidationError, ValueError):
-                continue  # the config check reports it; nothing to sync
-            if name == "limit-count":
-                tag = synced_tag_of(conf, name, conf.time_window)
-                window, interval_us = float(conf.time_window), 0
-            else:
-                tag = synced_tag_of(conf, name, conf.rate)
-                window, interval_us = REQ_CONSUMED_WINDOW, round(1e6 / conf.rate)
-            if tag is None:
-                continue
+
+def merged_plans(groups: list[list[SyncPlan]]) -> dict[int, SyncPlan]:
+    """One plan per tag (the shortest sync interval of those sharing it)."""
+    plans: dict[int, SyncPlan] = {}
+    for group in groups:
+        for found in group:
+            plan = SyncPlan(found.tag, found.kind, found.window, found.interval_us,
+                            found.sync_interval, found.link)
+            tag, name = plan.tag, plan.kind
             known = plans.get(tag)
-            plan = SyncPlan(tag, name, window, interval_us, float(conf.sync_interval),
-                            RedisLink.of(conf))
             if known is None:
                 plans[tag] = plan
             elif (known.kind, known.window, known.interval_us, known.link) != \
@@ -95,13 +115,6 @@ def sync_plans(config: Any) -> dict[int, SyncPlan]:
                 plans[tag] = SyncPlan(tag, "collision", 0, 0, plan.sync_interval, plan.link)
             else:
                 known.sync_interval = min(known.sync_interval, plan.sync_interval)
-
-    for route in config.routes:
-        visit(route.plugins)
-    for consumer in config.consumers:
-        visit(consumer.plugins)
-    for rule in config.global_rule_list:
-        visit(rule.plugins)
     return {tag: plan for tag, plan in plans.items() if plan.kind != "collision"}
 
 
@@ -115,9 +128,30 @@ class RedisLimitSyncer:
         self.pushed_at: dict[int, float] = {}
         self.task: asyncio.Task[None] | None = None
         self.closed = False
+        #: route id -> its synced limits (routes without any are left out), of the config ``last``
+        self.route_plans: dict[str, list[SyncPlan]] = {}
+        self.last: Any = None
 
-    def apply(self, config: Any) -> None:
-        self.plans = sync_plans(config)
+    def apply(self, config: Any, base: Any = None, changes: Sequence[tuple[str, str, Any]] | None = None) -> None:
+        """Syncs the limits of ``config``; ``changes``: what changed since ``base`` (config_delta),
+        when that is the config applied last: the routes' limits are kept by route id and only
+        the changed routes are read again."""
+        last, self.last = self.last, config
+        if changes is None or base is None or base is not last:
+            self.route_plans = {}
+            for route in config.routes:
+                found = plans_of(route.plugins) if route.plugins else []
+                if found:
+                    self.route_plans[route.id] = found
+        else:
+            for section, key, value in changes:
+                if section == "routes":
+                    found = plans_of(value.plugins) if value is not None and value.plugins else []
+                    if found:
+                        self.route_plans[key] = found
+                    else:
+                        self.route_plans.pop(key, None)
+        self.plans = merged_plans(list(self.route_plans.values()) + _other_plans(config))
         if self.plans and self.task is None and not self.closed:
             self.task = asyncio.ensure_future(self.run())
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import uvloop
 
+from gateway import heap
 from gateway._native import SharedHealth, SharedLimiter, SharedMetrics
 from gateway._proto import Server
 from gateway.config import Config, config_from_bytes
@@ -166,6 +167,7 @@ class Worker:
             if changes is not None and self.parts is not None \
                     and self.parts.env.addresses == self.addresses:  # else nodes need them
                 parts = with_route_changes(self.parts, config, changes)
+            whole = parts is None
             if parts is None:
                 parts = self._compile(config, self.addresses)
             runtime = runtime_of(parts, config, version)
@@ -201,6 +203,8 @@ class Worker:
         self.parts = parts
         self.version = version
         self._send({"type": "ack", "version": version, "pid": os.getpid()})
+        if whole:
+            heap.settle()  # after the ack: the master need not wait for it
 
     def _compile(self, config: Config, addresses: dict[str, list[str]]) -> CompiledParts:
         return compile_parts(config, limiter=self.limiter, metrics=self.metrics,

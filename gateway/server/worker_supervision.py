@@ -55,6 +55,7 @@ class WorkerSupervision:
     shipment: Shipment
     addresses: dict[str, list[str]]
     workers: dict[int, WorkerHandle]
+    converging: int
     retiring: set[WorkerHandle]
     crashes: dict[int, int]
     listeners: Listeners
@@ -131,7 +132,8 @@ class WorkerSupervision:
                 future = handle.acks.pop(version, None)
                 if future is not None and not future.done():
                     future.set_result(True)
-                self.write_status()
+                if not self.converging:  # else the apply writes it once every worker has it
+                    self.write_status()
             elif kind == "resync" and not handle.writer.is_closing():  # it missed a version
                 handle.writer.write(self.shipment.full_frame(self.addresses))
             elif kind == "pong":

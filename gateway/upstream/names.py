@@ -42,15 +42,74 @@ def node_names(config: Config) -> dict[str, str]:
             if is_name(node.host):
                 names.setdefault(node.host.lower(), f"upstreams[{i}].nodes[{j}].host")
     for i, route in enumerate(config.routes):
-        if route.upstream is not None:
-            for j, node in enumerate(route.upstream.nodes):
-                if is_name(node.host):
-                    names.setdefault(node.host.lower(), f"routes[{i}].upstream.nodes[{j}].host")
-        for host, where in _plugin_node_hosts(route.plugins, f"routes[{i}].plugins"):
-            names.setdefault(host.lower(), where)
+        if route.upstream is not None or route.plugins:
+            for host, where in route_names(i, route):
+                names.setdefault(host, where)
     for host, where in _plugin_node_hosts(config.global_plugins, "global_rules.plugins"):
         names.setdefault(host.lower(), where)
     return names
+
+
+def route_names(i: int, route: Any) -> list[tuple[str, str]]:
+    """The host names among one route's nodes (its inline upstream's, its plugins'), with where
+    each is used (the route at index ``i``)."""
+    out: list[tuple[str, str]] = []
+    if route.upstream is not None:
+        for j, node in enumerate(route.upstream.nodes):
+            if is_name(node.host):
+                out.append((node.host.lower(), f"routes[{i}].upstream.nodes[{j}].host"))
+    if route.plugins:
+        out += [(host.lower(), where) for host, where in _plugin_node_hosts(route.plugins, f"routes[{i}].plugins")]
+    return out
+
+
+class NodeNames:
+    """``node_names`` of the running config, kept across versions: the routes' names by route
+    id, so that a version shipped as a delta (config_delta) reads only the routes it changed."""
+
+    def __init__(self) -> None:
+        #: route id -> its names (routes without any are left out), of the config ``last``
+        self.routes: dict[str, list[tuple[str, str]]] = {}
+        self.last: Config | None = None
+
+    def update(self, config: Config, base: Config | None,
+               changes: Sequence[tuple[str, str, Any]] | None) -> dict[str, str]:
+        """The names of ``config``; ``changes``: what changed since ``base``, or None (every
+        route is read, as when ``base`` is not the config of the last call)."""
+        last, self.last = self.last, config
+        if changes is None or base is None or base is not last:
+            self.routes = {}
+            for i, route in enumerate(config.routes):
+                if route.upstream is not None or route.plugins:
+                    found = route_names(i, route)
+                    if found:
+                        self.routes[route.id] = found
+        else:
+            for section, key, route in changes:
+                if section != "routes":
+                    continue
+                found = []
+                if route is not None and (route.upstream is not None or route.plugins):
+                    # its index only names where (for logs); found once, when it has names
+                    found = route_names(0, route)
+                    if found:
+                        at = next((i for i, r in enumerate(config.routes) if r is route), 0)
+                        found = route_names(at, route)
+                if found:
+                    self.routes[key] = found
+                else:
+                    self.routes.pop(key, None)
+        names: dict[str, str] = {}
+        for i, up in enumerate(config.upstreams):
+            for j, node in enumerate(up.nodes):
+                if is_name(node.host):
+                    names.setdefault(node.host.lower(), f"upstreams[{i}].nodes[{j}].host")
+        for found in self.routes.values():
+            for host, where in found:
+                names.setdefault(host, where)
+        for host, where in _plugin_node_hosts(config.global_plugins, "global_rules.plugins"):
+            names.setdefault(host.lower(), where)
+        return names
 
 
 def _plugin_node_hosts(value: Any, where: str) -> Iterator[tuple[str, str]]:

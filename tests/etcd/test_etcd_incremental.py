@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from gateway.admin.api.resources import KINDS
 from gateway.config import Config, ConfigError, decode_config
-from gateway.etcd.incremental import changed_config, changes_in_order
+from gateway.etcd.incremental import changed_config, changes_in_order, state_config
 from gateway.etcd.keys import compose, document_resources, key_of
 from gateway.server.master import CHECKS
 from tests.config.test_write_check import BASE, WRITES
@@ -76,3 +76,45 @@ def test_a_burst_applies_what_others_name_first() -> None:
     for key, raw in changes:
         config = changed_config(config, PREFIX, key, raw, validate)
     assert config.fingerprint() == whole(kvs).fingerprint()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(WRITES, st.tuples(st.sampled_from(["routes", "upstreams"]), NAMES,
+                                            st.sampled_from([{"uri": "/n", "upstream_id": "a"},
+                                                             {"nodes": [{"host": "h", "port": 1}]}]))),
+                min_size=1, max_size=5),
+       st.sets(st.integers(0, 4)))
+def test_a_burst_checked_change_by_change_equals_the_whole_state(writes: list[Any], recreate: set[int]) -> None:
+    """Several keys changed at once, some deleted and created again (they come last): the
+    running config changed key by key is the whole state's, or both refuse it, naming at least
+    the keys the whole check names (unless the burst is left to the whole check)."""
+    base = dict(STATE)
+    kvs = dict(base)
+    recreated: set[str] = set()
+    for i, (kind, name, value) in enumerate(writes):
+        key = key_of(PREFIX, KINDS[kind], name)
+        if value is None:
+            kvs.pop(key, None)
+        else:
+            if i in recreate and key in kvs:
+                del kvs[key]  # deleted, then created again: last in creation order
+            if key not in kvs and key in base:
+                recreated.add(key)  # as the watch sees it: created after it was deleted
+            kvs[key] = orjson.dumps(value)
+    keys = {k for k in set(base) | set(kvs) if base.get(k) != kvs.get(k)} | recreated
+    try:
+        part: Any = state_config(whole(base), PREFIX, base, kvs, keys, recreated, validate)
+        part = None if part is None else ("ok", part.fingerprint())
+    except ConfigError as exc:
+        part = ("refused", sorted({i.file for i in exc.issues}))
+    if part is None:
+        return  # left to the whole check
+    reference = outcome(whole, kvs)
+    if reference[0] == "ok":
+        assert part == reference
+    else:
+        # the whole check stops at its first failing phase (a key not a resource hides
+        # another's bad reference): each key alone goes through every phase
+        assert part[0] == "refused"
+        if f"etcd {PREFIX}" not in part[1]:  # the router's messages name no key, either check
+            assert {file for file, _path, _message in reference[1]} <= set(part[1])
