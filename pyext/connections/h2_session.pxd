@@ -41,13 +41,10 @@ cdef class H2Connection(ClientConnection):
     cdef bint goaway_sent
     cdef size_t max_header_list_size
     cdef gw_response_head rhead            # scratch: a response head turned into HEADERS
-    cdef uint8_t *names                    # scratch: lowercased field names for nghttp2_nv
-    cdef size_t names_cap
-    cdef uint8_t *fields                   # scratch: the header block being read, as HTTP/1.1
-    cdef size_t fields_len                 # lines (blocks never interleave: RFC 9113 4.3)
-    cdef size_t fields_cap
-    cdef uint8_t *sendbuf                  # scratch: the frames one flush sends
-    cdef size_t sendbuf_cap
+    cdef h2_buf names                      # scratch: lowercased field names for nghttp2_nv
+    cdef h2_buf fields                     # scratch: the header block being read, as HTTP/1.1
+                                           # lines (blocks never interleave: RFC 9113 4.3)
+    cdef h2_buf sendbuf                    # scratch: the frames one flush sends
     cdef void put_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
     cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,

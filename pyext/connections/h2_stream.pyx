@@ -143,6 +143,7 @@ cdef class H2Stream(ClientConnection):
         cdef size_t nvlen = 1, i, j, off = 0
         cdef char status[3]
         cdef gw_header *e
+        cdef uint8_t *name
         cdef nghttp2_data_provider2 provider
         cdef int rc
         n = gw_parse_response(<const uint8_t *>d, PyBytes_GET_SIZE(head),
@@ -160,35 +161,24 @@ cdef class H2Stream(ClientConnection):
                 self.out.append(head)
                 self.out_first = n
             self.out_size += PyBytes_GET_SIZE(head) - n
-        if conn.names_cap < <size_t>n:
-            conn.names = <uint8_t *>PyMem_Realloc(conn.names, n)
-            if conn.names == NULL:
-                conn.names_cap = 0
-                raise MemoryError()
-            conn.names_cap = n
+        h2_buf_reserve(&conn.names, n)
         status[0] = <char>(48 + r.status // 100)
         status[1] = <char>(48 + (r.status // 10) % 10)
         status[2] = <char>(48 + r.status % 10)
-        nva[0].name = <uint8_t *>b":status"
-        nva[0].namelen = 7
-        nva[0].value = <uint8_t *>status
-        nva[0].valuelen = 3
-        nva[0].flags = NGHTTP2_NV_FLAG_NONE
+        h2_nv_set(&nva[0], <const uint8_t *>b":status", 7, <const uint8_t *>status, 3)
         for i in range(r.n_headers):
             e = &r.headers[i]
             if e.flags & H1_ONLY_FIELDS or nvlen >= H2_MAX_RESPONSE_FIELDS:
                 continue
             # HTTP/2 field names are lowercase (RFC 9113 8.2.1)
+            name = conn.names.data + off
             for j in range(e.name.len):
-                conn.names[off + j] = ascii_lower(<uint8_t>d[e.name.off + j])
-            nva[nvlen].name = conn.names + off
-            nva[nvlen].namelen = e.name.len
+                name[j] = ascii_lower(<uint8_t>d[e.name.off + j])
             off += e.name.len
-            nva[nvlen].value = <uint8_t *>d + e.value.off
-            nva[nvlen].valuelen = e.value.len
-            nva[nvlen].flags = NGHTTP2_NV_FLAG_NONE
-            if field_is_keep_alive(conn.names + off - e.name.len, e.name.len):
+            if field_is_keep_alive(name, e.name.len):
                 continue
+            h2_nv_set(&nva[nvlen], name, e.name.len, <const uint8_t *>d + e.value.off,
+                      e.value.len)
             nvlen += 1
         if body is not None and PyBytes_GET_SIZE(body):
             self.out.append(body)
@@ -314,21 +304,10 @@ cdef nghttp2_ssize h2_read_body(nghttp2_session *session, int32_t stream_id, uin
     """nghttp2 frames DATA for a stream: copies what the Exchange wrote, up to what the
     client's windows allow (``length``)."""
     cdef H2Stream s = <H2Stream>source.ptr
-    cdef size_t n = 0, take, avail
-    cdef bytes chunk
+    cdef size_t n
     if s.out is None:
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
-    while n < length and s.out:
-        chunk = <bytes>s.out[0]
-        avail = <size_t>PyBytes_GET_SIZE(chunk) - s.out_first
-        take = avail if avail <= length - n else length - n
-        memcpy(buf + n, PyBytes_AS_STRING(chunk) + s.out_first, take)
-        n += take
-        if take == avail:
-            del s.out[0]
-            s.out_first = 0
-        else:
-            s.out_first += take
+    n = h2_take_chunks(s.out, &s.out_first, buf, length)
     s.out_size -= n
     if s.upstream_held and s.out_size <= H2_STREAM_BUFFER_LOW:
         s.release_upstream()
