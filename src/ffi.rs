@@ -5,8 +5,8 @@ use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use gateway_http::{
-    escape_query, parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed,
-    RequestHead, ResponseHead,
+    escape_query, parse_request, parse_response, request_from_fields, ChunkedScanner, HttpError,
+    Limits, Parsed, RequestHead, ResponseHead,
 };
 use gateway_router::{Outcome, Params, Router};
 
@@ -61,6 +61,26 @@ pub unsafe extern "C" fn gw_parse_request(
 ) -> i32 {
     let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
     let result = catch_unwind(AssertUnwindSafe(|| parse_request(data, &*limits, &mut *out)));
+    encode(result, reason)
+}
+
+/// Checks a request head the caller laid out in `buf` (an HTTP/2 stream's header list; the
+/// caller set `out`'s head length, method and target spans and its header entries' name and
+/// value spans) and fills in the rest of `out`, as [`gw_parse_request`] would from the same
+/// bytes. Returns the head length, or the negated status as [`gw_parse_request`] does.
+///
+/// # Safety
+/// As for [`gw_parse_request`]; `out`'s spans may be anything (they are bounds-checked).
+#[no_mangle]
+pub unsafe extern "C" fn gw_request_from_fields(
+    buf: *const u8,
+    len: usize,
+    limits: *const Limits,
+    out: *mut RequestHead,
+    reason: *mut *const c_char,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    let result = catch_unwind(AssertUnwindSafe(|| request_from_fields(data, &*limits, &mut *out)));
     encode(result, reason)
 }
 

@@ -24,6 +24,7 @@ cdef class H2Stream(ClientConnection):
     cdef GrpcCall grpc                     # a gRPC route's call: takes the body raw (grpc_h2.pyx)
     cdef void add_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
+    cdef void record_field(self, size_t namelen, size_t valuelen)
     cdef void on_headers_done(self, bint end_stream) except *
     cdef void on_data(self, const uint8_t *data, size_t size) except *
     cdef void on_end_stream(self) except *
@@ -48,7 +49,7 @@ cdef class H2Connection(ClientConnection):
     cdef void put_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
     cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,
-                           bint chunked)
+                           bint chunked, gw_request_head *h)
     cdef void start(self, bytes first, bytes upgrade_settings=*, bytes request=*,
                     gw_request_head *head=*) except *
     cdef void run_upgraded_request(self, bytes settings, bytes request,

@@ -19,6 +19,9 @@ DEF H2_SWEEP_SECONDS = 1.0
 cdef nghttp2_session_callbacks *h2_server_callbacks = h2_new_callbacks(
     h2_on_begin_headers, h2_on_header, h2_on_frame_recv, h2_on_data, h2_on_stream_close,
     h2_on_frame_send)
+# nghttp2's HTTP messaging checks stay on (no NGHTTP2_OPT_NO_HTTP_MESSAGING): a field whose
+# name or value has a byte the HTTP/1.1 parser refuses is dropped before h2_on_header, and
+# gw_request_from_fields relies on that instead of scanning the fields again.
 cdef nghttp2_option *h2_server_option = h2_new_option()
 # CVE-2023-44487: streams a client resets, a token bucket (nghttp2's defaults)
 nghttp2_option_set_stream_reset_rate_limit(h2_server_option, H2_RESET_BURST, H2_RESET_RATE)
@@ -177,44 +180,68 @@ cdef class H2Connection(ClientConnection):
         self.fields.len = need
 
     cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,
-                           bint chunked):
-        """The header block just read as the HTTP/1.1 head the request parser takes, built
-        in one allocation."""
+                           bint chunked, gw_request_head *h):
+        """The header block just read as an HTTP/1.1 head, built in one allocation, with
+        ``h``'s spans set to where each part went: the request line's, the Host line's from
+        ``authority`` (entry 0), the block's fields (recorded by H2Stream.record_field relative
+        to the block), then the joined cookie and the chunked framing, when there are."""
         cdef size_t total = PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(target) + 14 + \
             self.fields.len
         cdef bytes data
+        cdef char *start
         cdef char *w
+        cdef uint32_t n = h.n_headers, i, base
         if authority is not None:
             total += 8 + PyBytes_GET_SIZE(authority)
+            if n == 0:
+                n = 1
         if cookie is not None:
             total += 10 + PyBytes_GET_SIZE(cookie)
         if chunked:
             total += 28
         data = PyBytes_FromStringAndSize(NULL, total)
-        w = PyBytes_AS_STRING(data)
+        w = start = PyBytes_AS_STRING(data)
+        h.method = span_of(0, PyBytes_GET_SIZE(method))
         w = put_bytes(w, method)
         w[0] = b' '
+        h.target = span_of(w + 1 - start, PyBytes_GET_SIZE(target))
         w = put_bytes(w + 1, target)
         memcpy(w, b" HTTP/1.1\r\n", 11)
         w += 11
         if authority is not None:
+            h.headers[0].name = span_of(w - start, 4)
+            h.headers[0].value = span_of(w + 6 - start, PyBytes_GET_SIZE(authority))
             memcpy(w, b"host: ", 6)
             w = put_bytes(w + 6, authority)
             memcpy(w, b"\r\n", 2)
             w += 2
+        base = <uint32_t>(w - start)
+        for i in range(1 if authority is not None else 0, min(n, GW_MAX_HEADERS)):
+            h.headers[i].name.off += base
+            h.headers[i].value.off += base
         if self.fields.len:
             memcpy(w, self.fields.data, self.fields.len)
             w += self.fields.len
         self.fields.len = 0
         if cookie is not None:
+            if n < GW_MAX_HEADERS:
+                h.headers[n].name = span_of(w - start, 6)
+                h.headers[n].value = span_of(w + 8 - start, PyBytes_GET_SIZE(cookie))
+            n += 1
             memcpy(w, b"cookie: ", 8)
             w = put_bytes(w + 8, cookie)
             memcpy(w, b"\r\n", 2)
             w += 2
         if chunked:
+            if n < GW_MAX_HEADERS:
+                h.headers[n].name = span_of(w - start, 17)
+                h.headers[n].value = span_of(w + 19 - start, 7)
+            n += 1
             memcpy(w, b"transfer-encoding: chunked\r\n", 28)
             w += 28
         memcpy(w, b"\r\n", 2)
+        h.n_headers = n
+        h.head_len = <uint32_t>total
         return data
 
     cdef void stream_gone(self, H2Stream s):

@@ -44,11 +44,29 @@ cdef class H2Stream(ClientConnection):
             self.has_length = True
         elif namelen == 6 and memcmp(name, b"expect", 6) == 0:
             return  # no 100-continue on HTTP/2: DATA flows under flow control instead
+        self.record_field(namelen, valuelen)
         self.conn.put_field(name, namelen, value, valuelen)
 
+    cdef void record_field(self, size_t namelen, size_t valuelen):
+        """The head entry of the field put_field is about to write: its spans, relative to the
+        header block until render_head places the block. Entry 0 is the Host line made from
+        :authority (pseudo-header fields come first: RFC 9113 8.3); past GW_MAX_HEADERS only
+        the count grows, for the 431."""
+        cdef gw_request_head *h = &self.head
+        cdef size_t at = self.conn.fields.len
+        if h.n_headers == 0 and self.authority is not None:
+            h.n_headers = 1
+        if h.n_headers < GW_MAX_HEADERS:
+            h.headers[h.n_headers].name = span_of(at, namelen)
+            h.headers[h.n_headers].value = span_of(at + namelen + 2, valuelen)
+        if h.n_headers <= GW_MAX_HEADERS:
+            h.n_headers += 1
+
     cdef void on_headers_done(self, bint end_stream) except *:
-        """The request's header block is complete: parse it as an HTTP/1.1 head and start its
-        exchange, as ClientConnection.process does for a head read off the wire."""
+        """The request's header block is complete: lay it out as the HTTP/1.1 head the
+        Exchange reads (its entries known from the fields, checked as the HTTP/1.1 parser
+        checks a head) and start its exchange, as ClientConnection.process does for a head
+        read off the wire."""
         cdef const char *reason = NULL
         cdef int32_t n
         cdef Exchange ex
@@ -64,9 +82,9 @@ cdef class H2Stream(ClientConnection):
             self.chunked_body = True  # a body of unknown length: chunked for the HTTP/1.1 side
         data = self.conn.render_head(self.method or b"GET", self.path if self.path is not None
                                      else (self.authority or b"/"), self.authority, self.cookie,
-                                     self.chunked_body)
-        n = gw_parse_request(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                             &runtime.limits, &self.head, &reason)
+                                     self.chunked_body, &self.head)
+        n = gw_request_from_fields(<const uint8_t *>PyBytes_AS_STRING(data),
+                                   PyBytes_GET_SIZE(data), &runtime.limits, &self.head, &reason)
         if n <= 0:
             self.respond_plain(-n if n < 0 else 431, (<bytes>reason).decode(errors="replace")
                                if reason != NULL else "bad request")
