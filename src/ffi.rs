@@ -46,6 +46,24 @@ fn encode(
     }
 }
 
+/// A request-head call over the C ABI: `buf` as a slice, a panic as a 400, the result encoded.
+///
+/// # Safety
+/// As for [`gw_parse_request`].
+#[inline(always)]
+unsafe fn request_head_call(
+    buf: *const u8,
+    len: usize,
+    limits: *const Limits,
+    out: *mut RequestHead,
+    reason: *mut *const c_char,
+    f: fn(&[u8], &Limits, &mut RequestHead) -> Result<Parsed, HttpError>,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    let result = catch_unwind(AssertUnwindSafe(|| f(data, &*limits, &mut *out)));
+    encode(result, reason)
+}
+
 /// Parses a request head. Returns the head length (> 0), 0 when more bytes are needed, or the
 /// negated HTTP status to answer with; `reason` then points at a NUL-terminated explanation.
 ///
@@ -59,9 +77,7 @@ pub unsafe extern "C" fn gw_parse_request(
     out: *mut RequestHead,
     reason: *mut *const c_char,
 ) -> i32 {
-    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
-    let result = catch_unwind(AssertUnwindSafe(|| parse_request(data, &*limits, &mut *out)));
-    encode(result, reason)
+    request_head_call(buf, len, limits, out, reason, parse_request)
 }
 
 /// Checks a request head the caller laid out in `buf` (an HTTP/2 stream's header list; the
@@ -70,7 +86,7 @@ pub unsafe extern "C" fn gw_parse_request(
 /// bytes. Returns the head length, or the negated status as [`gw_parse_request`] does.
 ///
 /// # Safety
-/// As for [`gw_parse_request`]; `out`'s spans may be anything (they are bounds-checked).
+/// As for [`gw_parse_request`]; a span of `out` outside `buf` is refused (400), not read.
 #[no_mangle]
 pub unsafe extern "C" fn gw_request_from_fields(
     buf: *const u8,
@@ -79,9 +95,7 @@ pub unsafe extern "C" fn gw_request_from_fields(
     out: *mut RequestHead,
     reason: *mut *const c_char,
 ) -> i32 {
-    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
-    let result = catch_unwind(AssertUnwindSafe(|| request_from_fields(data, &*limits, &mut *out)));
-    encode(result, reason)
+    request_head_call(buf, len, limits, out, reason, request_from_fields)
 }
 
 /// Parses a response head; `request_was_head` makes the body empty whatever the headers say.
