@@ -53,7 +53,7 @@ pub fn request_from_fields(
     let info = analyze_headers(
         buf,
         n,
-        |i, entries| (entries[i].name, entries[i].value),
+        |i, entries| (entries[i].name.get(buf), entries[i].value.get(buf)),
         &mut out.headers,
     )?;
     finish_request(target, 1, &info, out)

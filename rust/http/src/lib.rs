@@ -490,24 +490,23 @@ struct HeadInfo {
     expect_continue: bool,
 }
 
-/// The spans of httparse's `i`th header (an entries source for [`analyze_headers`]).
-#[inline]
-fn httparse_spans<'h>(
-    buf: &'h [u8],
-    hdrs: &'h [httparse::Header<'_>],
-) -> impl Fn(usize, &[HeaderEntry]) -> (Span, Span) + 'h {
-    move |i, _| (span_of(buf, hdrs[i].name.as_bytes()), span_of(buf, hdrs[i].value))
+/// httparse's `i`th header (a fields source for [`analyze_headers`]).
+#[inline(always)]
+fn httparse_fields<'h>(
+    hdrs: &'h [httparse::Header<'h>],
+) -> impl Fn(usize, &[HeaderEntry]) -> (&'h [u8], &'h [u8]) + 'h {
+    move |i, _| (hdrs[i].name.as_bytes(), hdrs[i].value)
 }
 
-/// Walks `n` header fields (`spans(i, out)`: the name and value spans of the `i`th, into
+/// Walks `n` header fields (`field(i, out)`: the name and value of the `i`th, slices of
 /// `buf`, each value followed by optional whitespace and CRLF): checks line endings, writes
 /// each field's entry (spans and flags) to `out` and collects framing information. Errors
 /// carry request statuses; `parse_response` maps every error to 502.
 #[inline]
-fn analyze_headers(
-    buf: &[u8],
+fn analyze_headers<'b>(
+    buf: &'b [u8],
     n: usize,
-    spans: impl Fn(usize, &[HeaderEntry]) -> (Span, Span),
+    field: impl Fn(usize, &[HeaderEntry]) -> (&'b [u8], &'b [u8]),
     out: &mut [HeaderEntry],
 ) -> Result<HeadInfo, HttpError> {
     let mut info = HeadInfo {
@@ -527,9 +526,9 @@ fn analyze_headers(
     let mut conn_names_other = false;
 
     for i in 0..n {
-        let (name_span, value_span) = spans(i, out);
-        let name = name_span.get(buf);
-        let value = value_span.get(buf);
+        let (name, value) = field(i, out);
+        let name_span = span_of(buf, name);
+        let value_span = span_of(buf, value);
 
         // httparse accepts a bare LF as line terminator; we require CRLF.
         // After the (trimmed) value only SP/HTAB may precede the CR.
@@ -784,7 +783,7 @@ pub fn parse_request(
     check_target(target, t_off as u32, mid, out)?;
 
     let hdrs = &*req.headers;
-    let info = analyze_headers(buf, hdrs.len(), httparse_spans(buf, hdrs), &mut out.headers)?;
+    let info = analyze_headers(buf, hdrs.len(), httparse_fields(hdrs), &mut out.headers)?;
     out.n_headers = hdrs.len() as u32;
     finish_request(target, minor, &info, out)
 }
@@ -988,7 +987,7 @@ pub fn parse_response(
     }
 
     let hdrs = &*resp.headers;
-    let info = analyze_headers(buf, hdrs.len(), httparse_spans(buf, hdrs), &mut out.headers)
+    let info = analyze_headers(buf, hdrs.len(), httparse_fields(hdrs), &mut out.headers)
         .map_err(|e| upstream(e.reason))?;
     out.head_len = head_len as u32;
     out.status = status;
