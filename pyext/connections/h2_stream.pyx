@@ -11,8 +11,9 @@ cdef uint32_t H1_ONLY_FIELDS = GW_HF_HOP_BY_HOP | GW_HF_TRANSFER_ENCODING | GW_H
 
 cdef class H2Stream(ClientConnection):
     """One request stream. It is the Exchange's client: the request arrives as HEADERS and
-    DATA and is handed on as the HTTP/1.1 head the same parser reads on a plain connection (one
-    Rust call), so the Exchange, routing, plugins and limits run unchanged; the Exchange's
+    DATA and is handed on as the HTTP/1.1 head a plain connection's parser would make of it
+    (built from the fields, checked alike: one Rust call), so the Exchange, routing, plugins and
+    limits run unchanged; the Exchange's
     response head and body come back through ``hold_head`` / ``write_body`` / ``write_head``
     and leave as HEADERS and DATA. Flow control follows the upstream: request DATA is
     acknowledged (WINDOW_UPDATE) only once the upstream connection took it, and the upstream is
