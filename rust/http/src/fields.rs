@@ -179,7 +179,7 @@ mod tests {
     fn applies_the_parser_limits() {
         let host: (&[u8], &[u8]) = (b"host", b"example.com");
         let many: Vec<(&[u8], &[u8])> = std::iter::once(host)
-            .chain(std::iter::repeat((&b"x-a"[..], &b"1"[..])).take(130))
+            .chain(std::iter::repeat_n((&b"x-a"[..], &b"1"[..]), 130))
             .collect();
         assert_eq!(same(b"GET", b"/", &many), 431);
         let long_target = [b'a'; 9000];
@@ -187,9 +187,8 @@ mod tests {
         target.extend_from_slice(&long_target);
         assert_eq!(same(b"GET", &target, &[host]), 414);
         let big = vec![b'v'; 7000];
-        let fields: Vec<(&[u8], &[u8])> = std::iter::once(host)
-            .chain(std::iter::repeat((&b"x-a"[..], &big[..])).take(5))
-            .collect();
+        let fields: Vec<(&[u8], &[u8])> =
+            std::iter::once(host).chain(std::iter::repeat_n((&b"x-a"[..], &big[..]), 5)).collect();
         assert_eq!(same(b"GET", b"/", &fields), 431);
     }
 }
