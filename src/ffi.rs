@@ -5,8 +5,8 @@ use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use gateway_http::{
-    escape_query, parse_request, parse_response, ChunkedScanner, HttpError, Limits, Parsed,
-    RequestHead, ResponseHead,
+    escape_query, parse_request, parse_response, request_from_fields, ChunkedScanner, HttpError,
+    Limits, Parsed, RequestHead, ResponseHead,
 };
 use gateway_router::{Outcome, Params, Router};
 
@@ -46,6 +46,24 @@ fn encode(
     }
 }
 
+/// A request-head call over the C ABI: `buf` as a slice, a panic as a 400, the result encoded.
+///
+/// # Safety
+/// As for [`gw_parse_request`].
+#[inline(always)]
+unsafe fn request_head_call(
+    buf: *const u8,
+    len: usize,
+    limits: *const Limits,
+    out: *mut RequestHead,
+    reason: *mut *const c_char,
+    f: fn(&[u8], &Limits, &mut RequestHead) -> Result<Parsed, HttpError>,
+) -> i32 {
+    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
+    let result = catch_unwind(AssertUnwindSafe(|| f(data, &*limits, &mut *out)));
+    encode(result, reason)
+}
+
 /// Parses a request head. Returns the head length (> 0), 0 when more bytes are needed, or the
 /// negated HTTP status to answer with; `reason` then points at a NUL-terminated explanation.
 ///
@@ -59,9 +77,25 @@ pub unsafe extern "C" fn gw_parse_request(
     out: *mut RequestHead,
     reason: *mut *const c_char,
 ) -> i32 {
-    let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(buf, len) };
-    let result = catch_unwind(AssertUnwindSafe(|| parse_request(data, &*limits, &mut *out)));
-    encode(result, reason)
+    request_head_call(buf, len, limits, out, reason, parse_request)
+}
+
+/// Checks a request head the caller laid out in `buf` (an HTTP/2 stream's header list; the
+/// caller set `out`'s head length, method and target spans and its header entries' name and
+/// value spans) and fills in the rest of `out`, as [`gw_parse_request`] would from the same
+/// bytes. Returns the head length, or the negated status as [`gw_parse_request`] does.
+///
+/// # Safety
+/// As for [`gw_parse_request`]; a span of `out` outside `buf` is refused (400), not read.
+#[no_mangle]
+pub unsafe extern "C" fn gw_request_from_fields(
+    buf: *const u8,
+    len: usize,
+    limits: *const Limits,
+    out: *mut RequestHead,
+    reason: *mut *const c_char,
+) -> i32 {
+    request_head_call(buf, len, limits, out, reason, request_from_fields)
 }
 
 /// Parses a response head; `request_was_head` makes the body empty whatever the headers say.

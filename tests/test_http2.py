@@ -229,6 +229,36 @@ def test_settings_and_header_list_limit(gateway: tuple[GatewayProcess, int, int]
         c.close()
 
 
+def test_request_head_is_checked_as_on_http1(gateway: tuple[GatewayProcess, int, int]) -> None:
+    """A stream's header list becomes the Exchange's head under the HTTP/1.1 parser's checks:
+    more fields than max_headers (431), an authority that is no valid Host (400). A valid one
+    reaches the upstream with its fields, Host from :authority and the cookie crumbs joined
+    (RFC 9113 8.2.3)."""
+    _, port, _ = gateway
+    c = RawH2(port)
+    try:
+        many = c.request("GET", "/echo", headers=[(f"x-f{i}", "1") for i in range(120)])
+        bad_host = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(bad_host, [(":method", "GET"), (":path", "/echo"), (":scheme", "http"),
+                                       (":authority", "exa[mple")], end_stream=True)
+        c.flush()
+        ok = c.request("GET", "/echo?q=1", headers=[("cookie", "a=1"), ("x-a", "v"),
+                                                    ("cookie", "b=2")])
+        events = c.pump(2.0)
+        status = {e.stream_id: dict(e.headers)[b":status"] for e in events
+                  if isinstance(e, h2.events.ResponseReceived)}
+        assert status == {many: b"431", bad_host: b"400", ok: b"200"}
+        body = b"".join(e.data for e in events
+                        if isinstance(e, h2.events.DataReceived) and e.stream_id == ok)
+        seen = upstream_saw(body.decode())
+        assert seen["host"] == "gateway.test"
+        assert seen["cookie"] == "a=1; b=2"
+        assert seen["x-a"] == "v"
+        assert json.loads(body)["target"] == "/echo?q=1"
+    finally:
+        c.close()
+
+
 # -- flow control follows the upstream ----------------------------------------------------------
 
 def test_response_waits_for_the_client_window(gateway: tuple[GatewayProcess, int, int],

@@ -25,12 +25,7 @@ cdef class ClientConnection:
         if peer:
             self.client_ip = str(peer[0]).encode()
             self.client_port = peer[1] if len(peer) > 1 else 0
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family != socket.AF_UNIX:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_tcp_nodelay(transport)
         if self.on_tls_listener:
             self.tls = TlsSession(transport.get_extra_info("tls"))
             self.tls_refusal = self.tls.refusal()

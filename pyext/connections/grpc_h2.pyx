@@ -126,31 +126,19 @@ cdef class H2GrpcDownstream(GrpcDownstream):
         cdef H2Stream s = self.stream
         cdef nghttp2_data_provider2 provider
         cdef nghttp2_nv *nva
-        cdef Py_ssize_t n = len(headers), i
-        cdef bytes name, value
         cdef int rc
         if s.state == C_CLOSED:
             return
-        nva = <nghttp2_nv *>PyMem_Malloc(n * sizeof(nghttp2_nv))
-        if nva == NULL:
-            raise MemoryError()
-        try:
-            for i in range(n):
-                name, value = headers[i]
-                nva[i].name = <uint8_t *>PyBytes_AS_STRING(name)
-                nva[i].namelen = PyBytes_GET_SIZE(name)
-                nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
-                nva[i].valuelen = PyBytes_GET_SIZE(value)
-                nva[i].flags = NGHTTP2_NV_FLAG_NONE
-            self.ended = end_stream
-            if end_stream:
-                rc = nghttp2_submit_response2(s.conn.session, s.stream_id, nva, n, NULL)
-            else:
-                provider.source.ptr = <void *>self
-                provider.read_callback = _grpc_read_response
-                rc = nghttp2_submit_response2(s.conn.session, s.stream_id, nva, n, &provider)
-        finally:
-            PyMem_Free(nva)
+        nva = h2_nv_array(headers)
+        self.ended = end_stream
+        if end_stream:
+            rc = nghttp2_submit_response2(s.conn.session, s.stream_id, nva, len(headers), NULL)
+        else:
+            provider.source.ptr = <void *>self
+            provider.read_callback = _grpc_read_response
+            rc = nghttp2_submit_response2(s.conn.session, s.stream_id, nva, len(headers),
+                                          &provider)
+        PyMem_Free(nva)
         if rc != 0:
             s.reset(NGHTTP2_INTERNAL_ERROR)
             return
@@ -212,24 +200,11 @@ cdef nghttp2_ssize _grpc_read_response(nghttp2_session *session, int32_t stream_
     """Frames response DATA for the client as its windows allow; what is framed is then
     acknowledged to the upstream (its window reopens as fast as the client's)."""
     cdef H2GrpcDownstream d = <H2GrpcDownstream>source.ptr
-    cdef size_t n = 0, take, avail
-    cdef bytes chunk
+    cdef size_t n
     cdef list trailers
     cdef nghttp2_nv *nva
-    cdef Py_ssize_t i, count
-    cdef bytes name, value
     try:
-        while n < length and d.out:
-            chunk = <bytes>d.out[0]
-            avail = <size_t>PyBytes_GET_SIZE(chunk) - d.out_first
-            take = avail if avail <= length - n else length - n
-            memcpy(buf + n, PyBytes_AS_STRING(chunk) + d.out_first, take)
-            n += take
-            if take == avail:
-                del d.out[0]
-                d.out_first = 0
-            else:
-                d.out_first += take
+        n = h2_take_chunks(d.out, &d.out_first, buf, length)
         d.out_size -= n
         if n and d.call is not None:
             d.call.on_response_sent(n)
@@ -238,18 +213,8 @@ cdef nghttp2_ssize _grpc_read_response(nghttp2_session *session, int32_t stream_
                 trailers = d.trailers
                 d.trailers = None
                 data_flags[0] |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM
-                count = len(trailers)
-                nva = <nghttp2_nv *>PyMem_Malloc(count * sizeof(nghttp2_nv))
-                if nva == NULL:
-                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
-                for i in range(count):
-                    name, value = trailers[i]
-                    nva[i].name = <uint8_t *>PyBytes_AS_STRING(name)
-                    nva[i].namelen = PyBytes_GET_SIZE(name)
-                    nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
-                    nva[i].valuelen = PyBytes_GET_SIZE(value)
-                    nva[i].flags = NGHTTP2_NV_FLAG_NONE
-                nghttp2_submit_trailer(session, stream_id, nva, count)
+                nva = h2_nv_array(trailers)
+                nghttp2_submit_trailer(session, stream_id, nva, len(trailers))
                 PyMem_Free(nva)
             elif d.ended:
                 data_flags[0] |= NGHTTP2_DATA_FLAG_EOF

@@ -24,6 +24,7 @@ cdef class H2Stream(ClientConnection):
     cdef GrpcCall grpc                     # a gRPC route's call: takes the body raw (grpc_h2.pyx)
     cdef void add_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
+    cdef void record_field(self, size_t namelen, size_t valuelen)
     cdef void on_headers_done(self, bint end_stream) except *
     cdef void on_data(self, const uint8_t *data, size_t size) except *
     cdef void on_end_stream(self) except *
@@ -41,17 +42,14 @@ cdef class H2Connection(ClientConnection):
     cdef bint goaway_sent
     cdef size_t max_header_list_size
     cdef gw_response_head rhead            # scratch: a response head turned into HEADERS
-    cdef uint8_t *names                    # scratch: lowercased field names for nghttp2_nv
-    cdef size_t names_cap
-    cdef uint8_t *fields                   # scratch: the header block being read, as HTTP/1.1
-    cdef size_t fields_len                 # lines (blocks never interleave: RFC 9113 4.3)
-    cdef size_t fields_cap
-    cdef uint8_t *sendbuf                  # scratch: the frames one flush sends
-    cdef size_t sendbuf_cap
+    cdef h2_buf names                      # scratch: lowercased field names for nghttp2_nv
+    cdef h2_buf fields                     # scratch: the header block being read, as HTTP/1.1
+                                           # lines (blocks never interleave: RFC 9113 4.3)
+    cdef h2_buf sendbuf                    # scratch: the frames one flush sends
     cdef void put_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
     cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,
-                           bint chunked)
+                           bint chunked, gw_request_head *h)
     cdef void start(self, bytes first, bytes upgrade_settings=*, bytes request=*,
                     gw_request_head *head=*) except *
     cdef void run_upgraded_request(self, bytes settings, bytes request,

@@ -10,29 +10,24 @@ cdef enum:
     H2_MAX_CONTINUATIONS = 8
     # SETTINGS entries one frame may carry.
     H2_MAX_SETTINGS = 32
-    # A flush hands the transport this much at a time (the send buffer stays this small).
-    H2_SEND_BATCH = 65536
 
 # While streams are open the sweep visits the connection this often for their deadlines.
 DEF H2_SWEEP_SECONDS = 1.0
 
-# nghttp2's callbacks are set once per process; every session shares them (user_data is the
-# H2Connection, a stream's data source its H2Stream).
-cdef nghttp2_session_callbacks *h2_callbacks = NULL
-
-
-cdef nghttp2_session_callbacks *server_callbacks() except NULL:
-    global h2_callbacks
-    if h2_callbacks == NULL:
-        if nghttp2_session_callbacks_new(&h2_callbacks) != 0:
-            raise MemoryError()
-        nghttp2_session_callbacks_set_on_begin_headers_callback(h2_callbacks, h2_on_begin_headers)
-        nghttp2_session_callbacks_set_on_header_callback(h2_callbacks, h2_on_header)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(h2_callbacks, h2_on_frame_recv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2_callbacks, h2_on_data)
-        nghttp2_session_callbacks_set_on_stream_close_callback(h2_callbacks, h2_on_stream_close)
-        nghttp2_session_callbacks_set_on_frame_send_callback(h2_callbacks, h2_on_frame_send)
-    return h2_callbacks
+# nghttp2's callbacks and options, made once at import: every session shares them (user_data
+# is the H2Connection, a stream's data source its H2Stream).
+cdef nghttp2_session_callbacks *h2_server_callbacks = h2_new_callbacks(
+    h2_on_begin_headers, h2_on_header, h2_on_frame_recv, h2_on_data, h2_on_stream_close,
+    h2_on_frame_send)
+# nghttp2's HTTP messaging checks stay on (no NGHTTP2_OPT_NO_HTTP_MESSAGING): a field whose
+# name or value has a byte the HTTP/1.1 parser refuses is dropped before h2_on_header, and
+# gw_request_from_fields relies on that instead of scanning the fields again.
+cdef nghttp2_option *h2_server_option = h2_new_option()
+# CVE-2023-44487: streams a client resets, a token bucket (nghttp2's defaults)
+nghttp2_option_set_stream_reset_rate_limit(h2_server_option, H2_RESET_BURST, H2_RESET_RATE)
+# CVE-2024-27316: CONTINUATION frames per header block
+nghttp2_option_set_max_continuations(h2_server_option, H2_MAX_CONTINUATIONS)
+nghttp2_option_set_max_settings(h2_server_option, H2_MAX_SETTINGS)
 
 
 cdef class H2Connection(ClientConnection):
@@ -45,15 +40,9 @@ cdef class H2Connection(ClientConnection):
         if self.session != NULL:
             nghttp2_session_del(self.session)
             self.session = NULL
-        if self.names != NULL:
-            PyMem_Free(self.names)
-            self.names = NULL
-        if self.fields != NULL:
-            PyMem_Free(self.fields)
-            self.fields = NULL
-        if self.sendbuf != NULL:
-            PyMem_Free(self.sendbuf)
-            self.sendbuf = NULL
+        h2_buf_free(&self.names)
+        h2_buf_free(&self.fields)
+        h2_buf_free(&self.sendbuf)
 
     cdef void start(self, bytes first, bytes upgrade_settings=None, bytes request=None,
                     gw_request_head *head=NULL) except *:
@@ -61,33 +50,13 @@ cdef class H2Connection(ClientConnection):
         accepting connection already received). After an h2c Upgrade, ``request`` (parsed
         into ``head``) is stream 1 and ``upgrade_settings`` the client's HTTP2-Settings."""
         cdef Runtime runtime = self.server.runtime
-        cdef nghttp2_option *opt = NULL
-        cdef nghttp2_settings_entry iv[3]
-        cdef int rc
         self.streams = {}
         self.max_header_list_size = runtime.h2_max_header_list_size
-        if nghttp2_option_new(&opt) != 0:
+        if nghttp2_session_server_new2(&self.session, h2_server_callbacks, <void *>self,
+                                       h2_server_option) != 0:
             raise MemoryError()
-        try:
-            # Windows follow the upstreams: DATA is acknowledged once an upstream took it.
-            nghttp2_option_set_no_auto_window_update(opt, 1)
-            # CVE-2023-44487: streams a client resets, a token bucket (nghttp2's defaults)
-            nghttp2_option_set_stream_reset_rate_limit(opt, H2_RESET_BURST, H2_RESET_RATE)
-            # CVE-2024-27316: CONTINUATION frames per header block
-            nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS)
-            nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS)
-            rc = nghttp2_session_server_new2(&self.session, server_callbacks(), <void *>self, opt)
-        finally:
-            nghttp2_option_del(opt)
-        if rc != 0:
-            raise MemoryError()
-        iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
-        iv[0].value = runtime.h2_max_concurrent_streams
-        iv[1].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
-        iv[1].value = runtime.h2_max_header_list_size
-        iv[2].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH
-        iv[2].value = 0
-        nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, iv, 3)
+        h2_submit_settings(self.session, runtime.h2_max_concurrent_streams,
+                           runtime.h2_max_header_list_size, 0)
         self.set_state(C_IDLE)
         self.deadline = now_monotonic() + runtime.keepalive_timeout
         if upgrade_settings is not None:
@@ -136,7 +105,7 @@ cdef class H2Connection(ClientConnection):
             # A connection error: the client is told why (GOAWAY) and the connection closes
             # once that is sent (flush sees the session wants neither to read nor to write).
             log.info("HTTP/2 connection from %s:%d ended: %s", self.client_ip.decode(),
-                     self.client_port, (<bytes>nghttp2_strerror(<int>rc)).decode())
+                     self.client_port, h2_error_text(rc))
             if rc == NGHTTP2_ERR_BAD_CLIENT_MAGIC or rc == NGHTTP2_ERR_NOMEM:
                 self.abort()
                 return
@@ -182,7 +151,7 @@ cdef class H2Connection(ClientConnection):
         s.tls_refusal = self.tls_refusal
         s.on_tls_listener = self.on_tls_listener
         s.pending = bytearray()
-        self.fields_len = 0  # a new header block begins
+        self.fields.len = 0  # a new header block begins
         s.out = []
         s.state = C_HEAD
         self.streams[stream_id] = s
@@ -195,17 +164,10 @@ cdef class H2Connection(ClientConnection):
                         size_t valuelen) except *:
         """Appends ``name: value\\r\\n`` to the header block being read: one C buffer per
         connection instead of Python bytes per field."""
-        cdef size_t need = self.fields_len + namelen + valuelen + 4
-        cdef size_t cap
+        cdef size_t need = self.fields.len + namelen + valuelen + 4
         cdef uint8_t *p
-        if need > self.fields_cap:
-            cap = need * 2 if need > 1024 else 2048
-            p = <uint8_t *>PyMem_Realloc(self.fields, cap)
-            if p == NULL:
-                raise MemoryError()
-            self.fields = p
-            self.fields_cap = cap
-        p = self.fields + self.fields_len
+        h2_buf_reserve(&self.fields, need)
+        p = self.fields.data + self.fields.len
         memcpy(p, name, namelen)
         p += namelen
         p[0] = b':'
@@ -215,47 +177,71 @@ cdef class H2Connection(ClientConnection):
         p += valuelen
         p[0] = b'\r'
         p[1] = b'\n'
-        self.fields_len = need
+        self.fields.len = need
 
     cdef bytes render_head(self, bytes method, bytes target, bytes authority, bytes cookie,
-                           bint chunked):
-        """The header block just read as the HTTP/1.1 head the request parser takes, built
-        in one allocation."""
+                           bint chunked, gw_request_head *h):
+        """The header block just read as an HTTP/1.1 head, built in one allocation, with
+        ``h``'s spans set to where each part went: the request line's, the Host line's from
+        ``authority`` (entry 0), the block's fields (recorded by H2Stream.record_field relative
+        to the block), then the joined cookie and the chunked framing, when there are."""
         cdef size_t total = PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(target) + 14 + \
-            self.fields_len
+            self.fields.len
         cdef bytes data
+        cdef char *start
         cdef char *w
+        cdef uint32_t n = h.n_headers, i, base
         if authority is not None:
             total += 8 + PyBytes_GET_SIZE(authority)
+            if n == 0:
+                n = 1
         if cookie is not None:
             total += 10 + PyBytes_GET_SIZE(cookie)
         if chunked:
             total += 28
         data = PyBytes_FromStringAndSize(NULL, total)
-        w = PyBytes_AS_STRING(data)
+        w = start = PyBytes_AS_STRING(data)
+        h.method = span_of(0, PyBytes_GET_SIZE(method))
         w = put_bytes(w, method)
         w[0] = b' '
+        h.target = span_of(w + 1 - start, PyBytes_GET_SIZE(target))
         w = put_bytes(w + 1, target)
         memcpy(w, b" HTTP/1.1\r\n", 11)
         w += 11
         if authority is not None:
+            h.headers[0].name = span_of(w - start, 4)
+            h.headers[0].value = span_of(w + 6 - start, PyBytes_GET_SIZE(authority))
             memcpy(w, b"host: ", 6)
             w = put_bytes(w + 6, authority)
             memcpy(w, b"\r\n", 2)
             w += 2
-        if self.fields_len:
-            memcpy(w, self.fields, self.fields_len)
-            w += self.fields_len
-        self.fields_len = 0
+        base = <uint32_t>(w - start)
+        for i in range(1 if authority is not None else 0, min(n, GW_MAX_HEADERS)):
+            h.headers[i].name.off += base
+            h.headers[i].value.off += base
+        if self.fields.len:
+            memcpy(w, self.fields.data, self.fields.len)
+            w += self.fields.len
+        self.fields.len = 0
         if cookie is not None:
+            if n < GW_MAX_HEADERS:
+                h.headers[n].name = span_of(w - start, 6)
+                h.headers[n].value = span_of(w + 8 - start, PyBytes_GET_SIZE(cookie))
+            n += 1
             memcpy(w, b"cookie: ", 8)
             w = put_bytes(w + 8, cookie)
             memcpy(w, b"\r\n", 2)
             w += 2
         if chunked:
+            if n < GW_MAX_HEADERS:
+                h.headers[n].name = span_of(w - start, 17)
+                h.headers[n].value = span_of(w + 19 - start, 7)
+            n += 1
             memcpy(w, b"transfer-encoding: chunked\r\n", 28)
             w += 28
         memcpy(w, b"\r\n", 2)
+        h.n_headers = n
+        h.head_len = <uint32_t>total
         return data
 
     cdef void stream_gone(self, H2Stream s):
@@ -269,44 +255,18 @@ cdef class H2Connection(ClientConnection):
         """Sends what the session has due, unless inside nghttp2 (sent when it returns) or the
         client's socket is full (sent on resume_writing). Closes the connection when nghttp2
         wants neither to read nor to write (after GOAWAY, or a connection error)."""
-        cdef const uint8_t *p = NULL
-        cdef nghttp2_ssize n
-        cdef size_t used = 0, cap
-        cdef uint8_t *grown
+        cdef int rc
         if self.in_recv or self.flushing or self.session == NULL or self.state == C_CLOSED:
             return
         self.flushing = True
         try:
-            # every frame due is copied into one buffer: one bytes object and one write
-            while not self.writing_paused:
-                n = nghttp2_session_mem_send2(self.session, &p)
-                if n <= 0:
-                    if n < 0:
-                        log.warning("HTTP/2 session error: %s",
-                                    (<bytes>nghttp2_strerror(<int>n)).decode())
-                        self.flushing = False
-                        self.abort()
-                        return
-                    break
-                if used + <size_t>n > self.sendbuf_cap:
-                    cap = (used + <size_t>n) * 2
-                    grown = <uint8_t *>PyMem_Realloc(self.sendbuf, cap)
-                    if grown == NULL:
-                        raise MemoryError()
-                    self.sendbuf = grown
-                    self.sendbuf_cap = cap
-                memcpy(self.sendbuf + used, p, n)
-                used += n
-                if used >= H2_SEND_BATCH:
-                    self.transport.write(
-                        PyBytes_FromStringAndSize(<const char *>self.sendbuf, used))
-                    used = 0
+            rc = h2_send_due(self.session, self.transport, &self.sendbuf, &self.writing_paused)
         finally:
             self.flushing = False
-        if used:
-            self.transport.write(PyBytes_FromStringAndSize(<const char *>self.sendbuf, used))
-        if not nghttp2_session_want_read(self.session) and \
-                not nghttp2_session_want_write(self.session):
+        if rc < 0:
+            log.warning("HTTP/2 session error: %s", h2_error_text(rc))
+            self.abort()
+        elif h2_session_done(self.session):
             ClientConnection.close(self)
 
     cdef void flush_soon(self):

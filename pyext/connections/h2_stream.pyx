@@ -11,8 +11,9 @@ cdef uint32_t H1_ONLY_FIELDS = GW_HF_HOP_BY_HOP | GW_HF_TRANSFER_ENCODING | GW_H
 
 cdef class H2Stream(ClientConnection):
     """One request stream. It is the Exchange's client: the request arrives as HEADERS and
-    DATA and is handed on as the HTTP/1.1 head the same parser reads on a plain connection (one
-    Rust call), so the Exchange, routing, plugins and limits run unchanged; the Exchange's
+    DATA and is handed on as the HTTP/1.1 head a plain connection's parser would make of it
+    (built from the fields, checked alike: one Rust call), so the Exchange, routing, plugins and
+    limits run unchanged; the Exchange's
     response head and body come back through ``hold_head`` / ``write_body`` / ``write_head``
     and leave as HEADERS and DATA. Flow control follows the upstream: request DATA is
     acknowledged (WINDOW_UPDATE) only once the upstream connection took it, and the upstream is
@@ -44,11 +45,29 @@ cdef class H2Stream(ClientConnection):
             self.has_length = True
         elif namelen == 6 and memcmp(name, b"expect", 6) == 0:
             return  # no 100-continue on HTTP/2: DATA flows under flow control instead
+        self.record_field(namelen, valuelen)
         self.conn.put_field(name, namelen, value, valuelen)
 
+    cdef void record_field(self, size_t namelen, size_t valuelen):
+        """The head entry of the field put_field is about to write: its spans, relative to the
+        header block until render_head places the block. Entry 0 is the Host line made from
+        :authority (pseudo-header fields come first: RFC 9113 8.3); past GW_MAX_HEADERS only
+        the count grows, for the 431."""
+        cdef gw_request_head *h = &self.head
+        cdef size_t at = self.conn.fields.len
+        if h.n_headers == 0 and self.authority is not None:
+            h.n_headers = 1
+        if h.n_headers < GW_MAX_HEADERS:
+            h.headers[h.n_headers].name = span_of(at, namelen)
+            h.headers[h.n_headers].value = span_of(at + namelen + 2, valuelen)
+        if h.n_headers <= GW_MAX_HEADERS:
+            h.n_headers += 1
+
     cdef void on_headers_done(self, bint end_stream) except *:
-        """The request's header block is complete: parse it as an HTTP/1.1 head and start its
-        exchange, as ClientConnection.process does for a head read off the wire."""
+        """The request's header block is complete: lay it out as the HTTP/1.1 head the
+        Exchange reads (its entries known from the fields, checked as the HTTP/1.1 parser
+        checks a head) and start its exchange, as ClientConnection.process does for a head
+        read off the wire."""
         cdef const char *reason = NULL
         cdef int32_t n
         cdef Exchange ex
@@ -64,9 +83,9 @@ cdef class H2Stream(ClientConnection):
             self.chunked_body = True  # a body of unknown length: chunked for the HTTP/1.1 side
         data = self.conn.render_head(self.method or b"GET", self.path if self.path is not None
                                      else (self.authority or b"/"), self.authority, self.cookie,
-                                     self.chunked_body)
-        n = gw_parse_request(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                             &runtime.limits, &self.head, &reason)
+                                     self.chunked_body, &self.head)
+        n = gw_request_from_fields(<const uint8_t *>PyBytes_AS_STRING(data),
+                                   PyBytes_GET_SIZE(data), &runtime.limits, &self.head, &reason)
         if n <= 0:
             self.respond_plain(-n if n < 0 else 431, (<bytes>reason).decode(errors="replace")
                                if reason != NULL else "bad request")
@@ -143,6 +162,7 @@ cdef class H2Stream(ClientConnection):
         cdef size_t nvlen = 1, i, j, off = 0
         cdef char status[3]
         cdef gw_header *e
+        cdef uint8_t *name
         cdef nghttp2_data_provider2 provider
         cdef int rc
         n = gw_parse_response(<const uint8_t *>d, PyBytes_GET_SIZE(head),
@@ -160,35 +180,24 @@ cdef class H2Stream(ClientConnection):
                 self.out.append(head)
                 self.out_first = n
             self.out_size += PyBytes_GET_SIZE(head) - n
-        if conn.names_cap < <size_t>n:
-            conn.names = <uint8_t *>PyMem_Realloc(conn.names, n)
-            if conn.names == NULL:
-                conn.names_cap = 0
-                raise MemoryError()
-            conn.names_cap = n
+        h2_buf_reserve(&conn.names, n)
         status[0] = <char>(48 + r.status // 100)
         status[1] = <char>(48 + (r.status // 10) % 10)
         status[2] = <char>(48 + r.status % 10)
-        nva[0].name = <uint8_t *>b":status"
-        nva[0].namelen = 7
-        nva[0].value = <uint8_t *>status
-        nva[0].valuelen = 3
-        nva[0].flags = NGHTTP2_NV_FLAG_NONE
+        h2_nv_set(&nva[0], <const uint8_t *>b":status", 7, <const uint8_t *>status, 3)
         for i in range(r.n_headers):
             e = &r.headers[i]
             if e.flags & H1_ONLY_FIELDS or nvlen >= H2_MAX_RESPONSE_FIELDS:
                 continue
             # HTTP/2 field names are lowercase (RFC 9113 8.2.1)
+            name = conn.names.data + off
             for j in range(e.name.len):
-                conn.names[off + j] = ascii_lower(<uint8_t>d[e.name.off + j])
-            nva[nvlen].name = conn.names + off
-            nva[nvlen].namelen = e.name.len
+                name[j] = ascii_lower(<uint8_t>d[e.name.off + j])
             off += e.name.len
-            nva[nvlen].value = <uint8_t *>d + e.value.off
-            nva[nvlen].valuelen = e.value.len
-            nva[nvlen].flags = NGHTTP2_NV_FLAG_NONE
-            if field_is_keep_alive(conn.names + off - e.name.len, e.name.len):
+            if field_is_keep_alive(name, e.name.len):
                 continue
+            h2_nv_set(&nva[nvlen], name, e.name.len, <const uint8_t *>d + e.value.off,
+                      e.value.len)
             nvlen += 1
         if body is not None and PyBytes_GET_SIZE(body):
             self.out.append(body)
@@ -314,21 +323,10 @@ cdef nghttp2_ssize h2_read_body(nghttp2_session *session, int32_t stream_id, uin
     """nghttp2 frames DATA for a stream: copies what the Exchange wrote, up to what the
     client's windows allow (``length``)."""
     cdef H2Stream s = <H2Stream>source.ptr
-    cdef size_t n = 0, take, avail
-    cdef bytes chunk
+    cdef size_t n
     if s.out is None:
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
-    while n < length and s.out:
-        chunk = <bytes>s.out[0]
-        avail = <size_t>PyBytes_GET_SIZE(chunk) - s.out_first
-        take = avail if avail <= length - n else length - n
-        memcpy(buf + n, PyBytes_AS_STRING(chunk) + s.out_first, take)
-        n += take
-        if take == avail:
-            del s.out[0]
-            s.out_first = 0
-        else:
-            s.out_first += take
+    n = h2_take_chunks(s.out, &s.out_first, buf, length)
     s.out_size -= n
     if s.upstream_held and s.out_size <= H2_STREAM_BUFFER_LOW:
         s.release_upstream()

@@ -49,6 +49,7 @@ cdef class H2UpstreamSession:
     cdef readonly int opened              # streams ever started on this session
     cdef int max_opened                   # then it retires (keepalive.requests)
     cdef bint writing_paused
+    cdef h2_buf sendbuf                   # scratch: the frames one write_out sends
     cdef bint in_callbacks                # inside mem_recv: flushing waits until it returns
     cdef bint flush_due
     cdef readonly double idle_deadline    # no stream since: closed then (0: busy)

@@ -230,33 +230,12 @@ cdef nghttp2_ssize _read_request_body(nghttp2_session *ng, int32_t stream_id, ui
     return <nghttp2_ssize>n
 
 
-cdef nghttp2_session_callbacks *_client_callbacks = NULL
-
-cdef nghttp2_session_callbacks *client_callbacks() except NULL:
-    global _client_callbacks
-    if _client_callbacks == NULL:
-        if nghttp2_session_callbacks_new(&_client_callbacks) != 0:
-            raise MemoryError()
-        nghttp2_session_callbacks_set_on_begin_headers_callback(_client_callbacks, _on_begin_headers)
-        nghttp2_session_callbacks_set_on_header_callback(_client_callbacks, _on_header)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(_client_callbacks, _on_frame_recv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(_client_callbacks, _on_data_chunk)
-        nghttp2_session_callbacks_set_on_stream_close_callback(_client_callbacks, _on_stream_close)
-    return _client_callbacks
-
-
-cdef nghttp2_option *_client_options = NULL
-
-cdef nghttp2_option *client_options() except NULL:
-    global _client_options
-    if _client_options == NULL:
-        if nghttp2_option_new(&_client_options) != 0:
-            raise MemoryError()
-        # response DATA is acknowledged when the downstream took it (see the top of the file)
-        nghttp2_option_set_no_auto_window_update(_client_options, 1)
-        # until the node's SETTINGS arrive, assume what most servers allow
-        nghttp2_option_set_peer_max_concurrent_streams(_client_options, H2_STREAMS_PER_CONNECTION)
-    return _client_options
+# Made once at import; every session to a node shares them.
+cdef nghttp2_session_callbacks *h2_client_callbacks = h2_new_callbacks(
+    _on_begin_headers, _on_header, _on_frame_recv, _on_data_chunk, _on_stream_close, NULL)
+cdef nghttp2_option *h2_client_option = h2_new_option()
+# until the node's SETTINGS arrive, assume what most servers allow
+nghttp2_option_set_peer_max_concurrent_streams(h2_client_option, H2_STREAMS_PER_CONNECTION)
 
 
 cdef class H2UpstreamSession:
@@ -277,6 +256,7 @@ cdef class H2UpstreamSession:
         if self.session != NULL:
             nghttp2_session_del(self.session)
             self.session = NULL
+        h2_buf_free(&self.sendbuf)
 
     cdef void set_state(self, H2UpstreamState new_state):
         self.state = new_state
@@ -318,16 +298,10 @@ cdef class H2UpstreamSession:
 
     # asyncio protocol callbacks
     def connection_made(self, transport):
-        cdef nghttp2_settings_entry settings[3]
         cdef H2UpstreamStream s
         self.transport = transport
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_tcp_nodelay(transport)
         if self.state != H2U_CONNECTING:
             transport.abort()  # given up on (cancelled) while connecting
             return
@@ -337,17 +311,12 @@ cdef class H2UpstreamSession:
                         self.node.host, self.node.port)
             self.fail("upstream does not speak HTTP/2", False)
             return
-        if nghttp2_session_client_new2(&self.session, client_callbacks(), <void *>self,
-                                       client_options()) != 0:
+        if nghttp2_session_client_new2(&self.session, h2_client_callbacks, <void *>self,
+                                       h2_client_option) != 0:
             self.fail("out of memory", False)
             return
-        settings[0].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH
-        settings[0].value = 0
-        settings[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
-        settings[1].value = H2_STREAM_WINDOW
-        settings[2].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
-        settings[2].value = 0  # the node opens no streams to us
-        nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, settings, 3)
+        # the node opens no streams to us (0)
+        h2_submit_settings(self.session, 0, 0, H2_STREAM_WINDOW)
         nghttp2_session_set_local_window_size(self.session, NGHTTP2_FLAG_NONE, 0,
                                               H2_CONNECTION_WINDOW)
         self.set_state(H2U_OPEN)
@@ -396,7 +365,7 @@ cdef class H2UpstreamSession:
             down.flush_out()
         if rv < 0:
             log.warning("gRPC upstream %s:%d broke HTTP/2: %s", self.node.host, self.node.port,
-                        (<bytes>nghttp2_strerror(<int>rv)).decode())
+                        h2_error_text(rv))
             self.fail("invalid HTTP/2 from upstream", False)
             return
         self.write_out()
@@ -417,27 +386,15 @@ cdef class H2UpstreamSession:
 
     cdef void submit(self, H2UpstreamStream s):
         cdef list headers = s.request_headers
-        cdef Py_ssize_t n = len(headers), i
-        cdef nghttp2_nv *nva = <nghttp2_nv *>PyMem_Malloc(n * sizeof(nghttp2_nv))
+        cdef nghttp2_nv *nva = h2_nv_array(headers)
         cdef nghttp2_data_provider2 provider
         cdef int32_t stream_id
-        cdef bytes name, value
-        if nva == NULL:
-            raise MemoryError()
-        try:
-            for i in range(n):
-                name, value = headers[i]
-                nva[i].name = <uint8_t *>PyBytes_AS_STRING(name)
-                nva[i].namelen = PyBytes_GET_SIZE(name)
-                nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
-                nva[i].valuelen = PyBytes_GET_SIZE(value)
-                nva[i].flags = NGHTTP2_NV_FLAG_NONE
-            provider.source.ptr = <void *>s
-            provider.read_callback = _read_request_body
-            # nghttp2 copies the fields; the body is pulled from s.outgoing as windows allow
-            stream_id = nghttp2_submit_request2(self.session, NULL, nva, n, &provider, <void *>s)
-        finally:
-            PyMem_Free(nva)
+        provider.source.ptr = <void *>s
+        provider.read_callback = _read_request_body
+        # nghttp2 copies the fields; the body is pulled from s.outgoing as windows allow
+        stream_id = nghttp2_submit_request2(self.session, NULL, nva, len(headers), &provider,
+                                            <void *>s)
+        PyMem_Free(nva)
         s.request_headers = None
         if stream_id < 0:
             owner = s.owner
@@ -465,29 +422,15 @@ cdef class H2UpstreamSession:
 
     cdef void write_out(self):
         """Writes what nghttp2 has to send (frames, request DATA the windows allow)."""
-        cdef const uint8_t *chunk
-        cdef nghttp2_ssize n
-        cdef list out
+        cdef int rc
         if self.session == NULL or self.state == H2U_CLOSED:
             return
-        out = []
-        while not self.writing_paused:
-            n = nghttp2_session_mem_send2(self.session, &chunk)
-            if n < 0:
-                log.warning("gRPC upstream %s:%d session failed: %s", self.node.host,
-                            self.node.port, (<bytes>nghttp2_strerror(<int>n)).decode())
-                self.fail("upstream session failed", False)
-                return
-            if n == 0:
-                break
-            out.append(PyBytes_FromStringAndSize(<const char *>chunk, n))
-        if out:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.write(b"".join(out))
-        if not nghttp2_session_want_read(self.session) and \
-                not nghttp2_session_want_write(self.session):
+        rc = h2_send_due(self.session, self.transport, &self.sendbuf, &self.writing_paused)
+        if rc < 0:
+            log.warning("gRPC upstream %s:%d session failed: %s", self.node.host,
+                        self.node.port, h2_error_text(rc))
+            self.fail("upstream session failed", False)
+        elif h2_session_done(self.session):
             self.close()  # GOAWAY sent (or both sides said it) and nothing is left
 
     cdef void stream_ended(self, H2UpstreamStream s):

@@ -31,12 +31,7 @@ cdef class UpstreamConnection:
         self.write = transport.write
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self.server.pool.track(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_tcp_nodelay(transport)
 
     def connection_lost(self, exc):
         cdef Exchange ex = self.ex

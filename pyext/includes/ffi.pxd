@@ -77,6 +77,8 @@ cdef extern from "gateway_ffi.h":
 
     int32_t gw_parse_request(const uint8_t *buf, size_t len, const gw_limits *limits,
                              gw_request_head *out, const char **reason) nogil
+    int32_t gw_request_from_fields(const uint8_t *buf, size_t len, const gw_limits *limits,
+                                   gw_request_head *out, const char **reason) nogil
     int32_t gw_parse_response(const uint8_t *buf, size_t len, int32_t request_was_head,
                               const gw_limits *limits, gw_response_head *out,
                               const char **reason) nogil

@@ -83,3 +83,14 @@ cdef inline bint field_name_is(const char *d, gw_span name, const char *lower, s
         if c != lower[j]:
             return False
     return True
+
+
+cdef void set_tcp_nodelay(object transport):
+    """Small writes (heads, HTTP/2 frames) leave at once, not after Nagle's delay: on every
+    TCP connection the gateway makes or accepts (a unix socket has no such option)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family != socket.AF_UNIX:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass

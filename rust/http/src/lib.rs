@@ -20,6 +20,8 @@ pub use chunked::ChunkedScanner;
 pub mod chars;
 pub(crate) use chars::is_tchar;
 use chars::{is_host_byte, TARGET_CLASS, T_ESCAPE, T_OK, T_QMARK, T_REJECT};
+mod fields;
+pub use fields::request_from_fields;
 mod target;
 use target::valid_escape_at;
 pub use target::{escape_query, query_needs_escape};
@@ -338,8 +340,9 @@ fn span_of(buf: &[u8], part: &[u8]) -> Span {
     Span { off: offset_in(buf, part) as u32, len: part.len() as u32 }
 }
 
-/// Header-name classification: flags implied by the name alone.
-#[inline]
+/// Header-name classification: flags implied by the name alone. Inlined into
+/// analyze_headers' loop, where it is the hot part (two callers made LLVM stop inlining it).
+#[inline(always)]
 fn classify_name(n: &[u8]) -> u32 {
     let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
     match n.len() {
@@ -424,14 +427,24 @@ struct HeadInfo {
     expect_continue: bool,
 }
 
-/// Walks the headers httparse produced: checks line endings, fills `out`
-/// (spans + flags) and collects framing information. Errors carry request
-/// statuses; `parse_response` maps every error to 502.
+/// httparse's `i`th header (a fields source for [`analyze_headers`]).
+#[inline(always)]
+fn httparse_fields<'h>(
+    hdrs: &'h [httparse::Header<'h>],
+) -> impl Fn(usize, &[HeaderEntry]) -> (&'h [u8], &'h [u8]) + 'h {
+    move |i, _| (hdrs[i].name.as_bytes(), hdrs[i].value)
+}
+
+/// Walks `n` header fields (`field(i, out)`: the name and value of the `i`th, slices of
+/// `buf`, each value followed by optional whitespace and CRLF): checks line endings, writes
+/// each field's entry (spans and flags) to `out` and collects framing information. Errors
+/// carry request statuses; `parse_response` maps every error to 502.
 #[inline]
-fn analyze_headers(
-    buf: &[u8],
-    hdrs: &[httparse::Header<'_>],
-    out: &mut [HeaderEntry; MAX_HEADERS],
+fn analyze_headers<'b>(
+    buf: &'b [u8],
+    n: usize,
+    field: impl Fn(usize, &[HeaderEntry]) -> (&'b [u8], &'b [u8]),
+    out: &mut [HeaderEntry],
 ) -> Result<HeadInfo, HttpError> {
     let mut info = HeadInfo {
         content_length: 0,
@@ -449,9 +462,8 @@ fn analyze_headers(
     let mut te_count = 0u32;
     let mut conn_names_other = false;
 
-    for (i, h) in hdrs.iter().enumerate() {
-        let name = h.name.as_bytes();
-        let value = h.value;
+    for i in 0..n {
+        let (name, value) = field(i, out);
         let name_span = span_of(buf, name);
         let value_span = span_of(buf, value);
 
@@ -520,12 +532,11 @@ fn analyze_headers(
         // Choice: Host and Content-Length are never dropped on request of the
         // Connection header (dropping them would change routing or framing of
         // what we forward); Transfer-Encoding is hop-by-hop anyway.
-        let n = hdrs.len();
         for i in 0..n {
             if out[i].flags & HF_CONNECTION == 0 {
                 continue;
             }
-            let _ = for_each_list_item::<()>(hdrs[i].value, |tok| {
+            let _ = for_each_list_item::<()>(out[i].value.get(buf), |tok| {
                 for e in out[..n].iter_mut() {
                     if e.flags & (HF_HOST | HF_CONTENT_LENGTH) == 0
                         && e.name.get(buf).eq_ignore_ascii_case(tok)
@@ -709,9 +720,20 @@ pub fn parse_request(
     check_target(target, t_off as u32, mid, out)?;
 
     let hdrs = &*req.headers;
-    let info = analyze_headers(buf, hdrs, &mut out.headers)?;
+    let info = analyze_headers(buf, hdrs.len(), httparse_fields(hdrs), &mut out.headers)?;
     out.n_headers = hdrs.len() as u32;
+    finish_request(target, minor, &info, out)
+}
 
+/// What the request line and the header section say together (Host, framing, keep-alive,
+/// Expect, Upgrade), once both are checked: the rest of `out`.
+#[inline]
+fn finish_request(
+    target: &[u8],
+    minor: u8,
+    info: &HeadInfo,
+    out: &mut RequestHead,
+) -> Result<Parsed, HttpError> {
     if info.host_count == 0 && minor == 1 {
         return Err(bad("missing Host header"));
     }
@@ -746,7 +768,7 @@ pub fn parse_request(
     out.expect_continue = (info.expect_continue && minor == 1) as u8;
     // Upgrade is ignored in HTTP/1.0 requests (RFC 9110 §7.8).
     out.upgrade = (info.conn_upgrade && info.has_upgrade && minor == 1) as u8;
-    Ok(Parsed::Complete(head_len as u32))
+    Ok(Parsed::Complete(out.head_len))
 }
 
 /// Validates the request-target and sets path / query / host (authority forms).
@@ -902,7 +924,8 @@ pub fn parse_response(
     }
 
     let hdrs = &*resp.headers;
-    let info = analyze_headers(buf, hdrs, &mut out.headers).map_err(|e| upstream(e.reason))?;
+    let info = analyze_headers(buf, hdrs.len(), httparse_fields(hdrs), &mut out.headers)
+        .map_err(|e| upstream(e.reason))?;
     out.head_len = head_len as u32;
     out.status = status;
     out.version_minor = minor;
