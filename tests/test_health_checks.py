@@ -4,6 +4,7 @@ checks counted by both workers into the same shared state, priority failover, fa
 not, state kept across a reload, and the admin listener's ``GET /status``."""
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import threading
@@ -16,7 +17,8 @@ from typing import Any
 
 from gateway._native import SharedHealth
 from gateway._proto import PassiveChecks, UpstreamGroup, UpstreamNode
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess, raw_exchange, wait_until
+from tests.support.raw_upstream import RawUpstream
 from tests.support.upstream import Upstream, free_port
 from tests.support.upstream_process import UpstreamProcess
 
@@ -347,6 +349,42 @@ def test_a_reload_that_keeps_a_node_keeps_its_state(tmp_path: Path) -> None:
         assert after["changed_at"] == before["changed_at"]
         assert health_of(admin_port, "keep", b.port)["healthy"], "a new node starts healthy"
         assert spread(port, 10, "/y") == {(200, "b"): 10}
+        gw.stop()
+
+
+def coded_or_plain(head: bytes) -> bytes:
+    """gzip-coded answers (read to the close, or chunked) for /coded*, a plain one otherwise."""
+    coded = gzip.compress(b"coded", mtime=0)
+    if head.startswith(b"GET /coded-chunked "):
+        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                + b"%x\r\n%b\r\n0\r\n\r\n" % (len(coded), coded))
+    if head.startswith(b"GET /coded "):
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n" + coded
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Upstream: raw\r\n\r\nplain"
+
+
+def test_a_transfer_coding_an_http10_client_cannot_receive_is_not_the_nodes_failure(
+        tmp_path: Path) -> None:
+    # The node answers soundly; only the client (HTTP/1.0) may not be sent a transfer coding, so
+    # its 502s are no failure of the node: passive checks that would mark it down at the first
+    # one leave it up, and with fail_open off a plain request still reaches it
+    port, admin_port = free_port(), free_port()
+    with ExitStack() as stack:
+        up = stack.enter_context(RawUpstream(coded_or_plain, close_after=True))
+        slow = {"interval": 60}
+        checks = {"active": {"type": "tcp", "healthy": slow, "unhealthy": slow},
+                  "passive": {"unhealthy": {"http_statuses": [502], "http_failures": 1,
+                                            "tcp_failures": 1, "timeouts": 1}},
+                  "fail_open": False}
+        upstream = {"id": "coded", "retries": 0, "checks": checks,
+                    "nodes": [{"host": "127.0.0.1", "port": up.port}]}
+        gw = stack.enter_context(GatewayProcess(tmp_path, config(port, admin_port, [upstream])))
+        for path in [b"/coded", b"/coded-chunked"] * 3:
+            raw = raw_exchange(port, b"GET " + path + b" HTTP/1.0\r\nHost: a.test\r\n\r\n")
+            assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+        health = health_of(admin_port, "coded", up.port)
+        assert health["healthy"] and health["passive"]["failures"] == 0, health
+        assert get(port, "/plain") == (200, "raw", b"plain")
         gw.stop()
 
 

@@ -56,6 +56,7 @@ cdef class Exchange(PhaseRunner):
     cdef int relay_informational(self, UpstreamConnection u, bytes buf, int32_t n) except -1
     cdef void on_response_head(self, UpstreamConnection u, bytes buf, int32_t n,
                                size_t inline_body)
+    cdef bint frames_chunked(self, gw_response_head *r)
     cdef int add_missing_defaults(self, HeadBuffer hb, const char *d, gw_response_head *r,
                                   uint32_t drop) except -1
     cdef void add_missing_default_fields(self, list fields)
@@ -66,6 +67,7 @@ cdef class Exchange(PhaseRunner):
     cdef void on_response_complete(self, UpstreamConnection u, bint upstream_keep_alive)
     cdef void on_upstream_lost(self, UpstreamConnection u, bint got_bytes, object exc)
     cdef void on_head_refused(self)
+    cdef void on_response_unrelayable(self, int upstream_status)
     cdef void on_upstream_failed(self, int status, str message)
     cdef void abort_client(self)
     cdef void respond_error(self, int status, str message)

@@ -428,11 +428,20 @@ cdef class Exchange(PhaseRunner):
                               PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
         if self.default_response_headers is not None:
             self.add_missing_defaults(hb, d, r, drop)
-        hb.end_head(self.version_minor, self.version_minor == 1 and (
-            r.body_kind == GW_BODY_CHUNKED or self.filtering), close)
+        hb.end_head(self.version_minor, self.frames_chunked(r), close)
         if inline_body:
             hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
         self.client.hold_head(hb.take())
+
+    cdef bint frames_chunked(self, gw_response_head *r):
+        """Whether the head gets the gateway's own ``Transfer-Encoding: chunked``: the body
+        goes to an HTTP/1.1 client in chunks and the upstream's own list (codings, then
+        chunked) is not relayed in its place."""
+        if self.version_minor != 1:
+            return False
+        if r.body_kind == GW_BODY_CHUNKED:
+            return not relays_transfer_coding(r)
+        return self.filtering
 
     cdef int add_missing_defaults(self, HeadBuffer hb, const char *d, gw_response_head *r,
                                   uint32_t drop) except -1:
@@ -504,8 +513,7 @@ cdef class Exchange(PhaseRunner):
             hb.add_field(name, value)
         if not has_date:
             hb.add_date()
-        hb.end_head(self.version_minor, self.version_minor == 1 and (
-            r.body_kind == GW_BODY_CHUNKED or self.filtering), close)
+        hb.end_head(self.version_minor, self.frames_chunked(r), close)
         if inline_body:
             hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
         self.client.hold_head(hb.take())
@@ -586,6 +594,17 @@ cdef class Exchange(PhaseRunner):
         self.response_started = False
         self.client.hold_head(None)
         self.on_upstream_failed(502, "invalid response from upstream")
+
+    cdef void on_response_unrelayable(self, int upstream_status):
+        """The upstream answered soundly (``upstream_status``) in a form this client may not be
+        sent (a transfer coding to an HTTP/1.0 or HTTP/2 client): 502, and no failure for the
+        node's passive checks, as the limit is the client's."""
+        self.upstream = None
+        if self.response_done:
+            return
+        self.end_try(upstream_status)
+        self.respond_error(502, "upstream response has a transfer coding this client cannot "
+                                "receive")
 
     cdef void on_upstream_failed(self, int status, str message):
         self.upstream = None

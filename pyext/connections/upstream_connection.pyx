@@ -1,7 +1,10 @@
-cdef inline bint has_transfer_coding(gw_response_head *r):
+cdef inline bint relays_transfer_coding(gw_response_head *r):
+    """The response's Transfer-Encoding goes to the client as it came (the parser left it
+    not hop-by-hop): its body is in codings the gateway does not decode."""
     cdef uint32_t i
     for i in range(r.n_headers):
-        if r.headers[i].flags & GW_HF_TRANSFER_ENCODING:
+        if r.headers[i].flags & (GW_HF_TRANSFER_ENCODING | GW_HF_HOP_BY_HOP) == \
+                GW_HF_TRANSFER_ENCODING:
             return True
     return False
 
@@ -122,8 +125,8 @@ cdef class UpstreamConnection:
                 data = buf[n:]
                 continue
             break
-        if self.head.body_kind == GW_BODY_UNTIL_CLOSE and ex.version_minor != 1 and \
-                has_transfer_coding(&self.head):
+        if ex.version_minor != 1 and self.head.body_kind != GW_BODY_LENGTH and \
+                self.head.body_kind != GW_BODY_NONE and relays_transfer_coding(&self.head):
             # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client (HTTP/2 has none), and
             # the gateway does not decode the codings the body is in
             log.warning("upstream %s:%d sent a transfer-coded body, which an HTTP/%s client "
@@ -131,7 +134,7 @@ cdef class UpstreamConnection:
                         "1.0" if ex.version_minor == 0 else "2")
             self.set_state(U_CLOSED)
             self.transport.abort()
-            ex.on_upstream_failed(502, "invalid response from upstream")
+            ex.on_response_unrelayable(self.head.status)
             return
         self.set_state(U_BODY)
         self.body_kind = self.head.body_kind

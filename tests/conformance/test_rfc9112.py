@@ -5,7 +5,9 @@ closed where the RFC says so, and no byte at the upstream."""
 from __future__ import annotations
 
 import gzip
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -461,6 +463,73 @@ def test_rfc9112_6_3_response_with_final_coding_not_chunked_is_read_until_close(
         body = rest
     assert codings == [b"gzip"], head
     assert body == GZIP_BODY and gzip.decompress(body) == GZIP_PAYLOAD
+
+
+def chunked_coded_answer(head: bytes) -> list[bytes]:
+    """gzip under a final chunked, named in one field or (/two-fields) in two."""
+    fields = (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+              if head.startswith(b"GET /two-fields ") else b"Transfer-Encoding: gzip, chunked\r\n")
+    third = len(GZIP_BODY) // 3
+    pieces = [GZIP_BODY[:third], GZIP_BODY[third:2 * third], GZIP_BODY[2 * third:]]
+    return [b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n",
+            *(b"%x;piece\r\n%b\r\n" % (len(p), p) for p in pieces), b"0\r\n\r\n"]
+
+
+@pytest.fixture(scope="module")
+def chunked_coded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A gateway (its port) in front of an upstream that answers in gzip under a final chunked
+    and keeps its connection open: only the last chunk ends the body."""
+    with RawUpstream(chunked_coded_answer, close_after=False) as upstream:
+        port = free_port()
+        with GatewayProcess(tmp_path_factory.mktemp("te-gzip-chunked"),
+                            base_config(port, upstream.port), workers=1):
+            yield port
+
+
+@pytest.mark.parametrize("path", [b"/one-field", b"/two-fields"])
+def test_rfc9112_6_3_response_with_codings_under_final_chunked_is_chunked(
+        chunked_coded: int, path: bytes) -> None:
+    # 6.3 point 4: chunked is the final coding, so the body ends with its last chunk, not the
+    # upstream's close. The gateway does not decode the gzip under it, so the client is sent the
+    # whole list (6.1: the codings are a property of the message) and the body in them; with
+    # `Connection: close` it closes once the last chunk is relayed
+    raw = raw_exchange(chunked_coded, request(b"GET " + path + b" HTTP/1.1", HOST,
+                                              b"Connection: close"), timeout=5)
+    assert raw.endswith(b"<EOF>"), f"the body's end not found: {raw[:300]!r}"
+    head, _, rest = raw.removesuffix(b"<EOF>").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw[:300]
+    fields = [line.partition(b":") for line in head.split(b"\r\n")[1:]]
+    assert not [v for k, _, v in fields if k.lower() == b"content-length"], head
+    codings = [c.strip(b" \t").lower() for k, _, v in fields if k.lower() == b"transfer-encoding"
+               for c in v.split(b",")]
+    assert codings == [b"gzip", b"chunked"], head
+    assert rest.endswith(b"0\r\n\r\n")
+    body = dechunk(rest)
+    assert body == GZIP_BODY and gzip.decompress(body) == GZIP_PAYLOAD
+
+
+@pytest.mark.parametrize("path", [b"/one-field", b"/two-fields"])
+def test_rfc9112_6_1_codings_under_chunked_are_not_sent_to_http10_client(
+        chunked_coded: int, path: bytes) -> None:
+    # as for a final coding other than chunked: an HTTP/1.0 client may not be sent a transfer
+    # coding and the gateway does not decode gzip, so 502 and none of the body
+    raw = raw_exchange(chunked_coded, request(b"GET " + path + b" HTTP/1.0", HOST), timeout=5)
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:300]
+    assert b"transfer-encoding" not in raw.lower() and GZIP_BODY[:64] not in raw
+
+
+def test_rfc9112_6_1_transfer_coded_response_is_not_sent_to_http2_client(
+        close_delimited: int, chunked_coded: int) -> None:
+    # HTTP/2 has no transfer codings (RFC 9113 8.2.2): 502 for a coded body however it is framed
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not installed")
+    for port, path in ((close_delimited, "/"), (chunked_coded, "/one-field")):
+        proc = subprocess.run([curl, "-sS", "-v", "--http2-prior-knowledge",
+                               f"http://127.0.0.1:{port}{path}"],
+                              capture_output=True, timeout=20, text=True)
+        assert "< HTTP/2 502" in proc.stderr, proc.stderr
+        assert "transfer-encoding" not in proc.stderr.lower()
 
 
 def test_rfc9112_6_3_response_without_framing_is_read_until_close(close_delimited: int) -> None:

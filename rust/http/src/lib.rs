@@ -551,6 +551,16 @@ fn analyze_headers<'b>(
     Ok(info)
 }
 
+/// A response's Transfer-Encoding fields stop being hop-by-hop: they name codings the body is
+/// relayed in, so the client is sent them as they came.
+fn relay_transfer_encoding(headers: &mut [HeaderEntry]) {
+    for e in headers.iter_mut() {
+        if e.flags & HF_TRANSFER_ENCODING != 0 {
+            e.flags &= !HF_HOP_BY_HOP;
+        }
+    }
+}
+
 /// Content-Length = 1*DIGIT, fitting u64. No sign, list, or inner whitespace.
 #[inline]
 fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
@@ -933,15 +943,8 @@ pub fn parse_response(
     out.n_headers = hdrs.len() as u32;
     out.content_length = info.content_length;
 
-    if info.te != TE_NONE {
-        if minor == 0 {
-            return Err(upstream("Transfer-Encoding in HTTP/1.0 response"));
-        }
-        // The proxy re-frames a chunked body itself (plain `chunked`), so codings under a final
-        // chunked would need decoding.
-        if info.te == TE_CHUNKED && info.te_other_codings {
-            return Err(upstream("unsupported Transfer-Encoding in response"));
-        }
+    if info.te != TE_NONE && minor == 0 {
+        return Err(upstream("Transfer-Encoding in HTTP/1.0 response"));
     }
     let mut keep_alive =
         if minor == 1 { !info.conn_close } else { info.conn_keep_alive && !info.conn_close };
@@ -950,17 +953,18 @@ pub fn parse_response(
         if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
             BODY_NONE
         } else if info.te == TE_CHUNKED {
+            // Codings under the final chunked (`gzip, chunked`) are not decoded: the body is
+            // relayed in them, so the whole list goes to the client with it.
+            if info.te_other_codings {
+                relay_transfer_encoding(&mut out.headers[..hdrs.len()]);
+            }
             BODY_CHUNKED
         } else if info.te == TE_UNSUPPORTED {
             // Point 4: a final coding other than chunked, so the body ends when the upstream
             // closes. It is relayed as it came, so its Transfer-Encoding describes it to the
-            // client too: no longer a hop-by-hop field.
+            // client too.
             keep_alive = false;
-            for e in out.headers[..hdrs.len()].iter_mut() {
-                if e.flags & HF_TRANSFER_ENCODING != 0 {
-                    e.flags &= !HF_HOP_BY_HOP;
-                }
-            }
+            relay_transfer_encoding(&mut out.headers[..hdrs.len()]);
             BODY_UNTIL_CLOSE
         } else if info.has_cl {
             if info.content_length > 0 {
