@@ -380,3 +380,47 @@ def test_goaway_on_drain_lets_streams_finish(tmp_path: Path, upstream: Upstream,
     finally:
         c.close()
         gw.stop()
+
+
+def raw_answer(head: bytes) -> bytes:
+    """Responses with fields HTTP/2 must not carry, names in mixed case and no Date."""
+    target = head.split(b" ", 2)[1]
+    if target.startswith(b"/chunked"):
+        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: Chunked\r\n\r\n"
+                b"2\r\nok\r\n0\r\n\r\n")
+    if target.startswith(b"/nocontent"):
+        return b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Kind: None\r\n\r\n"
+    return (b"HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nKeep-Alive: timeout=5\r\n"
+            b"Proxy-Connection: keep-alive\r\nConnection: X-Hop\r\nX-Hop: 1\r\n"
+            b"Content-Length: 2\r\n\r\n" + (b"" if head.startswith(b"HEAD ") else b"ok"))
+
+
+def test_response_fields_become_http2_fields(tmp_path: Path) -> None:
+    """RFC 9113 8.2: names lowercased, connection-specific fields (and those Connection names)
+    dropped, framing left to HTTP/2; Date added as on HTTP/1.1."""
+    forbidden = {"keep-alive", "proxy-connection", "connection", "x-hop", "transfer-encoding"}
+    with RawUpstream(raw_answer) as up:
+        port = free_port()
+        gw = GatewayProcess(tmp_path, base_config(port, up.port), workers=1)
+        gw.start()
+        try:
+            with httpx.Client(http1=False, http2=True, timeout=10) as client:
+                base = f"http://127.0.0.1:{port}"
+                r = client.get(f"{base}/fields")
+                assert r.http_version == "HTTP/2" and r.status_code == 200 and r.content == b"ok"
+                assert r.headers["x-mixed-case"] == "v" and r.headers["content-length"] == "2"
+                assert "date" in r.headers
+                assert [k for k, _ in r.headers.raw if k != k.lower()] == []  # as sent
+                assert not forbidden & set(r.headers.keys()), r.headers
+                r = client.head(f"{base}/fields")
+                assert r.status_code == 200 and r.content == b""
+                assert r.headers["content-length"] == "2"
+                r = client.get(f"{base}/chunked")
+                assert r.content == b"ok" and r.headers["x-kind"] == "Chunked"
+                assert not forbidden & set(r.headers.keys()), r.headers
+                r = client.get(f"{base}/nocontent")
+                assert r.status_code == 204 and r.content == b""
+                assert "content-length" not in r.headers and r.headers["x-kind"] == "None"
+        finally:
+            gw.stop()
+        gw.assert_no_lost_exceptions()

@@ -410,6 +410,12 @@ cdef class Exchange(PhaseRunner):
         if self.route.header_filter or self.consumer_header_filter is not None:
             self.run_header_filter(u, buf, n, close, inline_body, drop)
             return
+        if self.version_minor == 2 and self.extra_response_headers is None and \
+                self.default_response_headers is None:
+            # An HTTP/2 client's HEADERS are made from the parsed fields: no HTTP/1.1 head is
+            # written only to be parsed again (framing fields are HTTP/2's own business).
+            (<H2Stream>self.client).hold_fields(r, buf, n, inline_body, drop)
+            return
         hb = self.client.server.scratch
         hb.start()
         hb.add_status_line(r.status, d, dlen, r.reason)

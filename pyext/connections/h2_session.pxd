@@ -22,6 +22,7 @@ cdef class H2Stream(ClientConnection):
     cdef bint deferred                     # the data source returned DEFERRED: resume on data
     cdef bint upstream_held                # the upstream was paused for this stream's window
     cdef GrpcCall grpc                     # a gRPC route's call: takes the body raw (grpc_h2.pyx)
+    cdef bint held_is_fields               # held_head is hold_fields' packed fields, not a head
     cdef void add_field(self, const uint8_t *name, size_t namelen, const uint8_t *value,
                         size_t valuelen) except *
     cdef void record_field(self, size_t namelen, size_t valuelen)
@@ -31,6 +32,12 @@ cdef class H2Stream(ClientConnection):
     cdef void on_closed(self, uint32_t error_code) except *
     cdef void respond_plain(self, int status, str reason) except *
     cdef void submit_head(self, bytes head, bytes body, bint more) except *
+    cdef void hold_fields(self, gw_response_head *r, bytes buf, int32_t n, size_t inline_body,
+                          uint32_t drop) except *
+    cdef void submit_fields(self, bytes packed, bytes body, bint more) except *
+    cdef void submit_held(self, bytes held, bytes body, bint more) except *
+    cdef void queue_inline_body(self, bytes buf, size_t n)
+    cdef void submit_nv(self, nghttp2_nv *nva, size_t nvlen, bytes body, bint more) except *
     cdef void release_upstream(self)
     cdef void reset(self, uint32_t error_code)
 

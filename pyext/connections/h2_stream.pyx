@@ -152,7 +152,9 @@ cdef class H2Stream(ClientConnection):
 
     cdef void submit_head(self, bytes head, bytes body, bint more) except *:
         """Queues the response HEADERS from an HTTP/1.1 ``head`` the Exchange wrote (bytes
-        past the head are body, as are ``body``); ``more``: body bytes may follow."""
+        past the head are body, as are ``body``); ``more``: body bytes may follow. Local
+        responses and heads plugins rewrote come this way; a proxied head the Exchange did not
+        change comes through hold_fields."""
         cdef H2Connection conn = self.conn
         cdef gw_response_head *r = &conn.rhead
         cdef const char *reason = NULL
@@ -163,8 +165,6 @@ cdef class H2Stream(ClientConnection):
         cdef char status[3]
         cdef gw_header *e
         cdef uint8_t *name
-        cdef nghttp2_data_provider2 provider
-        cdef int rc
         n = gw_parse_response(<const uint8_t *>d, PyBytes_GET_SIZE(head),
                               1 if self.method == b"HEAD" else 0, &conn_limits, r, &reason)
         if n <= 0:
@@ -172,18 +172,9 @@ cdef class H2Stream(ClientConnection):
                       self.stream_id, (<bytes>reason).decode() if reason != NULL else "incomplete")
             self.reset(NGHTTP2_INTERNAL_ERROR)
             return
-        if n < PyBytes_GET_SIZE(head):
-            # body bytes behind the head: framed from `head` itself, past the head, not copied
-            if self.out:
-                self.out.append(head[n:])
-            else:
-                self.out.append(head)
-                self.out_first = n
-            self.out_size += PyBytes_GET_SIZE(head) - n
+        self.queue_inline_body(head, <size_t>n)
         h2_buf_reserve(&conn.names, n)
-        status[0] = <char>(48 + r.status // 100)
-        status[1] = <char>(48 + (r.status // 10) % 10)
-        status[2] = <char>(48 + r.status % 10)
+        status_digits(r.status, status)
         h2_nv_set(&nva[0], <const uint8_t *>b":status", 7, <const uint8_t *>status, 3)
         for i in range(r.n_headers):
             e = &r.headers[i]
@@ -199,6 +190,106 @@ cdef class H2Stream(ClientConnection):
             h2_nv_set(&nva[nvlen], name, e.name.len, <const uint8_t *>d + e.value.off,
                       e.value.len)
             nvlen += 1
+        self.submit_nv(nva, nvlen, body, more)
+
+    cdef void hold_fields(self, gw_response_head *r, bytes buf, int32_t n, size_t inline_body,
+                          uint32_t drop) except *:
+        """Holds the upstream's response (``r``, parsed from ``buf``'s first ``n`` bytes, then
+        ``inline_body`` body bytes) as HEADERS fields, less ``drop`` and what HTTP/2 forbids,
+        plus a Date if it had none: the same fields submit_head would take from the HTTP/1.1
+        head the Exchange writes for it, without writing and re-reading that head. Packed
+        (status, end of the fields, then per field its name's and value's lengths, the
+        lowercased name and the value; the inline body last) so submit_fields only points into
+        it."""
+        cdef HeadBuffer hb = self.server.scratch
+        cdef const char *d = PyBytes_AS_STRING(buf)
+        cdef size_t dlen = <size_t>n, entry, i, j
+        cdef uint32_t word[2]
+        cdef uint32_t skip = drop | H1_ONLY_FIELDS
+        cdef gw_header *e
+        cdef bint has_date = False
+        cdef bytes date
+        hb.start()
+        word[0] = <uint32_t>r.status
+        word[1] = 0
+        hb.add(<const char *>word, 8)
+        for i in range(r.n_headers):
+            e = &r.headers[i]
+            if e.flags & skip:
+                continue
+            if e.flags & GW_HF_DATE:
+                has_date = True
+            entry = hb.length
+            word[0] = e.name.len
+            word[1] = e.value.len
+            hb.add(<const char *>word, 8)
+            hb.add_span(d, dlen, e.name)
+            # HTTP/2 field names are lowercase (RFC 9113 8.2.1)
+            for j in range(entry + 8, hb.length):
+                hb.data[j] = <char>ascii_lower(<uint8_t>hb.data[j])
+            if field_is_keep_alive(<const uint8_t *>hb.data + entry + 8, e.name.len):
+                hb.length = entry
+                continue
+            hb.add_span(d, dlen, e.value)
+        if not has_date:
+            # RFC 9110 6.6.1: a forwarded response without Date gets one ("Date: ...\r\n")
+            date = date_field()
+            word[0] = 4
+            word[1] = <uint32_t>PyBytes_GET_SIZE(date) - 8
+            hb.add(<const char *>word, 8)
+            hb.add("date", 4)
+            hb.add(PyBytes_AS_STRING(date) + 6, word[1])
+        word[0] = <uint32_t>hb.length
+        memcpy(hb.data + 4, word, 4)
+        if inline_body:
+            hb.add_span(d, <size_t>PyBytes_GET_SIZE(buf), span_of(n, inline_body))
+        self.held_head = hb.take()
+        self.held_is_fields = True
+
+    cdef void submit_fields(self, bytes packed, bytes body, bint more) except *:
+        """Queues the response HEADERS from hold_fields' ``packed`` fields."""
+        cdef const uint8_t *d = <const uint8_t *>PyBytes_AS_STRING(packed)
+        cdef nghttp2_nv nva[H2_MAX_RESPONSE_FIELDS]
+        cdef size_t nvlen = 1, at = 8, end
+        cdef uint32_t word[2]
+        cdef char status[3]
+        memcpy(word, d, 8)
+        self.queue_inline_body(packed, word[1])
+        status_digits(word[0], status)
+        h2_nv_set(&nva[0], <const uint8_t *>b":status", 7, <const uint8_t *>status, 3)
+        end = word[1]
+        while at < end and nvlen < H2_MAX_RESPONSE_FIELDS:
+            memcpy(word, d + at, 8)
+            h2_nv_set(&nva[nvlen], d + at + 8, word[0], d + at + 8 + word[0], word[1])
+            at += 8 + <size_t>word[0] + word[1]
+            nvlen += 1
+        self.submit_nv(nva, nvlen, body, more)
+
+    cdef void submit_held(self, bytes held, bytes body, bint more) except *:
+        if self.held_is_fields:
+            self.held_is_fields = False
+            self.submit_fields(held, body, more)
+        else:
+            self.submit_head(held, body, more)
+
+    cdef void queue_inline_body(self, bytes buf, size_t n):
+        """Body bytes behind the head's first ``n`` bytes in ``buf``: framed from ``buf``
+        itself, past the head, not copied."""
+        if n >= <size_t>PyBytes_GET_SIZE(buf):
+            return
+        if self.out:
+            self.out.append(buf[n:])
+        else:
+            self.out.append(buf)
+            self.out_first = n
+        self.out_size += PyBytes_GET_SIZE(buf) - n
+
+    cdef void submit_nv(self, nghttp2_nv *nva, size_t nvlen, bytes body, bint more) except *:
+        """Submits the HEADERS ``nva`` (nghttp2 copies it), with a DATA source if body bytes
+        are queued or may follow."""
+        cdef H2Connection conn = self.conn
+        cdef nghttp2_data_provider2 provider
+        cdef int rc
         if body is not None and PyBytes_GET_SIZE(body):
             self.out.append(body)
             self.out_size += PyBytes_GET_SIZE(body)
@@ -223,6 +314,7 @@ cdef class H2Stream(ClientConnection):
 
     cdef void hold_head(self, bytes head):
         self.held_head = head
+        self.held_is_fields = False
 
     cdef void write_body(self, bytes data):
         cdef bytes head = self.held_head
@@ -230,7 +322,7 @@ cdef class H2Stream(ClientConnection):
             return
         if head is not None:
             self.held_head = None
-            self.submit_head(head, data, True)
+            self.submit_held(head, data, True)
         else:
             self.out.append(data)
             self.out_size += PyBytes_GET_SIZE(data)
@@ -257,7 +349,7 @@ cdef class H2Stream(ClientConnection):
             return
         if head is not None:
             self.held_head = None
-            self.submit_head(head, None, False)
+            self.submit_held(head, None, False)
             return
         self.out_eof = True
         if self.deferred:
@@ -299,6 +391,12 @@ cdef class H2Stream(ClientConnection):
 
     cdef void become_tunnel(self):
         self.reset(NGHTTP2_CONNECT_ERROR)  # never asked: h2 requests carry no Upgrade
+
+
+cdef inline void status_digits(int status, char *out) noexcept nogil:
+    out[0] = <char>(48 + status // 100)
+    out[1] = <char>(48 + (status // 10) % 10)
+    out[2] = <char>(48 + status % 10)
 
 
 cdef inline uint8_t ascii_lower(uint8_t c) noexcept nogil:
