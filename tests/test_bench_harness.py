@@ -52,7 +52,11 @@ def _check_load_entry(label, entry):
     assert s["runs"] >= 1 and s["requests"] > 0
     assert s["rps"] > 0 and s["p99_ms"] > 0
     if label != "direct":
-        assert s["proxy_cpu_us_per_req"] > 0
+        # CPU is read from /proc in clock ticks (10 ms): a loaded machine's 1 s quick run can
+        # pass a handful of requests, all within one tick
+        assert s["proxy_cpu_us_per_req"] >= 0
+        if s["requests"] >= 1000:
+            assert s["proxy_cpu_us_per_req"] > 0
     for run in entry["runs"]:
         assert "Requests/sec" in run["wrk_output"]
 
